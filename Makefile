@@ -1,0 +1,37 @@
+# Namaskah CI: `make up` starts the master, `make test` runs every test. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export TZ := UTC
+export PYTHONPATH := $(CURDIR)/master
+
+.PHONY: up down restart status test test-fast venv images lint-ci
+
+$(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+up: venv
+	@scripts/master_ctl.sh up
+
+down:
+	@scripts/master_ctl.sh down
+
+restart: venv
+	@scripts/master_ctl.sh down
+	@scripts/master_ctl.sh up
+
+status:
+	@scripts/master_ctl.sh status
+
+# The whole suite: unit, config, step, service integration, end-to-end and browser tests.
+test: venv
+	$(PY) -m pytest
+
+# The fast tier: no real master, no browser, no Docker.
+test-fast: venv
+	$(PY) -m pytest -m "not e2e and not docker and not browser"

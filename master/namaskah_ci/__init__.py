@@ -1,0 +1,1 @@
+"""Namaskah CI: the Buildbot master configuration as an importable package."""

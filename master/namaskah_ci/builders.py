@@ -1,0 +1,47 @@
+"""Builder configs: the pipeline, one builder per job of the table."""
+
+from __future__ import annotations
+
+from buildbot.plugins import util
+
+from namaskah_ci.factories import make_check_factory, make_pipeline_factory
+from namaskah_ci.jobs import Job, check_job_names
+from namaskah_ci.schedulers import PIPELINE
+from namaskah_ci.settings import Settings
+from namaskah_ci.workers import WorkerPlan, resolve_interpreter, worker_name
+
+
+def builder_names(jobs: tuple[Job, ...]) -> list[str]:
+    return [PIPELINE, *(job.name for job in jobs)]
+
+
+def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -> list:
+    """A fresh list of BuilderConfigs."""
+    result = [
+        util.BuilderConfig(
+            name=PIPELINE,
+            workernames=[worker_name(PIPELINE)],
+            factory=make_pipeline_factory(check_job_names(jobs)),
+            tags=["pipeline"],
+            description="Fans out to every check for one revision",
+        )
+    ]
+    for job in jobs:
+        result.append(
+            util.BuilderConfig(
+                name=job.name,
+                workernames=[worker_name(job.name)],
+                factory=make_check_factory(
+                    job,
+                    settings,
+                    runner=plan.runner,
+                    interpreter=resolve_interpreter(settings, job.python),
+                    pip_cache=f"{plan.pip_cache_root}/pip-{job.python}",
+                ),
+                # each request is one pipeline's revision: never merge two of them
+                collapseRequests=False,
+                tags=["check" if job.in_pipeline else "analysis"],
+                description=f"{job.context} (timeout {job.timeout_minutes} min)",
+            )
+        )
+    return result

@@ -1,0 +1,20 @@
+"""Change sources: the git poller on `[repo] url` (all branches)."""
+
+from __future__ import annotations
+
+from buildbot.plugins import changes
+
+from namaskah_ci.settings import Settings
+
+
+def make_change_sources(settings: Settings) -> list:
+    return [
+        changes.GitPoller(
+            repourl=settings.repo_url,
+            branches=True,
+            pollInterval=settings.repo.poll_interval,
+            pollAtLaunch=True,
+            workdir=str(settings.basedir / "gitpoller"),
+            project="namaskah",
+        )
+    ]

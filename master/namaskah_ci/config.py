@@ -1,0 +1,47 @@
+"""`build_config(settings)`: the whole BuildmasterConfig dict, built fresh on each call."""
+
+from __future__ import annotations
+
+from namaskah_ci.builders import builder_names, make_builders
+from namaskah_ci.changes import make_change_sources
+from namaskah_ci.janitor import ReportsJanitor
+from namaskah_ci.jobs import make_jobs
+from namaskah_ci.schedulers import make_schedulers
+from namaskah_ci.secrets import make_secret_providers
+from namaskah_ci.settings import Settings
+from namaskah_ci.workers import make_plan, make_workers
+from namaskah_ci.www import make_www
+
+
+class ConfigError(Exception):
+    """The settings do not fit the job table; the message names the key."""
+
+
+def build_config(settings: Settings) -> dict:
+    jobs = make_jobs(coverage_min=settings.checks.coverage_min)
+    names = {job.name for job in jobs if job.in_pipeline}
+    for required in settings.checks.required:
+        if required not in names:
+            raise ConfigError(
+                f"[checks] required: {required!r} is not a check builder (known: {', '.join(sorted(names))})"
+            )
+    builders = builder_names(jobs)
+    return {
+        "title": settings.master.title,
+        "titleURL": settings.buildbot_url,
+        "buildbotURL": settings.buildbot_url,
+        "buildbotNetUsageData": None,
+        "db": {"db_url": settings.database_url},
+        "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface=127.0.0.1"}},
+        "workers": make_workers(settings, builders),
+        "change_source": make_change_sources(settings),
+        "schedulers": make_schedulers(settings, jobs),
+        "builders": make_builders(settings, jobs, make_plan(settings)),
+        "services": [
+            ReportsJanitor(
+                root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days
+            )
+        ],
+        "secretsProviders": make_secret_providers(settings),
+        "www": make_www(settings),
+    }

@@ -1,0 +1,167 @@
+"""Build factories: one per job of the table, plus the `pipeline` fan-out.
+
+A check build is: checkout, required-tools check, the job's virtualenv (cached
+in the builder directory, rebuilt when the requirement files change), per-build
+services when the job has some, the job's commands, optional secret-gated
+uploads, published reports and service teardown. Every command gets at most
+what is left of the job's timeout.
+"""
+
+from __future__ import annotations
+
+import time
+
+from buildbot.plugins import steps, util
+from buildbot.process.factory import BuildFactory
+
+from namaskah_ci.jobs import REPORTS_DIR, Job
+from namaskah_ci.settings import Settings
+from namaskah_ci.steps.fanout import FanOut
+from namaskah_ci.steps.gated import SECRET_FILE_PLACEHOLDER, SecretGatedCommand
+from namaskah_ci.steps.reports import PublishReports, reports_url
+from namaskah_ci.steps.services import StartServices, StopServices
+
+VENV_DIR = "venv"  # in the builder directory, beside the checkout: survives `git clean`
+DEADLINE_PROPERTY = "job_deadline"
+
+
+def check_scheduler_name(job_name: str) -> str:
+    return f"check-{job_name}"
+
+
+@util.renderer
+def remaining_time(props) -> int:
+    """Seconds left before the job's deadline (at least 1): the maxTime of each command."""
+    deadline = props.getProperty(DEADLINE_PROPERTY)
+    if deadline is None:
+        return 3600
+    return max(1, int(deadline - time.time()))
+
+
+def _deadline(minutes: int):
+    @util.renderer
+    def deadline(props) -> float:
+        return time.time() + minutes * 60
+
+    return deadline
+
+
+def job_env(job: Job, pip_cache: str) -> dict:
+    env: dict = {
+        "PATH": [util.Interpolate(f"%(prop:builddir)s/{VENV_DIR}/bin"), "${PATH}"],
+        "VIRTUAL_ENV": util.Interpolate(f"%(prop:builddir)s/{VENV_DIR}"),
+        "PIP_CACHE_DIR": pip_cache,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if "postgres" in job.services:
+        env["DATABASE_URL"] = util.Interpolate("%(prop:DATABASE_URL)s")
+    if "redis" in job.services:
+        env["REDIS_URL"] = util.Interpolate("%(prop:REDIS_URL)s")
+    return env
+
+
+def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: str, pip_cache: str) -> BuildFactory:
+    """The steps of one check job: `runner` runs helper scripts, `interpreter` creates the virtualenv."""
+    env = job_env(job, pip_cache)
+    timing = {"maxTime": remaining_time, "timeout": 20 * 60}
+    factory = BuildFactory()
+    factory.addStep(
+        steps.SetProperty(
+            name="deadline",
+            property=DEADLINE_PROPERTY,
+            value=_deadline(job.timeout_minutes),
+            hideStepIf=True,
+        )
+    )
+    factory.addStep(
+        steps.Git(
+            repourl=settings.repo_url,
+            mode="full",
+            method="fresh",
+            haltOnFailure=True,
+            progress=False,
+        )
+    )
+    factory.addStep(steps.MakeDirectory(dir=util.Interpolate(f"%(prop:builddir)s/build/{REPORTS_DIR}"), hideStepIf=True))
+    if job.tools:
+        factory.addStep(
+            steps.ShellCommand(
+                name="required tools",
+                command=[runner, "scripts/ci_require_tools.py", *job.tools],
+                haltOnFailure=True,
+                **timing,
+            )
+        )
+    venv_cmd = [runner, "scripts/ci_venv.py", "--python", interpreter, "--venv", f"../{VENV_DIR}"]
+    for requirement in job.requirements:
+        venv_cmd += ["-r", requirement]
+    factory.addStep(
+        steps.ShellCommand(
+            name=f"virtualenv (Python {job.python})",
+            command=venv_cmd,
+            env={"PIP_CACHE_DIR": pip_cache, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            haltOnFailure=True,
+            **timing,
+        )
+    )
+    if job.services:
+        factory.addStep(StopServices(name="reap stale services", env=env, flunkOnFailure=False, hideStepIf=True))
+        factory.addStep(StartServices(job.services, env=env, **timing))
+    for command in job.commands:
+        factory.addStep(
+            steps.ShellCommand(
+                name=command.name,
+                command=list(command.argv),
+                env=env,
+                haltOnFailure=command.halt_on_failure,
+                logEnviron=False,
+                **timing,
+            )
+        )
+    if job.codecov:
+        factory.addStep(
+            SecretGatedCommand(
+                "codecov_token",
+                ["python", "scripts/ci_codecov.py", "--token-file", SECRET_FILE_PLACEHOLDER,
+                 "--file", f"{REPORTS_DIR}/coverage.xml", "--flag", job.name],
+                name="codecov",
+                env=env,
+                logEnviron=False,
+                flunkOnFailure=False,
+                warnOnFailure=True,
+                **timing,
+            )
+        )
+    if job.safety:
+        factory.addStep(
+            SecretGatedCommand(
+                "safety_api_key",
+                ["python", "scripts/ci_safety.py", "--key-file", SECRET_FILE_PLACEHOLDER,
+                 "-r", "requirements.txt", "--output", f"{REPORTS_DIR}/safety.json"],
+                name="safety",
+                env=env,
+                logEnviron=False,
+                **timing,
+            )
+        )
+    if job.reports:
+        factory.addStep(
+            PublishReports(
+                reports_root=util.Interpolate(
+                    f"{settings.basedir}/reports/%(prop:buildername)s/%(prop:buildnumber)s"
+                ),
+                base_url=reports_url(settings.buildbot_url),
+                reports=job.reports,
+            )
+        )
+    if job.services:
+        factory.addStep(StopServices(env=env, alwaysRun=True, flunkOnFailure=True))
+    return factory
+
+
+def make_pipeline_factory(check_names: list[str]) -> BuildFactory:
+    """Fan out to every check in parallel; the build's result is the worst of them."""
+    factory = BuildFactory()
+    factory.addStep(FanOut(schedulerNames=[check_scheduler_name(name) for name in check_names]))
+    return factory

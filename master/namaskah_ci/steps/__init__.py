@@ -1,0 +1,1 @@
+"""Custom build steps: fan-out, per-build services, reports, secret-gated commands."""

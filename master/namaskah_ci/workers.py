@@ -1,0 +1,55 @@
+"""Workers: one LocalWorker per builder in local mode (docker mode: see issue #5).
+
+Local mode runs every build on the master's host. Helper scripts run with the
+master's own Python (3.11+, stdlib only); each job's virtualenv is created with
+the interpreter `[workers] interpreters` names for its Python version, found on
+the PATH or under pyenv. A missing interpreter is reported by the job's
+virtualenv step, naming what to install.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+from buildbot.plugins import worker
+
+from namaskah_ci.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What the factories need to know about where a job runs."""
+
+    runner: str  # runs the repository's helper scripts
+    pip_cache_root: str
+
+
+def worker_name(builder: str) -> str:
+    """Worker names must be identifiers: `local-test-py3_9` for `test-py3.9`."""
+    return "local-" + builder.replace(".", "_")
+
+
+def resolve_interpreter(settings: Settings, version: str) -> str:
+    """The interpreter for a Python version: PATH first, then pyenv; the bare name if neither has it."""
+    name = settings.workers.interpreters.get(version, f"python{version}")
+    found = shutil.which(name)
+    if found:
+        return found
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))
+    return candidates[-1] if candidates else name
+
+
+def make_plan(settings: Settings) -> WorkerPlan:
+    return WorkerPlan(runner=sys.executable, pip_cache_root=str(settings.basedir / "cache"))
+
+
+def make_workers(settings: Settings, builder_names: list[str]) -> list:
+    """A fresh list of workers, one per builder."""
+    if settings.workers.mode != "local":
+        raise ValueError("[workers] mode = 'docker' needs the docker worker module (not configured in this build)")
+    return [worker.LocalWorker(worker_name(name)) for name in builder_names]
