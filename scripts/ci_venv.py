@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Create or refresh a job's virtualenv, reusing it while its requirements are unchanged.
+"""Find or build the virtualenv for an interpreter and a set of requirement files.
 
-    ci_venv.py --python python3.9 --venv ../venv -r requirements-dev.txt
+    ci_venv.py --python python3.9 --cache-root CACHE -r requirements-dev.txt
+    → prints VENV=CACHE/venvs/py3.9-<hash>
 
-The venv is stamped with a hash of the interpreter version and the
-requirement files (and the files they include with -r). A matching stamp
-means nothing to do; otherwise the venv is rebuilt from scratch and the stamp
+The venv's directory is named by a hash of the interpreter version and the
+requirement files (and the files they include with -r), so every job with the
+same Python and requirements shares one venv, and a change to a requirement
+file gets a new one. A lock file serialises concurrent builders; the stamp is
 written last, so a crash half-way leaves no stamp and the next build starts
 over. pip downloads go to PIP_CACHE_DIR. Stdlib only; Python 3.9+.
 """
@@ -13,6 +15,7 @@ over. pip downloads go to PIP_CACHE_DIR. Stdlib only; Python 3.9+.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -40,22 +43,43 @@ def requirement_files(paths: list[str]) -> list[str]:
     return seen
 
 
-def fingerprint(python: str, files: list[str]) -> str:
-    version = subprocess.run(
+def python_version(python: str) -> str:
+    return subprocess.run(
         [python, "-c", "import sys; print(sys.version)"], check=True, capture_output=True, text=True
     ).stdout
+
+
+def fingerprint(version: str, files: list[str]) -> str:
     digest = hashlib.sha256(version.encode())
     for path in files:
-        digest.update(path.encode())
+        digest.update(os.path.basename(path).encode())
         with open(path, "rb") as handle:
             digest.update(handle.read())
     return digest.hexdigest()
 
 
+def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
+    started = time.monotonic()
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([python, "-m", "venv", venv], check=True)
+    if requirements:
+        command = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--progress-bar", "off"]
+        for path in requirements:
+            command += ["-r", path]
+        result = subprocess.run(command, stdout=sys.stderr)
+        if result.returncode != 0:
+            print(f"ci_venv: pip install failed with exit code {result.returncode}", file=sys.stderr)
+            return result.returncode
+    with open(os.path.join(venv, STAMP), "w", encoding="utf-8") as handle:
+        handle.write(stamp + "\n")
+    print(f"ci_venv: built {venv} with {python} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, help="interpreter to create the venv with")
-    parser.add_argument("--venv", required=True, help="virtualenv directory")
+    parser.add_argument("--cache-root", required=True, help="directory holding the shared venvs")
     parser.add_argument("-r", "--requirement", action="append", default=[], help="requirements file (repeatable)")
     args = parser.parse_args(argv)
 
@@ -71,28 +95,23 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"ci_venv: requirements file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    stamp = fingerprint(python, requirement_files(args.requirement))
-    stamp_path = os.path.join(args.venv, STAMP)
-    if os.path.isfile(stamp_path):
-        with open(stamp_path, encoding="utf-8") as handle:
-            if handle.read().strip() == stamp:
-                print(f"ci_venv: {args.venv} is up to date ({python})")
-                return 0
-    started = time.monotonic()
-    shutil.rmtree(args.venv, ignore_errors=True)
-    subprocess.run([python, "-m", "venv", args.venv], check=True)
-    venv_python = os.path.join(args.venv, "bin", "python")
-    if args.requirement:
-        command = [venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
-        for path in args.requirement:
-            command += ["-r", path]
-        result = subprocess.run(command)
-        if result.returncode != 0:
-            print(f"ci_venv: pip install failed with exit code {result.returncode}", file=sys.stderr)
-            return result.returncode
-    with open(stamp_path, "w", encoding="utf-8") as handle:
-        handle.write(stamp + "\n")
-    print(f"ci_venv: built {args.venv} with {python} in {time.monotonic() - started:.1f}s")
+    version = python_version(python)
+    stamp = fingerprint(version, requirement_files(args.requirement))
+    short = ".".join(version.split()[0].split(".")[:2])
+    venvs = os.path.join(os.path.abspath(args.cache_root), "venvs")
+    os.makedirs(venvs, exist_ok=True)
+    venv = os.path.join(venvs, f"py{short}-{stamp[:16]}")
+    with open(venv + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another builder may be building the same venv
+        stamp_path = os.path.join(venv, STAMP)
+        fresh = os.path.isfile(stamp_path) and open(stamp_path, encoding="utf-8").read().strip() == stamp
+        if fresh:
+            print(f"ci_venv: reusing {venv}", file=sys.stderr)
+        else:
+            rc = build(python, venv, args.requirement, stamp)
+            if rc:
+                return rc
+    print(f"VENV={venv}")
     return 0
 
 

@@ -38,56 +38,57 @@ def interpreter_for(version: str) -> str:
     return str(candidates[-1]) if candidates else f"python{version}"
 
 
-def run(command: list[str], env: dict, log: list[str]) -> int:
-    log.append("$ " + " ".join(command))
+def run(command: list[str], env: dict) -> int:
     print("+", " ".join(command), flush=True)
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
-def run_job(job: Job, pip_cache_root: Path) -> dict:
+def capture(command: list[str], env: dict) -> tuple[int, dict]:
+    """Run a helper that prints KEY=VALUE lines; return its exit code and those values."""
+    print("+", " ".join(command), flush=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    values = {}
+    for line in done.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isupper():
+            values[key] = value.strip()
+    return done.returncode, values
+
+
+def run_job(job: Job, cache_root: Path) -> dict:
     started = time.monotonic()
-    venv = STATE / f"venv-{job.name}"
-    env = dict(os.environ, PIP_CACHE_DIR=str(pip_cache_root / f"pip-{job.python}"), PYTHONUNBUFFERED="1")
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(venv)
-    log: list[str] = []
+    env = dict(os.environ, PIP_CACHE_DIR=str(cache_root / f"pip-{job.python}"), PYTHONUNBUFFERED="1")
     failed: list[str] = []
     shutil.rmtree(ROOT / REPORTS_DIR, ignore_errors=True)
     (ROOT / REPORTS_DIR).mkdir()
     services_dir = STATE / f"services-{job.name}"
     try:
-        if job.tools and run([sys.executable, "scripts/ci_require_tools.py", *job.tools], env, log):
+        if job.tools and run([sys.executable, "scripts/ci_require_tools.py", *job.tools], env):
             return {"job": job.name, "result": "failure", "failed": ["required tools"], "seconds": 0.0}
-        venv_cmd = [sys.executable, "scripts/ci_venv.py", "--python", interpreter_for(job.python), "--venv", str(venv)]
+        venv_cmd = [sys.executable, "scripts/ci_venv.py", "--python", interpreter_for(job.python)]
+        venv_cmd += ["--cache-root", str(cache_root)]
         for requirement in job.requirements:
             venv_cmd += ["-r", requirement]
-        if run(venv_cmd, env, log):
+        rc, values = capture(venv_cmd, env)
+        if rc or "VENV" not in values:
             return {"job": job.name, "result": "failure", "failed": ["virtualenv"], "seconds": 0.0}
+        env["PATH"] = f"{values['VENV']}/bin{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = values["VENV"]
         if job.services:
-            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env, log)
-            start = subprocess.run(
-                ["python", "scripts/ci_services.py", "start", "--state-dir", str(services_dir)]
-                + [f"--{name}" for name in job.services],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if start.returncode:
-                print(start.stderr, file=sys.stderr)
+            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env)
+            start_cmd = ["python", "scripts/ci_services.py", "start", "--state-dir", str(services_dir)]
+            rc, values = capture(start_cmd + [f"--{name}" for name in job.services], env)
+            if rc:
                 return {"job": job.name, "result": "failure", "failed": ["services"], "seconds": 0.0}
-            for line in start.stdout.splitlines():
-                key, sep, value = line.partition("=")
-                if sep and key in ("DATABASE_URL", "REDIS_URL"):
-                    env[key] = value
+            env.update({k: v for k, v in values.items() if k in ("DATABASE_URL", "REDIS_URL")})
         for command in job.commands:
-            if run(list(command.argv), env, log):
+            if run(list(command.argv), env):
                 failed.append(command.name)
                 if command.halt_on_failure:
                     break
     finally:
         if job.services:
-            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env, log)
+            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env)
         target = ROOT / REPORTS_DIR
         if target.exists():
             final = ROOT / ".state" / "local-checks" / "reports" / job.name
@@ -103,14 +104,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("jobs", nargs="*", help=f"jobs to run (default: all of {', '.join(j.name for j in jobs)})")
     parser.add_argument("--json", help="write per-job results and durations here")
-    parser.add_argument("--pip-cache", default=str(STATE / "cache"), help="pip cache root (per Python version)")
+    parser.add_argument("--cache-root", default=str(STATE / "cache"), help="pip caches and virtualenvs")
     args = parser.parse_args(argv)
     unknown = [name for name in args.jobs if name not in {job.name for job in jobs}]
     if unknown:
         parser.error(f"unknown job(s): {', '.join(unknown)}")
     selected = [job for job in jobs if not args.jobs or job.name in args.jobs]
     STATE.mkdir(parents=True, exist_ok=True)
-    results = [run_job(job, Path(args.pip_cache)) for job in selected]
+    results = [run_job(job, Path(args.cache_root)) for job in selected]
     print("\nsummary:")
     for item in results:
         print(f"  {item['job']:<16} {item['result']:<8} {item['seconds']:7.1f}s {', '.join(item['failed'])}")

@@ -21,7 +21,9 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
         util.BuilderConfig(
             name=PIPELINE,
             workernames=[worker_name(PIPELINE)],
-            factory=make_pipeline_factory(check_job_names(jobs)),
+            factory=make_pipeline_factory(
+                [name for name in check_job_names(jobs) if name not in settings.checks.disabled]
+            ),
             tags=["pipeline"],
             description="Fans out to every check for one revision",
         )
@@ -36,7 +38,7 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
                     settings,
                     runner=plan.runner,
                     interpreter=resolve_interpreter(settings, job.python),
-                    pip_cache=f"{plan.pip_cache_root}/pip-{job.python}",
+                    cache_root=plan.cache_root,
                 ),
                 # each request is one pipeline's revision: never merge two of them
                 collapseRequests=False,

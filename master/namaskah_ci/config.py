@@ -20,11 +20,12 @@ class ConfigError(Exception):
 def build_config(settings: Settings) -> dict:
     jobs = make_jobs(coverage_min=settings.checks.coverage_min)
     names = {job.name for job in jobs if job.in_pipeline}
-    for required in settings.checks.required:
-        if required not in names:
-            raise ConfigError(
-                f"[checks] required: {required!r} is not a check builder (known: {', '.join(sorted(names))})"
-            )
+    for key in ("required", "disabled"):
+        for name in getattr(settings.checks, key):
+            if name not in names:
+                raise ConfigError(
+                    f"[checks] {key}: {name!r} is not a check builder (known: {', '.join(sorted(names))})"
+                )
     builders = builder_names(jobs)
     return {
         "title": settings.master.title,

@@ -21,7 +21,7 @@ from namaskah_ci.steps.gated import SECRET_FILE_PLACEHOLDER, SecretGatedCommand
 from namaskah_ci.steps.reports import PublishReports, reports_url
 from namaskah_ci.steps.services import StartServices, StopServices
 
-VENV_DIR = "venv"  # in the builder directory, beside the checkout: survives `git clean`
+VENV_PROPERTY = "venv"  # the job's virtualenv, shared by jobs with the same Python and requirements
 DEADLINE_PROPERTY = "job_deadline"
 
 
@@ -46,10 +46,17 @@ def _deadline(minutes: int):
     return deadline
 
 
+def parse_venv(rc: int, stdout: str, stderr: str) -> dict[str, str]:
+    for line in stdout.splitlines():
+        if line.startswith("VENV="):
+            return {VENV_PROPERTY: line[len("VENV="):].strip()}
+    return {}
+
+
 def job_env(job: Job, pip_cache: str) -> dict:
     env: dict = {
-        "PATH": [util.Interpolate(f"%(prop:builddir)s/{VENV_DIR}/bin"), "${PATH}"],
-        "VIRTUAL_ENV": util.Interpolate(f"%(prop:builddir)s/{VENV_DIR}"),
+        "PATH": [util.Interpolate(f"%(prop:{VENV_PROPERTY})s/bin"), "${PATH}"],
+        "VIRTUAL_ENV": util.Interpolate(f"%(prop:{VENV_PROPERTY})s"),
         "PIP_CACHE_DIR": pip_cache,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PYTHONUNBUFFERED": "1",
@@ -61,8 +68,9 @@ def job_env(job: Job, pip_cache: str) -> dict:
     return env
 
 
-def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: str, pip_cache: str) -> BuildFactory:
+def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: str, cache_root: str) -> BuildFactory:
     """The steps of one check job: `runner` runs helper scripts, `interpreter` creates the virtualenv."""
+    pip_cache = f"{cache_root}/pip-{job.python}"
     env = job_env(job, pip_cache)
     timing = {"maxTime": remaining_time, "timeout": 20 * 60}
     factory = BuildFactory()
@@ -93,13 +101,14 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
                 **timing,
             )
         )
-    venv_cmd = [runner, "scripts/ci_venv.py", "--python", interpreter, "--venv", f"../{VENV_DIR}"]
+    venv_cmd = [runner, "scripts/ci_venv.py", "--python", interpreter, "--cache-root", cache_root]
     for requirement in job.requirements:
         venv_cmd += ["-r", requirement]
     factory.addStep(
-        steps.ShellCommand(
+        steps.SetPropertyFromCommand(
             name=f"virtualenv (Python {job.python})",
             command=venv_cmd,
+            extract_fn=parse_venv,
             env={"PIP_CACHE_DIR": pip_cache, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
             haltOnFailure=True,
             **timing,

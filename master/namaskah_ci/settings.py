@@ -48,6 +48,7 @@ class WorkersSection:
     mode: str
     port: int
     interpreters: dict[str, str]
+    cache_dir: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,7 @@ class SecretsSection:
 @dataclasses.dataclass(frozen=True)
 class ChecksSection:
     required: list[str]
+    disabled: list[str]
     coverage_min: int
     report_retention_days: int
 
@@ -129,6 +131,10 @@ class Settings:
     @property
     def secrets_dir(self) -> Path:
         return resolve_path(self.secrets.dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return resolve_path(self.workers.cache_dir) if self.workers.cache_dir else self.basedir / "cache"
 
     @property
     def repo_url(self) -> str:

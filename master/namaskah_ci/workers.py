@@ -25,7 +25,7 @@ class WorkerPlan:
     """What the factories need to know about where a job runs."""
 
     runner: str  # runs the repository's helper scripts
-    pip_cache_root: str
+    cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
 
 
 def worker_name(builder: str) -> str:
@@ -45,7 +45,7 @@ def resolve_interpreter(settings: Settings, version: str) -> str:
 
 
 def make_plan(settings: Settings) -> WorkerPlan:
-    return WorkerPlan(runner=sys.executable, pip_cache_root=str(settings.basedir / "cache"))
+    return WorkerPlan(runner=sys.executable, cache_root=str(settings.cache_dir))
 
 
 def make_workers(settings: Settings, builder_names: list[str]) -> list:

@@ -1,0 +1,235 @@
+"""Test harness: a real Buildbot master as a subprocess on free ports, a scratch git repository
+holding the reference service, and bounded REST polling.
+
+Every wait is bounded; `RunningMaster.stop()` ends the master's whole process
+group, so no test leaves a master behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+# The files of this checkout that make up "the reference service" a scratch repository holds.
+SERVICE_PATHS = (
+    "app",
+    "migrations",
+    "tests/app",
+    "scripts",
+    "alembic.ini",
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-static.txt",
+    "requirements-perf.txt",
+    "gitleaks.toml",
+    ".semgrep",
+    ".flake8",
+    "mypy.ini",
+    "pyproject.toml",
+    "Dockerfile",
+    ".dockerignore",
+    "locustfile.py",
+)
+# pip downloads and job virtualenvs shared by every test master, so only the first run is cold
+SHARED_CACHE = ROOT / ".state" / "test-cache"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    done = subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True, timeout=60)
+    return done.stdout.strip()
+
+
+def make_service_repo(path: Path, branch: str = "main") -> Path:
+    """A git repository holding a copy of the reference service, one commit on `branch`."""
+    path.mkdir(parents=True)
+    for name in SERVICE_PATHS:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif source.exists():
+            shutil.copy2(source, path / name)
+    git(path, "init", "-q", "-b", branch)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "reference service")
+    return path
+
+
+def commit_file(repo: Path, relative: str, content: str, message: str, branch: str | None = None) -> str:
+    if branch:
+        git(repo, "checkout", "-q", "-B", branch)
+    target = repo / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    git(repo, "add", relative)
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (urllib.error.URLError, ConnectionError, OSError, ValueError, sqlite3.Error) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
+
+
+class RunningMaster:
+    """A master subprocess; `api()` reads its REST API."""
+
+    def __init__(self, basedir: Path, www_port: int, process: subprocess.Popen, env: dict):
+        self.basedir = basedir
+        self.www_port = www_port
+        self.process = process
+        self.env = env
+        self.url = f"http://127.0.0.1:{www_port}/"
+
+    def api(self, path: str, **params: Any) -> dict:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        url = f"{self.url}api/v2/{path}" + (f"?{query}" if query else "")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+
+    def builds(self, builder: str) -> list[dict]:
+        return self.api(f"builders/{builder}/builds", property="*")["builds"]
+
+    def finished_builds(self, builder: str) -> list[dict]:
+        return [b for b in self.builds(builder) if b["complete"]]
+
+    def wait_builds(self, builder: str, count: int, timeout: float) -> list[dict]:
+        return wait_for(
+            f"{count} finished build(s) of {builder}",
+            lambda: (lambda done: done if len(done) >= count else None)(self.finished_builds(builder)),
+            timeout,
+            interval=2,
+        )
+
+    def steps(self, build: dict) -> list[dict]:
+        return self.api(f"builds/{build['buildid']}/steps")["steps"]
+
+    def log_text(self, logid: int) -> str:
+        with urllib.request.urlopen(f"{self.url}api/v2/logs/{logid}/raw", timeout=10) as response:
+            return response.read().decode("utf-8", "replace")
+
+    def twistd_log(self) -> str:
+        path = self.basedir / "twistd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+
+
+def write_settings(path: Path, basedir: Path, repo: Path, www_port: int, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[master]
+basedir = "{basedir}"
+
+[www]
+port = {www_port}
+
+[workers]
+port = {free_port()}
+cache_dir = "{SHARED_CACHE}"
+
+[repo]
+url = "{repo}"
+poll_interval = 2
+tree_stable_seconds = 1
+
+[secrets]
+dir = "{basedir.parent / 'secrets'}"
+{extra}
+"""
+    )
+    return path
+
+
+def start_master(tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None) -> RunningMaster:
+    """Create and start a master on free ports, polling `repo`; wait until its REST API answers."""
+    basedir = tmp / "master"
+    www_port = free_port()
+    settings = write_settings(tmp / "pipeline-test.toml", basedir, repo, www_port, extra_settings)
+    (tmp / "secrets").mkdir(exist_ok=True, mode=0o700)
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    run_env.update(env or {})
+    run_env.update(PIPELINE_CONFIG=str(settings), TZ="UTC", PYTHONPATH=str(ROOT / "master"))
+    buildbot = str(VENV_BIN / "buildbot")
+    db = f"sqlite:///{basedir / 'state.sqlite'}"
+    subprocess.run(
+        [buildbot, "create-master", "-q", "-r", f"--config={ROOT / 'master' / 'master.cfg'}", f"--db={db}", str(basedir)],
+        check=True,
+        env=run_env,
+        timeout=120,
+        capture_output=True,
+    )
+    log = open(tmp / "master-stdout.log", "w")
+    process = subprocess.Popen(
+        [buildbot, "start", "--nodaemon", str(basedir)],
+        env=run_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    master = RunningMaster(basedir, www_port, process, run_env)
+    try:
+        wait_for("the master's REST API", lambda: process.poll() is None and master.api("builders"), 90)
+    except AssertionError:
+        master.stop()
+        raise AssertionError(f"master did not start:\n{master.twistd_log()[-3000:]}") from None
+    return master
+
+
+def poller_heads(master: RunningMaster) -> dict:
+    """The branch heads the git poller has recorded in the master's database ({} before its first poll)."""
+    connection = sqlite3.connect(f"file:{master.basedir / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = connection.execute("SELECT value_json FROM object_state WHERE name = 'lastRev'").fetchall()
+    finally:
+        connection.close()
+    return json.loads(rows[0][0]) if rows else {}
+
+
+def wait_poller_ready(master: RunningMaster, timeout: float = 60) -> dict:
+    """Wait until the git poller has recorded the repository's heads (so new commits become changes)."""
+    return wait_for("the git poller's first poll", lambda: poller_heads(master), timeout)
