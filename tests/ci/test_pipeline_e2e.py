@@ -1,0 +1,135 @@
+"""End to end: a real master polls a scratch repository holding the reference service.
+
+One commit on `main` gives one `pipeline` build and one build of every check
+for that revision; the checks this machine can run succeed and the ones whose
+tools are missing fail naming what to install. A second commit that breaks a
+unit test fails both test builders and the pipeline.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness import ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+CHECKS = (
+    "test-py3.9",
+    "test-py3.11",
+    "lint",
+    "integration",
+    "migration-test",
+    "security",
+    "container-scan",
+    "secrets-scan",
+)
+BUILD_TIMEOUT = 900
+
+
+def tool_available(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def runnable_here() -> set[str]:
+    """The checks that can succeed on this machine (their external tools are installed)."""
+    runnable = set(CHECKS) - {"container-scan", "secrets-scan"}
+    if tool_available("gitleaks"):
+        runnable.add("secrets-scan")
+    return runnable
+
+
+def builds_for(master, builder: str, revision: str) -> list[dict]:
+    return [
+        b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision
+    ]
+
+
+def step_text(master, build: dict) -> str:
+    texts = []
+    for step in master.steps(build):
+        texts.append(f"{step['name']}: {step['state_string']}")
+        for log in master.api(f"steps/{step['stepid']}/logs")["logs"]:
+            texts.append(master.log_text(log["logid"]))
+    return "\n".join(texts)
+
+
+@pytest.fixture
+def pipeline_master(tmp_path):
+    repo = make_service_repo(tmp_path / "repo")
+    master = start_master(tmp_path, repo)
+    try:
+        wait_poller_ready(master)
+        yield master, repo
+    finally:
+        # let running builds end (their servers are torn down by the builds themselves), then stop
+        try:
+            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+        finally:
+            master.stop()
+
+
+def test_commit_on_main_fans_out_to_every_check(pipeline_master):
+    master, repo = pipeline_master
+    good = commit_file(repo, "app/NOTES.md", "pipeline e2e\n", "docs: a note")
+    pipeline = wait_for(
+        "the pipeline build of the first commit",
+        lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == good],
+        BUILD_TIMEOUT,
+        interval=3,
+    )
+    assert len(pipeline) == 1, "one pipeline build per new head"
+    results = {}
+    for check in CHECKS:
+        builds = builds_for(master, check, good)
+        assert len(builds) == 1, f"{check}: expected one build for {good[:8]}, got {len(builds)}"
+        results[check] = builds[0]["results"]
+    failures = {name: step_text(master, builds_for(master, name, good)[0]) for name, r in results.items() if r != 0}
+    for check in runnable_here():
+        assert results[check] == 0, f"{check} failed:\n{failures.get(check, '')[-4000:]}"
+    for check in set(CHECKS) - runnable_here():
+        assert results[check] == 2, f"{check} should fail here (missing tool), got result {results[check]}"
+        assert "missing tool" in failures[check], failures[check][-2000:]
+    summary = pipeline[0]["state_string"]
+    expected = 0 if runnable_here() == set(CHECKS) else 2
+    assert pipeline[0]["results"] == expected, summary
+    fanout = [s for s in master.steps(pipeline[0]) if s["name"] == "checks"][0]
+    for check in CHECKS:
+        assert check in fanout["state_string"], fanout["state_string"]
+    # reports are uploaded and served
+    test_build = builds_for(master, "test-py3.11", good)[0]
+    urls = [u for s in master.steps(test_build) for u in s["urls"]]
+    names = {u["name"] for u in urls}
+    assert {"reports", "coverage XML", "coverage HTML", "JUnit XML"} <= names, names
+    coverage_url = [u["url"] for u in urls if u["name"] == "coverage XML"][0]
+    relative = coverage_url.split("/plugins/", 1)[1]
+    import urllib.request
+
+    with urllib.request.urlopen(f"{master.url}plugins/{relative}", timeout=10) as response:
+        assert b"<coverage" in response.read()
+
+
+def test_breaking_a_unit_test_fails_the_matrix_and_the_pipeline(pipeline_master):
+    master, repo = pipeline_master
+    broken = commit_file(
+        repo,
+        "tests/app/unit/test_zz_broken.py",
+        "def test_deliberately_broken():\n    assert 1 + 1 == 3\n",
+        "test: break the suite",
+    )
+    pipeline = wait_for(
+        "the pipeline build of the breaking commit",
+        lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == broken],
+        BUILD_TIMEOUT,
+        interval=3,
+    )
+    assert pipeline[0]["results"] == 2
+    for check in ("test-py3.9", "test-py3.11"):
+        build = builds_for(master, check, broken)[0]
+        assert build["results"] == 2, f"{check} should fail"
+        assert "test_deliberately_broken" in step_text(master, build)
+    assert "test-py3.9: failure" in pipeline[0]["state_string"] or "failed" in pipeline[0]["state_string"]
+    assert git(repo, "rev-parse", "HEAD") == broken
+    assert ROOT.exists()
