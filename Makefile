@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TZ := UTC
 export PYTHONPATH := $(CURDIR)/master
 
-.PHONY: up down restart status test test-fast venv images lint-ci
+.PHONY: up down restart status test test-fast venv deps images
 
 $(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,16 @@ $(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-up: venv
+deps:
+	@scripts/install_deps.sh
+
+up: deps venv
 	@scripts/master_ctl.sh up
 
 down:
 	@scripts/master_ctl.sh down
 
-restart: venv
+restart: deps venv
 	@scripts/master_ctl.sh down
 	@scripts/master_ctl.sh up
 
@@ -30,6 +33,7 @@ status:
 
 # The whole suite: unit, config, step, service integration, end-to-end and browser tests.
 test: venv
+	@scripts/install_deps.sh --with-browser
 	$(PY) -m pytest
 
 # The fast tier: no real master, no browser, no Docker.
