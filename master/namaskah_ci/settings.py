@@ -41,6 +41,8 @@ class WwwSection:
     port: int
     bind: str
     public_view: bool
+    admins: list[str]
+    admin_groups: list[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RepoSection:
 @dataclasses.dataclass(frozen=True)
 class SecretsSection:
     dir: str
+    env_prefix: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +91,12 @@ class DeploySection:
 
 
 @dataclasses.dataclass(frozen=True)
+class GithubSection:
+    api_url: str
+    repository: str
+
+
+@dataclasses.dataclass(frozen=True)
 class NotifySection:
     email_to: list[str]
     email_from: str
@@ -106,6 +115,7 @@ SECTIONS: dict[str, type] = {
     "deploy.production": DeploySection,
     "deploy.staging": DeploySection,
     "notify": NotifySection,
+    "github": GithubSection,
 }
 WORKER_MODES = ("local", "docker")
 
@@ -123,6 +133,7 @@ class Settings:
     render: RenderSection
     deploy: dict[str, DeploySection]
     notify: NotifySection
+    github: GithubSection
 
     @property
     def basedir(self) -> Path:
@@ -297,6 +308,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         raise SettingsError("[checks] coverage_min: must be a percentage (0-100)")
     if not merged["repo"]["branches"]:
         raise SettingsError("[repo] branches: must name at least one branch")
+    repository = merged["github"]["repository"]
+    if repository and (repository.count("/") != 1 or not all(repository.split("/"))):
+        raise SettingsError(f"[github] repository: expected owner/name, got {repository!r}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEFAULTS_FILE) -> Settings:
