@@ -184,7 +184,10 @@ def _flatten(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
             if not table:
                 continue
         if name not in SECTIONS:
-            raise SettingsError(f"{source}: unknown section [{name}] (known: {', '.join(SECTIONS)})")
+            # [deploy.qa] arrives as {"deploy": {"qa": {...}}}: name the table the user wrote
+            subtables = [f"{name}.{k}" for k, v in table.items() if isinstance(v, dict)]
+            shown = ", ".join(subtables) if subtables and len(subtables) == len(table) else name
+            raise SettingsError(f"{source}: unknown section [{shown}] (known: {', '.join(SECTIONS)})")
         out[name] = table
     return out
 
