@@ -78,6 +78,7 @@ class ChecksSection:
 @dataclasses.dataclass(frozen=True)
 class RenderSection:
     api_url: str
+    request_timeout_seconds: int  # per HTTP request to Render, the hooks and the deployed service
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,8 @@ class DeploySection:
     health_retries: int
     health_interval_seconds: int
     smoke_paths: list[str]
+    live_timeout_seconds: int  # how long a deploy may take to go live (Render API polling)
+    poll_interval_seconds: int  # between two Render API status polls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +307,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         table = merged[section]
         if table["health_retries"] < 1:
             raise SettingsError(f"[{section}] health_retries: must be at least 1")
+        for key in ("poll_interval_seconds", "live_timeout_seconds"):
+            if table[key] < 1:
+                raise SettingsError(f"[{section}] {key}: must be at least 1")
         for path in table["smoke_paths"]:
             if not path.startswith("/"):
                 raise SettingsError(f"[{section}] smoke_paths: {path!r} must start with '/'")
