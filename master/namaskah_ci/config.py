@@ -6,8 +6,9 @@ from namaskah_ci.builders import builder_names, make_builders
 from namaskah_ci.changes import make_change_sources
 from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.jobs import make_jobs
+from namaskah_ci.reporters import make_reporters
 from namaskah_ci.schedulers import make_schedulers
-from namaskah_ci.secrets import make_secret_providers
+from namaskah_ci.secrets import make_secret_providers, secret_available
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import make_plan, make_workers
 from namaskah_ci.www import make_www
@@ -41,7 +42,8 @@ def build_config(settings: Settings) -> dict:
         "services": [
             ReportsJanitor(
                 root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days
-            )
+            ),
+            *make_reporters(settings, jobs, lambda name: secret_available(settings, name)),
         ],
         "secretsProviders": make_secret_providers(settings),
         "www": make_www(settings),

@@ -1,28 +1,83 @@
-"""The web UI: plugins (waterfall, console, grid, badges) and the reports dashboard."""
+"""The web UI: plugins (waterfall, console, grid, badges, reports), login, access rules, change hooks.
+
+- Login: bcrypt htpasswd from the `admin_htpasswd` secret, or GitHub OAuth
+  when its client id/secret secrets exist (`auth.py`).
+- Access: `authz.py` (anyone views unless `[www] public_view = false`; only
+  admins control anything, deploy and rollback above all).
+- Change hooks: `/change_hook/github` when the `webhook_secret` secret exists,
+  `/change_hook/base` for admins only (`webhook.py`).
+- Badges (`/plugins/badges/<builder>.svg`) need the cairo library
+  (Debian: libcairo2). They are public by nature, so they are switched off
+  when `[www] public_view = false`.
+- No avatars: the stock gravatar lookup would send users' e-mail hashes to a
+  third party.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
+from buildbot.plugins import util
+
+from namaskah_ci.auth import make_auth
+from namaskah_ci.authz import make_authz
 from namaskah_ci.reports_app import ReportsApp
+from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
+from namaskah_ci.webhook import AdminBaseHookHandler, StrictGitHubEventHandler
+
+WEBHOOK_SECRET = "webhook_secret"
+GITHUB_TOKEN = "github_token"
 
 
-def make_www(settings: Settings) -> dict:
-    """A fresh `c['www']` dict."""
+def make_change_hook_dialects(settings: Settings, has_secret: Callable[[str], bool]) -> dict:
+    """`c['www']['change_hook_dialects']`: base for admins; github when its secret exists."""
+    dialects: dict = {"base": {"custom_class": AdminBaseHookHandler, "admins": list(settings.www.admins)}}
+    if has_secret(WEBHOOK_SECRET):
+        github: dict = {
+            "class": StrictGitHubEventHandler,
+            "secret": util.Secret(WEBHOOK_SECRET),
+            "strict": True,
+            "github_api_endpoint": settings.github.api_url,
+            "pullrequest_ref": "merge",
+        }
+        if has_secret(GITHUB_TOKEN):
+            github["token"] = util.Secret(GITHUB_TOKEN)
+        dialects["github"] = github
+    return dialects
+
+
+def make_plugins(settings: Settings) -> dict:
+    plugins: dict = {
+        "waterfall_view": {},
+        "console_view": {},
+        "grid_view": {},
+        "wsgi_dashboards": [
+            {
+                "name": "reports",
+                "caption": "Reports",
+                "app": ReportsApp(str(settings.basedir / "reports")),
+                "order": 20,
+                "icon": "file-text",
+            }
+        ],
+    }
+    if settings.www.public_view:
+        plugins["badges"] = {}
+    return plugins
+
+
+def make_www(settings: Settings, has_secret: Callable[[str], bool] | None = None) -> dict:
+    """A fresh `c['www']` dict; `has_secret(name)` defaults to looking at the configured providers."""
+    if has_secret is None:
+        def has_secret(name: str) -> bool:
+            return secret_available(settings, name)
+
     return {
         "port": f"tcp:{settings.www.port}:interface={settings.www.bind}",
-        "plugins": {
-            "waterfall_view": {},
-            "console_view": {},
-            "grid_view": {},
-            "badges": {},
-            "wsgi_dashboards": [
-                {
-                    "name": "reports",
-                    "caption": "Reports",
-                    "app": ReportsApp(str(settings.basedir / "reports")),
-                    "order": 20,
-                    "icon": "file-text",
-                }
-            ],
-        },
+        "plugins": make_plugins(settings),
+        "auth": make_auth(settings, has_secret),
+        "authz": make_authz(settings),
+        "change_hook_dialects": make_change_hook_dialects(settings, has_secret),
+        "avatar_methods": [],
     }
