@@ -51,6 +51,15 @@ class WorkersSection:
     port: int
     interpreters: dict[str, str]
     cache_dir: str
+    # docker mode (docs/docker.md)
+    docker_host: str
+    extra_docker_hosts: list[str]
+    network_mode: str
+    master_host: str
+    images: dict[str, str]
+    service_ready_timeout: int
+    instance_name: str
+    app_base_image: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +130,7 @@ SECTIONS: dict[str, type] = {
     "github": GithubSection,
 }
 WORKER_MODES = ("local", "docker")
+NETWORK_MODES = ("host", "per-build")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +307,13 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     mode = merged["workers"]["mode"]
     if mode not in WORKER_MODES:
         raise SettingsError(f"[workers] mode: must be one of {', '.join(WORKER_MODES)}, got {mode!r}")
+    network_mode = merged["workers"]["network_mode"]
+    if network_mode not in NETWORK_MODES:
+        raise SettingsError(
+            f"[workers] network_mode: must be one of {', '.join(NETWORK_MODES)}, got {network_mode!r}"
+        )
+    if merged["workers"]["service_ready_timeout"] < 1:
+        raise SettingsError("[workers] service_ready_timeout: must be at least 1 second")
     for section, key in (("www", "port"), ("workers", "port"), ("notify", "smtp_port")):
         port = merged[section][key]
         if not 1 <= port <= 65535:
