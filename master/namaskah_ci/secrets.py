@@ -45,10 +45,9 @@ SECRET_NAMES = (
     "webhook_secret",
     "notify_webhook_url",
     ADMIN_HTPASSWD,
-    GITHUB_OAUTH_CLIENT_ID,
-    GITHUB_OAUTH_CLIENT_SECRET,
-    WORKER_PASSWORD_SECRET,
 )
+# switch features on when present: GitHub login (both), docker-mode worker logins
+OPTIONAL_SECRET_NAMES = (GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, WORKER_PASSWORD_SECRET)
 
 # values taken out of os.environ by SecretInEnvironment, kept for reconfigs: {env var: value}
 _CAPTURED_ENV: dict[str, str] = {}
