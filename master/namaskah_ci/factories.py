@@ -96,6 +96,8 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
         factory.addStep(
             steps.ShellCommand(
                 name="required tools",
+                description="checking tools",
+                descriptionDone=f"tools: {', '.join(job.tools)}",
                 command=[runner, "scripts/ci_require_tools.py", *job.tools],
                 haltOnFailure=True,
                 **timing,
@@ -107,6 +109,8 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
     factory.addStep(
         steps.SetPropertyFromCommand(
             name=f"virtualenv (Python {job.python})",
+            description="preparing virtualenv",
+            descriptionDone=f"virtualenv (Python {job.python})",
             command=venv_cmd,
             extract_fn=parse_venv,
             env={"PIP_CACHE_DIR": pip_cache, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
@@ -121,6 +125,8 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
         factory.addStep(
             steps.ShellCommand(
                 name=command.name,
+                description=f"running {command.name}",
+                descriptionDone=command.name,
                 command=list(command.argv),
                 env=env,
                 haltOnFailure=command.halt_on_failure,

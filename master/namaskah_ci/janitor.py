@@ -46,16 +46,14 @@ class ReportsJanitor(service.BuildbotService):
     def reconfigService(self, root, max_age_days, interval_seconds=3600):
         self.root = root
         self.max_age_days = max_age_days
-        self.interval_seconds = interval_seconds
+        if getattr(self, "_loop", None) is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = task.LoopingCall(self.sweep)
+        self._loop.start(interval_seconds, now=True)
         return super().reconfigService()
 
-    def startService(self):
-        self._loop = task.LoopingCall(self.sweep)
-        self._loop.start(self.interval_seconds, now=True)
-        return super().startService()
-
     def stopService(self):
-        if self._loop.running:
+        if getattr(self, "_loop", None) is not None and self._loop.running:
             self._loop.stop()
         return super().stopService()
 

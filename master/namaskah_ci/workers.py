@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -33,15 +33,37 @@ def worker_name(builder: str) -> str:
     return "local-" + builder.replace(".", "_")
 
 
-def resolve_interpreter(settings: Settings, version: str) -> str:
-    """The interpreter for a Python version: PATH first, then pyenv; the bare name if neither has it."""
-    name = settings.workers.interpreters.get(version, f"python{version}")
-    found = shutil.which(name)
-    if found:
-        return found
+def _usable(candidate: str) -> bool:
+    """The interpreter runs and can create virtualenvs (Debian splits venv/ensurepip out)."""
+    try:
+        probe = subprocess.run([candidate, "-c", "import venv, ensurepip"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def interpreter_candidates(name: str, version: str) -> list[str]:
+    """PATH entries first (pyenv shims skipped: they fail outside a selected version), then pyenv installs."""
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        path = os.path.join(directory, name)
+        if directory.rstrip("/").endswith("/shims") or not os.access(path, os.X_OK) or os.path.isdir(path):
+            continue
+        found.append(path)
+    if os.path.isabs(name):
+        found.insert(0, name)
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates = sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))
-    return candidates[-1] if candidates else name
+    found += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))[::-1]
+    return found
+
+
+def resolve_interpreter(settings: Settings, version: str) -> str:
+    """The interpreter for a Python version; the bare name (the job then fails naming it) if none works."""
+    name = settings.workers.interpreters.get(version, f"python{version}")
+    for candidate in interpreter_candidates(name, version):
+        if _usable(candidate):
+            return candidate
+    return name
 
 
 def make_plan(settings: Settings) -> WorkerPlan:

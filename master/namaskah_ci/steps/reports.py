@@ -13,6 +13,7 @@ from twisted.internet import defer, threads
 
 from buildbot.process import buildstep
 from buildbot.steps.transfer import DirectoryUpload
+from buildbot.process.buildstep import CommandMixin
 
 from namaskah_ci.jobs import REPORTS_DIR, Report
 
@@ -21,7 +22,7 @@ def reports_url(buildbot_url: str) -> str:
     return f"{buildbot_url}plugins/wsgi_dashboards/reports/"
 
 
-class PublishReports(DirectoryUpload):
+class PublishReports(CommandMixin, DirectoryUpload):
     """A DirectoryUpload that links the index and each declared report that exists."""
 
     renderables = ["reports_root"]
@@ -51,7 +52,7 @@ class PublishReports(DirectoryUpload):
         present = yield threads.deferToThread(self._present, self.declared, self.reports_root)
         for report in present:
             yield self.addURL(report.title, f"{index}{report.path}")
-        self.descriptionDone = f"published {len(present)} report(s)" if present else "published reports"
+        self.descriptionDone = f"published {len(present)} report(s)" if present else "no declared report written"
         return result
 
     @staticmethod

@@ -1,0 +1,291 @@
+"""Docker mode: a `DockerLatentWorker` per check builder, one fresh container per build.
+
+- `NamaskahDockerWorker`: the stock latent worker (``build_wait_timeout=0``)
+  whose containers carry this master's labels, mount the per-Python cache
+  volume (pip downloads and job virtualenvs under ``/cache``) and, on first
+  use of a Docker host, remove the leftovers of this master's earlier runs.
+- `ServiceDockerWorker`: for jobs with services (`integration`,
+  `migration-test`). Before the worker container it starts PostgreSQL and/or
+  Redis containers, waits (bounded) until they accept connections, and hands
+  `DATABASE_URL` / `REDIS_URL` to the build as properties and container
+  environment. `stop_instance` removes them whatever ended the build
+  (success, failure, cancel, worker loss); a service that never gets ready
+  ends the build (EXCEPTION, "worker cannot substantiate") with the reason in
+  the build's preparation log, and nothing is left behind.
+
+Every Docker call runs in a thread (`deferToThread`), as DockerLatentWorker
+itself does. Worker passwords are Buildbot's random per-start passwords
+(`getRandomPass`): they exist only in the master's memory and the container's
+environment, and are never logged. See docs/docker.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+
+from twisted.internet import defer, threads
+from twisted.python import log
+
+from buildbot.interfaces import LatentWorkerCannotSubstantiate
+from buildbot.worker.docker import DockerLatentWorker
+
+from namaskah_ci import docker_services as ds
+from namaskah_ci.jobs import Job
+from namaskah_ci.settings import Settings
+
+CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
+DEFAULT_IMAGES = {
+    "3.9": "namaskah-ci/worker:py3.9",
+    "3.11": "namaskah-ci/worker:py3.11",
+    "tools": "namaskah-ci/tools:latest",
+    "postgres": "namaskah-ci/postgres:15",
+    "redis": "namaskah-ci/redis:7",
+}
+DOCKER_SOCKET = "/var/run/docker.sock"
+_incarnation: str | None = None
+_reaps: dict[tuple[str, str], defer.Deferred] = {}
+
+
+def incarnation() -> str:
+    """Identifies this master process: containers of other incarnations of this master are leftovers."""
+    global _incarnation
+    if _incarnation is None:
+        _incarnation = uuid.uuid4().hex[:12]
+    return _incarnation
+
+
+def instance_name(settings: Settings, master_name: str) -> str:
+    """The label value naming this master: `[workers] instance_name`, or a hash of host and basedir."""
+    if settings.workers.instance_name:
+        return settings.workers.instance_name
+    return "namaskah-" + hashlib.sha256(master_name.encode()).hexdigest()[:12]
+
+
+def docker_worker_name(builder: str, host_index: int = 0) -> str:
+    base = "docker-" + re.sub(r"[^A-Za-z0-9_-]", "_", builder)
+    return base if host_index == 0 else f"{base}-h{host_index + 1}"
+
+
+def docker_hosts(settings: Settings) -> list[str]:
+    return [settings.workers.docker_host, *settings.workers.extra_docker_hosts]
+
+
+def image_for(settings: Settings, job: Job) -> str:
+    """The image a job runs in: `images[<job name>]`, the tools image for jobs with tools, else its Python."""
+    images = {**DEFAULT_IMAGES, **settings.workers.images}
+    if job.name in images:
+        return images[job.name]
+    if job.tools:
+        return images["tools"]
+    return images[job.python]
+
+
+def cache_volume(python: str) -> str:
+    return f"namaskah-ci-cache-py{python}"
+
+
+def is_local_path(url: str) -> bool:
+    return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url) and os.path.isabs(url)
+
+
+class _LabellingClient:
+    """A docker.APIClient that adds this worker's labels (and network) to the containers it creates."""
+
+    def __init__(self, client, labels: dict[str, str]):
+        self._client = client
+        self._labels = labels
+
+    def create_container(self, image, command=None, **kwargs):
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), **self._labels}
+        return self._client.create_container(image, command, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class NamaskahDockerWorker(DockerLatentWorker):
+    """A latent worker for one check builder; see the module docstring."""
+
+    def checkConfig(self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs):
+        super().checkConfig(name, password, docker_host, **kwargs)
+
+    @defer.inlineCallbacks
+    def reconfigService(
+        self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs
+    ):
+        yield super().reconfigService(name, password, docker_host, **kwargs)
+        self.instance_label = instance or ("namaskah-" + self.masterhash)
+        self.extra_env = dict(extra_env or {})
+        self.cache_volume_name = cache_volume
+        self.build_key = None
+
+    # --- labels, environment, leftovers -------------------------------------------------
+    def container_labels(self, role: str = "worker") -> dict[str, str]:
+        return ds.labels_for(self.instance_label, incarnation(), self.build_key or "", role, self.workername)
+
+    def _getDockerClient(self, client_args):
+        return _LabellingClient(super()._getDockerClient(client_args), self.container_labels())
+
+    def createEnvironment(self, build=None):
+        return {**self.extra_env, **super().createEnvironment(build)}
+
+    def _client_args(self) -> dict:
+        return {**self.client_args, "base_url": self.docker_host}
+
+    def reap_leftovers_once(self) -> defer.Deferred:
+        """The first worker to use a Docker host removes this master's leftovers there, once per run."""
+        key = (self.docker_host, self.instance_label)
+        if key not in _reaps:
+            d = threads.deferToThread(self._thd_reap, self._client_args(), self.instance_label, incarnation())
+            d.addCallback(lambda reaped: reaped and log.msg(f"docker: removed leftovers of an earlier run: {reaped}"))
+            d.addErrback(log.err, f"docker: could not remove leftovers on {self.docker_host}")
+            _reaps[key] = d
+        waiter: defer.Deferred = defer.Deferred()
+        _reaps[key].addBoth(lambda result: (waiter.callback(None), result)[1])
+        return waiter
+
+    def _thd_reap(self, client_args, instance, current):
+        client = super()._getDockerClient(client_args)
+        try:
+            return ds.reap_leftovers(client, instance, current)
+        finally:
+            client.close()
+
+    def _thd_prepare(self, client_args):
+        client = super()._getDockerClient(client_args)
+        try:
+            if self.cache_volume_name:
+                ds.ensure_volume(
+                    client,
+                    self.cache_volume_name,
+                    {ds.LABEL_MASTER: self.instance_label, ds.LABEL_ROLE: "cache"},
+                )
+        finally:
+            client.close()
+
+    @defer.inlineCallbacks
+    def start_instance(self, build):
+        yield self.reap_leftovers_once()
+        if self.build_key is None:
+            self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
+        yield threads.deferToThread(self._thd_prepare, self._client_args())
+        result = yield super().start_instance(build)
+        return result
+
+    def stop_instance(self, fast=False):
+        self.build_key = None
+        return super().stop_instance(fast)
+
+
+class ServiceDockerWorker(NamaskahDockerWorker):
+    """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
+
+    def checkConfig(self, name, password, docker_host, *, service_kinds=(), service_images=None,
+                    network_mode="host", ready_timeout=60, **kwargs):
+        super().checkConfig(name, password, docker_host, **kwargs)
+
+    @defer.inlineCallbacks
+    def reconfigService(self, name, password, docker_host, *, service_kinds=(), service_images=None,
+                        network_mode="host", ready_timeout=60, **kwargs):
+        yield super().reconfigService(name, password, docker_host, **kwargs)
+        # not `self.services`: that name belongs to Buildbot's service machinery
+        self.service_kinds = tuple(service_kinds)
+        self.service_images = dict(service_images or {})
+        self.network_mode = network_mode
+        self.ready_timeout = ready_timeout
+        self.ports = ds.PortAllocator(local=ds.is_local_engine(docker_host))
+        self.service_state = None
+
+    def _specs(self, network: str) -> tuple[list[ds.ServiceSpec], list[int]]:
+        specs, ports = [], []
+        per_build = network != "host"
+        for kind in self.service_kinds:
+            port = (5432 if kind == "postgres" else 6379) if per_build else self.ports.allocate()
+            host = kind if per_build else "127.0.0.1"
+            listen = "*" if per_build and kind == "postgres" else ("0.0.0.0" if per_build else "127.0.0.1")
+            if not per_build:
+                ports.append(port)
+            if kind == "postgres":
+                specs.append(ds.postgres_spec(self.service_images["postgres"], host, port, ds.new_password(), listen))
+            else:
+                specs.append(ds.redis_spec(self.service_images["redis"], host, port, listen))
+        return specs, ports
+
+    def _thd_start_services(self, client_args, specs, network, labels):
+        client = super()._getDockerClient(client_args)
+        try:
+            if network != "host":
+                ds.create_network(client, network, labels)
+            try:
+                return ds.start_services(
+                    client, specs, labels, network, f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}",
+                    self.ready_timeout,
+                )
+            except BaseException:
+                ds.remove_build_resources(client, [], network)
+                raise
+        finally:
+            client.close()
+
+    @defer.inlineCallbacks
+    def start_instance(self, build):
+        yield self.reap_leftovers_once()
+        self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
+        network = "host" if self.network_mode == "host" else f"namaskah-{self.build_key}"[:60]
+        specs, ports = self._specs(network)
+        labels = self.container_labels("service")
+        client_args = self._client_args()
+        try:
+            containers = yield threads.deferToThread(self._thd_start_services, client_args, specs, network, labels)
+        except ds.ServiceError as exc:
+            self.ports.release(ports)
+            self.build_key = None
+            raise LatentWorkerCannotSubstantiate(f"{self.workername}: {exc}") from exc
+        except Exception:
+            self.ports.release(ports)
+            self.build_key = None
+            raise
+        self.service_state = (client_args, list(containers), network, ports)
+        urls = {spec.env_key: spec.url for spec in specs}
+        self.extra_env.update(urls)
+        for key, value in urls.items():
+            build.setProperty(key, value, "service containers", runtime=True)
+        if network != "host":
+            self.hostconfig = {**self.hostconfig, "network_mode": network}
+        log.msg(f"{self.workername}: {', '.join(containers.values())} ready for {self.build_key}")
+        try:
+            result = yield super().start_instance(build)
+        except BaseException:
+            yield self.remove_services()
+            raise
+        return result
+
+    @defer.inlineCallbacks
+    def stop_instance(self, fast=False):
+        try:
+            yield super().stop_instance(fast)
+        finally:
+            yield self.remove_services()
+
+    @defer.inlineCallbacks
+    def remove_services(self):
+        state, self.service_state = self.service_state, None
+        for key in ("DATABASE_URL", "REDIS_URL"):
+            self.extra_env.pop(key, None)
+        if state is None:
+            return
+        client_args, containers, network, ports = state
+        try:
+            yield threads.deferToThread(self._thd_remove, client_args, containers, network)
+        finally:
+            self.ports.release(ports)
+
+    def _thd_remove(self, client_args, containers, network):
+        client = super()._getDockerClient(client_args)
+        try:
+            ds.remove_build_resources(client, containers, network)
+        finally:
+            client.close()

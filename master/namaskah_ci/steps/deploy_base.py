@@ -1,0 +1,235 @@
+"""What every deploy and rollback step shares: the environment's target, property names,
+master-side HTTP that never logs a URL, secrets, sleeping and the step's summary.
+
+Deploy steps run on the master (no worker command): HTTP goes through Buildbot's
+`HTTPSession` (txrequests in a thread pool), so the reactor never blocks and no
+secret is ever handed to a worker's environment. An `HttpFailure` carries only
+the kind of error ("connection refused", "timed out"), never the URL or the
+exception text, because a deploy hook's URL is itself the secret. Every line a
+step writes to its log also passes Buildbot's secret redaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from twisted.internet import defer
+
+from buildbot.process import buildstep
+from buildbot.process.properties import Secret
+from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
+from buildbot.util import asyncSleep
+from buildbot.util.httpclientservice import HTTPSession
+
+# Build properties the deploy and rollback builds set (and the deploy history reads).
+PROP_ENVIRONMENT = "deploy_environment"
+PROP_REVISION = "deploy_revision"  # deploy: the revision deployed; rollback: the target
+PROP_DEPLOY_ID = "render_deploy_id"  # the Render deploy that is (to be) live
+PROP_STARTED = "deploy_started"  # the hook (or rollback) was accepted: production may have changed
+PROP_ATTEMPTED = "deploy_attempted"  # the deploy or rollback was tried (the notification is due)
+PROP_HOOK_AT = "deploy_hook_at"  # epoch seconds the hook accepted the deploy
+PROP_FAILURE = "deploy_failure"  # the first thing that failed, in words
+PROP_ROLLED_BACK_TO = "rolled_back_to"  # revision an automatic rollback went back to
+PROP_ROLLBACK_DEPLOY_ID = "rollback_deploy_id"
+PROP_ROLLBACK_STARTED = "rollback_started"
+PROP_ROLLBACK_RESULT = "rollback_result"  # "healthy", "unhealthy", "failed: ...", "nothing to roll back to"
+PROP_NOT_CONFIGURED = "deploy_not_configured"  # why the build ended SKIPPED
+PROP_GATE_PIPELINE = "gate_pipeline"  # set by the pipeline's deploy gate when it triggers a deploy
+PROP_GATE_OVERRIDE = "gate_override"  # a forced deploy whose pipeline did not pass
+PROP_OVERRIDE_REQUEST = "override_gate"  # the force form's checkbox
+PROP_ROLLBACK_REQUEST = "rollback_target"  # the rollback force form's revision field
+
+API_KEY_SECRET = "render_api_key"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployTarget:
+    """One environment: where it lives, which secrets deploy it, how long to wait."""
+
+    environment: str
+    branch: str
+    url: str
+    deploy_hook_secret: str
+    rollback_hook_secret: str
+    service_id_secret: str
+    api_url: str
+    wait_seconds: int
+    health_retries: int
+    health_interval_seconds: int
+    smoke_paths: tuple[str, ...]
+    live_timeout_seconds: int
+    poll_interval_seconds: int
+    request_timeout_seconds: int
+    deploy_builder: str
+    rollback_builder: str
+    api_key_secret: str = API_KEY_SECRET
+
+    @property
+    def history_builders(self) -> tuple[str, str]:
+        return (self.deploy_builder, self.rollback_builder)
+
+    def page(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+
+class HttpFailure(Exception):
+    """No HTTP answer; the message names the kind of failure only (never a URL)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpAnswer:
+    code: int
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body.decode("utf-8"))
+
+    def json_or_none(self) -> Any:
+        try:
+            return self.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+def describe_http_error(exc: BaseException) -> str:
+    """A URL-free description of a failed request."""
+    name = type(exc).__name__
+    if "Timeout" in name or isinstance(exc, defer.TimeoutError):
+        return "timed out"
+    if "SSL" in name:
+        return "TLS error"
+    if "Connection" in name or isinstance(exc, ConnectionError):
+        return "connection failed"
+    return f"request failed ({name})"
+
+
+def short(revision: str | None) -> str:
+    return (revision or "?")[:7]
+
+
+def same_revision(a: str | None, b: str | None) -> bool:
+    """Equal commits, one possibly abbreviated (at least 7 characters)."""
+    if not a or not b:
+        return False
+    a, b = a.strip().lower(), b.strip().lower()
+    if len(a) < 7 or len(b) < 7:
+        return a == b
+    return a.startswith(b) or b.startswith(a)
+
+
+def with_ref(hook_url: str, revision: str) -> str:
+    """The hook URL with `ref=<revision>` appended to its query."""
+    base, _, fragment = hook_url.partition("#")
+    joined = f"{base}{'&' if '?' in base else '?'}ref={revision}"
+    return f"{joined}#{fragment}" if fragment else joined
+
+
+class DeployStep(buildstep.BuildStep):
+    """Base of the master-side deploy steps: HTTP, secrets, sleep, log and summary."""
+
+    def __init__(self, target: DeployTarget, **kwargs):
+        kwargs.setdefault("updateBuildSummaryPolicy", False)
+        super().__init__(**kwargs)
+        self.target = target
+        self.summary = ""
+        self.build_summary = ""
+        self._details = None
+
+    # -- secrets -------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def secret(self, name: str):
+        """The secret's value (registered for redaction), or None when it is not configured."""
+        try:
+            value = yield self.build.render(Secret(name))
+        except KeyError:
+            return None
+        value = (value or "").strip()
+        return value or None
+
+    @defer.inlineCallbacks
+    def api_credentials(self):
+        """(api key, service id) when both secrets exist, else None."""
+        key = yield self.secret(self.target.api_key_secret)
+        service = yield self.secret(self.target.service_id_secret)
+        if key and service:
+            return key, service
+        return None
+
+    # -- HTTP ----------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def http(self, method: str, url: str, headers: dict | None = None, json_body: Any = None):
+        """One request; an HttpAnswer for any HTTP status, HttpFailure when there is no answer."""
+        session = HTTPSession(self.master.httpservice, "")
+        kwargs: dict[str, Any] = {"timeout": self.target.request_timeout_seconds}
+        if headers:
+            kwargs["headers"] = dict(headers)
+        if json_body is not None:
+            kwargs["json"] = json_body
+        try:
+            response = yield getattr(session, method.lower())(url, **kwargs)
+            body = yield response.content()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a URL-free HttpFailure
+            raise HttpFailure(describe_http_error(exc)) from None
+        return HttpAnswer(int(response.code), body or b"")
+
+    def api_headers(self, key: str) -> dict:
+        return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+
+    def api_url(self, service_id: str, path: str) -> str:
+        return f"{self.target.api_url.rstrip('/')}/services/{service_id}{path}"
+
+    # -- time ----------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.master.reactor.seconds()
+
+    def sleep(self, seconds: float):
+        return asyncSleep(max(0.0, seconds), reactor=self.master.reactor)
+
+    # -- log and summary -----------------------------------------------------------------
+    @defer.inlineCallbacks
+    def note(self, line: str):
+        """Append a line to the step's `details` log (after secret redaction)."""
+        if self._details is None:
+            self._details = yield self.addLog("details")
+        text = self.build.properties.cleanupTextFromSecrets(line)
+        yield self._details.addStdout(text + "\n")
+
+    @defer.inlineCallbacks
+    def finish_log(self):
+        if self._details is not None:
+            yield self._details.finish()
+
+    def fail_reason(self, reason: str) -> None:
+        """Record the first failure of the build, for the notification and the build summary."""
+        if not self.getProperty(PROP_FAILURE):
+            self.setProperty(PROP_FAILURE, reason, self.name)
+
+    def cancelled(self) -> bool:
+        return bool(self.stopped)
+
+    def getResultSummary(self):
+        if not self.summary:
+            return super().getResultSummary()
+        text = self.summary
+        if self.results == CANCELLED:
+            text += " (cancelled)"
+        summary = {"step": text}
+        if self.build_summary:
+            summary["build"] = self.build_summary
+        return summary
+
+    @defer.inlineCallbacks
+    def run(self):
+        try:
+            result = yield self.execute()
+        finally:
+            yield self.finish_log()
+        if self.stopped and result in (SUCCESS, WARNINGS, SKIPPED):
+            return CANCELLED
+        return result
+
+    def execute(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
