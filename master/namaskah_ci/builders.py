@@ -32,13 +32,15 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
         result.append(
             util.BuilderConfig(
                 name=job.name,
-                workernames=[worker_name(job.name)],
+                workernames=plan.job_workers(job.name),
                 factory=make_check_factory(
                     job,
                     settings,
                     runner=plan.runner,
-                    interpreter=resolve_interpreter(settings, job.python),
+                    interpreter=plan.interpreter or resolve_interpreter(settings, job.python),
                     cache_root=plan.cache_root,
+                    require_tools=plan.require_tools,
+                    services_in_worker=plan.services_in_worker,
                 ),
                 # each request is one pipeline's revision: never merge two of them
                 collapseRequests=False,

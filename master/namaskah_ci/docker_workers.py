@@ -30,11 +30,13 @@ from twisted.internet import defer, threads
 from twisted.python import log
 
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
+from buildbot.plugins import worker
 from buildbot.worker.docker import DockerLatentWorker
 
 from namaskah_ci import docker_services as ds
-from namaskah_ci.jobs import Job
+from namaskah_ci.jobs import Job, make_jobs
 from namaskah_ci.settings import Settings
+from namaskah_ci.workers import WorkerPlan, docker_worker_name, worker_name
 
 CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
 DEFAULT_IMAGES = {
@@ -57,16 +59,9 @@ def incarnation() -> str:
     return _incarnation
 
 
-def instance_name(settings: Settings, master_name: str) -> str:
-    """The label value naming this master: `[workers] instance_name`, or a hash of host and basedir."""
-    if settings.workers.instance_name:
-        return settings.workers.instance_name
+def default_instance_name(master_name: str) -> str:
+    """The label value naming a master when `[workers] instance_name` is empty: from its host and basedir."""
     return "namaskah-" + hashlib.sha256(master_name.encode()).hexdigest()[:12]
-
-
-def docker_worker_name(builder: str, host_index: int = 0) -> str:
-    base = "docker-" + re.sub(r"[^A-Za-z0-9_-]", "_", builder)
-    return base if host_index == 0 else f"{base}-h{host_index + 1}"
 
 
 def docker_hosts(settings: Settings) -> list[str]:
@@ -92,11 +87,17 @@ def is_local_path(url: str) -> bool:
 
 
 class _LabellingClient:
-    """A docker.APIClient that adds this worker's labels (and network) to the containers it creates."""
+    """A docker.APIClient that adds this worker's labels (and its build's network) to its container."""
 
-    def __init__(self, client, labels: dict[str, str]):
+    def __init__(self, client, labels: dict[str, str], network: str | None):
         self._client = client
         self._labels = labels
+        self._network = network
+
+    def create_host_config(self, **kwargs):
+        if self._network:
+            kwargs["network_mode"] = self._network
+        return self._client.create_host_config(**kwargs)
 
     def create_container(self, image, command=None, **kwargs):
         kwargs["labels"] = {**(kwargs.get("labels") or {}), **self._labels}
@@ -117,17 +118,22 @@ class NamaskahDockerWorker(DockerLatentWorker):
         self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs
     ):
         yield super().reconfigService(name, password, docker_host, **kwargs)
-        self.instance_label = instance or ("namaskah-" + self.masterhash)
+        self.instance_label = instance or default_instance_name(self.master.name)
         self.extra_env = dict(extra_env or {})
         self.cache_volume_name = cache_volume
         self.build_key = None
+        self.build_network = None  # per-build network mode: the network of the running build
 
     # --- labels, environment, leftovers -------------------------------------------------
     def container_labels(self, role: str = "worker") -> dict[str, str]:
         return ds.labels_for(self.instance_label, incarnation(), self.build_key or "", role, self.workername)
 
     def _getDockerClient(self, client_args):
-        return _LabellingClient(super()._getDockerClient(client_args), self.container_labels())
+        """What DockerLatentWorker uses for the worker container: labelled, on the build's network."""
+        return _LabellingClient(self.raw_client(client_args), self.container_labels(), self.build_network)
+
+    def raw_client(self, client_args):
+        return DockerLatentWorker._getDockerClient(self, client_args)
 
     def createEnvironment(self, build=None):
         return {**self.extra_env, **super().createEnvironment(build)}
@@ -148,14 +154,14 @@ class NamaskahDockerWorker(DockerLatentWorker):
         return waiter
 
     def _thd_reap(self, client_args, instance, current):
-        client = super()._getDockerClient(client_args)
+        client = self.raw_client(client_args)
         try:
             return ds.reap_leftovers(client, instance, current)
         finally:
             client.close()
 
     def _thd_prepare(self, client_args):
-        client = super()._getDockerClient(client_args)
+        client = self.raw_client(client_args)
         try:
             if self.cache_volume_name:
                 ds.ensure_volume(
@@ -177,6 +183,7 @@ class NamaskahDockerWorker(DockerLatentWorker):
 
     def stop_instance(self, fast=False):
         self.build_key = None
+        self.build_network = None
         return super().stop_instance(fast)
 
 
@@ -215,7 +222,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         return specs, ports
 
     def _thd_start_services(self, client_args, specs, network, labels):
-        client = super()._getDockerClient(client_args)
+        client = self.raw_client(client_args)
         try:
             if network != "host":
                 ds.create_network(client, network, labels)
@@ -253,8 +260,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         self.extra_env.update(urls)
         for key, value in urls.items():
             build.setProperty(key, value, "service containers", runtime=True)
-        if network != "host":
-            self.hostconfig = {**self.hostconfig, "network_mode": network}
+        self.build_network = None if network == "host" else network
         log.msg(f"{self.workername}: {', '.join(containers.values())} ready for {self.build_key}")
         try:
             result = yield super().start_instance(build)
@@ -284,8 +290,78 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             self.ports.release(ports)
 
     def _thd_remove(self, client_args, containers, network):
-        client = super()._getDockerClient(client_args)
+        client = self.raw_client(client_args)
         try:
             ds.remove_build_resources(client, containers, network)
         finally:
             client.close()
+
+
+# --- configuration -----------------------------------------------------------------------
+def make_docker_plan(settings: Settings) -> WorkerPlan:
+    """Helper scripts and virtualenvs use the image's python3; caches live in the mounted volume."""
+    return WorkerPlan(
+        runner="python3",
+        cache_root=CACHE_MOUNT,
+        mode="docker",
+        interpreter="python3",
+        require_tools=("namaskah-require-tools",),
+        services_in_worker=True,
+        hosts=len(docker_hosts(settings)),
+    )
+
+
+def _volumes(settings: Settings, job: Job) -> list[str]:
+    volumes = [f"{cache_volume(job.python)}:{CACHE_MOUNT}"]
+    if is_local_path(settings.repo_url):
+        volumes.append(f"{settings.repo_url}:{settings.repo_url}:ro")  # a local repository, cloned from inside
+    if "docker" in job.tools:
+        volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
+    return volumes
+
+
+def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0):
+    """The latent worker of one check builder on one Docker host."""
+    images = {**DEFAULT_IMAGES, **settings.workers.images}
+    extra_env = {"NAMASKAH_CI_JOB": job.name}
+    if "docker" in job.tools and settings.workers.app_base_image:
+        extra_env["APP_BASE_IMAGE"] = settings.workers.app_base_image
+    kwargs = dict(
+        docker_host=host,
+        image=image_for(settings, job),
+        version="auto",  # negotiate the API version: Debian's engine is older than docker-py's default
+        masterFQDN=f"{settings.workers.master_host}:{settings.workers.port}",
+        hostconfig={"network_mode": "host", "init": False},
+        volumes=_volumes(settings, job),
+        build_wait_timeout=0,
+        max_builds=1,
+        instance=settings.workers.instance_name or None,
+        extra_env=extra_env,
+        cache_volume=cache_volume(job.python),
+    )
+    name = docker_worker_name(job.name, host_index)
+    if job.services:
+        return ServiceDockerWorker(
+            name,
+            None,
+            service_kinds=job.services,
+            service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
+            network_mode=settings.workers.network_mode,
+            ready_timeout=settings.workers.service_ready_timeout,
+            **kwargs,
+        )
+    return NamaskahDockerWorker(name, None, **kwargs)
+
+
+def make_docker_workers(settings: Settings, builder_names: list[str]) -> list:
+    """Check builders get a latent worker per Docker host; other builders (the pipeline) a LocalWorker."""
+    jobs = {job.name: job for job in make_jobs(coverage_min=settings.checks.coverage_min)}
+    result: list = []
+    for name in builder_names:
+        job = jobs.get(name)
+        if job is None:
+            result.append(worker.LocalWorker(worker_name(name)))
+            continue
+        for index, host in enumerate(docker_hosts(settings)):
+            result.append(make_job_worker(settings, job, host, index))
+    return result

@@ -68,7 +68,15 @@ def job_env(job: Job, pip_cache: str) -> dict:
     return env
 
 
-def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: str, cache_root: str) -> BuildFactory:
+def make_check_factory(
+    job: Job,
+    settings: Settings,
+    runner: str,
+    interpreter: str,
+    cache_root: str,
+    require_tools: tuple[str, ...] = (),
+    services_in_worker: bool = False,
+) -> BuildFactory:
     """The steps of one check job: `runner` runs helper scripts, `interpreter` creates the virtualenv."""
     pip_cache = f"{cache_root}/pip-{job.python}"
     env = job_env(job, pip_cache)
@@ -98,7 +106,7 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
                 name="required tools",
                 description="checking tools",
                 descriptionDone=f"tools: {', '.join(job.tools)}",
-                command=[runner, "scripts/ci_require_tools.py", *job.tools],
+                command=[*(require_tools or (runner, "scripts/ci_require_tools.py")), *job.tools],
                 haltOnFailure=True,
                 **timing,
             )
@@ -118,7 +126,7 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
             **timing,
         )
     )
-    if job.services:
+    if job.services and not services_in_worker:  # docker mode: the worker's service containers
         factory.addStep(StopServices(name="reap stale services", env=env, flunkOnFailure=False, hideStepIf=True))
         factory.addStep(StartServices(job.services, env=env, **timing))
     for command in job.commands:
@@ -170,7 +178,7 @@ def make_check_factory(job: Job, settings: Settings, runner: str, interpreter: s
                 reports=job.reports,
             )
         )
-    if job.services:
+    if job.services and not services_in_worker:
         factory.addStep(StopServices(env=env, alwaysRun=True, flunkOnFailure=True))
     return factory
 

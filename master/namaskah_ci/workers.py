@@ -1,4 +1,4 @@
-"""Workers: one LocalWorker per builder in local mode (docker mode: see issue #5).
+"""Workers: one LocalWorker per builder in local mode; containers in docker mode (docker_workers.py).
 
 Local mode runs every build on the master's host. Helper scripts run with the
 master's own Python (3.11+, stdlib only); each job's virtualenv is created with
@@ -26,6 +26,18 @@ class WorkerPlan:
 
     runner: str  # runs the repository's helper scripts
     cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
+    # docker mode (docker_workers.make_docker_plan):
+    mode: str = "local"
+    interpreter: str = ""  # creates job virtualenvs; empty: resolve_interpreter() on this host
+    require_tools: tuple[str, ...] = ()  # replaces `runner scripts/ci_require_tools.py`
+    services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
+    hosts: int = 1  # Docker hosts: one worker per check builder on each
+
+    def job_workers(self, builder: str) -> list[str]:
+        """The workers a check builder runs on."""
+        if self.mode == "docker":
+            return [docker_worker_name(builder, index) for index in range(self.hosts)]
+        return [worker_name(builder)]
 
 
 def worker_name(builder: str) -> str:
@@ -57,6 +69,12 @@ def interpreter_candidates(name: str, version: str) -> list[str]:
     return found
 
 
+def docker_worker_name(builder: str, host_index: int = 0) -> str:
+    """`docker-test-py3_9` on the first Docker host, `docker-test-py3_9-h2` on the second."""
+    base = "docker-" + builder.replace(".", "_")
+    return base if host_index == 0 else f"{base}-h{host_index + 1}"
+
+
 def resolve_interpreter(settings: Settings, version: str) -> str:
     """The interpreter for a Python version; the bare name (the job then fails naming it) if none works."""
     name = settings.workers.interpreters.get(version, f"python{version}")
@@ -67,11 +85,17 @@ def resolve_interpreter(settings: Settings, version: str) -> str:
 
 
 def make_plan(settings: Settings) -> WorkerPlan:
+    if settings.workers.mode == "docker":
+        from namaskah_ci.docker_workers import make_docker_plan
+
+        return make_docker_plan(settings)
     return WorkerPlan(runner=sys.executable, cache_root=str(settings.cache_dir))
 
 
 def make_workers(settings: Settings, builder_names: list[str]) -> list:
-    """A fresh list of workers, one per builder."""
-    if settings.workers.mode != "local":
-        raise ValueError("[workers] mode = 'docker' needs the docker worker module (not configured in this build)")
+    """A fresh list of workers: one per builder (docker mode: containers for the check builders)."""
+    if settings.workers.mode == "docker":
+        from namaskah_ci.docker_workers import make_docker_workers
+
+        return make_docker_workers(settings, builder_names)
     return [worker.LocalWorker(worker_name(name)) for name in builder_names]
