@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from buildbot.process.results import SUCCESS, Results, worst_status
+from buildbot.process.results import CANCELLED, SUCCESS, Results, worst_status
 from buildbot.steps.trigger import Trigger
 
 
@@ -32,13 +32,19 @@ class FanOut(Trigger):
             if not was_cb or not isinstance(outcome, tuple):
                 continue
             _, brids = outcome
-            for brid in brids.values():
+            for builderid, brid in brids.items():
                 builds = yield self.master.db.builds.getBuilds(buildrequestid=brid)
                 for build in builds:
                     builder = yield self.master.data.get(("builders", build.builderid))
                     name = builder["name"]
                     # a retried build request has several builds: the last one counts
                     results[name] = build.results if build.results is not None else SUCCESS
+                if not builds:
+                    # cancelled before a build started: the check did not pass
+                    request = yield self.master.db.buildrequests.getBuildRequest(brid)
+                    builder = yield self.master.data.get(("builders", builderid))
+                    known = request is not None and request.results in range(len(Results))
+                    results[builder["name"]] = request.results if known else CANCELLED
         self.check_results = {name: Results[result] for name, result in sorted(results.items())}
         self.setProperty("check_results", self.check_results, "FanOut")
         self.updateSummary()
