@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from buildbot.plugins import util
 
+from namaskah_ci.deploy import make_deploy_gate
 from namaskah_ci.factories import make_check_factory, make_pipeline_factory
 from namaskah_ci.jobs import Job, check_job_names
 from namaskah_ci.schedulers import PIPELINE
@@ -22,7 +23,8 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
             name=PIPELINE,
             workernames=[worker_name(PIPELINE)],
             factory=make_pipeline_factory(
-                [name for name in check_job_names(jobs) if name not in settings.checks.disabled]
+                [name for name in check_job_names(jobs) if name not in settings.checks.disabled],
+                deploy_gate=make_deploy_gate(settings),
             ),
             tags=["pipeline"],
             description="Fans out to every check for one revision",

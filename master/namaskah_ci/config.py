@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from namaskah_ci.builders import builder_names, make_builders
 from namaskah_ci.changes import make_change_sources
+from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
 from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.jobs import make_jobs
 from namaskah_ci.reporters import make_reporters
@@ -27,7 +28,8 @@ def build_config(settings: Settings) -> dict:
                 raise ConfigError(
                     f"[checks] {key}: {name!r} is not a check builder (known: {', '.join(sorted(names))})"
                 )
-    builders = builder_names(jobs)
+    builders = builder_names(jobs) + deploy_builder_names()
+    plan = make_plan(settings)
     return {
         "title": settings.master.title,
         "titleURL": settings.buildbot_url,
@@ -37,8 +39,8 @@ def build_config(settings: Settings) -> dict:
         "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface=127.0.0.1"}},
         "workers": make_workers(settings, builders),
         "change_source": make_change_sources(settings),
-        "schedulers": make_schedulers(settings, jobs),
-        "builders": make_builders(settings, jobs, make_plan(settings)),
+        "schedulers": make_schedulers(settings, jobs) + make_deploy_schedulers(settings),
+        "builders": make_builders(settings, jobs, plan) + make_deploy_builders(settings, plan),
         "services": [
             ReportsJanitor(
                 root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days

@@ -183,8 +183,13 @@ def make_check_factory(
     return factory
 
 
-def make_pipeline_factory(check_names: list[str]) -> BuildFactory:
-    """Fan out to every check in parallel; the build's result is the worst of them."""
+def make_pipeline_factory(check_names: list[str], deploy_gate=None) -> BuildFactory:
+    """Fan out to every check in parallel; the build's result is the worst of them.
+
+    `deploy_gate` (deploy.make_deploy_gate) then triggers the branch's deploy when every required check passed.
+    """
     factory = BuildFactory()
     factory.addStep(FanOut(schedulerNames=[check_scheduler_name(name) for name in check_names]))
+    if deploy_gate is not None:
+        factory.addStep(deploy_gate)
     return factory
