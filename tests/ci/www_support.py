@@ -1,0 +1,204 @@
+"""Helpers for the web UI, authz, webhook and secret tests: secrets on disk, a bcrypt htpasswd,
+a REST client that logs in like the UI does, signed GitHub deliveries, and a test master whose
+every outside URL points at a closed loopback port.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import secrets as pysecrets
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+
+import harness
+from harness import RunningMaster, free_port, start_master
+from namaskah_ci.jobs import check_job_names, make_jobs
+
+# fresh per test run, so a leak check can search for them
+ADMIN_USER, ADMIN_PASSWORD = "admin", "adm-" + pysecrets.token_hex(8)
+DEV_USER, DEV_PASSWORD = "dev", "dev-" + pysecrets.token_hex(8)
+WEBHOOK_SECRET = "whs-" + pysecrets.token_hex(16)
+ALL_BUT_LINT = ",".join(name for name in check_job_names(make_jobs()) if name != "lint")
+
+
+def htpasswd_text(users: dict[str, str], rounds: int = 4) -> str:
+    """An `htpasswd -B` file (cheap rounds, for tests)."""
+    lines = [f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds)).decode()}" for user, pw in users.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_secrets(directory: Path, values: dict[str, str], mode: int = 0o600) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for name, value in values.items():
+        path = directory / name
+        path.write_text(value + "\n")
+        path.chmod(mode)
+
+
+def outside_urls_env() -> dict[str, str]:
+    """Settings overrides so nothing the master does can leave 127.0.0.1 (a closed port refuses)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    return {
+        "PIPELINE_RENDER_API_URL": f"{closed}/v1",
+        "PIPELINE_DEPLOY_PRODUCTION_URL": f"{closed}/production",
+        "PIPELINE_DEPLOY_STAGING_URL": f"{closed}/staging",
+        "PIPELINE_GITHUB_API_URL": f"{closed}/github",
+        "PIPELINE_DEPLOY_PRODUCTION_WAIT_SECONDS": "0",
+        "PIPELINE_DEPLOY_STAGING_WAIT_SECONDS": "0",
+        "PIPELINE_DEPLOY_PRODUCTION_HEALTH_RETRIES": "1",
+        "PIPELINE_DEPLOY_STAGING_HEALTH_RETRIES": "1",
+        "PIPELINE_DEPLOY_PRODUCTION_HEALTH_INTERVAL_SECONDS": "0",
+        "PIPELINE_DEPLOY_STAGING_HEALTH_INTERVAL_SECONDS": "0",
+    }
+
+
+def start_www_master(
+    tmp: Path, repo: Path, secrets: dict[str, str], env: dict[str, str] | None = None
+) -> RunningMaster:
+    """A master with `secrets` in its secret directory, admins = [admin], only `lint` in the pipeline."""
+    write_secrets(tmp / "secrets", secrets)
+    run_env = {
+        "PIPELINE_WWW_ADMINS": ADMIN_USER,
+        "PIPELINE_CHECKS_DISABLED": ALL_BUT_LINT,
+        **outside_urls_env(),
+        **(env or {}),
+    }
+    return start_master(tmp, repo, env=run_env)
+
+
+def start_private_master(tmp: Path, repo: Path, secrets: dict[str, str]) -> RunningMaster:
+    """A master with `[www] public_view = false`: anonymous REST reads get 403, so "ready" means
+    "the web server answers" rather than "the builders are listed"."""
+
+    def answering(master: RunningMaster, path: str, **params: Any) -> bool:
+        return Client(master).request("GET", "config")[0] == 200
+
+    original = harness.RunningMaster.api
+    harness.RunningMaster.api = answering
+    try:
+        return start_www_master(tmp, repo, secrets, env={"PIPELINE_WWW_PUBLIC_VIEW": "false"})
+    finally:
+        harness.RunningMaster.api = original
+
+
+def default_secrets() -> dict[str, str]:
+    return {
+        "admin_htpasswd": htpasswd_text({ADMIN_USER: ADMIN_PASSWORD, DEV_USER: DEV_PASSWORD}),
+        "webhook_secret": WEBHOOK_SECRET,
+    }
+
+
+class Client:
+    """REST client of one web UI user: anonymous, or logged in through /auth/login like the UI."""
+
+    def __init__(self, master: RunningMaster, user: str | None = None, password: str | None = None):
+        self.master = master
+        self.cookie: str | None = None
+        if user is not None:
+            status, _, headers = self.request("GET", "auth/login", headers={"Authorization": basic(user, password)})
+            cookies = [v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"]
+            if status >= 400 or not cookies:
+                raise AssertionError(f"login of {user!r} failed: HTTP {status}")
+            self.cookie = "; ".join(cookies)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.master.www_port, timeout=30)
+        try:
+            all_headers = dict(headers or {})
+            if self.cookie:
+                all_headers["Cookie"] = self.cookie
+            connection.request(method, "/" + path, body=body, headers=all_headers)
+            response = connection.getresponse()
+            return response.status, response.read(), response.getheaders()
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, body, _ = self.request("GET", f"api/v2/{path}")
+        return status, _json(body)
+
+    def rpc(self, path: str, method: str, **params: Any) -> tuple[int, Any]:
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}).encode()
+        status, answer, _ = self.request(
+            "POST", f"api/v2/{path}", body=body, headers={"Content-Type": "application/json"}
+        )
+        return status, _json(answer)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def basic(user: str, password: str | None) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def builder_ids(master: RunningMaster) -> dict[str, int]:
+    return {b["name"]: b["builderid"] for b in master.api("builders")["builders"]}
+
+
+def force_scheduler_for(master: RunningMaster, builder: str) -> str:
+    """The force scheduler whose only builder is `builder`."""
+    for scheduler in master.api("forceschedulers")["forceschedulers"]:
+        if scheduler["builder_names"] == [builder]:
+            return scheduler["name"]
+    raise AssertionError(f"no force scheduler for {builder}")
+
+
+def push_payload(sha: str, branch: str = "main", message: str = "a change") -> dict:
+    commit = {
+        "id": sha,
+        "message": message,
+        "timestamp": "2026-01-31T12:00:00+00:00",
+        "url": f"https://github.com/acme/namaskah/commit/{sha}",
+        "author": {"name": "Dev", "email": "dev@example.com"},
+        "committer": {"name": "Dev", "email": "dev@example.com"},
+        "added": ["app/new.py"],
+        "modified": [],
+        "removed": [],
+        "distinct": True,
+    }
+    return {
+        "ref": f"refs/heads/{branch}",
+        "before": "0" * 40,
+        "after": sha,
+        "created": False,
+        "deleted": False,
+        "commits": [commit],
+        "head_commit": commit,
+        "repository": {
+            "name": "namaskah",
+            "full_name": "acme/namaskah",
+            "html_url": "https://github.com/acme/namaskah",
+        },
+    }
+
+
+def signature_headers(secret: str, body: bytes, event: str = "push") -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": pysecrets.token_hex(8),
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest(),
+    }
+
+
+def deliver(master: RunningMaster, body: bytes, headers: dict[str, str], path: str = "change_hook/github"):
+    """POST a delivery; (status, text)."""
+    status, answer, _ = Client(master).request("POST", path, body=body, headers=headers)
+    return status, answer.decode("utf-8", "replace")
+
+
+def change_count(master: RunningMaster) -> int:
+    return len(master.api("changes")["changes"])
