@@ -43,6 +43,22 @@ SECRET_VALUES = ("HOOKSECRET", "RBSECRET", "APIKEYSECRET", "SECRETSVC", "WEBHOOK
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
 
 
+class _Anything:
+    """Equal to everything: an HTTP expectation that does not check a field."""
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    def __repr__(self):
+        return "ANY"
+
+
+ANY = _Anything()
+
+
 def make_target(**overrides) -> DeployTarget:
     values = dict(
         environment="production",
@@ -81,6 +97,17 @@ class DeployStepCase(TestBuildStepMixin, TestReactorMixin):
         yield self.setup_test_build_step(want_db=True, want_data=True, with_secrets=dict(self.secrets))
         self.http = yield fakehttp.HTTPClientService.getService(self.master, self, "")
         self.http.quiet = True
+        # the steps turn any request error into a logged failure: keep the fake's mismatches loud
+        self.http_mismatches = []
+        expecting = self.http._do_request
+
+        def checked(session, method, ep, **kwargs):
+            d = expecting(session, method, ep, **kwargs)
+            d.addErrback(lambda f: self.http_mismatches.append(f.getErrorMessage()) or f)
+            return d
+
+        self.http._do_request = checked
+        self.addCleanup(lambda: self.assertEqual(self.http_mismatches, [], "unexpected HTTP requests"))
 
     def setup_with(self, step, **properties):
         """setup_step(step), then set build properties (the build exists only after setup_step)."""

@@ -313,9 +313,9 @@ class WaitUntilLive(DeployStep):
                     f"not live after {self.target.live_timeout_seconds}s (last status: {last_status})",
                     f"{deploy_id} not live after {self.target.live_timeout_seconds}s ({last_status}), cancelled",
                 )
+            yield self.sleep(self.target.poll_interval_seconds)
             if self.stopped:
                 return CANCELLED
-            yield self.sleep(self.target.poll_interval_seconds)
 
     @defer.inlineCallbacks
     def cancel_pending(self, credentials, deploy_id: str):

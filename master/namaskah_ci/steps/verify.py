@@ -46,10 +46,10 @@ class HealthCheck(DeployStep):
                 self.summary = f"healthy (try {attempt}/{tries})"
                 self._record("healthy")
                 return SUCCESS
-            if self.stopped:
-                return CANCELLED
             if attempt < tries:
                 yield self.sleep(self.target.health_interval_seconds)
+            if self.stopped:
+                return CANCELLED
         self.summary = f"unhealthy after {tries} tries (last: {last})"
         self._record("unhealthy")
         if not self.result_property:
