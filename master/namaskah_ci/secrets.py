@@ -147,12 +147,12 @@ def secret_available(settings: Settings, name: str, environ: Mapping[str, str] |
     """Whether a provider will serve `name`: used at config time to switch optional features on."""
     path = settings.secrets_dir / name
     try:
-        if path.is_file() and path.stat().st_size > 0:
+        if path.is_file() and path.read_text(encoding="utf-8", errors="replace").strip():
             return True
     except OSError:
         pass
     prefix = settings.secrets.env_prefix
-    return bool(prefix) and bool(environment_secrets(prefix, environ).get(name))
+    return bool(prefix) and bool(environment_secrets(prefix, environ).get(name, "").strip())
 
 
 def worker_password() -> util.Secret:

@@ -1,0 +1,194 @@
+"""The web UI's configuration without a master: bcrypt login (and its refusals), GitHub OAuth
+only with both secrets, the plugins, commit-status contexts and the superseded-build canceller."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+
+import bcrypt
+import pytest
+from buildbot.config.errors import ConfigErrors
+from buildbot.process.properties import Properties
+from buildbot.schedulers.canceller import OldBuildCanceller
+from buildbot.secrets.secret import SecretDetails
+from buildbot.www.oauth2 import GitHubAuth
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
+
+from namaskah_ci import auth
+from namaskah_ci.jobs import make_jobs
+from namaskah_ci.reporters import (
+    CANCELLER_NAME,
+    CommitStatusPush,
+    make_build_canceller,
+    make_reporters,
+    status_contexts,
+)
+from namaskah_ci.settings import load_settings
+from namaskah_ci.www import make_www
+from www_support import htpasswd_text
+
+SEED_CONTEXTS = ["test (Python 3.9)", "test (Python 3.11)", "lint", "integration", "migration-test", "security",
+                 "container-scan", "secrets-scan"]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
+                          "PIPELINE_SECRETS_DIR": str(tmp_path / "secrets")})
+
+
+def none(name: str) -> bool:
+    return False
+
+
+# --- the htpasswd login ---------------------------------------------------------------------
+
+def test_parse_accepts_bcrypt_in_every_spelling_and_skips_comments():
+    text = htpasswd_text({"a": "1"}) + "# comment\n\n" + htpasswd_text({"b": "2"}).replace("$2b$", "$2y$")
+    assert set(auth.parse_htpasswd(text)) == {"a", "b"}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("admin:secret", "not a bcrypt hash"),
+    ("admin:$1$salt$hash", "not a bcrypt hash"),
+    ("just-a-name", "expected user:hash"),
+    (":$2b$04$abc", "expected user:hash"),
+])
+def test_parse_refuses_other_entries(text, fragment):
+    with pytest.raises(auth.HtpasswdError, match=fragment):
+        auth.parse_htpasswd(text)
+
+
+def test_duplicate_users_are_refused():
+    with pytest.raises(auth.HtpasswdError, match="twice"):
+        auth.parse_htpasswd(htpasswd_text({"a": "1"}) * 2)
+
+
+def test_check_password():
+    entries = auth.parse_htpasswd(htpasswd_text({"admin": "right", "apache": "pw"}).replace("apache:$2b$", "apache:$2y$"))
+    assert auth.check_password(entries, "admin", b"right")
+    assert auth.check_password(entries, "apache", b"pw")
+    assert not auth.check_password(entries, "admin", b"wrong")
+    assert not auth.check_password(entries, "nobody", b"right")
+    assert not auth.check_password(entries, "admin", b"right" * 20)  # over bcrypt's 72 bytes
+    assert not auth.check_password({}, "admin", b"right")
+
+
+class FakeSecrets:
+    def __init__(self, values):
+        self.values = values
+
+    def get(self, name):
+        value = self.values.get(name)
+        return defer.succeed(SecretDetails("Fake", name, value) if value is not None else None)
+
+
+class FakeMaster:
+    def __init__(self, values):
+        self.secrets_manager = FakeSecrets(values)
+
+
+def login(values, user, password):
+    checker = auth.SecretHtpasswdChecker(master=FakeMaster(values))
+    return checker.requestAvatarId(UsernamePassword(user.encode(), password.encode()))
+
+
+def test_checker_reads_the_secret_at_each_login(monkeypatch):
+    # bcrypt runs in a thread in the master; run it inline here
+    monkeypatch.setattr(auth.threads, "deferToThread", lambda f, *a: defer.succeed(f(*a)))
+    values = {"admin_htpasswd": htpasswd_text({"admin": "pw"})}
+    assert login(values, "admin", "pw").result == b"admin"
+    failure = login(values, "admin", "nope")
+    assert failure.result.check(UnauthorizedLogin)
+    failure.addErrback(lambda _: None)
+    for broken in ({}, {"admin_htpasswd": "admin:plain"}):
+        failure = login(broken, "admin", "plain")
+        assert failure.result.check(UnauthorizedLogin)
+        failure.addErrback(lambda _: None)
+
+
+def test_add_user_writes_an_owner_only_bcrypt_file(tmp_path):
+    path = tmp_path / "admin_htpasswd"
+    auth.add_user(str(path), "admin", "first", rounds=4)
+    auth.add_user(str(path), "dev", "second", rounds=4)
+    auth.add_user(str(path), "admin", "third", rounds=4)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    entries = auth.parse_htpasswd(path.read_text())
+    assert list(entries) == ["dev", "admin"]
+    assert bcrypt.checkpw(b"third", entries["admin"])
+    assert "third" not in path.read_text()
+    with pytest.raises(auth.HtpasswdError):
+        auth.add_user(str(path), "bad:name", "pw", rounds=4)
+
+
+# --- c['www'] --------------------------------------------------------------------------------
+
+def test_www_has_the_views_badges_login_and_no_gravatar(settings):
+    www = make_www(settings, none)
+    assert {"waterfall_view", "console_view", "grid_view", "badges", "wsgi_dashboards"} <= set(www["plugins"])
+    assert isinstance(www["auth"], auth.BcryptHTPasswdAuth)
+    assert www["auth"].getConfigDict() == {"name": "HTPasswdAuth"}
+    assert www["avatar_methods"] == []
+    assert set(www["change_hook_dialects"]) == {"base"}
+
+
+def test_private_view_drops_the_public_badges(settings):
+    private = dataclasses.replace(settings, www=dataclasses.replace(settings.www, public_view=False))
+    assert "badges" not in make_www(private, none)["plugins"]
+
+
+def test_github_login_needs_both_secrets_and_real_admin_logins(settings):
+    one = make_www(settings, lambda name: name == auth.GITHUB_OAUTH_CLIENT_ID)
+    assert isinstance(one["auth"], auth.BcryptHTPasswdAuth)
+    with pytest.raises(ConfigErrors, match="GitHub logins"):
+        make_www(settings, lambda name: name.startswith("github_oauth"))
+    named = dataclasses.replace(settings, www=dataclasses.replace(settings.www, admins=["octocat"]))
+    github = make_www(named, lambda name: name.startswith("github_oauth"))["auth"]
+    assert isinstance(github, GitHubAuth)
+    assert type(github.clientSecret).__name__ == "Secret"
+
+
+def test_github_enterprise_server_url():
+    assert auth.github_server_url("https://api.github.com") is None
+    assert auth.github_server_url("https://ghe.example.com/api/v3/") == "https://ghe.example.com"
+
+
+# --- reporters -------------------------------------------------------------------------------
+
+def test_status_contexts_are_the_seeds_required_checks():
+    contexts = status_contexts(make_jobs())
+    assert [contexts[name] for name in ("test-py3.9", "test-py3.11", "lint", "integration", "migration-test",
+                                        "security", "container-scan", "secrets-scan")] == SEED_CONTEXTS
+
+
+def test_status_push_only_with_a_github_token(settings):
+    jobs = make_jobs()
+    assert not any(isinstance(s, CommitStatusPush) for s in make_reporters(settings, jobs, none))
+    services = make_reporters(settings, jobs, lambda name: name == "github_token")
+    [push] = [s for s in services if isinstance(s, CommitStatusPush)]
+    props = Properties(buildername="test-py3.11")
+    assert props.render(push._config_kwargs["context"]).result == "test (Python 3.11)"
+    assert type(push._config_kwargs["token"]).__name__ == "Secret"
+
+
+def test_superseded_builds_are_cancelled_except_deploys_and_deploy_branch_pipelines(settings):
+    canceller = make_build_canceller(settings, make_jobs())
+    assert isinstance(canceller, OldBuildCanceller) and canceller.name == CANCELLER_NAME
+    filters = OldBuildCanceller.filter_tuples_to_filter_set_object(canceller._config_kwargs["filters"])
+
+    def ss(branch):
+        return {"branch": branch, "project": "namaskah", "codebase": "", "repository": "r"}
+
+    for branch in ("main", "develop", "feature/x"):
+        assert filters.is_matched("lint", ss(branch))
+        assert filters.is_matched("test-py3.9", ss(branch))
+    assert filters.is_matched("pipeline", ss("feature/x"))
+    assert not filters.is_matched("pipeline", ss("main"))
+    assert not filters.is_matched("pipeline", ss("develop"))
+    for builder in ("deploy-production", "deploy-staging", "rollback-production", "rollback-staging"):
+        for branch in ("main", "develop", "feature/x"):
+            assert not filters.is_matched(builder, ss(branch))
