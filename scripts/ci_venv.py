@@ -61,7 +61,7 @@ def fingerprint(version: str, files: list[str]) -> str:
 def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
     started = time.monotonic()
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([python, "-m", "venv", venv], check=True)
+    subprocess.run([python, "-m", "venv", "--upgrade-deps", venv], check=True, stdout=sys.stderr)
     if requirements:
         command = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--progress-bar", "off"]
         for path in requirements:
