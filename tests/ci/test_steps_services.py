@@ -1,0 +1,122 @@
+"""StartServices / StopServices: the per-build PostgreSQL and Redis steps (local mode)."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.test.reactor import TestReactorMixin
+from buildbot.test.steps import ExpectShell, TestBuildStepMixin
+
+from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, parse_service_env
+
+DB_URL = "postgresql://ci@127.0.0.1:45432/app"
+REDIS_URL = "redis://127.0.0.1:46379/0"
+
+
+def start_command(*flags: str, timeout: int = 60) -> list[str]:
+    return ["python", "scripts/ci_services.py", "start", "--state-dir", STATE_DIR, "--timeout", str(timeout), *flags]
+
+
+class ParseServiceEnvTest(unittest.TestCase):
+    def test_picks_only_the_service_urls(self):
+        out = f"starting postgres\nDATABASE_URL={DB_URL}\nPATH=/evil\n  REDIS_URL={REDIS_URL}  \nnoise=1\n"
+        self.assertEqual(parse_service_env(0, out, ""), {"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL})
+
+    def test_values_may_contain_equals_signs(self):
+        url = "postgresql://ci@127.0.0.1:1/app?options=-c%20x=1"
+        self.assertEqual(parse_service_env(0, f"DATABASE_URL={url}\n", ""), {"DATABASE_URL": url})
+
+    def test_nothing_printed_gives_nothing(self):
+        self.assertEqual(parse_service_env(1, "", "DATABASE_URL=on stderr\n"), {})
+
+
+# Buildbot's fake data API accepts only identifiers as step names (the real one takes any name up to
+# 50 characters), so the steps run here under explicit names; the default names are checked directly.
+
+
+class StepDefaultsTest(unittest.TestCase):
+    def test_names_and_flags(self):
+        start = StartServices(("postgres", "redis"))
+        self.assertEqual(start.name, "start postgres + redis")
+        self.assertTrue(start.haltOnFailure)
+        self.assertEqual(StartServices(("redis",)).name, "start redis")
+        stop = StopServices()
+        self.assertEqual(stop.name, "stop services")
+        self.assertEqual(stop.command, ["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+
+
+class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    def setUp(self):
+        self.setup_test_reactor()
+        return self.setup_test_build_step()
+
+    @defer.inlineCallbacks
+    def test_sets_both_urls_from_the_output(self):
+        yield self.setup_step(StartServices(("postgres", "redis"), env={"A": "1"}, name="start"))
+        self.expect_commands(
+            ExpectShell(workdir="wkdir", command=start_command("--postgres", "--redis"), env={"A": "1"})
+            .stdout(f"postgres ready\nDATABASE_URL={DB_URL}\nREDIS_URL={REDIS_URL}\n")
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS, state_string="started postgres, redis")
+        self.expect_property("DATABASE_URL", DB_URL)
+        self.expect_property("REDIS_URL", REDIS_URL)
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_postgres_only(self):
+        yield self.setup_step(StartServices(("postgres",), timeout_seconds=90, name="start"))
+        self.expect_commands(
+            ExpectShell(workdir="wkdir", command=start_command("--postgres", timeout=90))
+            .stdout(f"DATABASE_URL={DB_URL}\n")
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS, state_string="started postgres")
+        self.expect_property("DATABASE_URL", DB_URL)
+        self.expect_no_property("REDIS_URL")
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_fails_when_the_script_fails(self):
+        yield self.setup_step(StartServices(("postgres", "redis"), name="start"))
+        self.expect_commands(
+            ExpectShell(workdir="wkdir", command=start_command("--postgres", "--redis"))
+            .stderr("ci_services: initdb not found: install postgresql-15\n")
+            .exit(3)
+        )
+        self.expect_outcome(result=FAILURE)
+        self.expect_no_property("REDIS_URL")
+        yield self.run_step()
+        summary = yield self.get_nth_step(0).getResultSummary()
+        self.assertNotIn("started", summary["step"])
+        self.assertIn("(failure)", summary["step"])
+
+
+class StopServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    def setUp(self):
+        self.setup_test_reactor()
+        return self.setup_test_build_step()
+
+    @defer.inlineCallbacks
+    def test_stops_the_same_state_directory(self):
+        yield self.setup_step(StopServices(alwaysRun=True, name="stop"))
+        self.expect_commands(
+            ExpectShell(workdir="wkdir", command=["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+            .stdout("stopped postgres\n")
+            .exit(0)
+        )
+        self.expect_outcome(result=SUCCESS)
+        yield self.run_step()
+        self.assertTrue(self.get_nth_step(0).alwaysRun)
+
+    @defer.inlineCallbacks
+    def test_a_failed_stop_is_a_failure(self):
+        yield self.setup_step(StopServices(name="stop"))
+        self.expect_commands(
+            ExpectShell(workdir="wkdir", command=["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+            .exit(1)
+        )
+        self.expect_outcome(result=FAILURE)
+        yield self.run_step()
