@@ -198,6 +198,7 @@ def test_deploys_requested_together_run_one_after_another(story):
     first = story.wait_deploy(3)
     assert first["results"] == 0 and story.prop(first, "deploy_revision") == fixed
     story.render.build_seconds = 4.0
+    story.render.hook_codes = [503]  # the first forced deploy's hook is retried
     try:
         one = story.force("force_deploy_production", "deploy-production", reason="e2e: one", revision=fixed)
         wait_for("the first forced deploy to start", lambda: story.master.api("builds", buildrequestid=one)["builds"],
@@ -215,6 +216,9 @@ def test_deploys_requested_together_run_one_after_another(story):
     assert a["results"] == 0 and b["results"] == 0, (a["state_string"], b["state_string"])
     assert story.prop(b, "deploy_revision") == fixed  # empty revision: the newest on main
     assert a["complete_at"] <= b["started_at"], "two deploys overlapped"
+    hook_step = [s for s in story.master.steps(a) if s["name"] == "deploy hook"][0]
+    (details,) = [log for log in story.master.api(f"steps/{hook_step['stepid']}/logs")["logs"]]
+    assert "try 1/3: deploy hook answered HTTP 503" in story.master.log_text(details["logid"])
     assert story.render.max_in_progress == 1
 
 

@@ -7,7 +7,6 @@ from twisted.trial import unittest
 
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps import deploy_base
 from namaskah_ci.steps.deploy_base import describe_http_error, same_revision, with_ref
 from namaskah_ci.steps.render import CallDeployHook, CheckDeployConfigured, WaitUntilLive, classify, deploy_from
 from test_deploy_support import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
@@ -260,7 +259,3 @@ class InterruptTest(DeployStepCase, unittest.TestCase):
         for _ in range(10):
             self.reactor.advance(1)
         yield d
-
-
-def test_module_has_no_secret_names_baked_in():
-    assert deploy_base.API_KEY_SECRET == "render_api_key"

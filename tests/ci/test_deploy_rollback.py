@@ -5,10 +5,12 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from buildbot.process.results import FAILURE, SUCCESS
+import types
+
+from buildbot.process.results import CANCELLED, FAILURE, SUCCESS, WARNINGS
 
 from namaskah_ci.deploy_history import good_deploys, previous_good
-from namaskah_ci.steps.rollback import ChooseRollbackTarget, RollBack
+from namaskah_ci.steps.rollback import ChooseRollbackTarget, RollBack, rollback_needed
 from test_deploy_support import (
     AUTH,
     HOOK,
@@ -30,6 +32,18 @@ def good(number, revision, deploy_id, results=0, complete_at=None):
         props["render_deploy_id"] = deploy_id
     return {"number": number, "results": results, "props": props,
             "complete_at": complete_at or 1_700_000_000 + number * 10}
+
+
+def test_rollback_is_needed_after_any_failure_once_the_hook_was_accepted():
+    def step(results, started):
+        return types.SimpleNamespace(build=types.SimpleNamespace(results=results),
+                                     getProperty=lambda name: started if name == "deploy_started" else None)
+
+    assert rollback_needed(step(FAILURE, True))
+    assert rollback_needed(step(CANCELLED, True))  # stopped by hand mid-deploy: still roll back
+    assert not rollback_needed(step(SUCCESS, True))
+    assert not rollback_needed(step(WARNINGS, True))  # an overridden gate is not a failure
+    assert not rollback_needed(step(FAILURE, None))  # the hook never accepted: production unchanged
 
 
 class HistoryCase(DeployStepCase):
