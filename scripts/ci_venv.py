@@ -61,9 +61,13 @@ def fingerprint(version: str, files: list[str]) -> str:
 def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
     started = time.monotonic()
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([python, "-m", "venv", "--upgrade-deps", venv], check=True, stdout=sys.stderr)
+    subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+    pip = [os.path.join(venv, "bin", "python"), "-m", "pip"]
+    # an old pip resolves slowly; without an index, keep the bundled one
+    if subprocess.run(pip + ["install", "-q", "--upgrade", "pip"], stdout=sys.stderr).returncode:
+        print("ci_venv: could not upgrade pip; using the bundled one", file=sys.stderr)
     if requirements:
-        command = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--progress-bar", "off"]
+        command = pip + ["install", "--progress-bar", "off"]
         for path in requirements:
             command += ["-r", path]
         result = subprocess.run(command, stdout=sys.stderr)

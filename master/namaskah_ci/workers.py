@@ -9,6 +9,7 @@ virtualenv step, naming what to install.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import subprocess
@@ -45,6 +46,7 @@ def worker_name(builder: str) -> str:
     return "local-" + builder.replace(".", "_")
 
 
+@functools.lru_cache(maxsize=None)
 def _usable(candidate: str) -> bool:
     """The interpreter runs and can create virtualenvs (Debian splits venv/ensurepip out)."""
     try:

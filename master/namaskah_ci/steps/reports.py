@@ -11,9 +11,8 @@ import os
 
 from twisted.internet import defer, threads
 
-from buildbot.process import buildstep
+from buildbot.process import buildstep, remotecommand
 from buildbot.steps.transfer import DirectoryUpload
-from buildbot.process.buildstep import CommandMixin
 
 from namaskah_ci.jobs import REPORTS_DIR, Report
 
@@ -22,7 +21,7 @@ def reports_url(buildbot_url: str) -> str:
     return f"{buildbot_url}plugins/wsgi_dashboards/reports/"
 
 
-class PublishReports(CommandMixin, DirectoryUpload):
+class PublishReports(DirectoryUpload):
     """A DirectoryUpload that links the index and each declared report that exists."""
 
     renderables = ["reports_root"]
@@ -39,8 +38,12 @@ class PublishReports(CommandMixin, DirectoryUpload):
 
     @defer.inlineCallbacks
     def run(self):
-        exists = yield self.pathExists(self.build.path_module.join(self.workdir, REPORTS_DIR))
-        if not exists:
+        # a bare `stat` (no log of its own: the upload below owns the step's stdio log)
+        stat = remotecommand.RemoteCommand(
+            "stat", {"file": self.build.path_module.join(self.workdir, REPORTS_DIR), "logEnviron": False}
+        )
+        yield self.runCommand(stat)
+        if stat.didFail():
             self.descriptionDone = "no reports written"
             return buildstep.SKIPPED
         result = yield super().run()
