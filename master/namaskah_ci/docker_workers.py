@@ -14,9 +14,11 @@
   the build's preparation log, and nothing is left behind.
 
 Every Docker call runs in a thread (`deferToThread`), as DockerLatentWorker
-itself does. Worker passwords are Buildbot's random per-start passwords
-(`getRandomPass`): they exist only in the master's memory and the container's
-environment, and are never logged. See docs/docker.md.
+itself does. Worker passwords: the `worker_password` secret when it is
+configured, else Buildbot's random per-start password (`getRandomPass`); either
+way it lives only in the master's memory and the container's environment
+(removed from it before any build command starts) and is never logged.
+See docs/docker.md.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from buildbot.worker.docker import DockerLatentWorker
 
 from namaskah_ci import docker_services as ds
 from namaskah_ci.jobs import Job, make_jobs
+from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, docker_worker_name, worker_name
 
@@ -340,17 +343,19 @@ def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0
         cache_volume=cache_volume(job.python),
     )
     name = docker_worker_name(job.name, host_index)
+    # the `worker_password` secret when configured, else Buildbot's random per-start password
+    password = worker_password() if secret_available(settings, WORKER_PASSWORD_SECRET) else None
     if job.services:
         return ServiceDockerWorker(
             name,
-            None,
+            password,
             service_kinds=job.services,
             service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
             network_mode=settings.workers.network_mode,
             ready_timeout=settings.workers.service_ready_timeout,
             **kwargs,
         )
-    return NamaskahDockerWorker(name, None, **kwargs)
+    return NamaskahDockerWorker(name, password, **kwargs)
 
 
 def make_docker_workers(settings: Settings, builder_names: list[str]) -> list:

@@ -1,0 +1,255 @@
+"""Docker mode end to end: a real master, a real Docker engine, the images from `make images`.
+
+- One commit runs every check in its own container: `test-py3.9` and
+  `test-py3.11` report their Python from inside the container, `integration`
+  and `migration-test` pass against their PostgreSQL/Redis containers, and
+  afterwards no container or network of that master remains.
+- A service that never gets ready ends its build within the bound, saying
+  why, and leaves nothing behind.
+- Killing a worker container mid-build ends that build (RETRY or FAILURE),
+  and its service containers are removed.
+
+They skip only when no Docker engine answers (scripts/start_docker.sh starts one).
+Commits go to a feature branch, so no deploy is ever triggered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from docker_harness import (
+    build_never_ready_image,
+    docker,
+    docker_env,
+    labelled_containers,
+    labelled_networks,
+    labelled_volumes,
+    new_instance,
+    remove_labelled,
+    require_engine_and_images,
+)
+from harness import ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+CHECKS = (
+    "test-py3.9",
+    "test-py3.11",
+    "lint",
+    "integration",
+    "migration-test",
+    "security",
+    "container-scan",
+    "secrets-scan",
+)
+SUCCESS, FAILURE, EXCEPTION, RETRY = 0, 2, 4, 5
+BRANCH = "feature/docker-e2e"
+ARTIFACTS = ROOT / "test-artifacts" / "docker"
+
+
+def tools_missing() -> dict[str, str]:
+    """Tools the tools image was built without ({tool: reason}), from its own record."""
+    out = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", "namaskah-ci/tools:latest", "-c",
+                 "cat /etc/namaskah-tools-missing 2>/dev/null || true", timeout=120)
+    return {line.split(":", 1)[0]: line for line in out.splitlines() if ":" in line}
+
+
+def builds_for(master, builder: str, revision: str) -> list[dict]:
+    return [b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision]
+
+
+def build_text(master, build: dict) -> str:
+    texts = [f"build: {build['state_string']}"]
+    for step in master.steps(build):
+        texts.append(f"{step['name']}: {step['state_string']}")
+        for log in master.api(f"steps/{step['stepid']}/logs")["logs"]:
+            texts.append(master.log_text(log["logid"]))
+    return "\n".join(texts)
+
+
+def service_repo(tmp_path: Path) -> Path:
+    """A scratch repository with the reference service (from NAMASKAH_SERVICE_SOURCE, default this checkout)."""
+    source = Path(os.environ.get("NAMASKAH_SERVICE_SOURCE", ROOT))
+    if not (source / "app").is_dir():
+        pytest.skip(f"the reference service (app/) is not in {source}")
+    if source == ROOT:
+        return make_service_repo(tmp_path / "repo")
+    repo = tmp_path / "repo"
+    shutil.copytree(source, repo, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"))
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-q", "-m", "reference service")):
+        git(repo, *args)
+    return repo
+
+
+class MemoryPeaks:
+    """Samples each container's peak memory (cgroup v1 max_usage) while a test runs; best effort."""
+
+    def __init__(self, instance: str):
+        self.instance = instance
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self):
+        root = Path("/sys/fs/cgroup/memory/docker")
+        names: dict[str, str] = {}
+        while not self._stop.wait(1.0):
+            try:
+                out = docker("ps", "--no-trunc", "--filter", f"label=org.namaskah.ci.master={self.instance}",
+                             "--format", "{{.ID}} {{.Names}}", check=False, timeout=20)
+            except Exception:
+                continue
+            for line in out.splitlines():
+                cid, _, name = line.partition(" ")
+                names[cid] = name
+                path = root / cid / "memory.max_usage_in_bytes"
+                try:
+                    value = int(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                key = name.split("-h")[0]
+                self.peaks[key] = max(self.peaks.get(key, 0), value)
+
+
+@pytest.fixture
+def docker_master(tmp_path):
+    require_engine_and_images()
+    instance = new_instance()
+    repo = service_repo(tmp_path)
+    started = []
+
+    def start(only: str | None = None, **workers):
+        env = docker_env(instance, **workers)
+        if only:  # the pipeline runs this check alone
+            env["PIPELINE_CHECKS_DISABLED"] = json.dumps([c for c in CHECKS if c != only])
+        master = start_master(tmp_path, repo, env=env)
+        started.append(master)
+        wait_poller_ready(master)
+        return master
+
+    try:
+        yield start, repo, instance
+    finally:
+        for master in started:
+            try:
+                wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+            finally:
+                master.stop()
+        leftovers = labelled_containers(instance)
+        remove_labelled(instance)
+        assert not leftovers, f"containers left behind: {leftovers}"
+
+
+def test_one_commit_runs_every_check_in_containers(docker_master):
+    start, repo, instance = docker_master
+    master = start()
+    missing = tools_missing()
+    started = time.monotonic()
+    with MemoryPeaks(instance) as memory:
+        revision = commit_file(repo, "app/NOTES.md", "docker e2e\n", "docs: a note", branch=BRANCH)
+        wait_for(
+            "the pipeline build of the commit",
+            lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == revision],
+            1800,
+            interval=5,
+        )
+    elapsed = time.monotonic() - started
+    results, texts = {}, {}
+    for check in CHECKS:
+        [build] = builds_for(master, check, revision)
+        results[check] = build["results"]
+        texts[check] = build_text(master, build)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "pipeline-run.json").write_text(
+        json.dumps({"seconds": round(elapsed), "results": results, "memory_peak_bytes": memory.peaks}, indent=2)
+    )
+    needs = {"container-scan": "trivy", "secrets-scan": "gitleaks"}
+    for check in CHECKS:
+        tool = needs.get(check)
+        if tool in missing:
+            # the image says why the tool is absent, and the job fails with that message
+            assert results[check] == FAILURE, f"{check}: expected a failure without {tool}\n{texts[check][-3000:]}"
+            assert missing[tool] in texts[check], texts[check][-3000:]
+        else:
+            assert results[check] == SUCCESS, f"{check} failed:\n{texts[check][-5000:]}"
+    # the matrix ran in the right containers: pytest prints the interpreter it runs on
+    assert "Python 3.9." in texts["test-py3.9"] and "Python 3.11." not in texts["test-py3.9"]
+    assert "Python 3.11." in texts["test-py3.11"]
+    # services came from containers, not from host processes: the URLs point at per-build ports
+    for check in ("integration", "migration-test"):
+        [build] = builds_for(master, check, revision)
+        assert build["properties"]["DATABASE_URL"][0].startswith("postgresql://namaskah:")
+        assert build["properties"]["DATABASE_URL"][1] == "service containers"
+    [integration] = builds_for(master, "integration", revision)
+    assert integration["properties"]["REDIS_URL"][0].startswith("redis://127.0.0.1:")
+    # nothing of the build remains: no container, no network; only the labelled cache volumes
+    wait_for("no running builds", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+    wait_for("containers removed", lambda: not labelled_containers(instance), 60)
+    assert labelled_networks(instance) == []
+    assert all(name.startswith("namaskah-ci-cache-py") for name in labelled_volumes(instance))
+
+
+def test_a_service_that_never_gets_ready_fails_the_build_within_the_bound(docker_master):
+    start, repo, instance = docker_master
+    image = build_never_ready_image()
+    master = start(only="migration-test", images=json.dumps({"postgres": image}), service_ready_timeout="10")
+    revision = commit_file(repo, "app/NOTES.md", "never ready\n", "docs: never ready", branch=BRANCH)
+    [build] = wait_for(
+        "the migration-test build",
+        lambda: builds_for(master, "migration-test", revision),
+        600,
+        interval=2,
+    )
+    text = build_text(master, build)
+    assert build["results"] in (EXCEPTION, FAILURE), text[-3000:]
+    assert "did not accept connections" in text and "within 10s" in text, text[-3000:]
+    assert build["complete_at"] - build["started_at"] < 10 + 60, "the readiness bound was not kept"
+    wait_for("containers removed", lambda: not labelled_containers(instance), 60)
+
+
+def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(docker_master):
+    start, repo, instance = docker_master
+    master = start(only="integration")
+    commit_file(repo, "app/NOTES.md", "kill\n", "docs: kill the worker", branch=BRANCH)
+
+    def running_integration():
+        builds = [b for b in master.builds("integration") if not b["complete"]]
+        if not builds:
+            return None
+        steps = master.steps(builds[0])
+        return builds[0] if any(s["started_at"] and s["name"] not in ("worker_preparation",) for s in steps) else None
+
+    build = wait_for("an integration build that is running steps", running_integration, 900, interval=1)
+    containers = docker("ps", "--filter", f"label=org.namaskah.ci.master={instance}",
+                        "--filter", "label=org.namaskah.ci.worker=docker-integration", "--format",
+                        "{{.ID}} {{.Label \"org.namaskah.ci.role\"}}").splitlines()
+    assert any(line.endswith(" postgres") for line in containers), containers
+    [worker_id] = [line.split()[0] for line in containers if line.endswith(" worker")]
+    docker("kill", worker_id)
+    killed = wait_for(
+        "the killed build to end",
+        lambda: [b for b in master.builds("integration") if b["buildid"] == build["buildid"] and b["complete"]],
+        300,
+        interval=2,
+    )[0]
+    assert killed["results"] in (RETRY, FAILURE, EXCEPTION), killed
+    # the build's service containers went with it (a retried build may have started its own since)
+    build_key_containers = [line for line in containers if line.split()[0] != worker_id]
+    for line in build_key_containers:
+        cid = line.split()[0]
+        wait_for(f"container {cid} removed", lambda: not docker("ps", "-a", "-q", "--filter", f"id={cid}"), 60)
