@@ -15,6 +15,7 @@ from www_support import (
     DEV_PASSWORD,
     DEV_USER,
     Client,
+    api,
     builder_ids,
     default_secrets,
     force_scheduler_for,
@@ -54,17 +55,17 @@ def clients(master):
 
 
 def request_count(master, builderid: int) -> int:
-    return len(master.api("buildrequests", builderid=builderid)["buildrequests"])
+    return len(api(master, "buildrequests", builderid=builderid)["buildrequests"])
 
 
 def build_of(master, brid: int) -> dict | None:
-    builds = master.api("builds", buildrequestid=brid)["builds"]
+    builds = api(master, "builds", buildrequestid=brid)["builds"]
     return builds[0] if builds else None
 
 
 def settled(master, brid: int) -> bool:
     """The request has a build, or is already finished (cancelled)."""
-    request = master.api(f"buildrequests/{brid}")["buildrequests"][0]
+    request = api(master, f"buildrequests/{brid}")["buildrequests"][0]
     return request["complete"] or build_of(master, brid) is not None
 
 
@@ -101,7 +102,11 @@ def test_only_admins_force_cancel_stop_and_rebuild(master, clients, kind):
                 assert status == 403, f"{who} {method} on {builder}: HTTP {status}"
         status, answer = clients["admin"].rpc(f"builds/{build['buildid']}", "stop", reason="authz test done")
         assert status == 200, f"admin stop on {builder}: HTTP {status} {answer}"
-        wait_for(f"the stopped {builder} build to finish", lambda: master.api(f"builds/{build['buildid']}")["builds"][0]["complete"], 120)
+        wait_for(
+            f"the stopped {builder} build to finish",
+            lambda: api(master, f"builds/{build['buildid']}")["builds"][0]["complete"],
+            120,
+        )
     else:
         status, answer = clients["admin"].rpc(f"buildrequests/{brid}", "cancel", reason="authz test done")
         assert status == 200, f"admin cancel on {builder}: HTTP {status} {answer}"
@@ -110,7 +115,7 @@ def test_only_admins_force_cancel_stop_and_rebuild(master, clients, kind):
 def test_admins_cancel_a_pending_request(master, clients):
     """A request that cannot start yet (its worker is paused) is cancelled by an admin only."""
     ids = builder_ids(master)
-    worker = next(w for w in master.api("workers")["workers"] if w["name"] == "local-lint")
+    worker = next(w for w in api(master, "workers")["workers"] if w["name"] == "local-lint")
     for who in ("anonymous", "non-admin"):
         status, _ = clients[who].rpc(f"workers/{worker['workerid']}", "pause", reason="no")
         assert status == 403, f"{who} pause worker: HTTP {status}"
@@ -129,7 +134,7 @@ def test_admins_cancel_a_pending_request(master, clients):
         assert status == 200, answer
         wait_for(
             "the cancelled request to complete",
-            lambda: master.api(f"buildrequests/{brid}")["buildrequests"][0]["complete"],
+            lambda: api(master, f"buildrequests/{brid}")["buildrequests"][0]["complete"],
             60,
         )
         assert build_of(master, brid) is None
@@ -138,11 +143,11 @@ def test_admins_cancel_a_pending_request(master, clients):
 
 
 def test_other_control_actions_are_admin_only(master, clients):
-    scheduler = master.api("schedulers")["schedulers"][0]
+    scheduler = api(master, "schedulers")["schedulers"][0]
     for who in ("anonymous", "non-admin"):
         status, _ = clients[who].rpc(f"schedulers/{scheduler['schedulerid']}", "enable", enabled=False)
         assert status == 403, f"{who} disable scheduler: HTTP {status}"
-    assert master.api(f"schedulers/{scheduler['schedulerid']}")["schedulers"][0]["enabled"] is True
+    assert api(master, f"schedulers/{scheduler['schedulerid']}")["schedulers"][0]["enabled"] is True
 
 
 def test_everyone_may_view_by_default(master, clients):

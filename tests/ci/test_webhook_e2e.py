@@ -20,6 +20,7 @@ from www_support import (
     DEV_USER,
     WEBHOOK_SECRET,
     Client,
+    api,
     basic,
     default_secrets,
     deliver,
@@ -42,7 +43,7 @@ def setup(tmp_path_factory):
 
 
 def revisions(master) -> list[str]:
-    return [change["revision"] for change in master.api("changes")["changes"]]
+    return [change["revision"] for change in api(master, "changes")["changes"]]
 
 
 def assert_nothing_recorded(master, before: list[str], sha: str) -> None:
@@ -96,11 +97,11 @@ def test_a_signed_push_records_the_commit_and_starts_its_pipeline_at_once(setup)
     assert 200 <= status < 300, f"HTTP {status}: {text}"
     wait_for(f"a change for {sha[:8]}", lambda: sha in revisions(master), 30, interval=0.5)
     assert revisions(master).count(sha) == 1
-    change = next(c for c in master.api("changes")["changes"] if c["revision"] == sha)
+    change = next(c for c in api(master, "changes")["changes"] if c["revision"] == sha)
     assert change["branch"] == "main"
 
     def pipeline_for_sha():
-        for build in master.api("builders/pipeline/builds", property="*")["builds"]:
+        for build in api(master, "builders/pipeline/builds", property="*")["builds"]:
             if build["properties"].get("got_revision", [None])[0] == sha or build["properties"].get(
                 "revision", [None]
             )[0] == sha:

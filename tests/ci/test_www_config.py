@@ -69,7 +69,8 @@ def test_duplicate_users_are_refused():
 
 
 def test_check_password():
-    entries = auth.parse_htpasswd(htpasswd_text({"admin": "right", "apache": "pw"}).replace("apache:$2b$", "apache:$2y$"))
+    text = htpasswd_text({"admin": "right", "apache": "pw"}).replace("apache:$2b$", "apache:$2y$")
+    entries = auth.parse_htpasswd(text)
     assert auth.check_password(entries, "admin", b"right")
     assert auth.check_password(entries, "apache", b"pw")
     assert not auth.check_password(entries, "admin", b"wrong")
