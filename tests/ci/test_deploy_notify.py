@@ -161,3 +161,80 @@ class NotifyUnconfiguredTest(DeployStepCase, unittest.TestCase):
         yield self.run_step()
         self.assertEqual(self.get_nth_step(0).summary, "webhook: skipped (no notify_webhook_url secret); "
                          "e-mail: not configured; GitHub status: skipped (no github_token)")
+
+
+class SmtpSink:
+    """A minimal SMTP server on a free loopback port that keeps each message it receives."""
+
+    def __init__(self):
+        import socketserver
+        import threading
+
+        sink = self
+        self.messages = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                say = lambda line: self.wfile.write(line.encode() + b"\r\n")  # noqa: E731
+                say("220 sink ready")
+                envelope = {"to": [], "data": b""}
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    verb = line.decode(errors="replace").strip().upper()
+                    if verb.startswith(("EHLO", "HELO")):
+                        say("250 sink")
+                    elif verb.startswith("MAIL FROM"):
+                        envelope["from"] = line.decode().split(":", 1)[1].strip()
+                        say("250 ok")
+                    elif verb.startswith("RCPT TO"):
+                        envelope["to"].append(line.decode().split(":", 1)[1].strip())
+                        say("250 ok")
+                    elif verb == "DATA":
+                        say("354 go ahead")
+                        chunks = []
+                        for data in iter(self.rfile.readline, b""):
+                            if data in (b".\r\n", b".\n"):
+                                break
+                            chunks.append(data)
+                        envelope["data"] = b"".join(chunks)
+                        sink.messages.append(dict(envelope))
+                        say("250 queued")
+                    elif verb == "QUIT":
+                        say("221 bye")
+                        return
+                    else:
+                        say("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SendMailTest(unittest.TestCase):
+    """The real Twisted SMTP client against a local sink (real reactor, no fakes)."""
+
+    def setUp(self):
+        self.sink = SmtpSink()
+        self.addCleanup(self.sink.stop)
+
+    @defer.inlineCallbacks
+    def test_message_is_delivered(self):
+        from twisted.internet import reactor
+
+        from namaskah_ci.steps.notify import send_mail
+
+        from twisted.internet.task import deferLater
+
+        yield send_mail(reactor, "127.0.0.1", self.sink.port, "ci@example.com", ["ops@example.com"],
+                        b"Subject: deployed\r\n\r\ndeployed 1234567\r\n")
+        yield deferLater(reactor, 1.0, lambda: None)  # the client closes its connection after QUIT
+        (message,) = self.sink.messages
+        self.assertEqual(message["to"], ["<ops@example.com>"])
+        self.assertIn(b"deployed 1234567", message["data"])

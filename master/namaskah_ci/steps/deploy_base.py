@@ -137,6 +137,7 @@ class DeployStep(buildstep.BuildStep):
         self.summary = ""
         self.build_summary = ""
         self._details = None
+        self._session = None
 
     # -- secrets -------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -162,7 +163,9 @@ class DeployStep(buildstep.BuildStep):
     @defer.inlineCallbacks
     def http(self, method: str, url: str, headers: dict | None = None, json_body: Any = None):
         """One request; an HttpAnswer for any HTTP status, HttpFailure when there is no answer."""
-        session = HTTPSession(self.master.httpservice, "")
+        if self._session is None:
+            self._session = HTTPSession(self.master.httpservice, "")
+        session = self._session
         kwargs: dict[str, Any] = {"timeout": self.target.request_timeout_seconds}
         if headers:
             kwargs["headers"] = dict(headers)
@@ -174,6 +177,17 @@ class DeployStep(buildstep.BuildStep):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a URL-free HttpFailure
             raise HttpFailure(describe_http_error(exc)) from None
         return HttpAnswer(int(response.code), body or b"")
+
+    def release_http(self) -> None:
+        """Close this step's connection pool (Buildbot keeps every txrequests session until shutdown)."""
+        session, self._session = self._session, None
+        pooled = getattr(session, "_txrequests_session", None)
+        if pooled is None:
+            return
+        pooled.close()
+        kept = getattr(self.master.httpservice, "_txrequests_sessions", None)
+        if isinstance(kept, list) and pooled in kept:
+            kept.remove(pooled)
 
     def api_headers(self, key: str) -> dict:
         return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
@@ -226,6 +240,7 @@ class DeployStep(buildstep.BuildStep):
         try:
             result = yield self.execute()
         finally:
+            self.release_http()
             yield self.finish_log()
         if self.stopped and result in (SUCCESS, WARNINGS, SKIPPED):
             return CANCELLED
