@@ -288,7 +288,7 @@ class RenderStandin(_Server):
         prefix = f"/v1/services/{self.service_id}"
         if not path.startswith(prefix):
             return 404, {"message": "service not found"}
-        rest = path[len(prefix):]
+        rest = path.removeprefix(prefix)
         with self._lock:
             if method == "GET" and rest == "/deploys":
                 ordered = sorted(self.deploys.values(), key=lambda d: d["_t0"], reverse=True)

@@ -134,30 +134,35 @@ def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactor
     factory.buildClass = DeployBuild
     configured = {"doStepIf": is_configured, "hideStepIf": _hide_skipped}
     auto = {"alwaysRun": True, "hideStepIf": _hide_skipped}
-    factory.addSteps([
-        CheckDeployConfigured(target),
-        VerifyPipelinePassed(target, required=list(settings.checks.required), **configured),
-        CallDeployHook(target, **configured),
-        WaitUntilLive(target, haltOnFailure=True, **configured),
-        HealthCheck(target, haltOnFailure=True, **configured),
-        SmokeTests(target, haltOnFailure=True, **configured),
-        RollBack(target, auto=True, doStepIf=rollback_needed, **auto),
-        WaitUntilLive(
-            target,
-            name="wait until rollback is live",
-            deploy_id_property=PROP_ROLLBACK_DEPLOY_ID,
-            revision_property=PROP_ROLLED_BACK_TO,
-            since_property=PROP_ROLLBACK_AT,
-            failure_property=PROP_ROLLBACK_LIVE,
-            doStepIf=rollback_started,
-            **auto,
-        ),
-        HealthCheck(
-            target, name="health check after rollback", result_property=PROP_ROLLBACK_HEALTH,
-            doStepIf=rollback_started, **auto,
-        ),
-        _notify(settings, target, rollback_build=False),
-    ])
+    factory.addSteps(
+        [
+            CheckDeployConfigured(target),
+            VerifyPipelinePassed(target, required=list(settings.checks.required), **configured),
+            CallDeployHook(target, **configured),
+            WaitUntilLive(target, haltOnFailure=True, **configured),
+            HealthCheck(target, haltOnFailure=True, **configured),
+            SmokeTests(target, haltOnFailure=True, **configured),
+            RollBack(target, auto=True, doStepIf=rollback_needed, **auto),
+            WaitUntilLive(
+                target,
+                name="wait until rollback is live",
+                deploy_id_property=PROP_ROLLBACK_DEPLOY_ID,
+                revision_property=PROP_ROLLED_BACK_TO,
+                since_property=PROP_ROLLBACK_AT,
+                failure_property=PROP_ROLLBACK_LIVE,
+                doStepIf=rollback_started,
+                **auto,
+            ),
+            HealthCheck(
+                target,
+                name="health check after rollback",
+                result_property=PROP_ROLLBACK_HEALTH,
+                doStepIf=rollback_started,
+                **auto,
+            ),
+            _notify(settings, target, rollback_build=False),
+        ]
+    )
     return factory
 
 
@@ -165,20 +170,22 @@ def make_rollback_factory(settings: Settings, target: DeployTarget) -> BuildFact
     factory = BuildFactory()
     factory.buildClass = DeployBuild
     configured = {"doStepIf": is_configured, "hideStepIf": _hide_skipped, "haltOnFailure": True}
-    factory.addSteps([
-        CheckDeployConfigured(target, rollback=True),
-        ChooseRollbackTarget(target, **configured),
-        RollBack(target, auto=False, **configured),
-        WaitUntilLive(
-            target,
-            deploy_id_property=PROP_ROLLBACK_DEPLOY_ID,
-            since_property=PROP_ROLLBACK_AT,
-            **configured,
-        ),
-        HealthCheck(target, **configured),
-        SmokeTests(target, **configured),
-        _notify(settings, target, rollback_build=True),
-    ])
+    factory.addSteps(
+        [
+            CheckDeployConfigured(target, rollback=True),
+            ChooseRollbackTarget(target, **configured),
+            RollBack(target, auto=False, **configured),
+            WaitUntilLive(
+                target,
+                deploy_id_property=PROP_ROLLBACK_DEPLOY_ID,
+                since_property=PROP_ROLLBACK_AT,
+                **configured,
+            ),
+            HealthCheck(target, **configured),
+            SmokeTests(target, **configured),
+            _notify(settings, target, rollback_build=True),
+        ]
+    )
     return factory
 
 
@@ -238,7 +245,9 @@ def make_deploy_schedulers(settings: Settings) -> list:
     for environment in ENVIRONMENTS:
         branch = settings.deploy[environment].branch
         result += [
-            schedulers.Triggerable(name=deploy_trigger_name(environment), builderNames=[deploy_builder_name(environment)]),
+            schedulers.Triggerable(
+                name=deploy_trigger_name(environment), builderNames=[deploy_builder_name(environment)]
+            ),
             schedulers.ForceScheduler(
                 name=deploy_force_name(environment),
                 builderNames=[deploy_builder_name(environment)],

@@ -68,7 +68,9 @@ def test_pipeline_gates_after_the_fan_out(config):
     assert classes == [FanOut, DeployGate]
     gate = builders(config)["pipeline"].factory.steps[1]
     assert gate.kwargs["branch_schedulers"] == {
-        "main": "deploy-production-after-pipeline", "develop": "deploy-staging-after-pipeline"}
+        "main": "deploy-production-after-pipeline",
+        "develop": "deploy-staging-after-pipeline",
+    }
     assert gate.kwargs["required"] == ["lint", "security"]
 
 
@@ -125,8 +127,9 @@ class FakeUpdates:
 
 def supersede(requests, claimable):
     updates = FakeUpdates(claimable)
-    builder = types.SimpleNamespace(name="deploy-production",
-                                    master=types.SimpleNamespace(data=types.SimpleNamespace(updates=updates)))
+    builder = types.SimpleNamespace(
+        name="deploy-production", master=types.SimpleNamespace(data=types.SimpleNamespace(updates=updates))
+    )
     chosen = []
     supersede_queued(builder, requests).addCallback(chosen.append)
     return chosen[0], updates.completed

@@ -77,8 +77,7 @@ class Story:
         return self.master.wait_builds(builder, count, BUILD_TIMEOUT)[count - 1]
 
     def force(self, scheduler: str, builder: str, **params) -> int:
-        status, answer = self.admin.rpc(f"forceschedulers/{scheduler}", "force",
-                                        builderid=self.ids[builder], **params)
+        status, answer = self.admin.rpc(f"forceschedulers/{scheduler}", "force", builderid=self.ids[builder], **params)
         assert status == 200, f"force {scheduler}: HTTP {status} {answer}"
         return answer["result"][1][str(self.ids[builder])]
 
@@ -146,8 +145,15 @@ def test_green_commit_on_main_is_deployed(story):
     assert story.prop(build, "deploy_revision") == good
     assert f"deployed {good[:7]} to production: live, healthy, smoke tests passed" in build["state_string"]
     states = story.step_states(build)
-    for name in ("configuration", "pipeline gate", "deploy hook", "wait until live", "health check",
-                 "smoke tests", "notify"):
+    for name in (
+        "configuration",
+        "pipeline gate",
+        "deploy hook",
+        "wait until live",
+        "health check",
+        "smoke tests",
+        "notify",
+    ):
         assert name in states, states
     assert "live after" in states["wait until live"]
     assert story.render.service.commit == good
@@ -189,7 +195,8 @@ def test_failing_check_means_no_deploy_build(story):
     time.sleep(5)
     assert len(story.deploys()) == before
     assert not story.master.api("buildrequests", builderid=story.ids["deploy-production"], complete="false")[
-        "buildrequests"]
+        "buildrequests"
+    ]
 
 
 def test_deploys_requested_together_run_one_after_another(story):
@@ -201,8 +208,12 @@ def test_deploys_requested_together_run_one_after_another(story):
     story.render.hook_codes = [503]  # the first forced deploy's hook is retried
     try:
         one = story.force("force_deploy_production", "deploy-production", reason="e2e: one", revision=fixed)
-        wait_for("the first forced deploy to start", lambda: story.master.api("builds", buildrequestid=one)["builds"],
-                 60, 0.2)
+        wait_for(
+            "the first forced deploy to start",
+            lambda: story.master.api("builds", buildrequestid=one)["builds"],
+            60,
+            0.2,
+        )
         two = story.force("force_deploy_production", "deploy-production", reason="e2e: two", revision=fixed)
         three = story.force("force_deploy_production", "deploy-production", reason="e2e: three", revision="")
         builds = story.master.wait_builds("deploy-production", 5, BUILD_TIMEOUT)

@@ -55,8 +55,18 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks
     def test_green_main_triggers_production(self):
         triggered = yield self.run_gate("main", ALL_GREEN, expected=SUCCESS)
-        self.assertEqual(triggered, [[{"sched_name": "deploy-production-after-pipeline",
-                                       "props_to_set": {"gate_pipeline": "pipeline #7"}, "unimportant": False}]])
+        self.assertEqual(
+            triggered,
+            [
+                [
+                    {
+                        "sched_name": "deploy-production-after-pipeline",
+                        "props_to_set": {"gate_pipeline": "pipeline #7"},
+                        "unimportant": False,
+                    }
+                ]
+            ],
+        )
         self.assertIn("deploy of 1234567 requested", self.get_nth_step(0).gate_summary)
 
     @defer.inlineCallbacks
@@ -91,10 +101,18 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
 class VerifyPipelineTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks
     def add_pipeline(self, number, revision, check_results, complete=True):
-        yield self.add_history("pipeline", 20, [{
-            "number": number, "complete": complete, "results": 0 if complete else None,
-            "props": {"revision": revision, "check_results": check_results},
-        }])
+        yield self.add_history(
+            "pipeline",
+            20,
+            [
+                {
+                    "number": number,
+                    "complete": complete,
+                    "results": 0 if complete else None,
+                    "props": {"revision": revision, "check_results": check_results},
+                }
+            ],
+        )
 
     def step(self, **props):
         return self.setup_with(VerifyPipelinePassed(make_target(), REQUIRED, name="gate"), **props)
@@ -120,8 +138,9 @@ class VerifyPipelineTest(DeployStepCase, unittest.TestCase):
         yield self.add_pipeline(4, REV, {"lint": "failure", "test-py3.11": "success"})
         self.step(revision=REV)
         self.expect_outcome(result=FAILURE)
-        self.expect_result_summary({"step": "not deployed: pipeline #4: lint: failure",
-                                    "build": "not deployed: pipeline #4: lint: failure"})
+        self.expect_result_summary(
+            {"step": "not deployed: pipeline #4: lint: failure", "build": "not deployed: pipeline #4: lint: failure"}
+        )
         yield self.run_step()
 
     @defer.inlineCallbacks
@@ -144,14 +163,16 @@ class VerifyPipelineTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_empty_revision_means_the_newest_change_on_the_branch(self):
-        yield self.master.db.insert_test_data([
-            fakedb.SourceStamp(id=71, branch="main", revision=OLD),
-            fakedb.SourceStamp(id=72, branch="main", revision=REV),
-            fakedb.SourceStamp(id=73, branch="develop", revision="d" * 40),
-            fakedb.Change(changeid=1, branch="main", revision=OLD, sourcestampid=71),
-            fakedb.Change(changeid=2, branch="main", revision=REV, sourcestampid=72),
-            fakedb.Change(changeid=3, branch="develop", revision="d" * 40, sourcestampid=73),
-        ])
+        yield self.master.db.insert_test_data(
+            [
+                fakedb.SourceStamp(id=71, branch="main", revision=OLD),
+                fakedb.SourceStamp(id=72, branch="main", revision=REV),
+                fakedb.SourceStamp(id=73, branch="develop", revision="d" * 40),
+                fakedb.Change(changeid=1, branch="main", revision=OLD, sourcestampid=71),
+                fakedb.Change(changeid=2, branch="main", revision=REV, sourcestampid=72),
+                fakedb.Change(changeid=3, branch="develop", revision="d" * 40, sourcestampid=73),
+            ]
+        )
         yield self.add_pipeline(9, REV, ALL_GREEN)
         self.step()
         self.expect_outcome(result=SUCCESS)

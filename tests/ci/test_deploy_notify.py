@@ -27,29 +27,51 @@ class OutcomeTextTest(unittest.TestCase):
         self.assertEqual(text, "deployed 1234567 to production: live, healthy, smoke tests passed")
 
     def test_rolled_back_after_a_failed_health_check(self):
-        p = props(deploy_environment="production", deploy_revision=REV, deploy_started=True,
-                  deploy_failure="health check failed", rollback_started=True, rolled_back_to=OLD,
-                  rollback_health="healthy")
-        self.assertEqual(outcome_text(p, False, False),
-                         "deployed 1234567, health check failed, rolled back to abcdefa (healthy)")
+        p = props(
+            deploy_environment="production",
+            deploy_revision=REV,
+            deploy_started=True,
+            deploy_failure="health check failed",
+            rollback_started=True,
+            rolled_back_to=OLD,
+            rollback_health="healthy",
+        )
+        self.assertEqual(
+            outcome_text(p, False, False), "deployed 1234567, health check failed, rolled back to abcdefa (healthy)"
+        )
 
     def test_rollback_that_did_not_go_live(self):
-        p = props(deploy_revision=REV, deploy_started=True, deploy_failure="smoke test failed: /health: HTTP 500",
-                  rollback_started=True, rolled_back_to=OLD, rollback_live_failure="Render deploy build_failed",
-                  rollback_health="unhealthy")
-        self.assertEqual(outcome_text(p, False, False), "deployed 1234567, smoke test failed: /health: HTTP 500, "
-                         "rolled back to abcdefa (Render deploy build_failed; unhealthy)")
+        p = props(
+            deploy_revision=REV,
+            deploy_started=True,
+            deploy_failure="smoke test failed: /health: HTTP 500",
+            rollback_started=True,
+            rolled_back_to=OLD,
+            rollback_live_failure="Render deploy build_failed",
+            rollback_health="unhealthy",
+        )
+        self.assertEqual(
+            outcome_text(p, False, False),
+            "deployed 1234567, smoke test failed: /health: HTTP 500, "
+            "rolled back to abcdefa (Render deploy build_failed; unhealthy)",
+        )
 
     def test_nothing_to_roll_back_to(self):
-        p = props(deploy_revision=REV, deploy_started=True, deploy_failure="Render deploy build_failed",
-                  rollback_result="nothing to roll back to")
-        self.assertEqual(outcome_text(p, False, False),
-                         "deployed 1234567, Render deploy build_failed, nothing to roll back to")
+        p = props(
+            deploy_revision=REV,
+            deploy_started=True,
+            deploy_failure="Render deploy build_failed",
+            rollback_result="nothing to roll back to",
+        )
+        self.assertEqual(
+            outcome_text(p, False, False), "deployed 1234567, Render deploy build_failed, nothing to roll back to"
+        )
 
     def test_hook_refused(self):
         p = props(deploy_environment="staging", deploy_revision=REV, deploy_failure="deploy hook answered HTTP 404")
-        self.assertEqual(outcome_text(p, False, False),
-                         "deploy of 1234567 to staging failed: deploy hook answered HTTP 404")
+        self.assertEqual(
+            outcome_text(p, False, False), "deploy of 1234567 to staging failed: deploy hook answered HTTP 404"
+        )
 
     def test_rollback_builds(self):
         p = props(deploy_environment="production", deploy_revision=OLD, deploy_failure="health check failed")
@@ -65,36 +87,56 @@ class OutcomeTextTest(unittest.TestCase):
 
 class NotifyTest(DeployStepCase, unittest.TestCase):
     def notify(self, results=SUCCESS, **kwargs):
-        step = Notify(make_target(), name="notify", github_repository="acme/namaskah",
-                      github_api_url="https://gh.example/api", **kwargs)
+        step = Notify(
+            make_target(),
+            name="notify",
+            github_repository="acme/namaskah",
+            github_api_url="https://gh.example/api",
+            **kwargs,
+        )
         self.sent = []
 
         def mailer(reactor, host, port, sender, recipients, message):
             self.sent.append((host, port, sender, recipients, message_from_bytes(message)))
             return defer.succeed(None)
 
-        step = self.setup_with(step, deploy_attempted=True, deploy_environment="production",
-                               deploy_revision=REV, render_deploy_id="dep-1")
+        step = self.setup_with(
+            step, deploy_attempted=True, deploy_environment="production", deploy_revision=REV, render_deploy_id="dep-1"
+        )
         step.mailer = mailer
         self.build.results = results  # the fake build has no result of its own
         return step
 
     def expect_status(self, state, code=201):
-        self.expect_http("POST", f"https://gh.example/api/repos/acme/namaskah/statuses/{REV}", code=code,
-                         headers={"Authorization": f"Bearer {GITHUB_TOKEN}", "Accept": "application/vnd.github+json"},
-                         json_body={"state": state, "context": "deploy/production",
-                                    "description": "deployed 1234567 to production: live, healthy, smoke tests passed",
-                                    "target_url": "http://localhost:8080/#/builders/None/builds/13"})
+        self.expect_http(
+            "POST",
+            f"https://gh.example/api/repos/acme/namaskah/statuses/{REV}",
+            code=code,
+            headers={"Authorization": f"Bearer {GITHUB_TOKEN}", "Accept": "application/vnd.github+json"},
+            json_body={
+                "state": state,
+                "context": "deploy/production",
+                "description": "deployed 1234567 to production: live, healthy, smoke tests passed",
+                "target_url": "http://localhost:8080/#/builders/None/builds/13",
+            },
+        )
 
     @defer.inlineCallbacks
     def test_success_goes_everywhere(self):
         self.notify(email_to=("ops@example.com",), smtp_host="mail.example", smtp_port=2525)
         payload = {
             "text": "[production] deployed 1234567 to production: live, healthy, smoke tests passed "
-                    "http://localhost:8080/#/builders/None/builds/13",
-            "environment": "production", "kind": "deploy", "revision": REV, "result": "success",
-            "deploy_id": "dep-1", "rolled_back_to": None, "rollback_deploy_id": None, "failure": None,
-            "gate_override": None, "summary": "deployed 1234567 to production: live, healthy, smoke tests passed",
+            "http://localhost:8080/#/builders/None/builds/13",
+            "environment": "production",
+            "kind": "deploy",
+            "revision": REV,
+            "result": "success",
+            "deploy_id": "dep-1",
+            "rolled_back_to": None,
+            "rollback_deploy_id": None,
+            "failure": None,
+            "gate_override": None,
+            "summary": "deployed 1234567 to production: live, healthy, smoke tests passed",
             "build_url": "http://localhost:8080/#/builders/None/builds/13",
         }
         self.expect_http("POST", WEBHOOK, json_body=payload, content_json={"ok": True})
@@ -121,8 +163,9 @@ class NotifyTest(DeployStepCase, unittest.TestCase):
         step = self.get_nth_step(0)
         self.assertTrue(step.warnOnFailure)
         self.assertFalse(step.flunkOnFailure)
-        self.assertEqual(step.summary,
-                         "FAILED webhook: HTTP 500; e-mail: not configured; FAILED GitHub status: HTTP 401")
+        self.assertEqual(
+            step.summary, "FAILED webhook: HTTP 500; e-mail: not configured; FAILED GitHub status: HTTP 401"
+        )
         self.assert_no_leaks()
 
 
@@ -131,22 +174,48 @@ class NotifyFailureTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_failure_payload_names_the_rollback(self):
-        self.setup_with(Notify(make_target(), name="notify"), deploy_attempted=True, deploy_environment="production",
-                        deploy_revision=REV, render_deploy_id="dep-bad", deploy_started=True,
-                        deploy_failure="health check failed", rollback_started=True, rolled_back_to=OLD,
-                        rollback_deploy_id="dep-rb", rollback_health="healthy")
+        self.setup_with(
+            Notify(make_target(), name="notify"),
+            deploy_attempted=True,
+            deploy_environment="production",
+            deploy_revision=REV,
+            render_deploy_id="dep-bad",
+            deploy_started=True,
+            deploy_failure="health check failed",
+            rollback_started=True,
+            rolled_back_to=OLD,
+            rollback_deploy_id="dep-rb",
+            rollback_health="healthy",
+        )
         self.build.results = FAILURE
         text = "deployed 1234567, health check failed, rolled back to abcdefa (healthy)"
         url = "http://localhost:8080/#/builders/None/builds/13"
-        self.expect_http("POST", WEBHOOK, content_json={}, json_body={
-            "text": f"[production] {text} {url}", "environment": "production", "kind": "deploy",
-            "revision": REV, "result": "failure", "deploy_id": "dep-bad", "rolled_back_to": OLD,
-            "rollback_deploy_id": "dep-rb", "failure": "health check failed", "gate_override": None,
-            "summary": text, "build_url": url,
-        })
+        self.expect_http(
+            "POST",
+            WEBHOOK,
+            content_json={},
+            json_body={
+                "text": f"[production] {text} {url}",
+                "environment": "production",
+                "kind": "deploy",
+                "revision": REV,
+                "result": "failure",
+                "deploy_id": "dep-bad",
+                "rolled_back_to": OLD,
+                "rollback_deploy_id": "dep-rb",
+                "failure": "health check failed",
+                "gate_override": None,
+                "summary": text,
+                "build_url": url,
+            },
+        )
         self.expect_outcome(result=SUCCESS)
-        self.expect_build_result_summary({"step": "webhook: sent; e-mail: not configured; "
-                                          "GitHub status: skipped (no github_token)", "build": text})
+        self.expect_build_result_summary(
+            {
+                "step": "webhook: sent; e-mail: not configured; " "GitHub status: skipped (no github_token)",
+                "build": text,
+            }
+        )
         yield self.run_step()
 
 
@@ -159,8 +228,11 @@ class NotifyUnconfiguredTest(DeployStepCase, unittest.TestCase):
         self.build.results = SUCCESS
         self.expect_outcome(result=SUCCESS)
         yield self.run_step()
-        self.assertEqual(self.get_nth_step(0).summary, "webhook: skipped (no notify_webhook_url secret); "
-                         "e-mail: not configured; GitHub status: skipped (no github_token)")
+        self.assertEqual(
+            self.get_nth_step(0).summary,
+            "webhook: skipped (no notify_webhook_url secret); "
+            "e-mail: not configured; GitHub status: skipped (no github_token)",
+        )
 
 
 class SmtpSink:
@@ -232,8 +304,14 @@ class SendMailTest(unittest.TestCase):
 
         from twisted.internet.task import deferLater
 
-        yield send_mail(reactor, "127.0.0.1", self.sink.port, "ci@example.com", ["ops@example.com"],
-                        b"Subject: deployed\r\n\r\ndeployed 1234567\r\n")
+        yield send_mail(
+            reactor,
+            "127.0.0.1",
+            self.sink.port,
+            "ci@example.com",
+            ["ops@example.com"],
+            b"Subject: deployed\r\n\r\ndeployed 1234567\r\n",
+        )
         yield deferLater(reactor, 1.0, lambda: None)  # the client closes its connection after QUIT
         (message,) = self.sink.messages
         self.assertEqual(message["to"], ["<ops@example.com>"])

@@ -18,6 +18,7 @@ class HelpersTest(unittest.TestCase):
     def test_with_ref_appends_to_the_query(self):
         self.assertEqual(with_ref("https://h/deploy/srv?key=k", "abc"), "https://h/deploy/srv?key=k&ref=abc")
         self.assertEqual(with_ref("https://h/hook", "abc"), "https://h/hook?ref=abc")
+        self.assertEqual(with_ref("https://h/d?key=k", "x&key=evil"), "https://h/d?key=k&ref=x%26key%3Devil")
 
     def test_same_revision_accepts_abbreviations(self):
         self.assertTrue(same_revision(REV, REV[:7]))
@@ -71,8 +72,12 @@ class NotConfiguredTest(DeployStepCase, unittest.TestCase):
         yield self.setup_step(CheckDeployConfigured(make_target(), name="configuration"))
         self.expect_outcome(result=SKIPPED)
         self.expect_property("deploy_not_configured", "not configured: no render_deploy_hook secret")
-        self.expect_result_summary({"step": "not configured: no render_deploy_hook secret",
-                                    "build": "not configured: no render_deploy_hook secret"})
+        self.expect_result_summary(
+            {
+                "step": "not configured: no render_deploy_hook secret",
+                "build": "not configured: no render_deploy_hook secret",
+            }
+        )
         yield self.run_step()
 
     @defer.inlineCallbacks
@@ -166,8 +171,13 @@ class WaitUntilLiveTest(DeployStepCase, unittest.TestCase):
         return self.setup_with(WaitUntilLive(make_target(**target), name="wait"), **props)
 
     def expect_status(self, status, deploy_id="dep-1", code=200):
-        self.expect_http("GET", deploy_url(f"/deploys/{deploy_id}"), headers=AUTH, code=code,
-                         content_json={"id": deploy_id, "status": status, "commit": {"id": REV}})
+        self.expect_http(
+            "GET",
+            deploy_url(f"/deploys/{deploy_id}"),
+            headers=AUTH,
+            code=code,
+            content_json={"id": deploy_id, "status": status, "commit": {"id": REV}},
+        )
 
     @defer.inlineCallbacks
     def test_polls_until_live(self):
@@ -221,12 +231,31 @@ class WaitUntilLiveTest(DeployStepCase, unittest.TestCase):
     def test_queued_deploy_is_found_by_listing(self):
         yield self.setup_wait(deploy_id=None)
         self.expect_http("GET", deploy_url("/deploys?limit=20"), headers=AUTH, content_json=[])
-        self.expect_http("GET", deploy_url("/deploys?limit=20"), headers=AUTH, content_json=[
-            {"deploy": {"id": "dep-new", "status": "created", "commit": {"id": REV},
-                        "createdAt": "2023-11-14T22:13:30Z"}, "cursor": "c1"},
-            {"deploy": {"id": "dep-old", "status": "live", "commit": {"id": "ffffffffff"},
-                        "createdAt": "2023-11-14T20:00:00Z"}, "cursor": "c2"},
-        ])
+        self.expect_http(
+            "GET",
+            deploy_url("/deploys?limit=20"),
+            headers=AUTH,
+            content_json=[
+                {
+                    "deploy": {
+                        "id": "dep-new",
+                        "status": "created",
+                        "commit": {"id": REV},
+                        "createdAt": "2023-11-14T22:13:30Z",
+                    },
+                    "cursor": "c1",
+                },
+                {
+                    "deploy": {
+                        "id": "dep-old",
+                        "status": "live",
+                        "commit": {"id": "ffffffffff"},
+                        "createdAt": "2023-11-14T20:00:00Z",
+                    },
+                    "cursor": "c2",
+                },
+            ],
+        )
         self.expect_status("live", deploy_id="dep-new")
         self.expect_outcome(result=SUCCESS)
         self.expect_property("render_deploy_id", "dep-new")
@@ -250,8 +279,9 @@ class InterruptTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks
     def test_stop_during_polling_cancels(self):
         step = self.setup_with(WaitUntilLive(make_target(), name="wait"), render_deploy_id="dep-1")
-        self.expect_http("GET", deploy_url("/deploys/dep-1"), headers=AUTH, content_json={"id": "dep-1",
-                                                                                          "status": "created"})
+        self.expect_http(
+            "GET", deploy_url("/deploys/dep-1"), headers=AUTH, content_json={"id": "dep-1", "status": "created"}
+        )
         self.expect_outcome(result=CANCELLED)
         d = self.run_step()
         self.reactor.advance(1)

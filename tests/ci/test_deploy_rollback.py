@@ -30,14 +30,20 @@ def good(number, revision, deploy_id, results=0, complete_at=None):
     props = {"deploy_revision": revision}
     if deploy_id:
         props["render_deploy_id"] = deploy_id
-    return {"number": number, "results": results, "props": props,
-            "complete_at": complete_at or 1_700_000_000 + number * 10}
+    return {
+        "number": number,
+        "results": results,
+        "props": props,
+        "complete_at": complete_at or 1_700_000_000 + number * 10,
+    }
 
 
 def test_rollback_is_needed_after_any_failure_once_the_hook_was_accepted():
     def step(results, started):
-        return types.SimpleNamespace(build=types.SimpleNamespace(results=results),
-                                     getProperty=lambda name: started if name == "deploy_started" else None)
+        return types.SimpleNamespace(
+            build=types.SimpleNamespace(results=results),
+            getProperty=lambda name: started if name == "deploy_started" else None,
+        )
 
     assert rollback_needed(step(FAILURE, True))
     assert rollback_needed(step(CANCELLED, True))  # stopped by hand mid-deploy: still roll back
@@ -50,9 +56,15 @@ class HistoryCase(DeployStepCase):
     @defer.inlineCallbacks
     def add_standard_history(self):
         # deploy-production: #1 OLD ok, #2 MID ok, #3 REV failed; rollback-production: #1 back to OLD (newest)
-        yield self.add_history("deploy-production", 11, [
-            good(1, OLD, "dep-old"), good(2, MID, "dep-mid"), good(3, REV, "dep-bad", results=2),
-        ])
+        yield self.add_history(
+            "deploy-production",
+            11,
+            [
+                good(1, OLD, "dep-old"),
+                good(2, MID, "dep-mid"),
+                good(3, REV, "dep-bad", results=2),
+            ],
+        )
         yield self.add_history("rollback-production", 12, [good(1, OLD, "dep-rb", complete_at=1_700_000_100)])
 
 
@@ -61,11 +73,14 @@ class HistoryTest(HistoryCase, unittest.TestCase):
     def test_good_deploys_newest_first_across_builders(self):
         yield self.add_standard_history()
         records = yield good_deploys(self.master, ("deploy-production", "rollback-production"))
-        self.assertEqual([(r.label, r.revision, r.deploy_id) for r in records], [
-            ("rollback-production #1", OLD, "dep-rb"),
-            ("deploy-production #2", MID, "dep-mid"),
-            ("deploy-production #1", OLD, "dep-old"),
-        ])
+        self.assertEqual(
+            [(r.label, r.revision, r.deploy_id) for r in records],
+            [
+                ("rollback-production #1", OLD, "dep-rb"),
+                ("deploy-production #2", MID, "dep-mid"),
+                ("deploy-production #1", OLD, "dep-old"),
+            ],
+        )
         self.assertEqual(previous_good(records).revision, MID)
 
     @defer.inlineCallbacks
@@ -99,7 +114,9 @@ class ChooseTargetTest(HistoryCase, unittest.TestCase):
         yield self.add_history("deploy-production", 11, [good(1, OLD, "dep-old")])
         self.setup_step(ChooseRollbackTarget(make_target(), name="target"))
         self.expect_outcome(result=FAILURE)
-        self.expect_property("deploy_failure", "no earlier good deploy of production to roll back to (current: abcdefa)")
+        self.expect_property(
+            "deploy_failure", "no earlier good deploy of production to roll back to (current: abcdefa)"
+        )
         yield self.run_step()
 
 
@@ -108,8 +125,14 @@ class AutoRollbackTest(HistoryCase, unittest.TestCase):
     def test_by_render_api_to_the_newest_good_deploy(self):
         yield self.add_standard_history()
         self.setup_step(RollBack(make_target(), auto=True, name="rollback"))
-        self.expect_http("POST", deploy_url("/rollback"), headers=AUTH, json_body={"deployId": "dep-rb"},
-                         code=201, content_json={"id": "dep-new", "status": "created"})
+        self.expect_http(
+            "POST",
+            deploy_url("/rollback"),
+            headers=AUTH,
+            json_body={"deployId": "dep-rb"},
+            code=201,
+            content_json={"id": "dep-new", "status": "created"},
+        )
         self.expect_outcome(result=SUCCESS)
         self.expect_property("rolled_back_to", OLD)
         self.expect_property("rollback_deploy_id", "dep-new")
@@ -169,10 +192,19 @@ class NoWayTest(HistoryCase, unittest.TestCase):
 class ManualRollbackTest(HistoryCase, unittest.TestCase):
     @defer.inlineCallbacks
     def test_sets_the_new_live_deploy_for_the_history(self):
-        self.setup_with(RollBack(make_target(), auto=False, name="rollback"),
-                        deploy_revision=MID, rollback_target_deploy_id="dep-mid")
-        self.expect_http("POST", deploy_url("/rollback"), headers=AUTH, json_body={"deployId": "dep-mid"},
-                         code=201, content_json={"id": "dep-rb2", "status": "created"})
+        self.setup_with(
+            RollBack(make_target(), auto=False, name="rollback"),
+            deploy_revision=MID,
+            rollback_target_deploy_id="dep-mid",
+        )
+        self.expect_http(
+            "POST",
+            deploy_url("/rollback"),
+            headers=AUTH,
+            json_body={"deployId": "dep-mid"},
+            code=201,
+            content_json={"id": "dep-rb2", "status": "created"},
+        )
         self.expect_outcome(result=SUCCESS)
         self.expect_property("render_deploy_id", "dep-rb2")
         self.expect_property("deploy_started", True)

@@ -40,8 +40,9 @@ def call(url, method="POST", body=None, key=None, timeout=5):
 def wait_status(render, deploy_id, wanted, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        code, body = call(f"{render.api_url}/services/{render.service_id}/deploys/{deploy_id}", "GET",
-                          key=render.api_key)
+        code, body = call(
+            f"{render.api_url}/services/{render.service_id}/deploys/{deploy_id}", "GET", key=render.api_key
+        )
         assert code == 200
         status = json.loads(body)["status"]
         if status == wanted:
@@ -76,8 +77,9 @@ def test_rollback_by_api_and_cancel(render):
     bad = deploy(render, REV)
     code, body = call(f"{render.api_url}/services/{render.service_id}/deploys/{bad}/cancel", key=render.api_key)
     assert code == 200 and json.loads(body)["status"] == "canceled"
-    code, body = call(f"{render.api_url}/services/{render.service_id}/rollback", body={"deployId": first},
-                      key=render.api_key)
+    code, body = call(
+        f"{render.api_url}/services/{render.service_id}/rollback", body={"deployId": first}, key=render.api_key
+    )
     assert code == 201
     rollback = json.loads(body)
     assert rollback["commit"]["id"] == OLD and rollback["trigger"] == "rollback"

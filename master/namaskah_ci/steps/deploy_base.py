@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet import defer
 
@@ -120,10 +121,15 @@ def same_revision(a: str | None, b: str | None) -> bool:
     return a.startswith(b) or b.startswith(a)
 
 
+def segment(value: str) -> str:
+    """A value made safe to put in a URL path or query (a typed revision, an id from an answer)."""
+    return quote(str(value), safe="")
+
+
 def with_ref(hook_url: str, revision: str) -> str:
-    """The hook URL with `ref=<revision>` appended to its query."""
+    """The hook URL with `ref=<revision>` appended to its query (the revision URL-quoted)."""
     base, _, fragment = hook_url.partition("#")
-    joined = f"{base}{'&' if '?' in base else '?'}ref={revision}"
+    joined = f"{base}{'&' if '?' in base else '?'}ref={segment(revision)}"
     return f"{joined}#{fragment}" if fragment else joined
 
 

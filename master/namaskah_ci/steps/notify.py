@@ -37,6 +37,7 @@ from namaskah_ci.steps.deploy_base import (
     PROP_STARTED,
     DeployStep,
     HttpFailure,
+    segment,
     short,
 )
 from namaskah_ci.steps.rollback import PROP_ROLLBACK_HEALTH, PROP_ROLLBACK_LIVE
@@ -198,8 +199,14 @@ class Notify(DeployStep):
             lines.append(f"{key}: {payload.get(key) or '-'}")
         message.set_content("\n".join(lines) + "\n")
         try:
-            yield self.mailer(self.master.reactor, self.smtp_host, self.smtp_port, self.email_from,
-                              list(self.email_to), message.as_bytes())
+            yield self.mailer(
+                self.master.reactor,
+                self.smtp_host,
+                self.smtp_port,
+                self.email_from,
+                list(self.email_to),
+                message.as_bytes(),
+            )
         except Exception as exc:  # noqa: BLE001 - reported, never raised
             yield self.note(f"e-mail: {type(exc).__name__}")
             return f"FAILED e-mail: {type(exc).__name__}"
@@ -212,7 +219,7 @@ class Notify(DeployStep):
             return "GitHub status: skipped (no github_token)"
         if not self.github_repository or not payload["revision"]:
             return "GitHub status: skipped (not a GitHub repository)"
-        url = f"{self.github_api_url}/repos/{self.github_repository}/statuses/{payload['revision']}"
+        url = f"{self.github_api_url}/repos/{self.github_repository}/statuses/{segment(payload['revision'])}"
         body = {
             "state": payload["result"],
             "context": f"deploy/{payload['environment']}",

@@ -30,6 +30,7 @@ from namaskah_ci.steps.deploy_base import (
     DeployStep,
     HttpFailure,
     same_revision,
+    segment,
     short,
     with_ref,
 )
@@ -118,7 +119,9 @@ class CheckDeployConfigured(DeployStep):
         hook = yield self.secret(target.deploy_hook_secret)
         rollback_hook = yield self.secret(target.rollback_hook_secret)
         api = yield self.api_credentials()
-        ways = [name for name, ok in (("Render API", api), ("rollback hook", rollback_hook), ("deploy hook", hook)) if ok]
+        ways = [
+            name for name, ok in (("Render API", api), ("rollback hook", rollback_hook), ("deploy hook", hook)) if ok
+        ]
         yield self.note(f"environment: {target.environment} ({target.url})")
         yield self.note(f"deploy hook ({target.deploy_hook_secret}): {'set' if hook else 'missing'}")
         yield self.note(
@@ -282,7 +285,7 @@ class WaitUntilLive(DeployStep):
         errors = 0
         last_status = "unknown"
         while True:
-            data, problem, fatal = yield self.api_get(credentials, f"/deploys/{deploy_id}")
+            data, problem, fatal = yield self.api_get(credentials, f"/deploys/{segment(deploy_id)}")
             deploy = deploy_from(data) if data is not None else None
             status = deploy.get("status") if deploy else None
             if fatal:
@@ -322,8 +325,9 @@ class WaitUntilLive(DeployStep):
         """Best effort: a deploy that never went live must not go live after the rollback."""
         key, service = credentials
         try:
-            answer = yield self.http("POST", self.api_url(service, f"/deploys/{deploy_id}/cancel"),
-                                     headers=self.api_headers(key))
+            answer = yield self.http(
+                "POST", self.api_url(service, f"/deploys/{segment(deploy_id)}/cancel"), headers=self.api_headers(key)
+            )
             yield self.note(f"cancel {deploy_id}: HTTP {answer.code}")
         except HttpFailure as exc:
             yield self.note(f"cancel {deploy_id}: {exc}")

@@ -110,8 +110,14 @@ class RollBack(HookStep):
         credentials = yield self.api_credentials()
         if credentials and deploy_id:
             key, service = credentials
-            found.append(("Render API rollback", self.api_url(service, "/rollback"), self.api_headers(key),
-                          {"deployId": deploy_id}))
+            found.append(
+                (
+                    "Render API rollback",
+                    self.api_url(service, "/rollback"),
+                    self.api_headers(key),
+                    {"deployId": deploy_id},
+                )
+            )
         rollback_hook = yield self.secret(self.target.rollback_hook_secret)
         if rollback_hook:
             found.append(("rollback hook", with_ref(rollback_hook, revision), None, None))
