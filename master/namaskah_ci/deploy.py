@@ -18,7 +18,7 @@ from __future__ import annotations
 from buildbot.plugins import schedulers, util
 from buildbot.process.build import Build
 from buildbot.process.factory import BuildFactory
-from buildbot.process.results import SKIPPED, SUCCESS
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci.deploy_history import supersede_queued
 from namaskah_ci.settings import Settings
@@ -102,13 +102,17 @@ def make_target(settings: Settings, environment: str) -> DeployTarget:
 
 
 class DeployBuild(Build):
-    """A Build that ends SKIPPED with its reason (not "build successful") when not configured."""
+    """A Build whose summary is its outcome line alone ("deployed abc1234, health check failed, ...",
+    without Buildbot's "build successful"/"failed" prefix), and which ends SKIPPED with its
+    reason when the environment is not configured."""
 
     def allStepsDone(self):
         reason = self.getProperty(PROP_NOT_CONFIGURED)
         if reason and self.results in (SUCCESS, SKIPPED):
             self.results = SKIPPED
             return self.buildFinished([reason], SKIPPED)
+        if self.text and self.results in (SUCCESS, WARNINGS, FAILURE) and self.stopped_reason is None:
+            return self.buildFinished(list(self.text), self.results)
         return super().allStepsDone()
 
 

@@ -8,7 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
-from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS
+from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 from buildbot.schedulers.forcesched import ForceScheduler
 from buildbot.schedulers.triggerable import Triggerable
 from twisted.internet import defer
@@ -150,6 +150,16 @@ def test_a_request_claimed_meanwhile_is_left_alone():
 def test_a_single_request_is_just_started():
     chosen, cancelled = supersede([FakeRequest(5, 1)], claimable={5})
     assert chosen.id == 5 and cancelled == []
+
+
+def test_deploy_build_summary_is_the_outcome_alone():
+    finished = []
+    build = DeployBuild.__new__(DeployBuild)
+    build.results, build.text, build.stopped_reason = FAILURE, ["deployed abc, health check failed"], None
+    build.getProperty = lambda name, default=None: None
+    build.buildFinished = lambda text, results: finished.append((text, results))
+    build.allStepsDone()
+    assert finished == [(["deployed abc, health check failed"], FAILURE)]
 
 
 def test_not_configured_build_ends_skipped():

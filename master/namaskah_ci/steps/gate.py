@@ -51,7 +51,8 @@ def required_checks_verdict(check_results: dict | None, required: list[str]) -> 
             problems.append(f"{name}: {result}")
     if problems:
         return Verdict(False, ", ".join(problems))
-    return Verdict(True, f"all {len(required)} required checks passed")
+    count = len(required)
+    return Verdict(True, f"all {count} required check{'' if count == 1 else 's'} passed")
 
 
 class DeployGate(Trigger):
