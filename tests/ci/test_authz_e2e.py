@@ -115,7 +115,9 @@ def test_only_admins_force_cancel_stop_and_rebuild(master, clients, kind):
 def test_admins_cancel_a_pending_request(master, clients):
     """A request that cannot start yet (its worker is paused) is cancelled by an admin only."""
     ids = builder_ids(master)
-    worker = next(w for w in api(master, "workers")["workers"] if w["name"] == "local-lint")
+    [worker] = wait_for(
+        "the lint worker", lambda: [w for w in api(master, "workers")["workers"] if w["name"] == "local-lint"], 60
+    )
     for who in ("anonymous", "non-admin"):
         status, _ = clients[who].rpc(f"workers/{worker['workerid']}", "pause", reason="no")
         assert status == 403, f"{who} pause worker: HTTP {status}"
