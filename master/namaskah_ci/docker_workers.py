@@ -50,6 +50,8 @@ DEFAULT_IMAGES = {
     "redis": "namaskah-ci/redis:7",
 }
 DOCKER_SOCKET = "/var/run/docker.sock"
+# security scanners (bandit, pip-audit, semgrep) are preinstalled there; jobs with `tools` go there too
+TOOLS_IMAGE_JOBS = ("security", "codeql")
 _incarnation: str | None = None
 _reaps: dict[tuple[str, str], defer.Deferred] = {}
 
@@ -72,11 +74,11 @@ def docker_hosts(settings: Settings) -> list[str]:
 
 
 def image_for(settings: Settings, job: Job) -> str:
-    """The image a job runs in: `images[<job name>]`, the tools image for jobs with tools, else its Python."""
+    """The image a job runs in: `images[<job name>]`; the tools image for the security jobs; else its Python's."""
     images = {**DEFAULT_IMAGES, **settings.workers.images}
     if job.name in images:
         return images[job.name]
-    if job.tools:
+    if job.tools or job.name in TOOLS_IMAGE_JOBS:
         return images["tools"]
     return images[job.python]
 

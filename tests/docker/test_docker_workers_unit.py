@@ -211,6 +211,8 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(dw.image_for(settings, jobs["test-py3.9"]), "namaskah-ci/worker:py3.9")
         self.assertEqual(dw.image_for(settings, jobs["lint"]), "namaskah-ci/worker:py3.11")
         self.assertEqual(dw.image_for(settings, jobs["container-scan"]), "namaskah-ci/tools:latest")
+        self.assertEqual(dw.image_for(settings, jobs["security"]), "namaskah-ci/tools:latest")
+        self.assertEqual(dw.image_for(settings, jobs["codeql"]), "namaskah-ci/tools:latest")
         self.assertEqual(dw._volumes(settings, jobs["test-py3.9"]), ["namaskah-ci-cache-py3.9:/cache"])
         self.assertIn("/var/run/docker.sock:/var/run/docker.sock", dw._volumes(settings, jobs["container-scan"]))
         overridden = docker_settings(images={"postgres": "postgres:15"})
