@@ -31,6 +31,12 @@ restart: deps venv
 status:
 	@scripts/master_ctl.sh status
 
+# Every worker and service image for docker mode (docs/docker.md): starts a Docker engine when
+# none answers, makes the Debian base images with debootstrap, reuses whatever already exists.
+images:
+	@scripts/start_docker.sh
+	@workers/build_images.sh
+
 # The whole suite: unit, config, step, service integration, end-to-end and browser tests.
 test: venv
 	@scripts/install_deps.sh --with-browser
