@@ -5,11 +5,15 @@ leave the master's environment when it starts."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from buildbot.config.errors import ConfigErrors
 from buildbot.process.properties import Secret
 
+from harness import ROOT
 from namaskah_ci import secrets as secrets_module
 from namaskah_ci.secrets import (
     OwnerOnlySecretInAFile,
@@ -144,3 +148,21 @@ def test_providers_directory_first_then_environment(tmp_path, directory):
 def test_worker_password_is_a_secret_reference():
     password = worker_password()
     assert isinstance(password, Secret) and password.secret_name == "worker_password"
+
+
+@pytest.mark.e2e
+def test_the_master_refuses_to_start_with_a_group_readable_secret(tmp_path):
+    """`buildbot checkconfig` (what `make up` and a start run first) fails naming the file and the fix."""
+    directory = tmp_path / "secrets"
+    write_secrets(directory, {"webhook_secret": "whs-value-not-to-print"})
+    (directory / "webhook_secret").chmod(0o640)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(PIPELINE_SECRETS_DIR=str(directory), PIPELINE_MASTER_BASEDIR=str(tmp_path / "master"),
+               PYTHONPATH=str(ROOT / "master"), TZ="UTC")
+    done = subprocess.run([str(Path(sys.executable).parent / "buildbot"), "checkconfig", str(ROOT / "master")],
+                          env=env, capture_output=True, text=True, timeout=180)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"secret file {directory / 'webhook_secret'} has mode 0o640" in output
+    assert f"chmod 600 {directory / 'webhook_secret'}" in output
+    assert "whs-value-not-to-print" not in output
