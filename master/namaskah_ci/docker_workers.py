@@ -196,19 +196,21 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
 
     def checkConfig(self, name, password, docker_host, *, service_kinds=(), service_images=None,
-                    network_mode="host", ready_timeout=60, **kwargs):
+                    network_mode="host", ready_timeout=60, local_ports=None, **kwargs):
         super().checkConfig(name, password, docker_host, **kwargs)
 
     @defer.inlineCallbacks
     def reconfigService(self, name, password, docker_host, *, service_kinds=(), service_images=None,
-                        network_mode="host", ready_timeout=60, **kwargs):
+                        network_mode="host", ready_timeout=60, local_ports=None, **kwargs):
         yield super().reconfigService(name, password, docker_host, **kwargs)
         # not `self.services`: that name belongs to Buildbot's service machinery
         self.service_kinds = tuple(service_kinds)
         self.service_images = dict(service_images or {})
         self.network_mode = network_mode
         self.ready_timeout = ready_timeout
-        self.ports = ds.PortAllocator(local=ds.is_local_engine(docker_host))
+        # free ports can only be checked on this host: other engines get random ports from a range
+        local = ds.is_local_engine(docker_host) if local_ports is None else local_ports
+        self.ports = ds.PortAllocator(local=local)
         self.service_state = None
 
     def _specs(self, network: str) -> tuple[list[ds.ServiceSpec], list[int]]:
@@ -355,6 +357,7 @@ def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0
             service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
             network_mode=settings.workers.network_mode,
             ready_timeout=settings.workers.service_ready_timeout,
+            local_ports=host_index == 0 and ds.is_local_engine(host),
             **kwargs,
         )
     return NamaskahDockerWorker(name, password, **kwargs)

@@ -171,6 +171,24 @@ class ServiceWorkerTests(WorkerTestBase):
         self.assertEqual(self.engine.running(), [])
 
 
+class ExtraHostTests(WorkerTestBase):
+    @defer.inlineCallbacks
+    def test_an_extra_host_gets_random_ports_from_the_range(self):
+        settings = docker_settings(instance_name="unit-master", extra_docker_hosts=["unix:///run/build2.sock"])
+        job = {j.name: j for j in make_jobs()}["integration"]
+        first = dw.make_job_worker(settings, job, settings.workers.docker_host, 0)
+        extra = dw.make_job_worker(settings, job, "unix:///run/build2.sock", 1)
+        for worker in (first, extra):
+            worker.setServiceParent(self.master)
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
+        self.assertEqual(extra.name, "docker-integration-h2")
+        self.assertTrue(first.ports.local)
+        self.assertFalse(extra.ports.local)
+        port = extra.ports.allocate()
+        self.assertTrue(ds.EPHEMERAL_PORTS[0] <= port <= ds.EPHEMERAL_PORTS[1])
+
+
 class LeftoverTests(WorkerTestBase):
     @defer.inlineCallbacks
     def test_leftovers_of_an_earlier_run_are_removed_before_the_first_container(self):
