@@ -8,16 +8,19 @@
   `/change_hook/base` for admins only (`webhook.py`).
 - Badges (`/plugins/badges/<builder>.svg`) need the cairo library
   (Debian: libcairo2). They are public by nature, so they are switched off
-  when `[www] public_view = false`.
+  when `[www] public_view = false`, and the reports dashboard (a WSGI app the
+  REST access rules do not cover) then answers only logged-in users.
 - No avatars: the stock gravatar lookup would send users' e-mail hashes to a
   third party.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Callable, Iterable
 
 from buildbot.plugins import util
+from buildbot.www.auth import parse_user_info_from_token
 
 from namaskah_ci.auth import make_auth
 from namaskah_ci.authz import make_authz
@@ -47,7 +50,51 @@ def make_change_hook_dialects(settings: Settings, has_secret: Callable[[str], bo
     return dialects
 
 
+class LoggedInOnly:
+    """WSGI wrapper: 403 unless the request carries the session cookie of a logged-in user."""
+
+    COOKIE_NAMES = ("TWISTED_SESSION", "TWISTED_SECURE_SESSION")
+
+    def __init__(self, app: Callable):
+        self.app = app
+        self._buildbot_api: Any = None
+
+    @property
+    def buildbot_api(self) -> Any:
+        return self._buildbot_api
+
+    @buildbot_api.setter
+    def buildbot_api(self, value: Any) -> None:
+        # set by the wsgi_dashboards plugin; the wrapped app may want it too
+        self._buildbot_api = value
+        self.app.buildbot_api = value
+
+    def logged_in(self, environ: dict) -> bool:
+        try:
+            cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+            secret = self._buildbot_api.master.www.site.session_secret
+        except (CookieError, AttributeError):
+            return False
+        for name in self.COOKIE_NAMES:
+            if name in cookies:
+                try:
+                    if parse_user_info_from_token(cookies[name].value, secret).get("username"):
+                        return True
+                except KeyError:
+                    continue
+        return False
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if self.logged_in(environ):
+            return self.app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"log in to see the reports\n"]
+
+
 def make_plugins(settings: Settings) -> dict:
+    reports: Callable = ReportsApp(str(settings.basedir / "reports"))
+    if not settings.www.public_view:
+        reports = LoggedInOnly(reports)
     plugins: dict = {
         "waterfall_view": {},
         "console_view": {},
@@ -56,7 +103,7 @@ def make_plugins(settings: Settings) -> dict:
             {
                 "name": "reports",
                 "caption": "Reports",
-                "app": ReportsApp(str(settings.basedir / "reports")),
+                "app": reports,
                 "order": 20,
                 "icon": "file-text",
             }

@@ -174,8 +174,13 @@ def test_private_view_needs_a_login(tmp_path):
         assert status == 403
         status, _, _ = Client(private).request("GET", "plugins/badges/lint.svg")
         assert status == 404, "badges would publish build results"
+        status, _, _ = Client(private).request("GET", "plugins/wsgi_dashboards/reports/")
+        assert status == 403, "the reports dashboard is open to anonymous visitors"
         for user, password in ((DEV_USER, DEV_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)):
-            status, answer = Client(private, user, password).get("builders")
+            client = Client(private, user, password)
+            status, answer = client.get("builders")
             assert status == 200 and answer["builders"], user
+            status, _, _ = client.request("GET", "plugins/wsgi_dashboards/reports/")
+            assert status in (200, 404), f"{user}: HTTP {status}"  # 404: no report was published yet
     finally:
         private.stop()

@@ -8,6 +8,7 @@ import os
 import stat
 
 import bcrypt
+import jwt
 import pytest
 from buildbot.config.errors import ConfigErrors
 from buildbot.process.properties import Properties
@@ -28,7 +29,7 @@ from namaskah_ci.reporters import (
     status_contexts,
 )
 from namaskah_ci.settings import load_settings
-from namaskah_ci.www import make_www
+from namaskah_ci.www import LoggedInOnly, make_www
 from www_support import htpasswd_text
 
 SEED_CONTEXTS = ["test (Python 3.9)", "test (Python 3.11)", "lint", "integration", "migration-test", "security",
@@ -193,3 +194,31 @@ def test_superseded_builds_are_cancelled_except_deploys_and_deploy_branch_pipeli
     for builder in ("deploy-production", "deploy-staging", "rollback-production", "rollback-staging"):
         for branch in ("main", "develop", "feature/x"):
             assert not filters.is_matched(builder, ss(branch))
+
+
+def test_private_reports_need_a_logged_in_session(settings):
+    private = dataclasses.replace(settings, www=dataclasses.replace(settings.www, public_view=False))
+    [dashboard] = make_www(private, none)["plugins"]["wsgi_dashboards"]
+    app = dashboard["app"]
+    assert isinstance(app, LoggedInOnly)
+
+    class Site:
+        session_secret = "s3cr3t-" + "x" * 32
+
+    class Api:
+        master = type("M", (), {"www": type("W", (), {"site": Site})})
+
+    app.buildbot_api = Api()
+    calls = []
+
+    def start(status, headers):
+        calls.append(status)
+
+    token = jwt.encode({"user_info": {"username": "dev"}}, Site.session_secret, algorithm="HS256")
+    forged = jwt.encode({"user_info": {"username": "dev"}}, "another-secret-" + "y" * 32, algorithm="HS256")
+    anonymous = jwt.encode({"user_info": {"anonymous": True}}, Site.session_secret, algorithm="HS256")
+    for cookie in ("", f"TWISTED_SESSION={forged}", f"TWISTED_SESSION={anonymous}", "TWISTED_SESSION=garbage"):
+        app({"HTTP_COOKIE": cookie, "PATH_INFO": "/"}, start)
+        assert calls.pop() == "403 Forbidden", cookie
+    app({"HTTP_COOKIE": f"TWISTED_SESSION={token}", "PATH_INFO": "/"}, start)
+    assert calls.pop() != "403 Forbidden"
