@@ -32,5 +32,5 @@ if [ ! -f "$BASEDIR/buildbot.tac" ]; then
     buildbot create-master --quiet --relocatable --config=/opt/namaskah/master/master.cfg \
         --db=sqlite:// "$BASEDIR"
 fi
-buildbot upgrade-master --quiet "$BASEDIR"
+buildbot upgrade-master "$BASEDIR"  # prints the database URL without its password
 exec buildbot start --nodaemon "$BASEDIR"

@@ -3,6 +3,7 @@
 #
 #   workers/build_images.sh            # base images (if missing), then every image (layer cache)
 #   workers/build_images.sh --official # production: FROM the official images (needs a registry)
+#   workers/build_images.sh --with-master  # also namaskah-ci/master:latest (docker-compose.yml's master)
 #   workers/build_images.sh --list     # print the image names and exit
 #
 # Without a registry (the default) the Debian base images are made here with
@@ -25,17 +26,20 @@ PREFIX=${NAMASKAH_IMAGE_PREFIX:-namaskah-ci}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LOGS=${BUILD_LOG_DIR:-$ROOT/.state/image-builds}
 OFFICIAL=0
+MASTER=0
 
-case "${1:-}" in
---official) OFFICIAL=1 ;;
---list)
-    for name in base:bookworm base:bullseye worker:py3.11 worker:py3.9 tools:latest \
-        postgres:15 redis:7 master:latest; do echo "$PREFIX/$name"; done
-    exit 0
-    ;;
-"") ;;
-*) echo "usage: $0 [--official|--list]" >&2; exit 2 ;;
-esac
+for arg in "$@"; do
+    case "$arg" in
+    --official) OFFICIAL=1 ;;
+    --with-master) MASTER=1 ;;
+    --list)
+        for name in base:bookworm base:bullseye worker:py3.11 worker:py3.9 tools:latest \
+            postgres:15 redis:7 master:latest; do echo "$PREFIX/$name"; done
+        exit 0
+        ;;
+    *) echo "usage: $0 [--official] [--with-master] | --list" >&2; exit 2 ;;
+    esac
+done
 
 mkdir -p "$LOGS"
 now() { date +%s; }
@@ -141,5 +145,18 @@ if [ "$OFFICIAL" = 1 ]; then
 else
     build "$PREFIX/postgres:15" postgres --build-arg "BASE_IMAGE=$PG"
     build "$PREFIX/redis:7" redis --build-arg "BASE_IMAGE=$REDIS"
+fi
+if [ "$MASTER" = 1 ]; then
+    # a minimal build context (the checkout holds virtualenvs, state and the app's own .dockerignore)
+    started=$(now)
+    log="$LOGS/${PREFIX//\//_}_master_latest.log"
+    if ! tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -c pyproject.toml master scripts workers/common/ca |
+        docker build --network host -f master/Dockerfile -t "$PREFIX/master:latest" \
+            --build-arg "BASE_IMAGE=${BOOKWORM/debian:bookworm-slim/python:3.11-slim-bookworm}" - >"$log" 2>&1; then
+        echo "image $PREFIX/master:latest: build failed; last lines of the log:" >&2
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+    echo "image $PREFIX/master:latest: ready in $(elapsed "$started")"
 fi
 echo "all images ready in $(elapsed "$total")"
