@@ -110,7 +110,7 @@ build() {  # build TAG DIR [--build-arg ...]
     local tag=$1 dir=$2 started
     shift 2
     started=$(now)
-    if ! docker build --network host -t "$tag" -f "$dir/Dockerfile" "$@" "$WORKERS" \
+    if ! docker build --network host --force-rm -t "$tag" -f "$dir/Dockerfile" "$@" "$WORKERS" \
         >"$LOGS/$(echo "$tag" | tr '/:' '__').log" 2>&1; then
         echo "image $tag: build failed; last lines of the log:" >&2
         tail -n 30 "$LOGS/$(echo "$tag" | tr '/:' '__').log" >&2
@@ -151,7 +151,7 @@ if [ "$MASTER" = 1 ]; then
     started=$(now)
     log="$LOGS/${PREFIX//\//_}_master_latest.log"
     if ! tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -c pyproject.toml master scripts workers/common/ca |
-        docker build --network host -f master/Dockerfile -t "$PREFIX/master:latest" \
+        docker build --network host --force-rm -f master/Dockerfile -t "$PREFIX/master:latest" \
             --build-arg "BASE_IMAGE=${BOOKWORM/debian:bookworm-slim/python:3.11-slim-bookworm}" - >"$log" 2>&1; then
         echo "image $PREFIX/master:latest: build failed; last lines of the log:" >&2
         tail -n 30 "$log" >&2

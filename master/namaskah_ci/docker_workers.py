@@ -28,18 +28,16 @@ import os
 import re
 import uuid
 
-from twisted.internet import defer, threads
-from twisted.python import log
-
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.plugins import worker
 from buildbot.worker.docker import DockerLatentWorker
-
 from namaskah_ci import docker_services as ds
 from namaskah_ci.jobs import Job, make_jobs
 from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, docker_worker_name, worker_name
+from twisted.internet import defer, threads
+from twisted.python import log
 
 CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
 DEFAULT_IMAGES = {
@@ -129,6 +127,13 @@ class NamaskahDockerWorker(DockerLatentWorker):
         self.build_key = None
         self.build_network = None  # per-build network mode: the network of the running build
 
+    def startService(self):
+        result = super().startService()
+        # leftovers of this master's earlier runs go as soon as it starts (in a thread; the
+        # first start_instance on this Docker host waits for it)
+        self.reap_leftovers_once()
+        return result
+
     # --- labels, environment, leftovers -------------------------------------------------
     def container_labels(self, role: str = "worker") -> dict[str, str]:
         return ds.labels_for(self.instance_label, incarnation(), self.build_key or "", role, self.workername)
@@ -195,13 +200,35 @@ class NamaskahDockerWorker(DockerLatentWorker):
 class ServiceDockerWorker(NamaskahDockerWorker):
     """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
 
-    def checkConfig(self, name, password, docker_host, *, service_kinds=(), service_images=None,
-                    network_mode="host", ready_timeout=60, local_ports=None, **kwargs):
+    def checkConfig(
+        self,
+        name,
+        password,
+        docker_host,
+        *,
+        service_kinds=(),
+        service_images=None,
+        network_mode="host",
+        ready_timeout=60,
+        local_ports=None,
+        **kwargs,
+    ):
         super().checkConfig(name, password, docker_host, **kwargs)
 
     @defer.inlineCallbacks
-    def reconfigService(self, name, password, docker_host, *, service_kinds=(), service_images=None,
-                        network_mode="host", ready_timeout=60, local_ports=None, **kwargs):
+    def reconfigService(
+        self,
+        name,
+        password,
+        docker_host,
+        *,
+        service_kinds=(),
+        service_images=None,
+        network_mode="host",
+        ready_timeout=60,
+        local_ports=None,
+        **kwargs,
+    ):
         yield super().reconfigService(name, password, docker_host, **kwargs)
         # not `self.services`: that name belongs to Buildbot's service machinery
         self.service_kinds = tuple(service_kinds)
@@ -235,7 +262,11 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 ds.create_network(client, network, labels)
             try:
                 return ds.start_services(
-                    client, specs, labels, network, f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}",
+                    client,
+                    specs,
+                    labels,
+                    network,
+                    f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}",
                     self.ready_timeout,
                 )
             except BaseException:

@@ -35,8 +35,9 @@ def docker(*args: str, timeout: float = 60, check: bool = True) -> str:
 def engine_problem() -> str | None:
     """Why no engine can be used here, or None when one answers."""
     try:
-        done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=20)
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
+        )
     except FileNotFoundError:
         return "the docker CLI is not installed (apt-get install docker.io)"
     except subprocess.TimeoutExpired:
@@ -106,8 +107,14 @@ def build_never_ready_image() -> str:
             "FROM namaskah-ci/postgres:15\n"
             'ENTRYPOINT ["/usr/bin/tini", "--", "sh", "-c", "echo never listening; exec sleep 100000", "--"]\n'
         )
-        subprocess.run(["docker", "build", "--network", "host", "-t", NEVER_READY_IMAGE, "-"], input=dockerfile,
-                       text=True, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["docker", "build", "--network", "host", "-t", NEVER_READY_IMAGE, "-"],
+            input=dockerfile,
+            text=True,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     return NEVER_READY_IMAGE
 
 

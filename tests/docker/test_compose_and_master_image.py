@@ -16,7 +16,6 @@ import time
 import urllib.request
 
 import pytest
-
 from docker_harness import docker, engine_problem, image_exists, labelled_containers, new_instance
 from harness import ROOT, free_port, git, wait_for
 
@@ -35,20 +34,40 @@ def test_compose_file_validates(tmp_path):
     command = compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "NAMASKAH_REPO_URL": "https://example.invalid/namaskah.git",
-           "HOME": str(tmp_path)}
-    done = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True,
-                          text=True, env=env, timeout=60)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "NAMASKAH_REPO_URL": "https://example.invalid/namaskah.git",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     rendered = done.stdout
-    for expected in ("master/Dockerfile", "/var/run/docker.sock", "PIPELINE_WORKERS_MODE: docker",
-                     "db_password", "master-state", "db-data", "postgres"):
+    for expected in (
+        "master/Dockerfile",
+        "/var/run/docker.sock",
+        "PIPELINE_WORKERS_MODE: docker",
+        "db_password",
+        "master-state",
+        "db-data",
+        "postgres",
+    ):
         assert expected in rendered, expected
     assert "network_mode: host" in rendered
     # without the repository URL it refuses, naming the variable
     env.pop("NAMASKAH_REPO_URL")
-    missing = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True,
-                             text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert missing.returncode != 0 and "NAMASKAH_REPO_URL" in missing.stderr + missing.stdout
 
 
@@ -60,8 +79,9 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
         pytest.skip(problem)
     if not image_exists("namaskah-ci/base:bookworm"):
         pytest.fail("image missing: namaskah-ci/base:bookworm: build it with `make images`")
-    build = subprocess.run([str(ROOT / "workers" / "build_images.sh"), "--with-master"], capture_output=True,
-                           text=True, timeout=1100)
+    build = subprocess.run(
+        [str(ROOT / "workers" / "build_images.sh"), "--with-master"], capture_output=True, text=True, timeout=1100
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -83,13 +103,29 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
         "PIPELINE_REPO_URL": str(repo),
         "PIPELINE_MASTER_BUILDBOT_URL": f"http://127.0.0.1:{www_port}/",
     }
-    args = ["run", "-d", "--name", name, "--network", "host", "--label", f"org.namaskah.ci.master={instance}",
-            "-v", f"{state}:/var/lib/namaskah", "-v", f"{secrets}:/run/namaskah/secrets:ro",
-            "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{repo}:{repo}:ro"]
+    args = [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--label",
+        f"org.namaskah.ci.master={instance}",
+        "-v",
+        f"{state}:/var/lib/namaskah",
+        "-v",
+        f"{secrets}:/run/namaskah/secrets:ro",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        f"{repo}:{repo}:ro",
+    ]
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
     docker(*args, MASTER_IMAGE)
     try:
+
         def builders():
             with urllib.request.urlopen(f"http://127.0.0.1:{www_port}/api/v2/builders", timeout=5) as response:
                 return json.loads(response.read())["builders"]

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from docker_harness import (
     build_never_ready_image,
     docker,
@@ -56,8 +55,18 @@ ARTIFACTS = ROOT / "test-artifacts" / "docker"
 
 def tools_missing() -> dict[str, str]:
     """Tools the tools image was built without ({tool: reason}), from its own record."""
-    out = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", "namaskah-ci/tools:latest", "-c",
-                 "cat /etc/namaskah-tools-missing 2>/dev/null || true", timeout=120)
+    out = docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--entrypoint",
+        "sh",
+        "namaskah-ci/tools:latest",
+        "-c",
+        "cat /etc/namaskah-tools-missing 2>/dev/null || true",
+        timeout=120,
+    )
     return {line.split(":", 1)[0]: line for line in out.splitlines() if ":" in line}
 
 
@@ -110,8 +119,16 @@ class MemoryPeaks:
         names: dict[str, str] = {}
         while not self._stop.wait(1.0):
             try:
-                out = docker("ps", "--no-trunc", "--filter", f"label=org.namaskah.ci.master={self.instance}",
-                             "--format", "{{.ID}} {{.Names}}", check=False, timeout=20)
+                out = docker(
+                    "ps",
+                    "--no-trunc",
+                    "--filter",
+                    f"label=org.namaskah.ci.master={self.instance}",
+                    "--format",
+                    "{{.ID}} {{.Names}}",
+                    check=False,
+                    timeout=20,
+                )
             except Exception:
                 continue
             for line in out.splitlines():
@@ -207,7 +224,14 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
 def test_a_service_that_never_gets_ready_fails_the_build_within_the_bound(docker_master):
     start, repo, instance = docker_master
     image = build_never_ready_image()
+    # a container an earlier run of this master left behind: removed when the master starts
+    leftover = docker(
+        "run", "-d", "--network", "host", "--name", f"{instance}-leftover",
+        "--label", f"org.namaskah.ci.master={instance}", "--label", "org.namaskah.ci.incarnation=crashed-run",
+        "namaskah-ci/redis:7", "redis-server", "--port", "0",
+    )  # fmt: skip
     master = start(only="migration-test", images=json.dumps({"postgres": image}), service_ready_timeout="10")
+    wait_for("the leftover container to be removed", lambda: not docker("ps", "-aq", "--filter", f"id={leftover}"), 60)
     revision = commit_file(repo, "app/NOTES.md", "never ready\n", "docs: never ready", branch=BRANCH)
     [build] = wait_for(
         "the migration-test build",
@@ -235,9 +259,15 @@ def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(doc
         return builds[0] if any(s["started_at"] and s["name"] not in ("worker_preparation",) for s in steps) else None
 
     build = wait_for("an integration build that is running steps", running_integration, 900, interval=1)
-    containers = docker("ps", "--filter", f"label=org.namaskah.ci.master={instance}",
-                        "--filter", "label=org.namaskah.ci.worker=docker-integration", "--format",
-                        "{{.ID}} {{.Label \"org.namaskah.ci.role\"}}").splitlines()
+    containers = docker(
+        "ps",
+        "--filter",
+        f"label=org.namaskah.ci.master={instance}",
+        "--filter",
+        "label=org.namaskah.ci.worker=docker-integration",
+        "--format",
+        '{{.ID}} {{.Label "org.namaskah.ci.role"}}',
+    ).splitlines()
     assert any(line.endswith(" postgres") for line in containers), containers
     [worker_id] = [line.split()[0] for line in containers if line.endswith(" worker")]
     docker("kill", worker_id)

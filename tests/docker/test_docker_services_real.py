@@ -9,7 +9,6 @@ import time
 
 import docker
 import pytest
-
 from docker_harness import build_never_ready_image, require_engine_and_images
 from namaskah_ci import docker_services as ds
 

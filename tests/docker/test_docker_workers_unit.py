@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from twisted.internet import defer
-from twisted.trial import unittest
-
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.process.properties import Properties
 from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.worker import docker as buildbot_docker
-
 from fake_engine import FakeDockerModule
 from namaskah_ci import docker_services as ds
 from namaskah_ci import docker_workers as dw
 from namaskah_ci.config import build_config
 from namaskah_ci.jobs import make_jobs
 from namaskah_ci.settings import load_settings
+from twisted.internet import defer
+from twisted.trial import unittest
 
 
 def docker_settings(**workers):
