@@ -113,6 +113,10 @@ class _LabellingClient:
 class NamaskahDockerWorker(DockerLatentWorker):
     """A latent worker for one check builder; see the module docstring."""
 
+    # the running build's resources: class defaults, so a reconfig during a build keeps them
+    build_key: str | None = None
+    build_network: str | None = None
+
     def checkConfig(self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs):
         super().checkConfig(name, password, docker_host, **kwargs)
 
@@ -124,8 +128,6 @@ class NamaskahDockerWorker(DockerLatentWorker):
         self.instance_label = instance or default_instance_name(self.master.name)
         self.extra_env = dict(extra_env or {})
         self.cache_volume_name = cache_volume
-        self.build_key = None
-        self.build_network = None  # per-build network mode: the network of the running build
 
     def startService(self):
         result = super().startService()
@@ -200,6 +202,9 @@ class NamaskahDockerWorker(DockerLatentWorker):
 class ServiceDockerWorker(NamaskahDockerWorker):
     """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
 
+    service_state: tuple | None = None  # (client args, container ids, network, ports) of the running build
+    ports: ds.PortAllocator | None = None
+
     def checkConfig(
         self,
         name,
@@ -237,8 +242,8 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         self.ready_timeout = ready_timeout
         # free ports can only be checked on this host: other engines get random ports from a range
         local = ds.is_local_engine(docker_host) if local_ports is None else local_ports
-        self.ports = ds.PortAllocator(local=local)
-        self.service_state = None
+        if self.ports is None or self.ports.local != local:
+            self.ports = ds.PortAllocator(local=local)
 
     def _specs(self, network: str) -> tuple[list[ds.ServiceSpec], list[int]]:
         specs, ports = [], []

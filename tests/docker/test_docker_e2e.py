@@ -283,3 +283,25 @@ def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(doc
     for line in build_key_containers:
         cid = line.split()[0]
         wait_for(f"container {cid} removed", lambda: not docker("ps", "-a", "-q", "--filter", f"id={cid}"), 60)
+
+
+def test_container_scan_builds_the_application_image_through_the_engine(tmp_path):
+    """What the container-scan job does before trivy: `docker build` from inside a tools container."""
+    require_engine_and_images()
+    repo = service_repo(tmp_path)
+    if not (repo / "Dockerfile").exists():
+        pytest.skip("the reference service has no Dockerfile yet")
+    tag = f"namaskah-app:test-{new_instance()}"
+    base = docker_env("unused")["PIPELINE_WORKERS_APP_BASE_IMAGE"]
+    try:
+        out = docker(
+            "run", "--rm", "--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            "-v", f"{repo}:/src:ro", "-w", "/src", "-e", f"APP_BASE_IMAGE={base}",
+            "--entrypoint", "python3", "namaskah-ci/tools:latest",
+            "scripts/ci_container_scan.py", "build", "--tag", tag,
+            timeout=900,
+        )  # fmt: skip
+        assert "docker build --network host" in out, out[-2000:]
+        docker("image", "inspect", tag)  # fails the test when the image was not built
+    finally:
+        docker("rmi", "-f", tag, check=False)
