@@ -1,0 +1,1 @@
+"""HTTP routes: `health` (liveness, readiness, diagnostics) and `verifications` (the SMS API)."""

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Per-build PostgreSQL 15 and Redis 7 server processes on free loopback ports.
+
+    ci_services.py start --state-dir DIR [--postgres] [--redis] [--timeout SECONDS]
+    ci_services.py stop --state-dir DIR
+
+`start` (both services when neither flag is given) runs initdb into DIR/pg and
+starts PostgreSQL on 127.0.0.1 (its unix socket in DIR too), creates the database
+and its user, starts redis-server without persistence, waits until both answer
+(bounded by --timeout), then writes DIR/services.env and prints the same lines:
+
+    DATABASE_URL=postgresql://USER:PASS@127.0.0.1:PORT/DB
+    REDIS_URL=redis://127.0.0.1:PORT/0
+
+As root, PostgreSQL runs as the `postgres` user (or `nobody`) through runuser, in
+a directory that user owns. On failure `start` stops what it started, removes DIR
+and exits 1 naming the service; a missing binary exits 2 naming the package.
+`stop` stops both (pg_ctl fast, then immediate; redis by its pidfile), removes
+DIR and exits 0, also when nothing runs. Messages go to stderr. Stdlib only;
+Python 3.9+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+PG_DIRS = ("/usr/lib/postgresql/15/bin",)
+PG_MAJOR, REDIS_MAJOR = 15, 7
+DB_NAME = DB_USER = "namaskah"
+STATE_FILE, ENV_FILE = "state.json", "services.env"
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes including ".s.PGSQL.NNNNN"
+
+
+class ServiceError(Exception):
+    """A failure with the exit code to use: 2 for a missing binary, 1 otherwise."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def log(message: str) -> None:
+    print(f"ci_services: {message}", file=sys.stderr, flush=True)
+
+
+def major_version(binary: str) -> Optional[int]:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=15).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"v=(\d+)\.", out) or re.search(r"(\d+)\.\d+", out)
+    return int(found.group(1)) if found else None
+
+
+def find_postgres() -> str:
+    """The bin directory of a PostgreSQL 15 server (PATH first, then Debian's location)."""
+    dirs = [os.path.dirname(p) for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p] + list(PG_DIRS)
+    seen = []
+    for bindir in dict.fromkeys(dirs):
+        if all(os.access(os.path.join(bindir, n), os.X_OK) for n in ("postgres", "initdb", "pg_ctl", "psql")):
+            version = major_version(os.path.join(bindir, "postgres"))
+            if version == PG_MAJOR:
+                return bindir
+            seen.append(f"{bindir} is version {version}")
+    extra = f" ({'; '.join(seen)})" if seen else ""
+    raise ServiceError(f"initdb/pg_ctl/postgres {PG_MAJOR} not found{extra}: apt-get install postgresql-15", 2)
+
+
+def find_redis() -> str:
+    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if binary is None:
+        raise ServiceError("redis-server not found: apt-get install redis-server", 2)
+    version = major_version(binary)
+    if version != REDIS_MAJOR:
+        raise ServiceError(f"{binary} is Redis {version}, need {REDIS_MAJOR}: apt-get install redis-server", 2)
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_as_prefix() -> List[str]:
+    """`runuser -u USER --` when root (initdb and pg_ctl refuse to run as root), else nothing."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise ServiceError("running as root needs runuser to start PostgreSQL: apt-get install util-linux", 2)
+    for user in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(user)
+            return [runuser, "-u", user, "--"]
+        except KeyError:
+            continue
+    raise ServiceError("running as root needs a 'postgres' or 'nobody' user to run PostgreSQL")
+
+
+def run(command: List[str], timeout: float, cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> str:
+    """Run `command` in its own process group; on timeout kill the whole group (runuser's children too)."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=max(timeout, 1))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ServiceError(f"{os.path.basename(command[0])} timed out after {max(timeout, 1):.0f}s") from None
+    if proc.returncode != 0:
+        raise ServiceError(f"{' '.join(command)} failed ({proc.returncode}): {(err or out).strip()[-800:]}")
+    return out
+
+
+def wait_for(check_port: int, payload: Optional[bytes], expect: bytes, deadline: float) -> bool:
+    """Poll 127.0.0.1:port until it accepts (and answers `expect` to `payload`) or the deadline passes."""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", check_port), timeout=1) as sock:
+                if payload is None:
+                    return True
+                sock.sendall(payload)
+                if sock.recv(64).startswith(expect):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def save_state(state_dir: str, state: dict) -> None:
+    with open(os.path.join(state_dir, STATE_FILE), "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2)
+
+
+def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, prefix: List[str]) -> str:
+    root = os.path.join(state_dir, "pg")
+    os.makedirs(root)
+    if prefix:
+        user = prefix[2]
+        shutil.chown(root, user, user)
+        if subprocess.run(prefix + ["test", "-w", root], capture_output=True, timeout=15).returncode != 0:
+            root = tempfile.mkdtemp(prefix="ci-services-pg-")  # DIR is not reachable for that user
+            shutil.chown(root, user, user)
+    data, port, password = os.path.join(root, "data"), free_port(), secrets.token_hex(16)
+    sockets = os.path.join(root, "run")
+    state["postgres"] = {"bindir": bindir, "prefix": prefix, "root": root, "data": data, "port": port}
+    save_state(state_dir, state)
+    pwfile = os.path.join(root, "pwfile")
+    with open(os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    os.makedirs(sockets)
+    if prefix:
+        for path in (pwfile, sockets):
+            shutil.chown(path, prefix[2], prefix[2])
+    initdb = [os.path.join(bindir, "initdb"), "-D", data, "-U", DB_USER, f"--pwfile={pwfile}", "-E", "UTF8"]
+    initdb += ["--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]
+    run(prefix + initdb, deadline - time.monotonic(), cwd=root)
+    os.unlink(pwfile)
+    socket_dir = sockets if len(sockets) < SOCKET_PATH_MAX - 16 else ""
+    with open(os.path.join(data, "postgresql.conf"), "a", encoding="utf-8") as conf:
+        conf.write(
+            f"\n# ci_services.py\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
+            f"unix_socket_directories = '{socket_dir}'\nfsync = off\nsynchronous_commit = off\n"
+            "full_page_writes = off\nmax_connections = 50\n"
+        )
+    pg_ctl = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(root, "postgres.log"), "-w"]
+    remaining = int(max(deadline - time.monotonic(), 1))
+    try:
+        run(prefix + pg_ctl + ["-t", str(remaining), "start"], remaining + 5, cwd=root)
+    except ServiceError as exc:
+        raise ServiceError(f"postgres did not start: {exc}") from None
+    if not wait_for(port, None, b"", deadline):
+        raise ServiceError(f"postgres did not accept connections on 127.0.0.1:{port} in time")
+    psql = [os.path.join(bindir, "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER, "-d", "postgres"]
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5")
+    run(psql + ["-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}"], 30, env=env)
+    return f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
+
+
+def start_redis(state_dir: str, state: dict, deadline: float, binary: str) -> str:
+    port = free_port()
+    workdir = os.path.join(state_dir, "redis")
+    os.makedirs(workdir)
+    pidfile = os.path.join(workdir, "redis.pid")
+    state["redis"] = {"pidfile": pidfile, "port": port}
+    save_state(state_dir, state)
+    command = [binary, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", str(port)]
+    command += ["--dir", workdir, "--daemonize", "yes", "--pidfile", pidfile]
+    command += ["--logfile", os.path.join(workdir, "redis.log")]
+    run(command, deadline - time.monotonic())
+    if not wait_for(port, b"PING\r\n", b"+PONG", deadline):
+        raise ServiceError(f"redis did not answer PING on 127.0.0.1:{port} in time")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
+    if os.path.exists(os.path.join(state_dir, STATE_FILE)):
+        log(f"{state_dir} holds services from an earlier run: stopping them first")
+        stop(state_dir)
+    # find every binary before starting anything, so a missing one fails fast with exit code 2
+    bindir = find_postgres() if postgres else ""
+    prefix = run_as_prefix() if postgres else []
+    redis_binary = find_redis() if redis else ""
+    deadline = time.monotonic() + timeout
+    os.makedirs(state_dir, exist_ok=True)
+    state: dict = {}
+    lines, service = [], "postgres"
+    try:
+        if postgres:
+            lines.append(f"DATABASE_URL={start_postgres(state_dir, state, deadline, bindir, prefix)}")
+        service = "redis"
+        if redis:
+            lines.append(f"REDIS_URL={start_redis(state_dir, state, deadline, redis_binary)}")
+    except (ServiceError, OSError, subprocess.SubprocessError) as exc:
+        log(f"{service} failed to start within {timeout:g}s: {exc}")
+        stop(state_dir, quiet=True)
+        return exc.code if isinstance(exc, ServiceError) and exc.code != 1 else 1
+    with open(os.path.join(state_dir, ENV_FILE), "w", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    os.chmod(os.path.join(state_dir, ENV_FILE), 0o600)
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill(pid: int, wait: float = 10) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        limit = time.monotonic() + wait
+        while time.monotonic() < limit and _alive(pid):
+            time.sleep(0.1)
+        if not _alive(pid):
+            return
+
+
+def _read_pid(path: str) -> Optional[int]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return int(handle.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_postgres(pg: dict) -> None:
+    data, prefix = pg["data"], pg.get("prefix", [])
+    pg_ctl = [os.path.join(pg["bindir"], "pg_ctl"), "-D", data, "-w", "-t", "20", "stop", "-m"]
+    if os.path.exists(os.path.join(data, "postmaster.pid")):
+        for mode in ("fast", "immediate"):
+            result = subprocess.run(prefix + pg_ctl + [mode], capture_output=True, timeout=40, cwd=pg["root"])
+            if result.returncode == 0:
+                break
+        pid = _read_pid(os.path.join(data, "postmaster.pid"))
+        if pid and _alive(pid):
+            _kill(pid)
+    shutil.rmtree(pg["root"], ignore_errors=True)
+
+
+def stop_redis(info: dict) -> None:
+    pid = _read_pid(info["pidfile"])
+    if pid is None:
+        return
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            if b"redis" not in handle.read():
+                return  # the pid was reused by another program
+    except OSError:
+        return
+    _kill(pid)
+
+
+def stop(state_dir: str, quiet: bool = False) -> int:
+    if not os.path.isdir(state_dir):
+        if not quiet:
+            log(f"nothing to stop in {state_dir}")
+        return 0
+    try:
+        with open(os.path.join(state_dir, STATE_FILE), encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        state = {}
+    if "redis" in state:
+        stop_redis(state["redis"])
+    if "postgres" in state:
+        stop_postgres(state["postgres"])
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if not quiet:
+        log(f"stopped {', '.join(sorted(state)) or 'nothing'}; removed {state_dir}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    start_parser = sub.add_parser("start", help="start the servers and print their URLs")
+    stop_parser = sub.add_parser("stop", help="stop the servers and remove the state directory")
+    for each in (start_parser, stop_parser):
+        each.add_argument("--state-dir", required=True, help="directory holding the servers' data and state")
+    start_parser.add_argument("--postgres", action="store_true", help="start PostgreSQL 15")
+    start_parser.add_argument("--redis", action="store_true", help="start Redis 7")
+    start_parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for both (default 60)")
+    args = parser.parse_args(argv)
+    state_dir = os.path.abspath(args.state_dir)
+    if args.action == "stop":
+        return stop(state_dir)
+    both = not (args.postgres or args.redis)
+    try:
+        return start(state_dir, args.postgres or both, args.redis or both, args.timeout)
+    except ServiceError as exc:
+        log(str(exc))
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
