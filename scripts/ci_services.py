@@ -240,13 +240,12 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its parent to reap it counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill(pid: int, wait: float = 10) -> None:

@@ -1,0 +1,143 @@
+"""scripts/ci_services.py against the real binaries: start answers, stop leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+import psycopg
+import pytest
+from redis import Redis
+
+pytestmark = pytest.mark.integration
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_mentioning(text: str) -> List[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().split(")")[-1].split()[0]
+            except OSError:
+                continue
+            if text.encode() in cmdline and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_until(predicate, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def check_servers(state: Path, urls: dict) -> None:
+    pg_root = Path(json.loads((state / "state.json").read_text())["postgres"]["root"])
+    with psycopg.connect(urls["DATABASE_URL"], connect_timeout=10) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        listen = conn.execute("SHOW listen_addresses").fetchone()
+        sockets = conn.execute("SHOW unix_socket_directories").fetchone()
+        user = conn.execute("SELECT current_user").fetchone()
+    assert version is not None and version[0].startswith("15.")
+    assert listen is not None and listen[0] == "127.0.0.1"
+    assert sockets is not None and (sockets[0] == "" or sockets[0].startswith(str(pg_root)))
+    assert user is not None and user[0] == "namaskah"
+    client = Redis.from_url(urls["REDIS_URL"], socket_timeout=5)
+    assert client.info()["redis_version"].startswith("7.")
+    assert client.config_get("save")["save"] == "" and client.config_get("appendonly")["appendonly"] == "no"
+    client.close()
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["state-dir-reachable", "state-dir-private"])
+def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, reachable: bool) -> None:
+    """As root, a state dir the postgres user cannot reach makes the data go to a private /tmp directory."""
+    parent = Path(tempfile.mkdtemp(prefix="ci-services-test-")) if reachable else tmp_path_factory.mktemp("private")
+    os.chmod(parent, 0o755 if reachable else 0o700)
+    state = parent / "both"
+    try:
+        done = services_ctl.run("start", "--state-dir", str(state), "--postgres", "--redis", "--timeout", "60")
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert [line.split("=", 1)[0] for line in lines] == ["DATABASE_URL", "REDIS_URL"]
+        assert (state / "services.env").read_text().splitlines() == lines
+        assert oct((state / "services.env").stat().st_mode & 0o777) == "0o600"
+        urls = dict(line.split("=", 1) for line in lines)
+        assert urls["DATABASE_URL"].startswith("postgresql://namaskah:")
+        assert "@127.0.0.1:" in urls["DATABASE_URL"] and urls["DATABASE_URL"].endswith("/namaskah")
+        assert urls["REDIS_URL"].startswith("redis://127.0.0.1:") and urls["REDIS_URL"].endswith("/0")
+        check_servers(state, urls)
+        pg_root = Path(json.loads((state / "state.json").read_text())["postgres"]["root"])
+        if os.geteuid() == 0:
+            assert (pg_root == state / "pg") == reachable
+        pg_port = int(urls["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
+        redis_port = int(urls["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+        pg_pid = int((pg_root / "data" / "postmaster.pid").read_text().split()[0])
+        redis_pid = int((state / "redis" / "redis.pid").read_text())
+        if os.geteuid() == 0:
+            assert Path(f"/proc/{pg_pid}").stat().st_uid != 0, "PostgreSQL must not run as root"
+    finally:
+        stopped = services_ctl.run("stop", "--state-dir", str(state), timeout=90)
+        if reachable:
+            shutil.rmtree(parent, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not state.exists() and not pg_root.exists()
+    assert wait_until(lambda: not port_open(pg_port) and not port_open(redis_port))
+    assert wait_until(lambda: not processes_mentioning(str(pg_root)))
+    for pid in (pg_pid, redis_pid):
+        assert wait_until(lambda: gone(pid))
+
+    again = services_ctl.run("stop", "--state-dir", str(state), timeout=30)
+    assert again.returncode == 0
+    assert "nothing to stop" in again.stderr
+
+
+def test_a_start_that_times_out_cleans_up_and_names_the_service(services_ctl, tmp_path: Path) -> None:
+    state = tmp_path / "too-slow"
+    done = services_ctl.run("start", "--state-dir", str(state), "--postgres", "--timeout", "0.01")
+    if done.returncode == 0:  # a very fast machine; still it must stop cleanly
+        assert services_ctl.run("stop", "--state-dir", str(state)).returncode == 0
+        pytest.skip("PostgreSQL started within 10 ms")
+    assert done.returncode == 1
+    assert "postgres" in done.stderr
+    assert done.stdout == ""
+    assert not state.exists()
+    assert wait_until(lambda: not processes_mentioning(str(state)))
+
+
+def test_starting_over_a_leftover_state_dir_stops_the_old_servers(services_ctl, tmp_path: Path) -> None:
+    state = tmp_path / "reused"
+    first = services_ctl.run("start", "--state-dir", str(state), "--redis")
+    assert first.returncode == 0, first.stderr
+    old_pid = int((state / "redis" / "redis.pid").read_text())
+    second = services_ctl.run("start", "--state-dir", str(state), "--redis")
+    try:
+        assert second.returncode == 0, second.stderr
+        assert "earlier run" in second.stderr
+        assert wait_until(lambda: gone(old_pid))
+        assert second.stdout.startswith("REDIS_URL=")
+    finally:
+        assert services_ctl.run("stop", "--state-dir", str(state)).returncode == 0
+    assert not state.exists()
