@@ -80,7 +80,9 @@ def find_postgres() -> str:
 
 
 def find_redis() -> str:
-    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
     if binary is None:
         raise ServiceError("redis-server not found: apt-get install redis-server", 2)
     version = major_version(binary)
@@ -114,8 +116,14 @@ def run_as_prefix() -> List[str]:
 def run(command: List[str], timeout: float, cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> str:
     """Run `command` in its own process group; on timeout kill the whole group (runuser's children too)."""
     proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=max(timeout, 1))
@@ -214,6 +222,8 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
     if os.path.exists(os.path.join(state_dir, STATE_FILE)):
         log(f"{state_dir} holds services from an earlier run: stopping them first")
         stop(state_dir)
+    elif os.path.isdir(state_dir) and os.listdir(state_dir):
+        raise ServiceError(f"{state_dir} exists and is not a ci_services state directory; choose another")
     # find every binary before starting anything, so a missing one fails fast with exit code 2
     bindir = find_postgres() if postgres else ""
     prefix = run_as_prefix() if postgres else []
@@ -221,6 +231,7 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     os.makedirs(state_dir, exist_ok=True)
     state: dict = {}
+    save_state(state_dir, state)  # from here on, `stop` recognises DIR as ours
     lines, service = [], "postgres"
     try:
         if postgres:
@@ -257,8 +268,6 @@ def _kill(pid: int, wait: float = 10) -> None:
         limit = time.monotonic() + wait
         while time.monotonic() < limit and _alive(pid):
             time.sleep(0.1)
-        if not _alive(pid):
-            return
 
 
 def _read_pid(path: str) -> Optional[int]:
@@ -274,9 +283,11 @@ def stop_postgres(pg: dict) -> None:
     pg_ctl = [os.path.join(pg["bindir"], "pg_ctl"), "-D", data, "-w", "-t", "20", "stop", "-m"]
     if os.path.exists(os.path.join(data, "postmaster.pid")):
         for mode in ("fast", "immediate"):
-            result = subprocess.run(prefix + pg_ctl + [mode], capture_output=True, timeout=40, cwd=pg["root"])
-            if result.returncode == 0:
+            try:
+                run(prefix + pg_ctl + [mode], 40, cwd=pg["root"])
                 break
+            except (ServiceError, OSError):
+                continue
         pid = _read_pid(os.path.join(data, "postmaster.pid"))
         if pid and _alive(pid):
             _kill(pid)
@@ -285,21 +296,22 @@ def stop_postgres(pg: dict) -> None:
 
 def stop_redis(info: dict) -> None:
     pid = _read_pid(info["pidfile"])
-    if pid is None:
-        return
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            if b"redis" not in handle.read():
-                return  # the pid was reused by another program
+            ours = f":{info['port']}".encode() in handle.read()  # not a pid reused by another program
     except OSError:
         return
-    _kill(pid)
+    if pid and ours:
+        _kill(pid)
 
 
 def stop(state_dir: str, quiet: bool = False) -> int:
     if not os.path.isdir(state_dir):
         if not quiet:
             log(f"nothing to stop in {state_dir}")
+        return 0
+    if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
+        log(f"{state_dir} holds no {STATE_FILE}: not a ci_services state directory, left alone")
         return 0
     try:
         with open(os.path.join(state_dir, STATE_FILE), encoding="utf-8") as handle:

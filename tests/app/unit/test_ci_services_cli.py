@@ -124,3 +124,21 @@ def test_free_ports_are_on_loopback_and_usable(ci_services: ModuleType) -> None:
 def test_the_cli_requires_an_action_and_a_state_dir() -> None:
     assert run(path=os.environ.get("PATH", "")).returncode == 2
     assert run("start", path=os.environ.get("PATH", "")).returncode == 2
+
+
+def test_start_refuses_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
+    foreign = tmp_path / "checkout"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    done = run("start", "--state-dir", str(foreign), "--redis", path=os.environ.get("PATH", ""))
+    assert done.returncode != 0
+    assert "not a ci_services state directory" in done.stderr
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_stop_leaves_a_directory_that_is_not_its_own_alone(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    done = run("stop", "--state-dir", str(tmp_path), path=os.environ.get("PATH", ""))
+    assert done.returncode == 0
+    assert "left alone" in done.stderr
+    assert (tmp_path / "precious.txt").exists()
