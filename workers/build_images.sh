@@ -119,44 +119,60 @@ build() {  # build TAG DIR [--build-arg ...]
     echo "image $tag: ready in $(elapsed "$started") ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1000000}'))"
 }
 
-total=$(now)
-if [ "$OFFICIAL" = 1 ]; then
-    PY311=python:3.11-slim-bookworm
-    PY39=python:3.9-slim-bullseye
-    PG=postgres:15-bookworm
-    REDIS=redis:7-bookworm
-    BOOKWORM=debian:bookworm-slim
-else
-    debian_base bookworm
-    debian_base bullseye
-    PY311=$PREFIX/base:bookworm
-    PY39=$PREFIX/base:bullseye
-    BOOKWORM=$PREFIX/base:bookworm
-    PG=$BOOKWORM
-    REDIS=$BOOKWORM
-fi
-
-build "$PREFIX/worker:py3.11" python --build-arg "BASE_IMAGE=$PY311" --build-arg PYTHON_VERSION=3.11
-build "$PREFIX/worker:py3.9" python --build-arg "BASE_IMAGE=$PY39" --build-arg PYTHON_VERSION=3.9
-build "$PREFIX/tools:latest" tools --build-arg "WORKER_IMAGE=$PREFIX/worker:py3.11"
-if [ "$OFFICIAL" = 1 ]; then
-    # the official postgres and redis images are used as they are (see docs/docker.md)
-    echo "services: the official $PG and $REDIS images are used directly"
-else
-    build "$PREFIX/postgres:15" postgres --build-arg "BASE_IMAGE=$PG"
-    build "$PREFIX/redis:7" redis --build-arg "BASE_IMAGE=$REDIS"
-fi
-if [ "$MASTER" = 1 ]; then
-    # a minimal build context (the checkout holds virtualenvs, state and the app's own .dockerignore)
+master_image() {  # a minimal build context: the checkout also holds virtualenvs, state, the app's .dockerignore
+    local started log
     started=$(now)
     log="$LOGS/${PREFIX//\//_}_master_latest.log"
     if ! tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -c pyproject.toml master scripts workers/common/ca |
         docker build --network host --force-rm -f master/Dockerfile -t "$PREFIX/master:latest" \
-            --build-arg "BASE_IMAGE=${BOOKWORM/debian:bookworm-slim/python:3.11-slim-bookworm}" - >"$log" 2>&1; then
+            --build-arg "BASE_IMAGE=$MASTER_BASE" - >"$log" 2>&1; then
         echo "image $PREFIX/master:latest: build failed; last lines of the log:" >&2
         tail -n 30 "$log" >&2
         exit 1
     fi
     echo "image $PREFIX/master:latest: ready in $(elapsed "$started")"
+}
+
+wait_all() {  # wait for every background lane; fail if one failed
+    local status=0 pid
+    for pid in "$@"; do wait "$pid" || status=1; done
+    [ "$status" = 0 ] || { echo "image build failed (logs: $LOGS)" >&2; exit 1; }
+}
+
+total=$(now)
+if [ "$OFFICIAL" = 1 ]; then
+    PY311=python:3.11-slim-bookworm
+    PY39=python:3.9-slim-bullseye
+    MASTER_BASE=python:3.11-slim-bookworm
+else
+    # the two debootstraps are mostly downloads and dpkg: side by side
+    debian_base bookworm &
+    lane1=$!
+    debian_base bullseye &
+    lane2=$!
+    wait_all "$lane1" "$lane2"
+    PY311=$PREFIX/base:bookworm
+    PY39=$PREFIX/base:bullseye
+    MASTER_BASE=$PREFIX/base:bookworm
 fi
+
+# two lanes: the 3.11 worker and the tools image on it; everything else beside them
+(
+    build "$PREFIX/worker:py3.11" python --build-arg "BASE_IMAGE=$PY311" --build-arg PYTHON_VERSION=3.11
+    build "$PREFIX/tools:latest" tools --build-arg "WORKER_IMAGE=$PREFIX/worker:py3.11"
+) &
+lane1=$!
+(
+    build "$PREFIX/worker:py3.9" python --build-arg "BASE_IMAGE=$PY39" --build-arg PYTHON_VERSION=3.9
+    if [ "$OFFICIAL" = 1 ]; then
+        # the official postgres and redis images are used as they are (see docs/docker.md)
+        echo "services: the official postgres:15-bookworm and redis:7-bookworm images are used directly"
+    else
+        build "$PREFIX/postgres:15" postgres --build-arg "BASE_IMAGE=$PY311"
+        build "$PREFIX/redis:7" redis --build-arg "BASE_IMAGE=$PY311"
+    fi
+    if [ "$MASTER" = 1 ]; then master_image; fi
+) &
+lane2=$!
+wait_all "$lane1" "$lane2"
 echo "all images ready in $(elapsed "$total")"
