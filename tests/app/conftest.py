@@ -22,7 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     for item in items:
-        if ROOT / "tests" / "app" not in Path(str(item.fspath)).parents:
+        if ROOT / "tests" / "app" not in Path(str(item.path)).parents:
             continue
         if item.get_closest_marker("timeout") is None:
             bound = INTEGRATION_TIMEOUT_SECONDS if item.get_closest_marker("integration") else UNIT_TIMEOUT_SECONDS
