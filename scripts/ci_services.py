@@ -13,11 +13,12 @@ and its user, starts redis-server without persistence, waits until both answer
     REDIS_URL=redis://127.0.0.1:PORT/0
 
 As root, PostgreSQL runs as the `postgres` user (or `nobody`) through runuser, in
-a directory that user owns. On failure `start` stops what it started, removes DIR
-and exits 1 naming the service; a missing binary exits 2 naming the package.
-`stop` stops both (pg_ctl fast, then immediate; redis by its pidfile), removes
-DIR and exits 0, also when nothing runs. Messages go to stderr. Stdlib only;
-Python 3.9+.
+a directory that user owns (a private /tmp directory when it cannot reach DIR). On
+failure `start` stops what it started, removes DIR and exits 1 naming the service;
+a missing binary exits 2 naming the package. `stop` stops both (pg_ctl fast, then
+immediate; redis by its pidfile), removes DIR and exits 0, also when nothing runs.
+Neither touches a non-empty DIR without its state.json. Messages go to stderr.
+Stdlib only; Python 3.9+.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ PG_DIRS = ("/usr/lib/postgresql/15/bin",)
 PG_MAJOR, REDIS_MAJOR = 15, 7
 DB_NAME = DB_USER = "namaskah"
 STATE_FILE, ENV_FILE = "state.json", "services.env"
-SOCKET_PATH_MAX = 100  # sun_path is 108 bytes including ".s.PGSQL.NNNNN"
 
 
 class ServiceError(Exception):
@@ -80,9 +80,7 @@ def find_postgres() -> str:
 
 
 def find_redis() -> str:
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
     if binary is None:
         raise ServiceError("redis-server not found: apt-get install redis-server", 2)
     version = major_version(binary)
@@ -181,7 +179,7 @@ def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, pr
     initdb += ["--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]
     run(prefix + initdb, deadline - time.monotonic(), cwd=root)
     os.unlink(pwfile)
-    socket_dir = sockets if len(sockets) < SOCKET_PATH_MAX - 16 else ""
+    socket_dir = sockets if len(sockets) < 90 else ""  # sun_path: 108 bytes with "/.s.PGSQL.NNNNN"
     with open(os.path.join(data, "postgresql.conf"), "a", encoding="utf-8") as conf:
         conf.write(
             f"\n# ci_services.py\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
@@ -270,12 +268,12 @@ def _kill(pid: int, wait: float = 10) -> None:
             time.sleep(0.1)
 
 
-def _read_pid(path: str) -> Optional[int]:
+def _read_pid(path: str) -> int:
     try:
         with open(path, encoding="utf-8") as handle:
             return int(handle.readline().strip())
     except (OSError, ValueError):
-        return None
+        return 0
 
 
 def stop_postgres(pg: dict) -> None:
