@@ -152,6 +152,7 @@ def make_jobs(coverage_min: int = 40) -> tuple[Job, ...]:
             name="security",
             context="security",
             timeout_minutes=20,
+            requirements=("requirements-security.txt",),
             commands=(
                 Command("bandit", ("bandit", "-r", "app", "-ll", "-f", "json", "-o", f"{r}/bandit.json"), False),
                 Command(

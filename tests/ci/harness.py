@@ -33,6 +33,7 @@ SERVICE_PATHS = (
     "requirements.txt",
     "requirements-dev.txt",
     "requirements-static.txt",
+    "requirements-security.txt",
     "requirements-perf.txt",
     "gitleaks.toml",
     ".semgrep",
