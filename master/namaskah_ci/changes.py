@@ -1,4 +1,4 @@
-"""Change sources: the git poller on `[repo] url` (all branches)."""
+"""Change sources: the git poller on `[repo] url`: `[repo] branches`, or every branch with `all_branches`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def make_change_sources(settings: Settings) -> list:
     return [
         changes.GitPoller(
             repourl=settings.repo_url,
-            branches=True,
+            branches=True if settings.repo.all_branches else list(settings.repo.branches),
             pollInterval=settings.repo.poll_interval,
             pollAtLaunch=True,
             workdir=str(settings.basedir / "gitpoller"),

@@ -66,6 +66,7 @@ class WorkersSection:
 class RepoSection:
     url: str
     branches: list[str]
+    all_branches: bool
     poll_interval: int
     tree_stable_seconds: int
 
