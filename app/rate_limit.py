@@ -1,5 +1,6 @@
 """Fixed-window rate limiting in Redis: at most `limit` hits per key per `window_seconds`.
 
+Keys hold a hash of the subject (the phone number), never the number itself.
 One MULTI/EXEC round trip creates the window key with its expiry if it is new,
 increments it and reads its TTL, so concurrent requests cannot overshoot the limit
 or leave a key without an expiry.
@@ -8,6 +9,7 @@ or leave a key without an expiry.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 import redis
@@ -30,7 +32,8 @@ class RateLimiter:
         self.prefix = prefix
 
     def key(self, subject: str) -> str:
-        return f"{self.prefix}:{subject}"
+        """The Redis key for `subject`, hashed so phone numbers do not appear in Redis."""
+        return f"{self.prefix}:{hashlib.sha256(subject.encode('utf-8')).hexdigest()[:32]}"
 
     def hit(self, subject: str) -> RateDecision:
         key = self.key(subject)

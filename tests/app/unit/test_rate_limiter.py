@@ -18,7 +18,7 @@ def test_the_sixth_hit_in_the_window_is_refused(fake_redis: fakeredis.FakeRedis)
 def test_the_window_key_always_expires(fake_redis: fakeredis.FakeRedis) -> None:
     limiter = RateLimiter(fake_redis, limit=5, window_seconds=60, prefix="t")
     limiter.hit("a")
-    assert 0 < fake_redis.ttl("t:a") <= 60
+    assert 0 < fake_redis.ttl(limiter.key("a")) <= 60
 
 
 def test_subjects_are_counted_separately_and_can_be_reset(fake_redis: fakeredis.FakeRedis) -> None:
@@ -31,8 +31,17 @@ def test_subjects_are_counted_separately_and_can_be_reset(fake_redis: fakeredis.
 
 
 def test_a_key_without_ttl_gets_the_whole_window_as_retry_after(fake_redis: fakeredis.FakeRedis) -> None:
-    fake_redis.set("t:a", 10)  # e.g. written by hand without an expiry
-    decision = RateLimiter(fake_redis, limit=5, window_seconds=60, prefix="t").hit("a")
+    limiter = RateLimiter(fake_redis, limit=5, window_seconds=60, prefix="t")
+    fake_redis.set(limiter.key("a"), 10)  # e.g. written by hand without an expiry
+    decision = limiter.hit("a")
     assert not decision.allowed
     assert decision.retry_after_seconds == 60
-    assert fake_redis.ttl("t:a") == 60
+    assert fake_redis.ttl(limiter.key("a")) == 60
+
+
+def test_keys_do_not_contain_the_phone_number(fake_redis: fakeredis.FakeRedis) -> None:
+    limiter = RateLimiter(fake_redis, limit=5, window_seconds=60, prefix="t")
+    limiter.hit("+14155550123")
+    keys = list(fake_redis.scan_iter("*"))
+    assert keys == [limiter.key("+14155550123")]
+    assert "4155550123" not in keys[0] and keys[0].startswith("t:")
