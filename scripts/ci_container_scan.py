@@ -5,7 +5,9 @@
     ci_container_scan.py scan --tag namaskah-app:ci --sarif reports/trivy.sarif
 
 `build` passes APP_BASE_IMAGE (when set) as the Dockerfile's BASE_IMAGE, so a
-host without a registry can build on a local Debian image. `scan` writes a
+host without a registry can build on a local Debian image, and copies the CA
+bundle named by PIP_CERT_FILE (when set) into the build context as
+`pip-ca.crt`, which the Dockerfile hands to pip in its build stage only. `scan` writes a
 SARIF report and then prints the table, failing on HIGH or CRITICAL findings.
 """
 
@@ -13,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+
+
+CONTEXT_CA = "pip-ca.crt"
 
 
 def build(tag: str) -> int:
@@ -23,10 +29,16 @@ def build(tag: str) -> int:
     if base:
         command += ["--build-arg", f"BASE_IMAGE={base}"]
     cert = os.environ.get("PIP_CERT_FILE")
-    if cert:
-        command += ["--build-arg", f"PIP_CERT={cert}"]
+    copied = False
+    if cert and os.path.isfile(cert) and not os.path.exists(CONTEXT_CA):
+        shutil.copyfile(cert, CONTEXT_CA)
+        copied = True
     print("+", " ".join(command + ["."]), flush=True)
-    return subprocess.run(command + ["."]).returncode
+    try:
+        return subprocess.run(command + ["."]).returncode
+    finally:
+        if copied:
+            os.remove(CONTEXT_CA)
 
 
 def scan(tag: str, sarif: str) -> int:
