@@ -119,6 +119,9 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
 
     with urllib.request.urlopen(f"{master.url}plugins/{relative}", timeout=10) as response:
         assert b"<coverage" in response.read()
+    # a push to main also runs static analysis (semgrep with the repository's rules: CodeQL is not installed)
+    codeql = master.wait_builds("codeql", 1, BUILD_TIMEOUT)
+    assert codeql[0]["results"] == 0, step_text(master, codeql[0])[-3000:]
 
 
 def test_breaking_a_unit_test_fails_the_matrix_and_the_pipeline(pipeline_master):

@@ -77,8 +77,13 @@ def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, rea
     parent = Path(tempfile.mkdtemp(prefix="ci-services-test-")) if reachable else tmp_path_factory.mktemp("private")
     os.chmod(parent, 0o755 if reachable else 0o700)
     state = parent / "both"
+    # the state dir is created by the script: its mode follows the umask (a daemonised master has 077)
+    old_umask = os.umask(0o022 if reachable else 0o077)
     try:
-        done = services_ctl.run("start", "--state-dir", str(state), "--postgres", "--redis", "--timeout", "60")
+        try:
+            done = services_ctl.run("start", "--state-dir", str(state), "--postgres", "--redis", "--timeout", "60")
+        finally:
+            os.umask(old_umask)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.strip().splitlines()
         assert [line.split("=", 1)[0] for line in lines] == ["DATABASE_URL", "REDIS_URL"]
