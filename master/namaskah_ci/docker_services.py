@@ -291,13 +291,13 @@ def reap_leftovers(client, instance: str, incarnation: str) -> list[str]:
     reaped = []
     for container in client.containers(all=True, filters={"label": f"{LABEL_MASTER}={instance}"}):
         labels = container.get("Labels") or {}
-        if labels.get(LABEL_INCARNATION) == incarnation:
-            continue
+        if LABEL_INCARNATION not in labels or labels[LABEL_INCARNATION] == incarnation:
+            continue  # the current run's, or not a build container (e.g. the master's own)
         remove_containers(client, [container["Id"]])
         reaped.append((container.get("Names") or [container["Id"]])[0].lstrip("/"))
     for network in client.networks(filters={"label": f"{LABEL_MASTER}={instance}"}):
         labels = network.get("Labels") or {}
-        if labels.get(LABEL_INCARNATION) == incarnation:
+        if LABEL_INCARNATION not in labels or labels[LABEL_INCARNATION] == incarnation:
             continue
         try:
             client.remove_network(network["Id"])

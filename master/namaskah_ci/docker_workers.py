@@ -48,6 +48,7 @@ DEFAULT_IMAGES = {
     "redis": "namaskah-ci/redis:7",
 }
 DOCKER_SOCKET = "/var/run/docker.sock"
+CA_BUNDLE = "/etc/namaskah/ca/ca-bundle.crt"  # in every namaskah-ci image (workers/python/Dockerfile)
 # security scanners (bandit, pip-audit, semgrep) are preinstalled there; jobs with `tools` go there too
 TOOLS_IMAGE_JOBS = ("security", "codeql")
 _incarnation: str | None = None
@@ -128,13 +129,9 @@ class NamaskahDockerWorker(DockerLatentWorker):
         self.instance_label = instance or default_instance_name(self.master.name)
         self.extra_env = dict(extra_env or {})
         self.cache_volume_name = cache_volume
-
-    def startService(self):
-        result = super().startService()
-        # leftovers of this master's earlier runs go as soon as it starts (in a thread; the
-        # first start_instance on this Docker host waits for it)
+        # leftovers of this master's earlier runs go as soon as it is configured (once per run and
+        # Docker host, in a thread; the first start_instance there waits for it)
         self.reap_leftovers_once()
-        return result
 
     # --- labels, environment, leftovers -------------------------------------------------
     def container_labels(self, role: str = "worker") -> dict[str, str]:
@@ -367,8 +364,11 @@ def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0
     """The latent worker of one check builder on one Docker host."""
     images = {**DEFAULT_IMAGES, **settings.workers.images}
     extra_env = {"NAMASKAH_CI_JOB": job.name}
-    if "docker" in job.tools and settings.workers.app_base_image:
-        extra_env["APP_BASE_IMAGE"] = settings.workers.app_base_image
+    if "docker" in job.tools:
+        # the bundle this container trusts goes into the app build's context (ci_container_scan.py)
+        extra_env["PIP_CERT_FILE"] = CA_BUNDLE
+        if settings.workers.app_base_image:
+            extra_env["APP_BASE_IMAGE"] = settings.workers.app_base_image
     kwargs = dict(
         docker_host=host,
         image=image_for(settings, job),

@@ -71,7 +71,7 @@ def docker_env(instance: str, **workers: str) -> dict[str, str]:
     env = {
         "PIPELINE_WORKERS_MODE": "docker",
         "PIPELINE_WORKERS_INSTANCE_NAME": instance,
-        "PIPELINE_WORKERS_APP_BASE_IMAGE": os.environ.get("NAMASKAH_APP_BASE_IMAGE", "namaskah-ci/worker:py3.11"),
+        "PIPELINE_WORKERS_APP_BASE_IMAGE": os.environ.get("NAMASKAH_APP_BASE_IMAGE", "namaskah-ci/base:bookworm"),
     }
     env.update({f"PIPELINE_WORKERS_{key.upper()}": value for key, value in workers.items()})
     return env

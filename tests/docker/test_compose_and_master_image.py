@@ -110,6 +110,9 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
         name,
         "--network",
         "host",
+        # labelled like the compose stack's master: no build labels, so its own reaper leaves it alone
+        "--label",
+        "org.namaskah.ci.role=master",
         "--label",
         f"org.namaskah.ci.master={instance}",
         "-v",
@@ -130,7 +133,11 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
             with urllib.request.urlopen(f"http://127.0.0.1:{www_port}/api/v2/builders", timeout=5) as response:
                 return json.loads(response.read())["builders"]
 
-        found = wait_for("the containerised master's REST API", builders, 180, interval=2)
+        try:
+            found = wait_for("the containerised master's REST API", builders, 180, interval=2)
+        except AssertionError:
+            log = state / "master" / "twistd.log"
+            raise AssertionError(log.read_text(errors="replace")[-4000:] if log.exists() else "no twistd.log")
         names = {b["name"] for b in found}
         assert {"pipeline", "test-py3.9", "integration", "container-scan"} <= names
         with urllib.request.urlopen(f"http://127.0.0.1:{www_port}/api/v2/workers", timeout=5) as response:

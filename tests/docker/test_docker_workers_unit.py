@@ -195,13 +195,17 @@ class LeftoverTests(WorkerTestBase):
         self.engine.create_network("stale-net", labels=stale_labels)
         other_master = {ds.LABEL_MASTER: "another-master", ds.LABEL_INCARNATION: "x"}
         self.engine.create_container("namaskah-ci/redis:7", name="not-ours", labels=other_master)
+        # the master's own container (compose) has the master label but no build labels
+        self.engine.create_container(
+            "namaskah-ci/master:latest", name="the-master", labels={ds.LABEL_MASTER: "unit-master"}
+        )
         worker = yield self.make_worker("lint")
         yield worker.start_instance(self.build())
         names = sorted(c["name"] for c in self.engine.running())
-        self.assertEqual(names, ["buildbot-docker-lint-" + worker.masterhash, "not-ours"])
+        self.assertEqual(names, ["buildbot-docker-lint-" + worker.masterhash, "not-ours", "the-master"])
         self.assertEqual(self.engine.networks_created, {})
         yield worker.stop_instance()
-        self.assertEqual([c["name"] for c in self.engine.running()], ["not-ours"])
+        self.assertEqual(sorted(c["name"] for c in self.engine.running()), ["not-ours", "the-master"])
 
 
 class ConfigTests(unittest.TestCase):
