@@ -33,7 +33,7 @@ for arg in "$@"; do
     --official) OFFICIAL=1 ;;
     --with-master) MASTER=1 ;;
     --list)
-        for name in base:bookworm base:bullseye worker:py3.11 worker:py3.9 tools:latest \
+        for name in base:bookworm base:bullseye worker:py3.11 worker:py3.11-servers worker:py3.9 tools:latest \
             postgres:15 redis:7 master:latest; do echo "$PREFIX/$name"; done
         exit 0
         ;;
@@ -159,7 +159,10 @@ fi
 # two lanes: the 3.11 worker and the tools image on it; everything else beside them
 (
     build "$PREFIX/worker:py3.11" python --build-arg "BASE_IMAGE=$PY311" --build-arg PYTHON_VERSION=3.11
+    build "$PREFIX/worker:py3.11-servers" servers --build-arg "WORKER_IMAGE=$PREFIX/worker:py3.11" &
+    servers=$!
     build "$PREFIX/tools:latest" tools --build-arg "WORKER_IMAGE=$PREFIX/worker:py3.11"
+    wait "$servers"
 ) &
 lane1=$!
 (

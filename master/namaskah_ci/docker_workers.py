@@ -46,6 +46,8 @@ DEFAULT_IMAGES = {
     "tools": "namaskah-ci/tools:latest",
     "postgres": "namaskah-ci/postgres:15",
     "redis": "namaskah-ci/redis:7",
+    # the integration tests also start servers of their own (scripts/ci_services.py): binaries included
+    "integration": "namaskah-ci/worker:py3.11-servers",
 }
 DOCKER_SOCKET = "/var/run/docker.sock"
 CA_BUNDLE = "/etc/namaskah/ca/ca-bundle.crt"  # in every namaskah-ci image (workers/python/Dockerfile)

@@ -18,6 +18,7 @@ MASTER_LABEL = "org.namaskah.ci.master"
 IMAGES = (
     "namaskah-ci/worker:py3.9",
     "namaskah-ci/worker:py3.11",
+    "namaskah-ci/worker:py3.11-servers",
     "namaskah-ci/tools:latest",
     "namaskah-ci/postgres:15",
     "namaskah-ci/redis:7",

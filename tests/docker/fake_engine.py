@@ -27,6 +27,7 @@ class FakeEngine(buildbot_fake_docker.Client):
             {"RepoTags": [tag]}
             for tag in (
                 "namaskah-ci/worker:py3.11",
+                "namaskah-ci/worker:py3.11-servers",
                 "namaskah-ci/worker:py3.9",
                 "namaskah-ci/tools:latest",
                 "namaskah-ci/postgres:15",

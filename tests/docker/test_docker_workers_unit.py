@@ -141,14 +141,14 @@ class ServiceWorkerTests(WorkerTestBase):
     @defer.inlineCallbacks
     def test_a_worker_container_that_cannot_start_takes_its_services_down(self):
         worker = yield self.make_worker("integration")
-        self.engine.fail_create.add("namaskah-ci/worker:py3.11")
+        self.engine.fail_create.add("namaskah-ci/worker:py3.11-servers")
         with self.assertRaises(RuntimeError):
             yield worker.start_instance(self.build())
         self.assertEqual(self.engine.running(), [])
 
     @defer.inlineCallbacks
     def test_missing_worker_image_cannot_substantiate_and_cleans_up(self):
-        worker = yield self.make_worker("integration", images={"3.11": "no-such-image:1"})
+        worker = yield self.make_worker("integration", images={"integration": "no-such-image:1"})
         with self.assertRaises(LatentWorkerCannotSubstantiate) as caught:
             yield worker.start_instance(self.build())
         self.assertIn("no-such-image:1", str(caught.exception))
@@ -230,6 +230,7 @@ class ConfigTests(unittest.TestCase):
         jobs = {j.name: j for j in make_jobs()}
         self.assertEqual(dw.image_for(settings, jobs["test-py3.9"]), "namaskah-ci/worker:py3.9")
         self.assertEqual(dw.image_for(settings, jobs["lint"]), "namaskah-ci/worker:py3.11")
+        self.assertEqual(dw.image_for(settings, jobs["integration"]), "namaskah-ci/worker:py3.11-servers")
         self.assertEqual(dw.image_for(settings, jobs["container-scan"]), "namaskah-ci/tools:latest")
         self.assertEqual(dw.image_for(settings, jobs["security"]), "namaskah-ci/tools:latest")
         self.assertEqual(dw.image_for(settings, jobs["codeql"]), "namaskah-ci/tools:latest")
