@@ -30,7 +30,12 @@ STATE = ROOT / ".state" / "local-checks"
 
 
 def interpreter_for(version: str) -> str:
-    found = shutil.which(f"python{version}")
+    """As the master finds it (namaskah_ci.workers): PATH without pyenv shims (a shim fails outside a
+    selected version), then pyenv's installs."""
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if not d.rstrip("/").endswith("/shims")
+    )
+    found = shutil.which(f"python{version}", path=path)
     if found:
         return found
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
@@ -64,14 +69,14 @@ def run_job(job: Job, cache_root: Path) -> dict:
     services_dir = STATE / f"services-{job.name}"
     try:
         if job.tools and run([sys.executable, "scripts/ci_require_tools.py", *job.tools], env):
-            return {"job": job.name, "result": "failure", "failed": ["required tools"], "seconds": 0.0}
+            return {"job": job.name, "result": "failure", "failed": ["required tools"], "seconds": time.monotonic() - started}
         venv_cmd = [sys.executable, "scripts/ci_venv.py", "--python", interpreter_for(job.python)]
         venv_cmd += ["--cache-root", str(cache_root)]
         for requirement in job.requirements:
             venv_cmd += ["-r", requirement]
         rc, values = capture(venv_cmd, env)
         if rc or "VENV" not in values:
-            return {"job": job.name, "result": "failure", "failed": ["virtualenv"], "seconds": 0.0}
+            return {"job": job.name, "result": "failure", "failed": ["virtualenv"], "seconds": time.monotonic() - started}
         env["PATH"] = f"{values['VENV']}/bin{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = values["VENV"]
         if job.services:
@@ -79,7 +84,7 @@ def run_job(job: Job, cache_root: Path) -> dict:
             start_cmd = ["python", "scripts/ci_services.py", "start", "--state-dir", str(services_dir)]
             rc, values = capture(start_cmd + [f"--{name}" for name in job.services], env)
             if rc:
-                return {"job": job.name, "result": "failure", "failed": ["services"], "seconds": 0.0}
+                return {"job": job.name, "result": "failure", "failed": ["services"], "seconds": time.monotonic() - started}
             env.update({k: v for k, v in values.items() if k in ("DATABASE_URL", "REDIS_URL")})
         for command in job.commands:
             if run(list(command.argv), env):
