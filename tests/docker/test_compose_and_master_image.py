@@ -140,9 +140,14 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
             raise AssertionError(log.read_text(errors="replace")[-4000:] if log.exists() else "no twistd.log")
         names = {b["name"] for b in found}
         assert {"pipeline", "test-py3.9", "integration", "container-scan"} <= names
-        with urllib.request.urlopen(f"http://127.0.0.1:{www_port}/api/v2/workers", timeout=5) as response:
-            workers = {w["name"] for w in json.loads(response.read())["workers"]}
-        assert {"local-pipeline", "docker-test-py3_9", "docker-integration"} <= workers
+        expected = {"local-pipeline", "docker-test-py3_9", "docker-integration", "docker-container-scan"}
+
+        def workers():  # the web UI answers before every worker is registered
+            with urllib.request.urlopen(f"http://127.0.0.1:{www_port}/api/v2/workers", timeout=5) as response:
+                names = {w["name"] for w in json.loads(response.read())["workers"]}
+            return names if expected <= names else None
+
+        wait_for("the docker-mode workers", workers, 60, interval=1)
         assert (state / "master" / "buildbot.tac").exists()
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)
         assert "upgrade complete" in logs.stdout + logs.stderr, logs.stdout[-2000:] + logs.stderr[-2000:]
