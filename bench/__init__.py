@@ -1,0 +1,1 @@
+"""The pipeline benchmark (pipeline_bench.py) and its pure helpers."""
