@@ -1,4 +1,4 @@
-"""Workers: one LocalWorker per builder in local mode; containers in docker mode (docker_workers.py).
+"""Workers: one LocalWorker per builder in local mode; containers in docker mode (docker_config.py).
 
 Local mode runs every build on the master's host. Helper scripts run with the
 master's own Python (3.11+, stdlib only); each job's virtualenv is created with
@@ -27,7 +27,7 @@ class WorkerPlan:
 
     runner: str  # runs the repository's helper scripts
     cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
-    # docker mode (docker_workers.make_docker_plan):
+    # docker mode (docker_config.make_docker_plan):
     mode: str = "local"
     interpreter: str = ""  # creates job virtualenvs; empty: resolve_interpreter() on this host
     require_tools: tuple[str, ...] = ()  # replaces `runner scripts/ci_require_tools.py`
@@ -88,7 +88,7 @@ def resolve_interpreter(settings: Settings, version: str) -> str:
 
 def make_plan(settings: Settings) -> WorkerPlan:
     if settings.workers.mode == "docker":
-        from namaskah_ci.docker_workers import make_docker_plan
+        from namaskah_ci.docker_config import make_docker_plan
 
         return make_docker_plan(settings)
     return WorkerPlan(runner=sys.executable, cache_root=str(settings.cache_dir))
@@ -97,7 +97,7 @@ def make_plan(settings: Settings) -> WorkerPlan:
 def make_workers(settings: Settings, builder_names: list[str]) -> list:
     """A fresh list of workers: one per builder (docker mode: containers for the check builders)."""
     if settings.workers.mode == "docker":
-        from namaskah_ci.docker_workers import make_docker_workers
+        from namaskah_ci.docker_config import make_docker_workers
 
         return make_docker_workers(settings, builder_names)
     return [worker.LocalWorker(worker_name(name)) for name in builder_names]

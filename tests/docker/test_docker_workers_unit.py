@@ -14,6 +14,7 @@ from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.worker import docker as buildbot_docker
 from fake_engine import FakeDockerModule
+from namaskah_ci import docker_config as dc
 from namaskah_ci import docker_services as ds
 from namaskah_ci import docker_workers as dw
 from namaskah_ci.config import build_config
@@ -47,7 +48,7 @@ class WorkerTestBase(TestReactorMixin, unittest.TestCase):
     def make_worker(self, job_name: str, **settings_overrides):
         settings = docker_settings(instance_name="unit-master", **settings_overrides)
         job = {j.name: j for j in make_jobs()}[job_name]
-        worker = dw.make_job_worker(settings, job, settings.workers.docker_host)
+        worker = dc.make_job_worker(settings, job, settings.workers.docker_host)
         worker.setServiceParent(self.master)
         yield self.master.startService()
         self.addCleanup(self.master.stopService)
@@ -174,8 +175,8 @@ class ExtraHostTests(WorkerTestBase):
     def test_an_extra_host_gets_random_ports_from_the_range(self):
         settings = docker_settings(instance_name="unit-master", extra_docker_hosts=["unix:///run/build2.sock"])
         job = {j.name: j for j in make_jobs()}["integration"]
-        first = dw.make_job_worker(settings, job, settings.workers.docker_host, 0)
-        extra = dw.make_job_worker(settings, job, "unix:///run/build2.sock", 1)
+        first = dc.make_job_worker(settings, job, settings.workers.docker_host, 0)
+        extra = dc.make_job_worker(settings, job, "unix:///run/build2.sock", 1)
         for worker in (first, extra):
             worker.setServiceParent(self.master)
         yield self.master.startService()
@@ -228,22 +229,22 @@ class ConfigTests(unittest.TestCase):
     def test_images_and_volumes(self):
         settings = docker_settings(app_base_image="namaskah-ci/base:bookworm")
         jobs = {j.name: j for j in make_jobs()}
-        self.assertEqual(dw.image_for(settings, jobs["test-py3.9"]), "namaskah-ci/worker:py3.9")
-        self.assertEqual(dw.image_for(settings, jobs["lint"]), "namaskah-ci/worker:py3.11")
-        self.assertEqual(dw.image_for(settings, jobs["integration"]), "namaskah-ci/worker:py3.11-servers")
-        self.assertEqual(dw.image_for(settings, jobs["container-scan"]), "namaskah-ci/tools:latest")
-        self.assertEqual(dw.image_for(settings, jobs["security"]), "namaskah-ci/tools:latest")
-        self.assertEqual(dw.image_for(settings, jobs["codeql"]), "namaskah-ci/tools:latest")
-        self.assertEqual(dw._volumes(settings, jobs["test-py3.9"]), ["namaskah-ci-cache-py3.9:/cache"])
-        self.assertIn("/var/run/docker.sock:/var/run/docker.sock", dw._volumes(settings, jobs["container-scan"]))
+        self.assertEqual(dc.image_for(settings, jobs["test-py3.9"]), "namaskah-ci/worker:py3.9")
+        self.assertEqual(dc.image_for(settings, jobs["lint"]), "namaskah-ci/worker:py3.11")
+        self.assertEqual(dc.image_for(settings, jobs["integration"]), "namaskah-ci/worker:py3.11-servers")
+        self.assertEqual(dc.image_for(settings, jobs["container-scan"]), "namaskah-ci/tools:latest")
+        self.assertEqual(dc.image_for(settings, jobs["security"]), "namaskah-ci/tools:latest")
+        self.assertEqual(dc.image_for(settings, jobs["codeql"]), "namaskah-ci/tools:latest")
+        self.assertEqual(dc._volumes(settings, jobs["test-py3.9"]), ["namaskah-ci-cache-py3.9:/cache"])
+        self.assertIn("/var/run/docker.sock:/var/run/docker.sock", dc._volumes(settings, jobs["container-scan"]))
         overridden = docker_settings(images={"postgres": "postgres:15"})
-        self.assertEqual(dw.image_for(overridden, jobs["lint"]), "namaskah-ci/worker:py3.11")  # defaults kept
+        self.assertEqual(dc.image_for(overridden, jobs["lint"]), "namaskah-ci/worker:py3.11")  # defaults kept
 
     def test_a_local_repository_is_mounted_read_only(self):
         settings = docker_settings()
         settings = dataclasses.replace(settings, repo=dataclasses.replace(settings.repo, url="/srv/repo"))
         job = {j.name: j for j in make_jobs()}["lint"]
-        self.assertIn("/srv/repo:/srv/repo:ro", dw._volumes(settings, job))
+        self.assertIn("/srv/repo:/srv/repo:ro", dc._volumes(settings, job))
 
     def test_docker_mode_factories_use_the_container_python_and_the_worker_services(self):
         config = build_config(docker_settings())
