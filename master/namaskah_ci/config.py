@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from namaskah_ci.builders import builder_names, make_builders
 from namaskah_ci.changes import make_change_sources
+from namaskah_ci.database import make_db_config
 from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
 from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.jobs import make_jobs
@@ -35,7 +36,7 @@ def build_config(settings: Settings) -> dict:
         "titleURL": settings.buildbot_url,
         "buildbotURL": settings.buildbot_url,
         "buildbotNetUsageData": None,
-        "db": {"db_url": settings.database_url},
+        "db": make_db_config(settings.database_url),
         "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface=127.0.0.1"}},
         "workers": make_workers(settings, builders),
         "change_source": make_change_sources(settings),
