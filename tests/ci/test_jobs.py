@@ -150,8 +150,9 @@ def test_security_writes_bandit_json_and_sarif_and_runs_pip_audit_strictly():
     assert bandit[bandit.index("-o") + 1] == f"{REPORTS_DIR}/bandit.json"
     assert ("-f", "sarif") == sarif[sarif.index("-f"):sarif.index("-f") + 2]
     assert sarif[sarif.index("-o") + 1] == f"{REPORTS_DIR}/bandit.sarif"
-    assert audit[0] == "pip-audit" and "--strict" in audit
+    assert audit[:2] == ("python", "scripts/ci_pip_audit.py") and "--strict" in audit
     assert audit[audit.index("-r") + 1] == "requirements.txt"
+    assert audit[audit.index("--output") + 1] == f"{REPORTS_DIR}/pip-audit.json"
     assert {r.path for r in job.reports} >= {"bandit.json", "bandit.sarif", "pip-audit.json"}
     assert job.safety
 
