@@ -37,7 +37,7 @@ def build_config(settings: Settings) -> dict:
         "buildbotURL": settings.buildbot_url,
         "buildbotNetUsageData": None,
         "db": make_db_config(settings.database_url),
-        "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface=127.0.0.1"}},
+        "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface={settings.workers.bind}"}},
         "workers": make_workers(settings, builders),
         "change_source": make_change_sources(settings),
         "schedulers": make_schedulers(settings, jobs) + make_deploy_schedulers(settings),

@@ -49,6 +49,7 @@ class WwwSection:
 class WorkersSection:
     mode: str
     port: int
+    bind: str
     interpreters: dict[str, str]
     cache_dir: str
     # docker mode (docs/docker.md)
