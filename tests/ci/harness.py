@@ -21,7 +21,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from namaskah_ci.jobs import check_job_names, make_jobs
+
 ROOT = Path(__file__).resolve().parents[2]
+# the check builders the pipeline fans out to, from the job table itself
+CHECK_BUILDERS = tuple(check_job_names(make_jobs()))
 VENV_BIN = Path(sys.executable).parent
 # The files of this checkout that make up "the reference service" a scratch repository holds.
 SERVICE_PATHS = (
@@ -198,7 +202,15 @@ def start_master(tmp: Path, repo: Path, extra_settings: str = "", env: dict | No
     buildbot = str(VENV_BIN / "buildbot")
     db = f"sqlite:///{basedir / 'state.sqlite'}"
     subprocess.run(
-        [buildbot, "create-master", "-q", "-r", f"--config={ROOT / 'master' / 'master.cfg'}", f"--db={db}", str(basedir)],
+        [
+            buildbot,
+            "create-master",
+            "-q",
+            "-r",
+            f"--config={ROOT / 'master' / 'master.cfg'}",
+            f"--db={db}",
+            str(basedir),
+        ],
         check=True,
         env=run_env,
         timeout=120,

@@ -12,20 +12,11 @@ import shutil
 
 import pytest
 
-from harness import ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
-CHECKS = (
-    "test-py3.9",
-    "test-py3.11",
-    "lint",
-    "integration",
-    "migration-test",
-    "security",
-    "container-scan",
-    "secrets-scan",
-)
+CHECKS = CHECK_BUILDERS
 BUILD_TIMEOUT = 900
 
 
@@ -46,9 +37,7 @@ def runnable_here() -> set[str]:
 
 
 def builds_for(master, builder: str, revision: str) -> list[dict]:
-    return [
-        b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision
-    ]
+    return [b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision]
 
 
 def step_text(master, build: dict) -> str:

@@ -34,20 +34,11 @@ from docker_harness import (
     remove_labelled,
     require_engine_and_images,
 )
-from harness import ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.timeout(2400)]
 
-CHECKS = (
-    "test-py3.9",
-    "test-py3.11",
-    "lint",
-    "integration",
-    "migration-test",
-    "security",
-    "container-scan",
-    "secrets-scan",
-)
+CHECKS = CHECK_BUILDERS
 SUCCESS, FAILURE, EXCEPTION, RETRY = 0, 2, 4, 5
 BRANCH = "feature/docker-e2e"
 ARTIFACTS = ROOT / "test-artifacts" / "docker"
