@@ -43,6 +43,7 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
                     cache_root=plan.cache_root,
                     require_tools=plan.require_tools,
                     services_in_worker=plan.services_in_worker,
+                    nice_commands=plan.nice_commands,
                 ),
                 # each request is one pipeline's revision: never merge two of them
                 collapseRequests=False,

@@ -21,6 +21,12 @@ from namaskah_ci.steps.gated import SECRET_FILE_PLACEHOLDER, SecretGatedCommand
 from namaskah_ci.steps.reports import PublishReports, reports_url
 from namaskah_ci.steps.services import StartServices, StopServices
 
+# Local workers run their commands on the master's own CPUs. At equal priority eight parallel checks
+# left the master's reactor a fraction of a core: step starts, checkouts and REST answers waited behind
+# pytest and mypy (bench/pipeline_bench.py). Checks run at CHECK_NICENESS; jobs outside the pipeline's
+# verdict (codeql on every push to main) at ANALYSIS_NICENESS, so they take only CPU the checks leave.
+CHECK_NICENESS = 10
+ANALYSIS_NICENESS = 19
 VENV_PROPERTY = "venv"  # the job's virtualenv, shared by jobs with the same Python and requirements
 DEADLINE_PROPERTY = "job_deadline"
 
@@ -68,6 +74,11 @@ def job_env(job: Job, pip_cache: str) -> dict:
     return env
 
 
+def nice_prefix(job: Job) -> list[str]:
+    """`nice -n N`: the checks below the master, analysis jobs below the checks."""
+    return ["nice", "-n", str(CHECK_NICENESS if job.in_pipeline else ANALYSIS_NICENESS)]
+
+
 def make_check_factory(
     job: Job,
     settings: Settings,
@@ -76,8 +87,12 @@ def make_check_factory(
     cache_root: str,
     require_tools: tuple[str, ...] = (),
     services_in_worker: bool = False,
+    nice_commands: bool = False,
 ) -> BuildFactory:
-    """The steps of one check job: `runner` runs helper scripts, `interpreter` creates the virtualenv."""
+    """The steps of one check job: `runner` runs helper scripts, `interpreter` creates the virtualenv.
+
+    `nice_commands` (local mode): the virtualenv step and the job's commands run under `nice_prefix(job)`."""
+    prefix = nice_prefix(job) if nice_commands else []
     pip_cache = f"{cache_root}/pip-{job.python}"
     env = job_env(job, pip_cache)
     timing = {"maxTime": remaining_time, "timeout": 20 * 60}
@@ -119,7 +134,7 @@ def make_check_factory(
             name=f"virtualenv (Python {job.python})",
             description="preparing virtualenv",
             descriptionDone=f"virtualenv (Python {job.python})",
-            command=venv_cmd,
+            command=prefix + venv_cmd,
             extract_fn=parse_venv,
             env={"PIP_CACHE_DIR": pip_cache, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
             haltOnFailure=True,
@@ -135,7 +150,7 @@ def make_check_factory(
                 name=command.name,
                 description=f"running {command.name}",
                 descriptionDone=command.name,
-                command=list(command.argv),
+                command=prefix + list(command.argv),
                 env=env,
                 haltOnFailure=command.halt_on_failure,
                 logEnviron=False,

@@ -33,6 +33,8 @@ class WorkerPlan:
     require_tools: tuple[str, ...] = ()  # replaces `runner scripts/ci_require_tools.py`
     services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
     hosts: int = 1  # Docker hosts: one worker per check builder on each
+    # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
+    nice_commands: bool = False
 
     def job_workers(self, builder: str) -> list[str]:
         """The workers a check builder runs on."""
@@ -91,7 +93,7 @@ def make_plan(settings: Settings) -> WorkerPlan:
         from namaskah_ci.docker_config import make_docker_plan
 
         return make_docker_plan(settings)
-    return WorkerPlan(runner=sys.executable, cache_root=str(settings.cache_dir))
+    return WorkerPlan(runner=sys.executable, cache_root=str(settings.cache_dir), nice_commands=True)
 
 
 def make_workers(settings: Settings, builder_names: list[str]) -> list:
