@@ -17,6 +17,8 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
     import matplotlib.pyplot as plt
 
     jobs = sorted(run["jobs"].items(), key=lambda item: (item[1]["start"] or 0, item[0]))
+    others = sorted((run.get("other_builds") or {}).items())
+    jobs += [(f"{name} (not in the verdict)", {**build, "other": True}) for name, build in others]
     rows = len(jobs) + 1
     seq_rows = len(sequential)
     horizon = max([run["wall"] or 0] + [bar["end"] for bar in sequential] + [1])
@@ -31,7 +33,10 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
         colour = "#2e7d32" if job.get("results") == 0 else "#c62828"
         if name == run.get("critical_path"):
             colour = "#1565c0"
-        top.barh(index, job["end"] - job["start"], left=job["start"], color=colour, height=0.6)
+        hatch = None
+        if job.get("other"):
+            colour, hatch = "#d7ccc8", "//"
+        top.barh(index, job["end"] - job["start"], left=job["start"], color=colour, height=0.6, hatch=hatch)
         top.text(job["end"] + horizon * 0.005, index, f"{job['end'] - job['start']:.1f}s", va="center", fontsize=8)
         labels.append((index, name))
     pipeline_row = len(jobs)
@@ -44,13 +49,14 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
     top.invert_yaxis()
     top.set_title(title, fontsize=10)
     top.grid(axis="x", alpha=0.3)
-    top.legend(
+    figure.legend(
         handles=[
             plt.Rectangle((0, 0), 1, 1, color=c)
-            for c in ("#1565c0", "#2e7d32", "#c62828", "#ffb300", "#9e9e9e")
+            for c in ("#1565c0", "#2e7d32", "#c62828", "#ffb300", "#9e9e9e", "#d7ccc8")
         ],
-        labels=["critical path", "check passed", "check failed", "change detection", "pipeline build"],
-        fontsize=7, loc="lower right",
+        labels=["critical path", "check passed", "check failed", "change detection", "pipeline build",
+                "same push, outside the verdict"],
+        fontsize=7, loc="lower center", ncol=6, frameon=False,
     )
     for index, bar in enumerate(sequential):
         colour = "#607d8b" if bar.get("result") == "success" else "#e57373"
@@ -64,7 +70,7 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
     bottom.set_xlabel("seconds after the push (top) / after the script started (bottom)")
     bottom.grid(axis="x", alpha=0.3)
     bottom.set_xlim(0, horizon * 1.12)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.035, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

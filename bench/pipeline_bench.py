@@ -178,12 +178,14 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     from bench import runs
     from bench.chart import render_timeline
     from bench.session import BenchMaster, pipeline_defaults
+    from namaskah_ci.factories import CHECK_NICENESS
     from namaskah_ci.jobs import check_job_names, make_jobs
 
     defaults = pipeline_defaults()
     poll_interval = args.poll_interval or defaults["repo"]["poll_interval"]
     tree_stable = defaults["repo"]["tree_stable_seconds"]
     checks = check_job_names(make_jobs())
+    niceness = CHECK_NICENESS if mode == "local" else 0  # what the pipeline's checks run at (factories.py)
     cache_root = Path(args.cache_root).resolve()
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"namaskah-bench-{mode}-"))
@@ -204,7 +206,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
                 f"{r['pipeline']['critical_path']} {r['pipeline']['critical_path_s']:.1f}s, first step "
                 f"{r['pipeline']['first_step']:.2f}s after the webhook")
             bm.wait_idle()
-            r["sequential"] = runs.sequential_run(bm.repo, cache_root, checks, work / f"sequential-{index + 1}.log")
+            r["sequential"] = runs.sequential_run(bm.repo, cache_root, checks, work / f"sequential-{index + 1}.log",
+                                                  niceness=niceness)
             log(f"round {index + 1}: sequential {r['sequential']['wall']:.1f}s")
             r["poll"] = runs.pipeline_run(bm, checks, webhook=False, rest_clients=args.rest_clients)
             rest = r["poll"]["rest"]["endpoints"]
@@ -227,6 +230,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
         settings={
             "rounds": args.rounds, "rest_clients": args.rest_clients, "poll_interval_s": poll_interval,
             "tree_stable_seconds": tree_stable, "checks": checks, "branch": "main",
+            "sequential_niceness": niceness,
             "cold_warm": "not measured: docker mode caches in shared engine volumes" if mode == "docker" else
             ("skipped (--skip-install)" if args.skip_install else "test-py3.9: venvs/py3.9-* and pip-3.9 removed"),
             "bench_seconds": round(time.monotonic() - started, 1),

@@ -62,7 +62,11 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
             }
             for name, b in sorted(jobs.items())
         },
-        "other_builds": sorted(b["builder"] for b in builds.values() if b["builder"] not in checks + ["pipeline"]),
+        # builds of the same push outside the verdict (codeql on main) that share the machine
+        "other_builds": {
+            b["builder"]: {"start": b["start"], "end": b["end"], "results": b["results"]}
+            for b in builds.values() if b["builder"] not in checks + ["pipeline"]
+        },
     }
     run["first_step"] = run["detection"]["first_step_started"]
     if load is not None:
@@ -75,12 +79,19 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
     return run
 
 
-def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Path) -> dict:
-    """`scripts/run_ci_checks.sh <checks>` in the scratch checkout, with the master's cache root."""
+def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Path, niceness: int = 0) -> dict:
+    """`scripts/run_ci_checks.sh <checks>` in the scratch checkout, with the master's cache root.
+
+    The checkout is cleaned first (`git clean -fdx`: no mypy cache or reports of an earlier round;
+    a check build starts from a fresh checkout too), and the script runs at the niceness the
+    pipeline's checks run at, so both compete equally with whatever else runs on the machine."""
     out = log_path.with_suffix(".json")
+    subprocess.run(["git", "clean", "-q", "-f", "-f", "-d", "-x"], cwd=repo, check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(PYTHONPATH=str(ROOT / "master"), PYTHON=sys.executable)
     command = ["bash", "scripts/run_ci_checks.sh", *checks, "--json", str(out), "--cache-root", str(cache_root)]
+    if niceness:
+        command = ["nice", "-n", str(niceness), *command]
     started = time.monotonic()
     with open(log_path, "w") as log:
         done = subprocess.run(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=3600)
