@@ -71,6 +71,23 @@ def command_version(*command: str) -> str | None:
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else None
 
 
+SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(20_000_000):\n    x += i\nprint(time.perf_counter() - t)\n"
+
+
+def parallel_capacity(processes: int) -> dict:
+    """How much CPU-bound work `processes` side-by-side processes get done against one alone: the
+    machine's real parallel capacity (SMT siblings, other tenants), the floor of pipeline/sequential."""
+    def spin(count: int) -> list[float]:
+        running = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+                   for _ in range(count)]
+        return [float(p.communicate()[0]) for p in running]
+
+    alone = min(spin(1)[0] for _ in range(2))
+    together = max(spin(processes))
+    return {"processes": processes, "alone_s": round(alone, 3), "together_s": round(together, 3),
+            "capacity": round(processes * alone / together, 3)}
+
+
 def machine_info() -> dict:
     model = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -154,6 +171,7 @@ def aggregate(rounds: list[dict], rss_kib: int | None) -> tuple[dict, dict]:
             lambda r: stats.ratio(r["install"]["warm"]["install_step_s"], r["install"]["cold"]["install_step_s"])
         ),
         "master_peak_rss_mib": stats.summary([None if rss_kib is None else rss_kib / 1024]),
+        "master_cpu_per_pipeline_s": over(lambda r: r["pipeline"]["master_cpu_s"]),
     }
     endpoints = sorted({e for r in rounds if "rest" in r.get("poll", {}) for e in r["poll"]["rest"]["endpoints"]})
     for endpoint in endpoints:
@@ -191,6 +209,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f"namaskah-bench-{mode}-"))
     machine = machine_info()
     load_before = os.getloadavg()
+    machine["parallel_capacity"] = [parallel_capacity(machine["cores"] or 1)]
     started = time.monotonic()
     log(f"{mode}: master in {work}, caches in {cache_root}, poll {poll_interval}s, tree-stable {tree_stable}s")
     bm = BenchMaster(work, mode, cache_root, poll_interval, tree_stable)
@@ -221,6 +240,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
         rss = bm.peak_rss_kib()
     finally:
         bm.stop()
+    machine["parallel_capacity"].append(parallel_capacity(machine["cores"] or 1))
     machine["load_average"] = {"before": list(load_before), "after": list(os.getloadavg()),
                                "rounds": [r["load_average"] for r in rounds]}
     figures, jobs = aggregate(rounds, rss)

@@ -22,6 +22,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
     """Commit, announce it (signed webhook) or let the poller find it, wait for the verdict."""
     bm.wait_idle()
     sha = bm.commit("webhook" if webhook else "poll")
+    cpu_before = bm.master_cpu_seconds()
     t0 = time.time()
     if webhook:
         bm.announce(sha)
@@ -34,6 +35,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
     finally:
         if load is not None:
             load.stop()
+    cpu = bm.master_cpu_seconds() - cpu_before
     data = bm.collect(sha, t0)
     builds, events = data["builds"], data["events"]
     pipeline = builds[verdict["buildid"]]
@@ -44,6 +46,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         "revision": sha,
         "trigger": "webhook" if webhook else "poll",
         "result": verdict["results"],
+        "master_cpu_s": round(cpu, 2),  # the master process's own CPU (reactor, database, local workers)
         "wall": pipeline["end"],
         "detection": {
             "change_recorded": stats.first_event(events, "changes", "new", t0, revision=sha),

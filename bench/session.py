@@ -224,6 +224,11 @@ class BenchMaster:
                 pass
         return self.master.process.pid
 
+    def master_cpu_seconds(self) -> float:
+        """User + system CPU of the master process (not its children) so far."""
+        fields = Path(f"/proc/{self.master_pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_kib(self) -> int | None:
         """VmHWM of the master process (kB), its peak resident set size so far."""
         try:
