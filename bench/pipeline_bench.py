@@ -172,6 +172,9 @@ def aggregate(rounds: list[dict], rss_kib: int | None) -> tuple[dict, dict]:
         ),
         "master_peak_rss_mib": stats.summary([None if rss_kib is None else rss_kib / 1024]),
         "master_cpu_per_pipeline_s": over(lambda r: r["pipeline"]["master_cpu_s"]),
+        # all processes' CPU: the work each way makes the machine do, the floor of its wall time
+        "pipeline_machine_cpu_s": over(lambda r: r["pipeline"]["machine_cpu_s"]),
+        "sequential_machine_cpu_s": over(lambda r: r["sequential"]["machine_cpu_s"]),
     }
     endpoints = sorted({e for r in rounds if "rest" in r.get("poll", {}) for e in r["poll"]["rest"]["endpoints"]})
     for endpoint in endpoints:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from bench import stats
 from bench.load import RestLoad
-from bench.session import ROOT, BenchMaster, wait_for
+from bench.session import ROOT, BenchMaster, machine_cpu_seconds, wait_for
 
 
 def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients: int = 0) -> dict:
     """Commit, announce it (signed webhook) or let the poller find it, wait for the verdict."""
     bm.wait_idle()
     sha = bm.commit("webhook" if webhook else "poll")
-    cpu_before = bm.master_cpu_seconds()
+    cpu_before, machine_before = bm.master_cpu_seconds(), machine_cpu_seconds()
     t0 = time.time()
     if webhook:
         bm.announce(sha)
@@ -36,6 +36,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         if load is not None:
             load.stop()
     cpu = bm.master_cpu_seconds() - cpu_before
+    machine_cpu = machine_cpu_seconds() - machine_before
     data = bm.collect(sha, t0)
     builds, events = data["builds"], data["events"]
     pipeline = builds[verdict["buildid"]]
@@ -47,6 +48,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         "trigger": "webhook" if webhook else "poll",
         "result": verdict["results"],
         "master_cpu_s": round(cpu, 2),  # the master process's own CPU (reactor, database, local workers)
+        "machine_cpu_s": round(machine_cpu, 2),  # every process's, push to verdict (and a bit past it)
         "wall": pipeline["end"],
         "detection": {
             "change_recorded": stats.first_event(events, "changes", "new", t0, revision=sha),
@@ -95,12 +97,14 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
     command = ["bash", "scripts/run_ci_checks.sh", *checks, "--json", str(out), "--cache-root", str(cache_root)]
     if niceness:
         command = ["nice", "-n", str(niceness), *command]
-    started = time.monotonic()
+    started, machine_before = time.monotonic(), machine_cpu_seconds()
     with open(log_path, "w") as log:
         done = subprocess.run(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=3600)
     wall = time.monotonic() - started
+    machine_cpu = machine_cpu_seconds() - machine_before
     jobs = json.loads(out.read_text()) if out.exists() else []
-    return {"wall": round(wall, 3), "exit_code": done.returncode, "jobs": jobs, "bars": stats.sequential_bars(jobs)}
+    return {"wall": round(wall, 3), "machine_cpu_s": round(machine_cpu, 2), "exit_code": done.returncode,
+            "jobs": jobs, "bars": stats.sequential_bars(jobs)}
 
 
 def install_step(timeline: dict) -> dict:

@@ -238,3 +238,4 @@ def validate_results(doc: dict) -> None:
     for key in ("cores", "load_average"):
         if key not in doc["machine"]:
             raise ValueError(f"machine lacks {key}")
+

@@ -7,7 +7,7 @@ from buildbot.plugins import util
 from namaskah_ci.deploy import make_deploy_gate
 from namaskah_ci.factories import make_check_factory, make_pipeline_factory
 from namaskah_ci.jobs import Job, check_job_names
-from namaskah_ci.schedulers import PIPELINE
+from namaskah_ci.schedulers import CODEQL, CODEQL_BRANCH, PIPELINE
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, resolve_interpreter, worker_name
 
@@ -25,6 +25,8 @@ def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -
             factory=make_pipeline_factory(
                 [name for name in check_job_names(jobs) if name not in settings.checks.disabled],
                 deploy_gate=make_deploy_gate(settings),
+                analysis_names=tuple(job.name for job in jobs if job.name == CODEQL),
+                analysis_branch=CODEQL_BRANCH,
             ),
             tags=["pipeline"],
             description="Fans out to every check for one revision",

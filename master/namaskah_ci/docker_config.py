@@ -82,6 +82,19 @@ def _volumes(settings: Settings, job: Job) -> list[str]:
     return volumes
 
 
+# CPU weight of a job's container against the others on the engine: local mode's `nice` levels
+# (factories.nice_prefix) as cgroup shares: the longest checks first, analysis jobs after the checks
+LONG_JOB_CPU_SHARES = 3072
+CHECK_CPU_SHARES = 1024
+ANALYSIS_CPU_SHARES = 128
+
+
+def cpu_shares(job: Job) -> int:
+    if not job.in_pipeline:
+        return ANALYSIS_CPU_SHARES
+    return LONG_JOB_CPU_SHARES if job.long_job else CHECK_CPU_SHARES
+
+
 def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0):
     """The latent worker of one check builder on one Docker host."""
     images = {**DEFAULT_IMAGES, **settings.workers.images}
@@ -96,7 +109,7 @@ def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0
         image=image_for(settings, job),
         version="auto",  # negotiate the API version: Debian's engine is older than docker-py's default
         masterFQDN=f"{settings.workers.master_host}:{settings.workers.port}",
-        hostconfig={"network_mode": "host", "init": False},
+        hostconfig={"network_mode": "host", "init": False, "cpu_shares": cpu_shares(job)},
         volumes=_volumes(settings, job),
         build_wait_timeout=0,
         max_builds=1,

@@ -13,6 +13,8 @@ import time
 
 from buildbot.plugins import steps, util
 from buildbot.process.factory import BuildFactory
+from buildbot.process.results import SKIPPED
+from buildbot.steps.trigger import Trigger
 
 from namaskah_ci.jobs import REPORTS_DIR, Job
 from namaskah_ci.settings import Settings
@@ -25,6 +27,9 @@ from namaskah_ci.steps.services import StartServices, StopServices
 # left the master's reactor a fraction of a core: step starts, checkouts and REST answers waited behind
 # pytest and mypy (bench/pipeline_bench.py). Checks run at CHECK_NICENESS; jobs outside the pipeline's
 # verdict (codeql on every push to main) at ANALYSIS_NICENESS, so they take only CPU the checks leave.
+# The pipeline's longest checks (Job.long_job) run at LONG_JOB_NICENESS: with fair shares they were
+# starved by the shorter checks and ended last, at twice their time alone (longest job first).
+LONG_JOB_NICENESS = 5
 CHECK_NICENESS = 10
 ANALYSIS_NICENESS = 19
 VENV_PROPERTY = "venv"  # the job's virtualenv, shared by jobs with the same Python and requirements
@@ -33,6 +38,11 @@ DEADLINE_PROPERTY = "job_deadline"
 
 def check_scheduler_name(job_name: str) -> str:
     return f"check-{job_name}"
+
+
+def analysis_scheduler_name(job_name: str) -> str:
+    """The Triggerable the pipeline starts, once its checks ended, for a job outside the verdict."""
+    return f"analysis-{job_name}"
 
 
 @util.renderer
@@ -75,8 +85,10 @@ def job_env(job: Job, pip_cache: str) -> dict:
 
 
 def nice_prefix(job: Job) -> list[str]:
-    """`nice -n N`: the checks below the master, analysis jobs below the checks."""
-    return ["nice", "-n", str(CHECK_NICENESS if job.in_pipeline else ANALYSIS_NICENESS)]
+    """`nice -n N`: the checks below the master (the longest first), analysis jobs below the checks."""
+    if not job.in_pipeline:
+        return ["nice", "-n", str(ANALYSIS_NICENESS)]
+    return ["nice", "-n", str(LONG_JOB_NICENESS if job.long_job else CHECK_NICENESS)]
 
 
 def make_check_factory(
@@ -198,13 +210,43 @@ def make_check_factory(
     return factory
 
 
-def make_pipeline_factory(check_names: list[str], deploy_gate=None) -> BuildFactory:
+def _on_branch(branch: str):
+    def on_branch(step) -> bool:
+        return step.build.getProperty("branch") == branch
+
+    return on_branch
+
+
+def _hide_skipped(results, step) -> bool:
+    return results == SKIPPED
+
+
+def make_pipeline_factory(
+    check_names: list[str], deploy_gate=None, analysis_names: tuple[str, ...] = (), analysis_branch: str = "main"
+) -> BuildFactory:
     """Fan out to every check in parallel; the build's result is the worst of them.
 
-    `deploy_gate` (deploy.make_deploy_gate) then triggers the branch's deploy when every required check passed.
+    Then, on `analysis_branch`, start the jobs outside the verdict (`analysis_names`: codeql) without
+    waiting for them: started beside the checks they took CPU from them and delayed the verdict
+    (bench/pipeline_bench.py). `deploy_gate` (deploy.make_deploy_gate) then triggers the branch's
+    deploy when every required check passed.
     """
     factory = BuildFactory()
     factory.addStep(FanOut(schedulerNames=[check_scheduler_name(name) for name in check_names]))
+    if analysis_names:
+        factory.addStep(
+            Trigger(
+                name="analysis",
+                description=f"starting {', '.join(analysis_names)}",
+                descriptionDone=f"started {', '.join(analysis_names)}",
+                schedulerNames=[analysis_scheduler_name(name) for name in analysis_names],
+                waitForFinish=False,
+                updateSourceStamp=False,
+                alwaysRun=True,
+                doStepIf=_on_branch(analysis_branch),
+                hideStepIf=_hide_skipped,
+            )
+        )
     if deploy_gate is not None:
         factory.addStep(deploy_gate)
     return factory

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from buildbot.plugins import schedulers, util
 
-from namaskah_ci.factories import check_scheduler_name
+from namaskah_ci.factories import analysis_scheduler_name, check_scheduler_name
 from namaskah_ci.jobs import Job
 from namaskah_ci.settings import Settings
 
 PIPELINE = "pipeline"
 CODEQL = "codeql"
+CODEQL_BRANCH = "main"  # codeql runs weekly on it, and after the checks of each of its pipelines
 
 
 def force_scheduler_name(builder: str) -> str:
@@ -54,13 +55,10 @@ def make_schedulers(settings: Settings, jobs: tuple[Job, ...]) -> list:
         result += [
             # Saturday 19:35 in the master's time zone: the master runs with TZ=UTC
             schedulers.Nightly(
-                name="codeql-weekly", builderNames=[CODEQL], dayOfWeek=5, hour=19, minute=35, branch="main"
+                name="codeql-weekly", builderNames=[CODEQL], dayOfWeek=5, hour=19, minute=35, branch=CODEQL_BRANCH
             ),
-            schedulers.SingleBranchScheduler(
-                name="codeql-on-main",
-                change_filter=util.ChangeFilter(branch="main"),
-                treeStableTimer=settings.repo.tree_stable_seconds or None,
-                builderNames=[CODEQL],
-            ),
+            # each push to main: the `pipeline` build triggers it once its checks ended, so it does not
+            # take CPU from them (factories.make_pipeline_factory)
+            schedulers.Triggerable(name=analysis_scheduler_name(CODEQL), builderNames=[CODEQL]),
         ]
     return result

@@ -126,8 +126,10 @@ def test_pushes_go_to_the_pipeline_only(default_config):
     schedulers = default_config["schedulers"]
     (push,) = [s for s in schedulers if isinstance(s, AnyBranchScheduler) and not isinstance(s, SingleBranchScheduler)]
     assert push.builderNames == ["pipeline"]
-    triggered = {b for s in schedulers if isinstance(s, Triggerable) for b in s.builderNames}
-    assert "pipeline" not in triggered and "codeql" not in triggered
+    triggered = {s.name: s.builderNames for s in schedulers if isinstance(s, Triggerable)}
+    assert all("pipeline" not in names for names in triggered.values())
+    # codeql is started by the pipeline once its checks ended (test_codeql_runs_saturday_evening_and_on_main)
+    assert [name for name, names in triggered.items() if "codeql" in names] == ["analysis-codeql"]
 
 
 def test_pipeline_fans_out_to_every_check(default_config):
@@ -152,16 +154,22 @@ def test_codeql_runs_saturday_evening_and_on_main(default_config):
     kwargs = nightly._config_kwargs
     assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"]) == (5, 19, 35)  # Monday=0: Saturday
     assert kwargs["branch"] == "main"
-    (on_main,) = [s for s in schedulers if isinstance(s, SingleBranchScheduler)]
-    assert on_main.builderNames == ["codeql"]
+    # on main, the pipeline triggers it after its checks (not beside them) and does not wait for it
+    (on_main,) = [s for s in schedulers if isinstance(s, Triggerable)]
+    pipeline = by_name(default_config["builders"])["pipeline"]
+    steps = [f.buildStep() for f in pipeline.factory.steps]
+    names = [s.name for s in steps]
+    assert names.index("checks") < names.index("analysis")
+    (analysis,) = [s for s in steps if s.name == "analysis"]
+    assert analysis.schedulerNames == [on_main.name] and analysis.waitForFinish is False
+    assert analysis.alwaysRun is True  # a failed check does not stop static analysis
 
-    def change(branch):
-        return types.SimpleNamespace(branch=branch, project="namaskah", repository="", codebase="", category=None,
-                                     files=[], properties=None)
+    def step_on(branch):
+        return types.SimpleNamespace(build=types.SimpleNamespace(getProperty={"branch": branch}.get))
 
-    change_filter = on_main._config_kwargs["change_filter"]
-    assert change_filter.filter_change(change("main"))
-    assert not change_filter.filter_change(change("develop"))
+    assert analysis.doStepIf(step_on("main")) is True
+    assert analysis.doStepIf(step_on("develop")) is False
+    assert analysis.doStepIf(step_on(None)) is False
 
 
 def test_check_builders_never_collapse_requests(default_config):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from buildbot.steps.shell import SetPropertyFromCommand, ShellCommand
 
-from namaskah_ci.factories import ANALYSIS_NICENESS, CHECK_NICENESS, make_check_factory
+from namaskah_ci.factories import ANALYSIS_NICENESS, CHECK_NICENESS, LONG_JOB_NICENESS, make_check_factory
 from namaskah_ci.jobs import make_jobs
 from namaskah_ci.settings import load_settings
 from namaskah_ci.workers import make_plan
@@ -39,3 +39,11 @@ def test_checks_run_at_check_niceness_and_analysis_below_them():
 
 def test_without_nice_the_commands_are_the_job_tables():
     assert commands("test-py3.11", nice=False)["pytest"][:3] == ["python", "-m", "pytest"]
+
+
+def test_the_longest_checks_go_first():
+    assert [j.name for j in make_jobs() if j.long_job] == ["lint", "integration"]
+    assert commands("integration", nice=True)["integration tests"][:3] == ["nice", "-n", str(LONG_JOB_NICENESS)]
+    assert commands("lint", nice=True)["mypy"][:3] == ["nice", "-n", str(LONG_JOB_NICENESS)]
+    assert commands("test-py3.9", nice=True)["pytest"][:3] == ["nice", "-n", str(CHECK_NICENESS)]
+    assert LONG_JOB_NICENESS < CHECK_NICENESS < ANALYSIS_NICENESS

@@ -87,6 +87,12 @@ class ServiceWorkerTests(WorkerTestBase):
         self.assertIn("/var/lib/postgresql/data", self.engine.host_configs[0]["tmpfs"])
 
     @defer.inlineCallbacks
+    def test_a_job_container_gets_its_cpu_share(self):
+        worker = yield self.make_worker("integration")
+        yield worker.start_instance(self.build())
+        self.assertEqual(self.engine.host_configs[-1].get("cpu_shares"), dc.LONG_JOB_CPU_SHARES)  # the worker
+
+    @defer.inlineCallbacks
     def test_stop_removes_every_container_of_the_build(self):
         worker = yield self.make_worker("integration")
         yield worker.start_instance(self.build())
@@ -239,6 +245,13 @@ class ConfigTests(unittest.TestCase):
         self.assertIn("/var/run/docker.sock:/var/run/docker.sock", dc._volumes(settings, jobs["container-scan"]))
         overridden = docker_settings(images={"postgres": "postgres:15"})
         self.assertEqual(dc.image_for(overridden, jobs["lint"]), "namaskah-ci/worker:py3.11")  # defaults kept
+
+    def test_the_longest_checks_get_the_largest_cpu_share(self):
+        shares = {j.name: dc.cpu_shares(j) for j in make_jobs()}
+        self.assertEqual(shares["lint"], shares["integration"])
+        self.assertGreater(shares["integration"], shares["test-py3.9"])
+        self.assertEqual(shares["test-py3.9"], 1024)  # the engine's default weight
+        self.assertGreater(shares["security"], shares["codeql"])
 
     def test_a_local_repository_is_mounted_read_only(self):
         settings = docker_settings()
