@@ -22,6 +22,7 @@ from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci.deploy_history import supersede_queued
 from namaskah_ci.settings import Settings
+from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.deploy_base import (
     PROP_NOT_CONFIGURED,
     PROP_OVERRIDE_REQUEST,
@@ -116,10 +117,6 @@ class DeployBuild(Build):
         return super().allStepsDone()
 
 
-def _hide_skipped(results, step) -> bool:
-    return results == SKIPPED
-
-
 def _notify(settings: Settings, target: DeployTarget, rollback_build: bool) -> Notify:
     return Notify(
         target,
@@ -136,8 +133,8 @@ def _notify(settings: Settings, target: DeployTarget, rollback_build: bool) -> N
 def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactory:
     factory = BuildFactory()
     factory.buildClass = DeployBuild
-    configured = {"doStepIf": is_configured, "hideStepIf": _hide_skipped}
-    auto = {"alwaysRun": True, "hideStepIf": _hide_skipped}
+    configured = {"doStepIf": is_configured, "hideStepIf": hide_skipped}
+    auto = {"alwaysRun": True, "hideStepIf": hide_skipped}
     factory.addSteps(
         [
             CheckDeployConfigured(target),
@@ -173,7 +170,7 @@ def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactor
 def make_rollback_factory(settings: Settings, target: DeployTarget) -> BuildFactory:
     factory = BuildFactory()
     factory.buildClass = DeployBuild
-    configured = {"doStepIf": is_configured, "hideStepIf": _hide_skipped, "haltOnFailure": True}
+    configured = {"doStepIf": is_configured, "hideStepIf": hide_skipped, "haltOnFailure": True}
     factory.addSteps(
         [
             CheckDeployConfigured(target, rollback=True),

@@ -13,11 +13,11 @@ import time
 
 from buildbot.plugins import steps, util
 from buildbot.process.factory import BuildFactory
-from buildbot.process.results import SKIPPED
 from buildbot.steps.trigger import Trigger
 
 from namaskah_ci.jobs import REPORTS_DIR, Job
 from namaskah_ci.settings import Settings
+from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.fanout import FanOut
 from namaskah_ci.steps.gated import SECRET_FILE_PLACEHOLDER, SecretGatedCommand
 from namaskah_ci.steps.reports import PublishReports, reports_url
@@ -217,10 +217,6 @@ def _on_branch(branch: str):
     return on_branch
 
 
-def _hide_skipped(results, step) -> bool:
-    return results == SKIPPED
-
-
 def make_pipeline_factory(
     check_names: list[str], deploy_gate=None, analysis_names: tuple[str, ...] = (), analysis_branch: str = "main"
 ) -> BuildFactory:
@@ -244,7 +240,7 @@ def make_pipeline_factory(
                 updateSourceStamp=False,
                 alwaysRun=True,
                 doStepIf=_on_branch(analysis_branch),
-                hideStepIf=_hide_skipped,
+                hideStepIf=hide_skipped,
             )
         )
     if deploy_gate is not None:

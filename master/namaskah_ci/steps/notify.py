@@ -20,9 +20,10 @@ import re
 
 from twisted.internet import defer
 
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 
+from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.deploy_base import (
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
@@ -115,7 +116,7 @@ class Notify(DeployStep):
         kwargs.setdefault("flunkOnFailure", False)
         kwargs.setdefault("warnOnFailure", True)
         kwargs.setdefault("doStepIf", attempted)
-        kwargs.setdefault("hideStepIf", lambda results, step: results == SKIPPED)
+        kwargs.setdefault("hideStepIf", hide_skipped)
         super().__init__(target, **kwargs)
         self.rollback_build = rollback_build
         self.email_to = tuple(email_to)
