@@ -17,7 +17,7 @@ from buildbot.plugins import worker
 
 from namaskah_ci import docker_services as ds
 from namaskah_ci.docker_workers import NamaskahDockerWorker, ServiceDockerWorker
-from namaskah_ci.jobs import Job, make_jobs
+from namaskah_ci.jobs import ANALYSIS, CHECK, LONG, Job, cpu_priority, make_jobs
 from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, docker_worker_name, worker_name
@@ -82,17 +82,16 @@ def _volumes(settings: Settings, job: Job) -> list[str]:
     return volumes
 
 
-# CPU weight of a job's container against the others on the engine: local mode's `nice` levels
-# (factories.nice_prefix) as cgroup shares: the longest checks first, analysis jobs after the checks
+# CPU weight of a job's container against the others on the engine (jobs.cpu_priority; local mode's
+# `nice` levels as cgroup shares): the longest checks first, analysis jobs after the checks
 LONG_JOB_CPU_SHARES = 3072
 CHECK_CPU_SHARES = 1024
 ANALYSIS_CPU_SHARES = 128
+CPU_SHARES = {LONG: LONG_JOB_CPU_SHARES, CHECK: CHECK_CPU_SHARES, ANALYSIS: ANALYSIS_CPU_SHARES}
 
 
 def cpu_shares(job: Job) -> int:
-    if not job.in_pipeline:
-        return ANALYSIS_CPU_SHARES
-    return LONG_JOB_CPU_SHARES if job.long_job else CHECK_CPU_SHARES
+    return CPU_SHARES[cpu_priority(job)]
 
 
 def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0):

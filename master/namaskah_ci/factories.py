@@ -15,7 +15,7 @@ from buildbot.plugins import steps, util
 from buildbot.process.factory import BuildFactory
 from buildbot.steps.trigger import Trigger
 
-from namaskah_ci.jobs import REPORTS_DIR, Job
+from namaskah_ci.jobs import ANALYSIS, CHECK, LONG, REPORTS_DIR, Job, cpu_priority
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.fanout import FanOut
@@ -32,6 +32,7 @@ from namaskah_ci.steps.services import StartServices, StopServices
 LONG_JOB_NICENESS = 5
 CHECK_NICENESS = 10
 ANALYSIS_NICENESS = 19
+NICENESS = {LONG: LONG_JOB_NICENESS, CHECK: CHECK_NICENESS, ANALYSIS: ANALYSIS_NICENESS}
 VENV_PROPERTY = "venv"  # the job's virtualenv, shared by jobs with the same Python and requirements
 DEADLINE_PROPERTY = "job_deadline"
 
@@ -86,9 +87,7 @@ def job_env(job: Job, pip_cache: str) -> dict:
 
 def nice_prefix(job: Job) -> list[str]:
     """`nice -n N`: the checks below the master (the longest first), analysis jobs below the checks."""
-    if not job.in_pipeline:
-        return ["nice", "-n", str(ANALYSIS_NICENESS)]
-    return ["nice", "-n", str(LONG_JOB_NICENESS if job.long_job else CHECK_NICENESS)]
+    return ["nice", "-n", str(NICENESS[cpu_priority(job)])]
 
 
 def make_check_factory(

@@ -50,9 +50,20 @@ class Job:
     safety: bool = False
     full_history: bool = False
     # one of the pipeline's longest jobs (integration and lint: the critical path of every
-    # bench/pipeline_bench.py run): on a shared CPU their commands go ahead of the shorter checks'
-    # (longest first: local mode, factories.LONG_JOB_NICENESS), which fill the gaps
+    # bench/pipeline_bench.py run): on a shared CPU their commands go ahead of the shorter checks',
+    # which fill the gaps (cpu_priority)
     long_job: bool = False
+
+
+LONG, CHECK, ANALYSIS = "long", "check", "analysis"  # cpu_priority(), first to last
+
+
+def cpu_priority(job: Job) -> str:
+    """Who gets a shared CPU first: the longest checks, then the other checks, then the jobs outside
+    the verdict. Local mode maps it to `nice` levels (factories.py), docker mode to CPU shares."""
+    if not job.in_pipeline:
+        return ANALYSIS
+    return LONG if job.long_job else CHECK
 
 
 class JobTableError(Exception):
