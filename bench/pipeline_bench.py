@@ -206,7 +206,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     poll_interval = args.poll_interval or defaults["repo"]["poll_interval"]
     tree_stable = defaults["repo"]["tree_stable_seconds"]
     checks = check_job_names(make_jobs())
-    niceness = CHECK_NICENESS if mode == "local" else 0  # what the pipeline's checks run at (factories.py)
+    niceness = CHECK_NICENESS if mode == "local" else 0  # what most of the pipeline's checks run at (factories.py)
     cache_root = Path(args.cache_root).resolve()
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"namaskah-bench-{mode}-"))

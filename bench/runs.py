@@ -88,8 +88,8 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
     """`scripts/run_ci_checks.sh <checks>` in the scratch checkout, with the master's cache root.
 
     The checkout is cleaned first (`git clean -fdx`: no mypy cache or reports of an earlier round;
-    a check build starts from a fresh checkout too), and the script runs at the niceness the
-    pipeline's checks run at, so both compete equally with whatever else runs on the machine."""
+    a check build starts from a fresh checkout too), and the script runs at the niceness most of the
+    pipeline's checks run at, so both yield alike to whatever else runs on the machine."""
     out = log_path.with_suffix(".json")
     subprocess.run(["git", "clean", "-q", "-f", "-f", "-d", "-x"], cwd=repo, check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}

@@ -22,7 +22,6 @@ for extra in (ROOT / "master", ROOT / "tests" / "ci"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-import harness  # noqa: E402
 import www_support  # noqa: E402
 from harness import commit_file, make_service_repo, start_master, wait_for, wait_poller_ready  # noqa: E402
 from www_support import (  # noqa: E402
