@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""Run the pipeline's checks locally, one after another, without Buildbot.
+"""Run a repository's pipeline jobs locally, one after another, without Buildbot.
 
-    scripts/run_ci_checks.sh [JOB ...] [--json results.json]
+    scripts/run_ci_checks.sh [BUILDER ...] [--repo PATH] [--json results.json]
 
-The jobs, their commands, services and tools come from the same job table as
-the Buildbot builders (`master/namaskah_ci/jobs.py`), so what runs here is what
-CI runs. Each job gets its own cached virtualenv under `.state/local-checks/`,
-its PostgreSQL/Redis when it needs them (stopped afterwards whatever happens),
-and its reports under `reports/<job>/`. Exits non-zero when any job fails.
+The jobs come from the repository's `.namaskah-ci.yml` (its working tree; no
+file: the master's default pipeline), read and validated by the same code as
+the master's, and run with the same helpers, the same environment (built from
+scratch: never this shell's) and the same settings (`PIPELINE_CONFIG`,
+`PIPELINE_*`: `[checks] coverage_min`, `[pipeline] job_secrets`, `[workers]
+interpreters`, `job_env`, `job_path`, the secrets directory). Default: every
+check of the pipeline on the current branch; name builders (`lint
+test-py3.11`, or `codeql`) to pick. Each job gets a directory under
+`.state/local-checks/jobs/`, its PostgreSQL/Redis when it needs them
+(stopped afterwards whatever happens), and its declared reports moved to
+`.state/local-checks/reports/<builder>/`. Exits non-zero when any job fails.
 """
 
 from __future__ import annotations
@@ -24,34 +30,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "master"))
 
-from namaskah_ci.jobs import REPORTS_DIR, Job, make_jobs  # noqa: E402
-
-STATE = ROOT / ".state" / "local-checks"
-
-
-def interpreter_for(version: str) -> str:
-    """As the master finds it (namaskah_ci.workers): PATH without pyenv shims (a shim fails outside a
-    selected version), then pyenv's installs."""
-    path = os.pathsep.join(
-        d for d in os.environ.get("PATH", "").split(os.pathsep) if not d.rstrip("/").endswith("/shims")
-    )
-    found = shutil.which(f"python{version}", path=path)
-    if found:
-        return found
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = sorted(pyenv.glob(f"{version}.*/bin/python{version}"))
-    return str(candidates[-1]) if candidates else f"python{version}"
+from namaskah_ci import job_commands, report_kinds  # noqa: E402
+from namaskah_ci.helpers import HELPERS_DIR  # noqa: E402
+from namaskah_ci.hostenv import host_ca_env, resolve_interpreter  # noqa: E402
+from namaskah_ci.pipeline import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402
+from namaskah_ci.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 
-def run(command: list[str], env: dict) -> int:
+def run(command: list[str], cwd: Path, env: dict | None = None) -> int:
     print("+", " ".join(command), flush=True)
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
+    return subprocess.run(command, cwd=cwd, env=env).returncode
 
 
-def capture(command: list[str], env: dict) -> tuple[int, dict]:
-    """Run a helper that prints KEY=VALUE lines; return its exit code and those values."""
+def capture(command: list[str], cwd: Path) -> tuple[int, dict]:
+    """Run a helper that prints KEY=VALUE lines; its exit code and those values."""
     print("+", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True)
     values = {}
     for line in done.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -60,69 +54,172 @@ def capture(command: list[str], env: dict) -> tuple[int, dict]:
     return done.returncode, values
 
 
-def run_job(job: Job, cache_root: Path) -> dict:
-    started = time.monotonic()
-    env = dict(os.environ, PIP_CACHE_DIR=str(cache_root / f"pip-{job.python}"), PYTHONUNBUFFERED="1")
-    failed: list[str] = []
-    shutil.rmtree(ROOT / REPORTS_DIR, ignore_errors=True)
-    (ROOT / REPORTS_DIR).mkdir()
-    services_dir = STATE / f"services-{job.name}"
-    try:
-        if job.tools and run([sys.executable, "scripts/ci_require_tools.py", *job.tools], env):
-            return {"job": job.name, "result": "failure", "failed": ["required tools"], "seconds": time.monotonic() - started}
-        venv_cmd = [sys.executable, "scripts/ci_venv.py", "--python", interpreter_for(job.python)]
-        venv_cmd += ["--cache-root", str(cache_root)]
-        for requirement in job.requirements:
-            venv_cmd += ["-r", requirement]
-        rc, values = capture(venv_cmd, env)
-        if rc or "VENV" not in values:
-            return {"job": job.name, "result": "failure", "failed": ["virtualenv"], "seconds": time.monotonic() - started}
-        env["PATH"] = f"{values['VENV']}/bin{os.pathsep}{env.get('PATH', '')}"
-        env["VIRTUAL_ENV"] = values["VENV"]
-        if job.services:
-            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env)
-            start_cmd = ["python", "scripts/ci_services.py", "start", "--state-dir", str(services_dir)]
-            rc, values = capture(start_cmd + [f"--{name}" for name in job.services], env)
-            if rc:
-                return {"job": job.name, "result": "failure", "failed": ["services"], "seconds": time.monotonic() - started}
-            env.update({k: v for k, v in values.items() if k in ("DATABASE_URL", "REDIS_URL")})
-        for command in job.commands:
-            if run(list(command.argv), env):
-                failed.append(command.name)
-                if command.halt_on_failure:
-                    break
-    finally:
-        if job.services:
-            run(["python", "scripts/ci_services.py", "stop", "--state-dir", str(services_dir)], env)
-        target = ROOT / REPORTS_DIR
-        if target.exists():
-            final = ROOT / ".state" / "local-checks" / "reports" / job.name
-            shutil.rmtree(final, ignore_errors=True)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(target), str(final))
-    seconds = time.monotonic() - started
-    return {"job": job.name, "result": "failure" if failed else "success", "failed": failed, "seconds": seconds}
+class LocalRun:
+    def __init__(self, settings: Settings, repo: Path, state: Path):
+        self.settings = settings
+        self.repo = repo
+        self.state = state
+        self.cache_root = state / "cache"
+
+    def layout(self, job: JobSpec) -> job_commands.JobLayout:
+        job_dir = self.state / "jobs" / job.builder
+        return job_commands.JobLayout(sys.executable, HELPERS_DIR, str(self.cache_root), str(job_dir))
+
+    def prepare(self, job: JobSpec, layout: job_commands.JobLayout, interpreter: str) -> set:
+        """The job's directory as the master writes it; the secrets not configured."""
+        job_dir = Path(layout.job_dir)
+        shutil.rmtree(job_dir, ignore_errors=True)
+        (job_dir / "secrets").mkdir(parents=True, mode=0o700)
+        worker_env = {**dict(host_ca_env()), **self.settings.workers.job_env}
+        document = job_commands.job_document(
+            job,
+            layout,
+            interpreter=interpreter,
+            base_path=self.settings.workers.job_path or os.defpath,
+            worker_env=worker_env,
+            branch=current_branch(self.repo),
+            revision="",
+            nice=False,
+        )
+        (job_dir / "job.json").write_text(json.dumps(document, indent=1))
+        missing = set()
+        for secret, variable in job_commands.secret_files(job).items():
+            source = self.settings.secrets_dir / secret
+            if not source.is_file() or not source.read_text().strip():
+                missing.add(secret)
+                continue
+            target = job_dir / "secrets" / variable
+            target.write_text(source.read_text().strip())
+            target.chmod(0o600)
+        return missing
+
+    def run_job(self, job: JobSpec) -> dict:
+        started = time.monotonic()
+        layout = self.layout(job)
+        interpreter = resolve_interpreter(self.settings.workers.interpreters, job.python)
+        missing_secrets = self.prepare(job, layout, interpreter)
+        services_dir = str(Path(layout.job_dir) / "services")
+        failed: list[str] = []
+        warned: list[str] = []
+
+        def outcome() -> dict:
+            result = "failure" if failed else ("warnings" if warned else "success")
+            return {
+                "job": job.builder,
+                "result": result,
+                "failed": failed,
+                "warnings": warned,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+
+        for report in job.reports:  # a report left by an earlier run must not count for this one
+            stale = self.repo / report.path
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            (self.repo / report.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if job.tools and run(job_commands.tools_argv(layout, job), self.repo):
+                failed.append("required tools")
+                return outcome()
+            if job.requirements and run(job_commands.venv_argv(layout, job, interpreter), self.repo):
+                failed.append("virtualenv")
+                return outcome()
+            env = dict(os.environ)
+            if job.services:
+                run(job_commands.services_argv(layout, "stop", services_dir), self.repo)
+                rc, values = capture(job_commands.services_argv(layout, "start", services_dir, job), self.repo)
+                if rc:
+                    failed.append("services")
+                    return outcome()
+                env = {**env, **{k: v for k, v in values.items() if k in job_commands.SERVICE_ENV.values()}}
+            for step in job.steps:
+                if step.only_with_secret in missing_secrets:
+                    print(f"- {step.name}: skipped: no {step.only_with_secret} secret", flush=True)
+                    continue
+                if run(job_commands.step_argv(layout, step), self.repo, env):
+                    (warned if step.allow_failure else failed).append(step.name)
+                    if not (step.continue_on_failure or step.allow_failure):
+                        break
+            self.check_reports(job, failed, warned)
+        finally:
+            if job.services:
+                run(job_commands.services_argv(layout, "stop", services_dir), self.repo)
+            self.collect_reports(job)
+            shutil.rmtree(Path(layout.job_dir) / "secrets", ignore_errors=True)
+        return outcome()
+
+    def check_reports(self, job: JobSpec, failed: list, warned: list) -> None:
+        minimum = self.settings.checks.coverage_min
+        for report in job.reports:
+            path = self.repo / report.path
+            if not path.exists():
+                (failed if report.kind == "coverage" and not failed and minimum else warned).append(
+                    f"{report.path} not written"
+                )
+                continue
+            text, values = report_kinds.describe(report.kind, str(path))
+            if text:
+                print(f"  {report.path}: {text}")
+            if report.kind == "coverage" and not failed:
+                problem = report_kinds.coverage_verdict(values.get("coverage"), minimum)
+                if problem:
+                    failed.append(problem)
+
+    def collect_reports(self, job: JobSpec) -> None:
+        target = self.state / "reports" / job.builder
+        shutil.rmtree(target, ignore_errors=True)
+        for report in job.reports:
+            source = self.repo / report.path
+            if source.exists():
+                (target / report.path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(source), str(target / report.path))
+
+
+def current_branch(repo: Path) -> str:
+    done = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=repo, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def main(argv: list[str]) -> int:
-    jobs = [job for job in make_jobs() if job.in_pipeline]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("jobs", nargs="*", help=f"jobs to run (default: all of {', '.join(j.name for j in jobs)})")
+    parser.add_argument("builders", nargs="*", help="jobs to run (default: the pipeline's checks on this branch)")
+    parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
     parser.add_argument("--json", help="write per-job results and durations here")
-    parser.add_argument("--cache-root", default=str(STATE / "cache"), help="pip caches and virtualenvs")
+    parser.add_argument("--state", help="job directories, caches and reports (default: <repo>/.state/local-checks)")
     args = parser.parse_args(argv)
-    unknown = [name for name in args.jobs if name not in {job.name for job in jobs}]
-    if unknown:
-        parser.error(f"unknown job(s): {', '.join(unknown)}")
-    selected = [job for job in jobs if not args.jobs or job.name in args.jobs]
-    STATE.mkdir(parents=True, exist_ok=True)
-    results = [run_job(job, Path(args.cache_root)) for job in selected]
+    repo = Path(args.repo).resolve()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        return 2
+    path = repo / FILE_NAME
+    try:
+        if path.is_file():
+            pipeline = load_pipeline_file(str(path), FILE_NAME, PipelinePolicy.from_settings(settings))
+        else:
+            source = settings.pipeline_default_file
+            pipeline = load_pipeline_file(str(source), str(source), PipelinePolicy.from_settings(settings))
+            print(f"no {FILE_NAME} in {repo}: the default pipeline {source}")
+    except PipelineError as exc:
+        print(exc.summary, file=sys.stderr)
+        return 2
+    branch = current_branch(repo)
+    if args.builders:
+        unknown = [name for name in args.builders if pipeline.job(name) is None]
+        if unknown:
+            parser.error(f"unknown job(s): {', '.join(unknown)} (known: {', '.join(pipeline.builders)})")
+        selected = [job for job in pipeline.jobs if job.builder in args.builders]  # in the file's order
+    else:
+        selected = [job for job in pipeline.verdict_jobs(branch) if job.builder not in settings.checks.disabled]
+    state = Path(args.state).resolve() if args.state else repo / ".state" / "local-checks"
+    runner = LocalRun(settings, repo, state)
+    results = [runner.run_job(job) for job in selected]
     print("\nsummary:")
     for item in results:
-        print(f"  {item['job']:<16} {item['result']:<8} {item['seconds']:7.1f}s {', '.join(item['failed'])}")
+        print(f"  {item['job']:<18} {item['result']:<8} {item['seconds']:7.1f}s {', '.join(item['failed'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 1 if any(item["result"] != "success" for item in results) else 0
+    return 1 if any(item["result"] == "failure" for item in results) else 0
 
 
 if __name__ == "__main__":

@@ -1,56 +1,55 @@
-"""Builder configs: the pipeline, one builder per job of the table."""
+"""Builder configs: `pipeline`, and one builder per job the repository's pipeline files defined.
+
+The job builders come from the job registry (`job_registry.py`): a job that
+first appears in a commit's file gets its builder when that commit's pipeline
+reconfigures the master (`builder_sync.py`). All job builders share one
+factory; what a build runs comes from its revision's file (`job_factory.py`).
+"""
 
 from __future__ import annotations
 
 from buildbot.plugins import util
 
+from namaskah_ci import names
 from namaskah_ci.deploy import make_deploy_gate
-from namaskah_ci.factories import make_check_factory, make_pipeline_factory
-from namaskah_ci.jobs import Job, check_job_names
-from namaskah_ci.schedulers import CODEQL, CODEQL_BRANCH, PIPELINE
+from namaskah_ci.factories import make_job_factory, make_pipeline_factory
+from namaskah_ci.job_factory import JobSetup
+from namaskah_ci.job_registry import Registry
+from namaskah_ci.pipeline_source import PipelineConfig
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers import WorkerPlan, resolve_interpreter, worker_name
+from namaskah_ci.workers import WorkerPlan
 
 
-def builder_names(jobs: tuple[Job, ...]) -> list[str]:
-    return [PIPELINE, *(job.name for job in jobs)]
+def builder_names(registry: Registry) -> list[str]:
+    return [names.PIPELINE, *registry.builders]
 
 
-def make_builders(settings: Settings, jobs: tuple[Job, ...], plan: WorkerPlan) -> list:
+def make_builders(
+    settings: Settings, registry: Registry, plan: WorkerPlan, config: PipelineConfig, setup: JobSetup
+) -> list:
     """A fresh list of BuilderConfigs."""
     result = [
         util.BuilderConfig(
-            name=PIPELINE,
-            workernames=[worker_name(PIPELINE)],
+            name=names.PIPELINE,
+            workernames=[names.worker_name(names.PIPELINE)],
             factory=make_pipeline_factory(
-                [name for name in check_job_names(jobs) if name not in settings.checks.disabled],
-                deploy_gate=make_deploy_gate(settings),
-                analysis_names=tuple(job.name for job in jobs if job.name == CODEQL),
-                analysis_branch=CODEQL_BRANCH,
+                config, disabled=tuple(settings.checks.disabled), deploy_gate=make_deploy_gate(settings)
             ),
             tags=["pipeline"],
-            description="Fans out to every check for one revision",
+            description="Reads the revision's .namaskah-ci.yml and fans out to its jobs",
         )
     ]
-    for job in jobs:
+    job_factory = make_job_factory(config, setup)
+    for entry in registry.entries:
         result.append(
             util.BuilderConfig(
-                name=job.name,
-                workernames=plan.job_workers(job.name),
-                factory=make_check_factory(
-                    job,
-                    settings,
-                    runner=plan.runner,
-                    interpreter=plan.interpreter or resolve_interpreter(settings, job.python),
-                    cache_root=plan.cache_root,
-                    require_tools=plan.require_tools,
-                    services_in_worker=plan.services_in_worker,
-                    nice_commands=plan.nice_commands,
-                ),
+                name=entry.builder,
+                workernames=plan.job_workers(entry.builder),
+                factory=job_factory,
                 # each request is one pipeline's revision: never merge two of them
                 collapseRequests=False,
-                tags=["check" if job.in_pipeline else "analysis"],
-                description=f"{job.context} (timeout {job.timeout_minutes} min)",
+                tags=["check" if entry.verdict else "analysis"],
+                description=f"{entry.context} (job {entry.job}, timeout {entry.timeout_minutes} min)",
             )
         )
     return result

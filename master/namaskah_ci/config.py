@@ -1,4 +1,9 @@
-"""`build_config(settings)`: the whole BuildmasterConfig dict, built fresh on each call."""
+"""`build_config(settings)`: the whole BuildmasterConfig dict, built fresh on each call.
+
+The job builders are the ones the repository's pipeline files defined so far
+(the job registry in the basedir); a pipeline that brings a new job
+reconfigures the master, which calls this again (`builder_sync.py`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from namaskah_ci.changes import make_change_sources
 from namaskah_ci.database import make_db_config
 from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
 from namaskah_ci.janitor import ReportsJanitor
-from namaskah_ci.jobs import make_jobs
+from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
+from namaskah_ci.job_registry import Registry, RegistryError, read_registry
+from namaskah_ci.pipeline_setup import make_job_setup, make_pipeline_config
 from namaskah_ci.reporters import make_reporters
 from namaskah_ci.schedulers import make_schedulers
 from namaskah_ci.secrets import make_secret_providers, secret_available
@@ -17,20 +24,22 @@ from namaskah_ci.www import make_www
 
 
 class ConfigError(Exception):
-    """The settings do not fit the job table; the message names the key."""
+    """The settings or the master's state cannot be used; the message names the key or file."""
 
 
-def build_config(settings: Settings) -> dict:
-    jobs = make_jobs(coverage_min=settings.checks.coverage_min)
-    names = {job.name for job in jobs if job.in_pipeline}
-    for key in ("required", "disabled"):
-        for name in getattr(settings.checks, key):
-            if name not in names:
-                raise ConfigError(
-                    f"[checks] {key}: {name!r} is not a check builder (known: {', '.join(sorted(names))})"
-                )
-    builders = builder_names(jobs) + deploy_builder_names()
+def load_registry(settings: Settings) -> Registry:
+    try:
+        return read_registry(str(settings.basedir / REGISTRY_FILE))
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def build_config(settings: Settings, registry: Registry | None = None) -> dict:
+    registry = load_registry(settings) if registry is None else registry
     plan = make_plan(settings)
+    pipeline_config = make_pipeline_config(settings, plan)
+    job_setup = make_job_setup(settings, plan)
+    builders = builder_names(registry) + deploy_builder_names(settings)
     return {
         "title": settings.master.title,
         "titleURL": settings.buildbot_url,
@@ -38,15 +47,14 @@ def build_config(settings: Settings) -> dict:
         "buildbotNetUsageData": None,
         "db": make_db_config(settings.database_url),
         "protocols": {"pb": {"port": f"tcp:{settings.workers.port}:interface={settings.workers.bind}"}},
-        "workers": make_workers(settings, builders),
+        "workers": make_workers(settings, builders, registry),
         "change_source": make_change_sources(settings),
-        "schedulers": make_schedulers(settings, jobs) + make_deploy_schedulers(settings),
-        "builders": make_builders(settings, jobs, plan) + make_deploy_builders(settings, plan),
+        "schedulers": make_schedulers(settings, registry) + make_deploy_schedulers(settings),
+        "builders": make_builders(settings, registry, plan, pipeline_config, job_setup)
+        + make_deploy_builders(settings, plan),
         "services": [
-            ReportsJanitor(
-                root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days
-            ),
-            *make_reporters(settings, jobs, lambda name: secret_available(settings, name)),
+            ReportsJanitor(root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days),
+            *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
         ],
         "secretsProviders": make_secret_providers(settings),
         "www": make_www(settings),

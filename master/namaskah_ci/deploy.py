@@ -1,6 +1,6 @@
 """Deploy and rollback builders, their schedulers, locks and the pipeline's deploy gate.
 
-Per environment (`[deploy.production]` on `main`, `[deploy.staging]` on `develop`):
+Per environment (any `[deploy.<env>]`: the seed's production on `main`, staging on `develop`):
 - `deploy-<env>`: configuration → pipeline gate → deploy hook → wait until live
   → health check → smoke tests; on any failure once the hook was accepted:
   automatic rollback → wait → health check; then notify. Triggered by the
@@ -44,44 +44,28 @@ from namaskah_ci.steps.rollback import (
     rollback_started,
 )
 from namaskah_ci.steps.verify import HealthCheck, SmokeTests
-from namaskah_ci.workers import WorkerPlan, worker_name
-
-ENVIRONMENTS = ("production", "staging")
-# (deploy hook, rollback hook, Render service id) secrets of each environment
-ENVIRONMENT_SECRETS = {
-    "production": ("render_deploy_hook", "render_rollback_hook", "render_service_id"),
-    "staging": ("staging_deploy_hook", "staging_rollback_hook", "staging_service_id"),
-}
-
-
-def deploy_builder_name(environment: str) -> str:
-    return f"deploy-{environment}"
+from namaskah_ci.names import (
+    deploy_builder_name,
+    deploy_force_name,
+    deploy_trigger_name,
+    environment_secrets,
+    rollback_builder_name,
+    rollback_force_name,
+    worker_name,
+)
+from namaskah_ci.workers import WorkerPlan
 
 
-def rollback_builder_name(environment: str) -> str:
-    return f"rollback-{environment}"
-
-
-def deploy_trigger_name(environment: str) -> str:
-    return f"deploy-{environment}-after-pipeline"
-
-
-def deploy_force_name(environment: str) -> str:
-    return f"force_deploy_{environment}"
-
-
-def rollback_force_name(environment: str) -> str:
-    return f"force_rollback_{environment}"
-
-
-def deploy_builder_names() -> list[str]:
+def deploy_builder_names(settings: Settings) -> list[str]:
     """Every deploy and rollback builder (they need workers like any builder)."""
-    return [name for env in ENVIRONMENTS for name in (deploy_builder_name(env), rollback_builder_name(env))]
+    return [
+        name for env in settings.environments for name in (deploy_builder_name(env), rollback_builder_name(env))
+    ]
 
 
 def make_target(settings: Settings, environment: str) -> DeployTarget:
     section = settings.deploy[environment]
-    deploy_hook, rollback_hook, service_id = ENVIRONMENT_SECRETS[environment]
+    deploy_hook, rollback_hook, service_id = environment_secrets(environment)
     return DeployTarget(
         environment=environment,
         branch=section.branch,
@@ -193,7 +177,7 @@ def make_rollback_factory(settings: Settings, target: DeployTarget) -> BuildFact
 def make_deploy_builders(settings: Settings, plan: WorkerPlan) -> list:
     """A fresh list of the deploy and rollback BuilderConfigs (plan: unused, deploy steps run on the master)."""
     result = []
-    for environment in ENVIRONMENTS:
+    for environment in settings.environments:
         target = make_target(settings, environment)
         lock = util.MasterLock(f"deploy-{environment}")
         common = {"locks": [lock.access("exclusive")], "collapseRequests": False, "tags": ["deploy", environment]}
@@ -236,14 +220,14 @@ def _reason(label: str) -> util.StringParameter:
 
 def make_deploy_gate(settings: Settings) -> DeployGate:
     """The step the pipeline runs after its fan-out."""
-    branches = {settings.deploy[env].branch: deploy_trigger_name(env) for env in ENVIRONMENTS}
+    branches = {settings.deploy[env].branch: deploy_trigger_name(env) for env in settings.environments}
     return DeployGate(branch_schedulers=branches, required=list(settings.checks.required))
 
 
 def make_deploy_schedulers(settings: Settings) -> list:
     """A fresh list: per environment, the gate's Triggerable and the deploy and rollback force forms."""
     result: list = []
-    for environment in ENVIRONMENTS:
+    for environment in settings.environments:
         branch = settings.deploy[environment].branch
         result += [
             schedulers.Triggerable(

@@ -25,10 +25,8 @@ from twisted.python import log
 from buildbot.data import resultspec
 from buildbot.process.results import CANCELLED, SUCCESS
 
+from namaskah_ci import names
 from namaskah_ci.steps.deploy_base import PROP_DEPLOY_ID, PROP_REVISION, same_revision
-
-PIPELINE_BUILDER = "pipeline"
-CHECK_RESULTS_PROPERTY = "check_results"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +52,8 @@ class PipelineRecord:
     revision: str
     complete: bool
     check_results: dict
+    defined: list | None = None  # the verdict jobs its pipeline file defined for its branch (None: unknown)
+    origin: str = ""
 
 
 def _sort_key(record: DeployRecord):
@@ -114,7 +114,7 @@ def find_revision(records: list[DeployRecord], revision: str) -> DeployRecord | 
 @defer.inlineCallbacks
 def find_pipeline_build(master, revision: str, scan: int = 200):
     """The newest pipeline build of `revision` (complete or not), or None."""
-    builds = yield master.data.get(("builders", PIPELINE_BUILDER, "builds"), order=["-number"], limit=scan)
+    builds = yield master.data.get(("builders", names.PIPELINE, "builds"), order=["-number"], limit=scan)
     for build in builds or []:
         props = yield master.db.builds.getBuildProperties(build["buildid"])
         built = props.get("revision", (None, None))[0]
@@ -124,7 +124,9 @@ def find_pipeline_build(master, revision: str, scan: int = 200):
                 buildid=build["buildid"],
                 revision=built,
                 complete=bool(build["complete"]),
-                check_results=props.get(CHECK_RESULTS_PROPERTY, ({}, None))[0] or {},
+                check_results=props.get(names.PROP_CHECK_RESULTS, ({}, None))[0] or {},
+                defined=props.get(names.PROP_PIPELINE_JOBS, (None, None))[0],
+                origin=props.get(names.PROP_PIPELINE_FILE, ("", None))[0] or "",
             )
     return None
 

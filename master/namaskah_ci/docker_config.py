@@ -1,55 +1,75 @@
-"""Docker mode configuration: which image, volumes and environment each check builder's worker gets.
+"""Docker mode configuration: which image, volumes and services each job builder's worker gets.
 
-`make_docker_workers(settings, builder_names)` gives every check builder a
-latent worker per Docker host (`docker_workers.py`) and the other builders
-(the pipeline, deploys) LocalWorkers; `make_docker_plan(settings)` tells the
-factories how jobs run in a container (the image's python3, caches under
+`make_docker_workers(settings, builder_names, registry)` gives every job
+builder a latent worker per Docker host (`docker_workers.py`) and the other
+builders (the pipeline, deploys) LocalWorkers. A builder's image (its job's
+Python, or the tools image for jobs with `tools`), volumes, CPU share and
+service containers are rendered per build from the job's definition at the
+build's revision. `make_docker_plan(settings)` tells the job builds how jobs
+run in a container (the image's python3, helpers copied in, caches under
 `/cache`, services from the worker). Pure functions of the settings: no
 Docker call happens here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
-from buildbot.plugins import worker
+from buildbot.plugins import util, worker
 
 from namaskah_ci import docker_services as ds
-from namaskah_ci.docker_workers import NamaskahDockerWorker, ServiceDockerWorker
-from namaskah_ci.jobs import ANALYSIS, CHECK, LONG, Job, cpu_priority, make_jobs
+from namaskah_ci import names
+from namaskah_ci.docker_workers import ServiceDockerWorker
+from namaskah_ci.job_registry import BuilderEntry, Registry
 from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers import WorkerPlan, docker_worker_name, worker_name
+from namaskah_ci.workers import WorkerPlan
 
 CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
+HELPERS_MOUNT = "../.namaskah-ci/helpers"  # the helpers are copied into each build's job directory
 DEFAULT_IMAGES = {
     "3.9": "namaskah-ci/worker:py3.9",
     "3.11": "namaskah-ci/worker:py3.11",
     "tools": "namaskah-ci/tools:latest",
     "postgres": "namaskah-ci/postgres:15",
     "redis": "namaskah-ci/redis:7",
-    # the integration tests also start servers of their own (scripts/ci_services.py): binaries included
+    # the reference service's integration tests also start servers of their own: binaries included
+    # (a job named `integration` runs there unless [workers] images maps it elsewhere)
     "integration": "namaskah-ci/worker:py3.11-servers",
 }
 DOCKER_SOCKET = "/var/run/docker.sock"
 CA_BUNDLE = "/etc/namaskah/ca/ca-bundle.crt"  # in every namaskah-ci image (workers/python/Dockerfile)
-# security scanners (bandit, pip-audit, semgrep) are preinstalled there; jobs with `tools` go there too
-TOOLS_IMAGE_JOBS = ("security", "codeql")
+# what every job's environment gets in these images: the CA bundle they trust (the host's, copied in)
+IMAGE_ENV = (
+    ("GIT_SSL_CAINFO", CA_BUNDLE),
+    ("PIP_CERT", CA_BUNDLE),
+    ("REQUESTS_CA_BUNDLE", CA_BUNDLE),
+    ("SSL_CERT_FILE", CA_BUNDLE),
+)
+VERSION_KEY = re.compile(r"^[0-9]+\.[0-9]+$")
+ROLE_KEYS = ("tools", *ds.SERVICE_NAMES)  # image keys that are never a builder's or job's own image
 
 
 def docker_hosts(settings: Settings) -> list[str]:
     return [settings.workers.docker_host, *settings.workers.extra_docker_hosts]
 
 
-def image_for(settings: Settings, job: Job) -> str:
-    """The image a job runs in: `images[<job name>]`; the tools image for the security jobs; else its Python's."""
-    images = {**DEFAULT_IMAGES, **settings.workers.images}
-    if job.name in images:
-        return images[job.name]
-    if job.tools or job.name in TOOLS_IMAGE_JOBS:
+def images_of(settings: Settings) -> dict[str, str]:
+    return {**DEFAULT_IMAGES, **settings.workers.images}
+
+
+def image_for(settings: Settings, builder: str, job: str, python: str, tools: tuple) -> str:
+    """`images[<builder>]` or `images[<job>]`; the tools image for jobs with `tools`; else its Python's."""
+    images = images_of(settings)
+    for key in (builder, job):
+        # a job named `redis` or `tools` does not run in that image
+        if key in images and key not in ROLE_KEYS and not VERSION_KEY.match(key):
+            return images[key]
+    if tools:
         return images["tools"]
-    return images[job.python]
+    return images.get(python, images.get("3.11", ""))
 
 
 def cache_volume(python: str) -> str:
@@ -61,87 +81,101 @@ def is_local_path(url: str) -> bool:
 
 
 def make_docker_plan(settings: Settings) -> WorkerPlan:
-    """Helper scripts and virtualenvs use the image's python3; caches live in the mounted volume."""
+    """Helpers run with the image's python3 from the build's job directory; caches in the volume."""
     return WorkerPlan(
         runner="python3",
         cache_root=CACHE_MOUNT,
+        helpers_dir=HELPERS_MOUNT,
         mode="docker",
-        interpreter="python3",
-        require_tools=("namaskah-require-tools",),
+        transfer_helpers=True,
         services_in_worker=True,
         hosts=len(docker_hosts(settings)),
+        base_env=IMAGE_ENV,
+        known_pythons=tuple(sorted(key for key in images_of(settings) if VERSION_KEY.match(key))),
     )
 
 
-def _volumes(settings: Settings, job: Job) -> list[str]:
-    volumes = [f"{cache_volume(job.python)}:{CACHE_MOUNT}"]
-    if is_local_path(settings.repo_url):
-        volumes.append(f"{settings.repo_url}:{settings.repo_url}:ro")  # a local repository, cloned from inside
-    if "docker" in job.tools:
-        volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
-    return volumes
-
-
-# CPU weight of a job's container against the others on the engine (jobs.cpu_priority; local mode's
+# CPU weight of a job's container against the others on the engine (the job's `priority`; local mode's
 # `nice` levels as cgroup shares): the longest checks first, analysis jobs after the checks
-LONG_JOB_CPU_SHARES = 3072
-CHECK_CPU_SHARES = 1024
-ANALYSIS_CPU_SHARES = 128
-CPU_SHARES = {LONG: LONG_JOB_CPU_SHARES, CHECK: CHECK_CPU_SHARES, ANALYSIS: ANALYSIS_CPU_SHARES}
+CPU_SHARES = {"high": 3072, "normal": 1024, "low": 128}
 
 
-def cpu_shares(job: Job) -> int:
-    return CPU_SHARES[cpu_priority(job)]
+class _JobValues:
+    """What the worker of a builder needs from the job at the build's revision (`namaskah_job`),
+    falling back to the builder's latest known definition (a build started without one)."""
+
+    def __init__(self, settings: Settings, entry: BuilderEntry):
+        self.settings = settings
+        self.entry = entry
+
+    def job(self, props) -> dict:
+        given = props.getProperty(names.PROP_JOB)
+        if isinstance(given, dict) and given.get("builder") == self.entry.builder:
+            return given
+        return dataclasses.asdict(self.entry)
+
+    def image(self, props) -> str:
+        job = self.job(props)
+        return image_for(self.settings, job["builder"], job["job"], job["python"], tuple(job.get("tools", ())))
+
+    def volumes(self, props) -> list[str]:
+        job = self.job(props)
+        volumes = [f"{cache_volume(job['python'])}:{CACHE_MOUNT}"]
+        url = self.settings.repo_url
+        if is_local_path(url):
+            volumes.append(f"{url}:{url}:ro")  # a local repository, cloned from inside
+        if "docker" in job.get("tools", ()):
+            volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
+        return volumes
+
+    def hostconfig(self, props) -> dict:
+        shares = CPU_SHARES.get(self.job(props).get("priority", "normal"), CPU_SHARES["normal"])
+        return {"network_mode": "host", "init": False, "cpu_shares": shares}
+
+    def cache(self, props) -> str:
+        return cache_volume(self.job(props)["python"])
+
+    def services(self, props) -> tuple:
+        return tuple(self.job(props).get("services", ()))
 
 
-def make_job_worker(settings: Settings, job: Job, host: str, host_index: int = 0):
-    """The latent worker of one check builder on one Docker host."""
-    images = {**DEFAULT_IMAGES, **settings.workers.images}
-    extra_env = {"NAMASKAH_CI_JOB": job.name}
-    if "docker" in job.tools:
-        # the bundle this container trusts goes into the app build's context (ci_container_scan.py)
-        extra_env["PIP_CERT_FILE"] = CA_BUNDLE
-        if settings.workers.app_base_image:
-            extra_env["APP_BASE_IMAGE"] = settings.workers.app_base_image
-    kwargs = dict(
+def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0):
+    """The latent worker of one job builder on one Docker host; image, volumes, CPU share and services
+    are rendered per build from the job's definition at the build's revision."""
+    values = _JobValues(settings, entry)
+    images = images_of(settings)
+    # the `worker_password` secret when configured, else Buildbot's random per-start password
+    password = worker_password() if secret_available(settings, WORKER_PASSWORD_SECRET) else None
+    return ServiceDockerWorker(
+        names.docker_worker_name(entry.builder, host_index),
+        password,
         docker_host=host,
-        image=image_for(settings, job),
+        image=util.renderer(values.image),
         version="auto",  # negotiate the API version: Debian's engine is older than docker-py's default
         masterFQDN=f"{settings.workers.master_host}:{settings.workers.port}",
-        hostconfig={"network_mode": "host", "init": False, "cpu_shares": cpu_shares(job)},
-        volumes=_volumes(settings, job),
+        hostconfig=util.renderer(values.hostconfig),
+        volumes=util.renderer(values.volumes),
         build_wait_timeout=0,
         max_builds=1,
         instance=settings.workers.instance_name or None,
-        extra_env=extra_env,
-        cache_volume=cache_volume(job.python),
+        extra_env={"NAMASKAH_CI_JOB": entry.builder},
+        cache_volume=util.renderer(values.cache),
+        service_kinds=util.renderer(values.services),
+        service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
+        network_mode=settings.workers.network_mode,
+        ready_timeout=settings.workers.service_ready_timeout,
+        local_ports=host_index == 0 and ds.is_local_engine(host),
     )
-    name = docker_worker_name(job.name, host_index)
-    # the `worker_password` secret when configured, else Buildbot's random per-start password
-    password = worker_password() if secret_available(settings, WORKER_PASSWORD_SECRET) else None
-    if job.services:
-        return ServiceDockerWorker(
-            name,
-            password,
-            service_kinds=job.services,
-            service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
-            network_mode=settings.workers.network_mode,
-            ready_timeout=settings.workers.service_ready_timeout,
-            local_ports=host_index == 0 and ds.is_local_engine(host),
-            **kwargs,
-        )
-    return NamaskahDockerWorker(name, password, **kwargs)
 
 
-def make_docker_workers(settings: Settings, builder_names: list[str]) -> list:
-    """Check builders get a latent worker per Docker host; other builders (the pipeline) a LocalWorker."""
-    jobs = {job.name: job for job in make_jobs(coverage_min=settings.checks.coverage_min)}
+def make_docker_workers(settings: Settings, builder_names: list[str], registry: Registry) -> list:
+    """Job builders get a latent worker per Docker host; other builders (the pipeline) a LocalWorker."""
     result: list = []
     for name in builder_names:
-        job = jobs.get(name)
-        if job is None:
-            result.append(worker.LocalWorker(worker_name(name)))
+        entry = registry.entry(name)
+        if entry is None:
+            result.append(worker.LocalWorker(names.worker_name(name)))
             continue
         for index, host in enumerate(docker_hosts(settings)):
-            result.append(make_job_worker(settings, job, host, index))
+            result.append(make_job_worker(settings, entry, host, index))
     return result

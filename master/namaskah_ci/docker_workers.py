@@ -132,15 +132,11 @@ class NamaskahDockerWorker(DockerLatentWorker):
         finally:
             client.close()
 
-    def _thd_prepare(self, client_args):
+    def _thd_prepare(self, client_args, volume):
         client = self.raw_client(client_args)
         try:
-            if self.cache_volume_name:
-                ds.ensure_volume(
-                    client,
-                    self.cache_volume_name,
-                    {ds.LABEL_MASTER: self.instance_label, ds.LABEL_ROLE: "cache"},
-                )
+            if volume:
+                ds.ensure_volume(client, volume, {ds.LABEL_MASTER: self.instance_label, ds.LABEL_ROLE: "cache"})
         finally:
             client.close()
 
@@ -149,7 +145,8 @@ class NamaskahDockerWorker(DockerLatentWorker):
         yield self.reap_leftovers_once()
         if self.build_key is None:
             self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
-        yield threads.deferToThread(self._thd_prepare, self._client_args())
+        volume = yield build.render(self.cache_volume_name)  # the job's Python's cache volume
+        yield threads.deferToThread(self._thd_prepare, self._client_args(), volume)
         result = yield super().start_instance(build)
         return result
 
@@ -195,8 +192,9 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         **kwargs,
     ):
         yield super().reconfigService(name, password, docker_host, **kwargs)
-        # not `self.services`: that name belongs to Buildbot's service machinery
-        self.service_kinds = tuple(service_kinds)
+        # not `self.services`: that name belongs to Buildbot's service machinery; a renderable
+        # (the job's services at the build's revision) or a tuple
+        self.service_kinds = service_kinds if hasattr(service_kinds, "getRenderingFor") else tuple(service_kinds)
         self.service_images = dict(service_images or {})
         self.network_mode = network_mode
         self.ready_timeout = ready_timeout
@@ -205,10 +203,10 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         if self.ports is None or self.ports.local != local:
             self.ports = ds.PortAllocator(local=local)
 
-    def _specs(self, network: str) -> tuple[list[ds.ServiceSpec], list[int]]:
+    def _specs(self, network: str, kinds: tuple) -> tuple[list[ds.ServiceSpec], list[int]]:
         specs, ports = [], []
         per_build = network != "host"
-        for kind in self.service_kinds:
+        for kind in kinds:
             port = (5432 if kind == "postgres" else 6379) if per_build else self.ports.allocate()
             host = kind if per_build else "127.0.0.1"
             listen = "*" if per_build and kind == "postgres" else ("0.0.0.0" if per_build else "127.0.0.1")
@@ -245,7 +243,8 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         yield self.reap_leftovers_once()
         self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
         network = "host" if self.network_mode == "host" else f"namaskah-{self.build_key}"[:60]
-        specs, ports = self._specs(network)
+        kinds = yield build.render(self.service_kinds)  # the services of the job at this build's revision
+        specs, ports = self._specs(network, tuple(kinds))
         labels = self.container_labels("service")
         client_args = self._client_args()
         try:

@@ -1,9 +1,9 @@
 """Services that follow builds: GitHub commit statuses and cancelling superseded builds.
 
-- `CommitStatusPush` (when the `github_token` secret exists): every check
+- `CommitStatusPush` (when the `github_token` secret exists): every job
   builder posts `pending`, then `success`/`failure`/`error` to the commit,
-  under the context the seed's branch protection requires (`Job.context`:
-  `test (Python 3.9)`, `lint`, ...). The repository is `[github] repository`
+  under the job's `context` in the revision's pipeline file (the build
+  property `status_context`; the seed's: `test (Python 3.9)`, `lint`, ...). The repository is `[github] repository`
   when set (for masters that poll a mirror or a local path), else it is taken
   from the change's GitHub URL. Deploy notifications live with the deploy
   builders.
@@ -22,22 +22,25 @@ from buildbot.reporters.generators.build import BuildStartEndStatusGenerator
 from buildbot.reporters.generators.buildrequest import BuildRequestGenerator
 from buildbot.reporters.message import MessageFormatterRenderable
 
-from namaskah_ci.jobs import Job
-from namaskah_ci.schedulers import PIPELINE
+from namaskah_ci import names
+from namaskah_ci.job_registry import Registry
+from namaskah_ci.names import GITHUB_TOKEN, PIPELINE
 from namaskah_ci.settings import Settings
 
-GITHUB_TOKEN = "github_token"
 CANCELLER_NAME = "cancel-superseded-builds"
 
 
-def status_contexts(jobs: tuple[Job, ...]) -> dict[str, str]:
-    """Builder name → commit-status context."""
-    return {job.name: job.context for job in jobs}
+def status_contexts(registry: Registry) -> dict[str, str]:
+    """Builder name → its latest known commit-status context (the fallback when a build has none)."""
+    return {entry.builder: entry.context for entry in registry.entries}
 
 
 def context_renderer(contexts: dict[str, str]):
     @util.renderer
     def context(props) -> str:
+        given = props.getProperty(names.PROP_STATUS_CONTEXT)
+        if given:
+            return given
         builder = props.getProperty("buildername")
         return contexts.get(builder, f"namaskah-ci/{builder}")
 
@@ -63,8 +66,8 @@ class CommitStatusPush(GitHubStatusPush):
         return super()._extract_github_info(sourcestamp)
 
 
-def make_status_push(settings: Settings, jobs: tuple[Job, ...]) -> CommitStatusPush:
-    contexts = status_contexts(jobs)
+def make_status_push(settings: Settings, registry: Registry) -> CommitStatusPush:
+    contexts = status_contexts(registry)
     builders = sorted(contexts)
     return CommitStatusPush(
         token=util.Secret(GITHUB_TOKEN),
@@ -86,19 +89,16 @@ def deploy_branches(settings: Settings) -> list[str]:
     return sorted({section.branch for section in settings.deploy.values()})
 
 
-def make_build_canceller(settings: Settings, jobs: tuple[Job, ...]) -> util.OldBuildCanceller:
-    return util.OldBuildCanceller(
-        CANCELLER_NAME,
-        filters=[
-            ([job.name for job in jobs], util.SourceStampFilter()),
-            ([PIPELINE], util.SourceStampFilter(branch_not_eq=deploy_branches(settings))),
-        ],
-    )
+def make_build_canceller(settings: Settings, registry: Registry) -> util.OldBuildCanceller:
+    filters = [([PIPELINE], util.SourceStampFilter(branch_not_eq=deploy_branches(settings)))]
+    if registry.builders:
+        filters.insert(0, (list(registry.builders), util.SourceStampFilter()))
+    return util.OldBuildCanceller(CANCELLER_NAME, filters=filters)
 
 
-def make_reporters(settings: Settings, jobs: tuple[Job, ...], has_secret) -> list:
+def make_reporters(settings: Settings, registry: Registry, has_secret) -> list:
     """Services for `c['services']`; `has_secret(name)` tells whether a secret is configured."""
-    services: list = [make_build_canceller(settings, jobs)]
-    if has_secret(GITHUB_TOKEN):
-        services.append(make_status_push(settings, jobs))
+    services: list = [make_build_canceller(settings, registry)]
+    if has_secret(GITHUB_TOKEN) and registry.builders:
+        services.append(make_status_push(settings, registry))
     return services

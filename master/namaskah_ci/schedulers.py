@@ -1,24 +1,23 @@
-"""Schedulers: push → `pipeline`, pipeline → checks (Triggerable), nightly CodeQL, force buttons."""
+"""Schedulers: push → `pipeline`; pipeline → job builders (Triggerable); schedules; force buttons.
+
+Every job builder has a Triggerable (the pipeline's fan-out and its analysis
+step start it with the job's definition) and an admins-only force form
+(branch, revision: the build then reads the job from that revision's file).
+A job with `schedule:` in the default branch's file gets a `Nightly` on that
+branch (the master runs with TZ=UTC).
+"""
 
 from __future__ import annotations
 
 from buildbot.plugins import schedulers, util
 
-from namaskah_ci.factories import analysis_scheduler_name, check_scheduler_name
-from namaskah_ci.jobs import Job
+from namaskah_ci import names
+from namaskah_ci.job_registry import Registry
+from namaskah_ci.schedule import parse_cron
 from namaskah_ci.settings import Settings
 
-PIPELINE = "pipeline"
-CODEQL = "codeql"
-CODEQL_BRANCH = "main"  # codeql runs weekly on it, and after the checks of each of its pipelines
 
-
-def force_scheduler_name(builder: str) -> str:
-    """ForceScheduler names must be identifiers: `force_test_py3_9` for `test-py3.9`."""
-    return "force_" + "".join(ch if ch.isalnum() else "_" for ch in builder)
-
-
-def _force(name: str, builder: str, label: str) -> schedulers.ForceScheduler:
+def _force(name: str, builder: str, label: str, branch: str) -> schedulers.ForceScheduler:
     return schedulers.ForceScheduler(
         name=name,
         builderNames=[builder],
@@ -28,7 +27,7 @@ def _force(name: str, builder: str, label: str) -> schedulers.ForceScheduler:
             util.CodebaseParameter(
                 "",
                 label="Source",
-                branch=util.StringParameter(name="branch", label="Branch", default="main"),
+                branch=util.StringParameter(name="branch", label="Branch", default=branch),
                 revision=util.StringParameter(name="revision", label="Revision (empty: newest)", default=""),
                 repository=util.FixedParameter(name="repository", default=""),
                 project=util.FixedParameter(name="project", default="namaskah"),
@@ -37,28 +36,31 @@ def _force(name: str, builder: str, label: str) -> schedulers.ForceScheduler:
     )
 
 
-def make_schedulers(settings: Settings, jobs: tuple[Job, ...]) -> list:
+def make_schedulers(settings: Settings, registry: Registry) -> list:
     """A fresh list of schedulers."""
+    default_branch = settings.repo.default_branch
     result: list = [
         schedulers.AnyBranchScheduler(
-            name="pipeline-on-push",
+            name=names.PUSH_SCHEDULER,
             treeStableTimer=settings.repo.tree_stable_seconds or None,
-            builderNames=[PIPELINE],
+            builderNames=[names.PIPELINE],
         ),
-        _force(force_scheduler_name(PIPELINE), PIPELINE, "Run the pipeline"),
+        _force(names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch),
     ]
-    for job in jobs:
-        if job.in_pipeline:
-            result.append(schedulers.Triggerable(name=check_scheduler_name(job.name), builderNames=[job.name]))
-        result.append(_force(force_scheduler_name(job.name), job.name, f"Re-run {job.name}"))
-    if any(job.name == CODEQL for job in jobs):
-        result += [
-            # Saturday 19:35 in the master's time zone: the master runs with TZ=UTC
-            schedulers.Nightly(
-                name="codeql-weekly", builderNames=[CODEQL], dayOfWeek=5, hour=19, minute=35, branch=CODEQL_BRANCH
-            ),
-            # each push to main: the `pipeline` build triggers it once its checks ended, so it does not
-            # take CPU from them (factories.make_pipeline_factory)
-            schedulers.Triggerable(name=analysis_scheduler_name(CODEQL), builderNames=[CODEQL]),
-        ]
+    for entry in registry.entries:
+        result.append(
+            schedulers.Triggerable(name=names.check_scheduler_name(entry.builder), builderNames=[entry.builder])
+        )
+        result.append(
+            _force(names.force_scheduler_name(entry.builder), entry.builder, f"Re-run {entry.builder}", default_branch)
+        )
+        if entry.schedule:
+            result.append(
+                schedulers.Nightly(
+                    name=names.schedule_scheduler_name(entry.builder),
+                    builderNames=[entry.builder],
+                    branch=default_branch,
+                    **parse_cron(entry.schedule),
+                )
+            )
     return result

@@ -28,22 +28,22 @@ from buildbot.plugins import util
 from buildbot.secrets.providers.base import SecretProviderBase
 from buildbot.secrets.providers.file import SecretInAFile
 
+from namaskah_ci import names
 from namaskah_ci.auth import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, htpasswd_problems
 from namaskah_ci.settings import Settings
 
-WORKER_PASSWORD_SECRET = "worker_password"
+WORKER_PASSWORD_SECRET = names.WORKER_PASSWORD
+# DESIGN.md's secret names (the seed's two environments; any other `<env>` adds its own three)
 SECRET_NAMES = (
-    "render_deploy_hook",
-    "render_rollback_hook",
-    "staging_deploy_hook",
-    "staging_rollback_hook",
-    "render_api_key",
-    "render_service_id",
-    "codecov_token",
-    "github_token",
-    "safety_api_key",
-    "webhook_secret",
-    "notify_webhook_url",
+    *names.SEED_ENVIRONMENT_SECRETS["production"][:2],
+    *names.SEED_ENVIRONMENT_SECRETS["staging"][:2],
+    names.RENDER_API_KEY,
+    names.SEED_ENVIRONMENT_SECRETS["production"][2],
+    names.CODECOV_TOKEN,
+    names.GITHUB_TOKEN,
+    names.SAFETY_API_KEY,
+    names.WEBHOOK_SECRET,
+    names.NOTIFY_WEBHOOK_URL,
     ADMIN_HTPASSWD,
 )
 # switch features on when present: GitHub login (both), docker-mode worker logins

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import tomllib
 import typing
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = ROOT / "master" / "pipeline.toml"
 ENV_PREFIX = "PIPELINE_"
 CONFIG_ENV = "PIPELINE_CONFIG"
+DEFAULT_PIPELINE = ROOT / "master" / "default-pipeline.yml"
 
 
 class SettingsError(Exception):
@@ -61,11 +63,15 @@ class WorkersSection:
     service_ready_timeout: int
     instance_name: str
     app_base_image: str
+    # every job's environment: the operator's variables and the directories of the base PATH
+    job_env: dict[str, str]
+    job_path: str
 
 
 @dataclasses.dataclass(frozen=True)
 class RepoSection:
     url: str
+    default_branch: str  # schedules come from its pipeline file
     branches: list[str]
     all_branches: bool
     poll_interval: int
@@ -84,6 +90,13 @@ class ChecksSection:
     disabled: list[str]
     coverage_min: int
     report_retention_days: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSection:
+    default_file: str  # the pipeline of repositories without .namaskah-ci.yml; empty: master/default-pipeline.yml
+    job_secrets: list[str]  # secrets a pipeline file may hand to its jobs
+    max_file_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +137,23 @@ SECTIONS: dict[str, type] = {
     "workers": WorkersSection,
     "repo": RepoSection,
     "secrets": SecretsSection,
+    "pipeline": PipelineSection,
     "checks": ChecksSection,
     "render": RenderSection,
-    "deploy.production": DeploySection,
-    "deploy.staging": DeploySection,
     "notify": NotifySection,
     "github": GithubSection,
 }
+# deploy environments are open data: any [deploy.<env>] table; these keys may be left out
+DEPLOY_PREFIX = "deploy."
+DEPLOY_DEFAULTS = {
+    "wait_seconds": 60,
+    "health_retries": 5,
+    "health_interval_seconds": 10,
+    "smoke_paths": ["/health"],
+    "live_timeout_seconds": 900,
+    "poll_interval_seconds": 5,
+}
+ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 WORKER_MODES = ("local", "docker")
 NETWORK_MODES = ("host", "per-build")
 
@@ -144,9 +167,10 @@ class Settings:
     workers: WorkersSection
     repo: RepoSection
     secrets: SecretsSection
+    pipeline: PipelineSection
     checks: ChecksSection
     render: RenderSection
-    deploy: dict[str, DeploySection]
+    deploy: dict[str, DeploySection]  # environment name -> its section; a branch of "" switches it off
     notify: NotifySection
     github: GithubSection
 
@@ -171,6 +195,15 @@ class Settings:
         return self.master.db_url or f"sqlite:///{self.basedir / 'state.sqlite'}"
 
     @property
+    def environments(self) -> list[str]:
+        """The deploy environments in use (a `[deploy.<env>]` with a branch)."""
+        return [name for name, section in self.deploy.items() if section.branch]
+
+    @property
+    def pipeline_default_file(self) -> Path:
+        return resolve_path(self.pipeline.default_file) if self.pipeline.default_file else DEFAULT_PIPELINE
+
+    @property
     def buildbot_url(self) -> str:
         url = self.master.buildbot_url or f"http://localhost:{self.www.port}/"
         return url if url.endswith("/") else url + "/"
@@ -181,8 +214,17 @@ def resolve_path(value: str) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
+def is_section(name: str) -> bool:
+    environment = name[len(DEPLOY_PREFIX):] if name.startswith(DEPLOY_PREFIX) else ""
+    return name in SECTIONS or bool(environment and ENVIRONMENT_NAME.match(environment))
+
+
+def _section_type(section: str) -> type:
+    return DeploySection if section.startswith(DEPLOY_PREFIX) else SECTIONS[section]
+
+
 def _field_types(section: str) -> dict[str, Any]:
-    return typing.get_type_hints(SECTIONS[section])
+    return typing.get_type_hints(_section_type(section))
 
 
 def _flatten(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
@@ -191,7 +233,17 @@ def _flatten(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
     for name, table in data.items():
         if not isinstance(table, dict):
             raise SettingsError(f"{source}: '{name}' must be a [section], got a plain value")
-        nested = {k: v for k, v in table.items() if isinstance(v, dict) and f"{name}.{k}" in SECTIONS}
+        if name == "deploy":
+            for env, subtable in table.items():
+                if not isinstance(subtable, dict):
+                    raise SettingsError(f"{source}: [deploy] {env}: expected a [deploy.<environment>] table")
+                if not ENVIRONMENT_NAME.match(env):
+                    raise SettingsError(
+                        f"{source}: [deploy.{env}]: an environment name is lower-case letters, digits and '_'"
+                    )
+                out[f"deploy.{env}"] = subtable
+            continue
+        nested = {k: v for k, v in table.items() if isinstance(v, dict) and is_section(f"{name}.{k}")}
         if nested:
             for sub, subtable in nested.items():
                 out[f"{name}.{sub}"] = subtable
@@ -202,7 +254,7 @@ def _flatten(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
             # [deploy.qa] arrives as {"deploy": {"qa": {...}}}: name the table the user wrote
             subtables = [f"{name}.{k}" for k, v in table.items() if isinstance(v, dict)]
             shown = ", ".join(subtables) if subtables and len(subtables) == len(table) else name
-            raise SettingsError(f"{source}: unknown section [{shown}] (known: {', '.join(SECTIONS)})")
+            raise SettingsError(f"{source}: unknown section [{shown}] (known: {', '.join(SECTIONS)}, deploy.<env>)")
         out[name] = table
     return out
 
@@ -287,8 +339,8 @@ def _parse_env(section: str, key: str, raw: str, var: str) -> Any:
     return raw
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    names = {env_name(s, k): (s, k) for s in SECTIONS for k in _field_types(s)}
+def _env_overrides(environ: Mapping[str, str], sections: list[str]) -> dict[str, dict[str, Any]]:
+    names = {env_name(s, k): (s, k) for s in sections for k in _field_types(s)}
     out: dict[str, dict[str, Any]] = {}
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
@@ -301,11 +353,24 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _deploy_sections(merged: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(name for name in merged if name.startswith(DEPLOY_PREFIX))
+
+
 def _validate(merged: dict[str, dict[str, Any]]) -> None:
     for section in SECTIONS:
         missing = [k for k in _field_types(section) if k not in merged.get(section, {})]
         if missing:
             raise SettingsError(f"{DEFAULTS_FILE}: [{section}] lacks {', '.join(missing)}")
+    for section in _deploy_sections(merged):
+        table = merged[section]
+        for key, value in DEPLOY_DEFAULTS.items():
+            table.setdefault(key, list(value) if isinstance(value, list) else value)
+        missing = [k for k in _field_types(section) if k not in table]
+        if missing:
+            raise SettingsError(
+                f"[{section}]: lacks {', '.join(missing)} (a deploy environment needs a branch and a url)"
+            )
     mode = merged["workers"]["mode"]
     if mode not in WORKER_MODES:
         raise SettingsError(f"[workers] mode: must be one of {', '.join(WORKER_MODES)}, got {mode!r}")
@@ -322,8 +387,14 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
             raise SettingsError(f"[{section}] {key}: must be a TCP port (1-65535), got {port}")
     if merged["www"]["port"] == merged["workers"]["port"]:
         raise SettingsError("[workers] port: must differ from [www] port")
-    for section in ("deploy.production", "deploy.staging"):
+    branches: dict[str, str] = {}
+    for section in _deploy_sections(merged):
         table = merged[section]
+        if table["branch"] and table["branch"] in branches:
+            raise SettingsError(
+                f"[{section}] branch: {table['branch']!r} already deploys to [{branches[table['branch']]}]"
+            )
+        branches[table["branch"]] = section
         if table["health_retries"] < 1:
             raise SettingsError(f"[{section}] health_retries: must be at least 1")
         for key in ("poll_interval_seconds", "live_timeout_seconds"):
@@ -336,9 +407,29 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         raise SettingsError("[checks] coverage_min: must be a percentage (0-100)")
     if not merged["repo"]["branches"]:
         raise SettingsError("[repo] branches: must name at least one branch")
+    if not merged["repo"]["default_branch"]:
+        raise SettingsError("[repo] default_branch: must name a branch")
+    _validate_pipeline(merged)
     repository = merged["github"]["repository"]
     if repository and (repository.count("/") != 1 or not all(repository.split("/"))):
         raise SettingsError(f"[github] repository: expected owner/name, got {repository!r}")
+
+
+def _validate_pipeline(merged: dict[str, dict[str, Any]]) -> None:
+    from namaskah_ci import names  # plain data, no Buildbot
+
+    environments = tuple(name[len(DEPLOY_PREFIX):] for name in _deploy_sections(merged))
+    for secret in merged["pipeline"]["job_secrets"]:
+        if names.master_only_secret(secret, environments):
+            raise SettingsError(
+                f"[pipeline] job_secrets: {secret!r} is a deploy, Render, GitHub, webhook or login secret: "
+                "it never reaches a job"
+            )
+    if merged["pipeline"]["max_file_bytes"] < 1024:
+        raise SettingsError("[pipeline] max_file_bytes: must be at least 1024")
+    for name in merged["workers"]["job_env"]:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise SettingsError(f"[workers] job_env: {name!r} is not an environment variable name")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEFAULTS_FILE) -> Settings:
@@ -350,10 +441,10 @@ def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEF
     if overlay_path:
         overlay = Path(overlay_path).expanduser()
         _merge(merged, _read_toml(overlay), str(overlay))
-    _merge(merged, _env_overrides(environ), "environment")
+    _merge(merged, _env_overrides(environ, [*SECTIONS, *_deploy_sections(merged)]), "environment")
     _validate(merged)
     built = {name: SECTIONS[name](**merged[name]) for name in SECTIONS}
-    deploy = {"production": built.pop("deploy.production"), "staging": built.pop("deploy.staging")}
+    deploy = {name[len(DEPLOY_PREFIX):]: DeploySection(**merged[name]) for name in _deploy_sections(merged)}
     return Settings(deploy=deploy, **built)
 
 

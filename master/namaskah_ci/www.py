@@ -24,13 +24,11 @@ from buildbot.www.auth import parse_user_info_from_token
 
 from namaskah_ci.auth import make_auth
 from namaskah_ci.authz import make_authz
+from namaskah_ci.names import GITHUB_TOKEN, WEBHOOK_SECRET
 from namaskah_ci.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
 from namaskah_ci.webhook import AdminBaseHookHandler, StrictGitHubEventHandler
-
-WEBHOOK_SECRET = "webhook_secret"
-GITHUB_TOKEN = "github_token"
 
 
 def make_change_hook_dialects(settings: Settings, has_secret: Callable[[str], bool]) -> dict:

@@ -21,14 +21,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from namaskah_ci.jobs import check_job_names, make_jobs
+from namaskah_ci.pipeline import load_pipeline, load_pipeline_file
 
 ROOT = Path(__file__).resolve().parents[2]
-# the check builders the pipeline fans out to, from the job table itself
-CHECK_BUILDERS = tuple(check_job_names(make_jobs()))
+DEFAULT_PIPELINE = ROOT / "master" / "default-pipeline.yml"
+# the checks the reference service's pipeline fans out to on main, from its own pipeline file
+CHECK_BUILDERS = tuple(job.builder for job in load_pipeline_file(str(ROOT / ".namaskah-ci.yml")).verdict_jobs("main"))
 VENV_BIN = Path(sys.executable).parent
 # The files of this checkout that make up "the reference service" a scratch repository holds.
 SERVICE_PATHS = (
+    ".namaskah-ci.yml",
     "app",
     "migrations",
     "tests/app",
@@ -190,8 +192,23 @@ dir = "{basedir.parent / 'secrets'}"
     return path
 
 
-def start_master(tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None) -> RunningMaster:
-    """Create and start a master on free ports, polling `repo`; wait until its REST API answers."""
+def seed_registry(basedir: Path, repo: Path) -> None:
+    """The job builders of `repo`'s pipeline file (or the default one), as if the master had run its
+    pipeline on main before: force buttons and builder lists exist from the start."""
+    from namaskah_ci.job_registry import Registry, write_registry
+
+    text = git(repo, "show", "HEAD:.namaskah-ci.yml") if (repo / ".namaskah-ci.yml").exists() else None
+    pipeline = load_pipeline(text, ".namaskah-ci.yml") if text else load_pipeline_file(str(DEFAULT_PIPELINE))
+    write_registry(str(basedir / "pipeline-builders.json"), Registry().merge(pipeline, default_branch=True))
+
+
+def start_master(
+    tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None, seed: bool = True
+) -> RunningMaster:
+    """Create and start a master on free ports, polling `repo`; wait until its REST API answers.
+
+    `seed`: the master knows the repository's job builders from the start (`seed_registry`); without
+    it, they appear when its first pipeline runs."""
     basedir = tmp / "master"
     www_port = free_port()
     settings = write_settings(tmp / "pipeline-test.toml", basedir, repo, www_port, extra_settings)
@@ -216,6 +233,8 @@ def start_master(tmp: Path, repo: Path, extra_settings: str = "", env: dict | No
         timeout=120,
         capture_output=True,
     )
+    if seed:
+        seed_registry(basedir, repo)
     log = open(tmp / "master-stdout.log", "w")
     process = subprocess.Popen(
         [buildbot, "start", "--nodaemon", str(basedir)],

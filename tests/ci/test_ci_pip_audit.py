@@ -1,11 +1,11 @@
-"""scripts/ci_pip_audit.py: where it finds the cache of job venvs, and how it splits its arguments."""
+"""The ci_pip_audit.py helper: where it finds the cache of job venvs, and how it splits its arguments."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ci_pip_audit.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "master" / "namaskah_ci" / "helpers" / "ci_pip_audit.py"
 
 
 def load():

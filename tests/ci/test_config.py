@@ -1,5 +1,5 @@
-"""`build_config(settings)`: builder names, scheduler wiring, force buttons, required/disabled checks,
-fresh objects on every call, and no secret value anywhere in the config."""
+"""`build_config(settings, registry)`: builder names, scheduler wiring, force parameters, the job
+registry, deploy environments as open data, fresh objects on every call, and no secret as plain text."""
 
 from __future__ import annotations
 
@@ -18,34 +18,29 @@ from buildbot.schedulers.triggerable import Triggerable
 
 from namaskah_ci import workers
 from namaskah_ci.config import ConfigError, build_config
-from namaskah_ci.jobs import check_job_names, make_jobs
+from namaskah_ci.job_registry import Registry
+from namaskah_ci.pipeline import load_pipeline_file
 from namaskah_ci.secrets import SECRET_NAMES, OwnerOnlySecretInAFile, make_secret_providers
-from namaskah_ci.settings import load_settings
-from namaskah_ci.steps.fanout import FanOut
+from namaskah_ci.settings import ROOT, load_settings
+from namaskah_ci.steps.fanout import FanOut, StartAnalysis
+from namaskah_ci.steps.gate import DeployGate
+from namaskah_ci.steps.load import LoadJob, LoadPipeline
 
 CHECKS = ["test-py3.9", "test-py3.11", "lint", "integration", "migration-test", "security", "container-scan",
           "secrets-scan"]
-PRESENT = ["pipeline", *CHECKS, "codeql"]
-# DESIGN.md's full list: the deploy and rollback builders come with the deploy work
+PRESENT = ["pipeline", *CHECKS, "codeql", "performance"]
 DESIGN_BUILDERS = {*PRESENT, "deploy-production", "deploy-staging", "rollback-production", "rollback-staging"}
+# the builders a master has once the reference service's pipeline ran on main
+SEED_REGISTRY = Registry().merge(load_pipeline_file(str(ROOT / ".namaskah-ci.yml")), default_branch=True)
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:
-    """Settings that touch nothing outside `tmp` (no secrets directory yet); the master's own
-    interpreter for every Python version, so finding interpreters stays fast."""
+    """Settings that touch nothing outside `tmp` (no secrets directory yet)."""
     return {
         "PIPELINE_MASTER_BASEDIR": str(tmp / "master"),
         "PIPELINE_SECRETS_DIR": str(tmp / "secrets"),
         "PIPELINE_WORKERS_INTERPRETERS": f"3.9={sys.executable},3.11={sys.executable}",
     }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fast_interpreter_probe():
-    """build_config probes each job's interpreter with a subprocess; these tests only need a name."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(workers, "_usable", lambda candidate: True, raising=False)
-        yield
 
 
 @pytest.fixture
@@ -55,12 +50,12 @@ def env(tmp_path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def default_config(tmp_path_factory) -> dict:
-    """One config with default settings, shared by the tests that only read it."""
-    return build_config(load_settings(isolated_env(tmp_path_factory.mktemp("config"))))
+    """One config with default settings and the seed's builders, shared by the tests that only read it."""
+    return build_config(load_settings(isolated_env(tmp_path_factory.mktemp("config"))), SEED_REGISTRY)
 
 
-def config_for(env: dict[str, str], **extra: str) -> dict:
-    return build_config(load_settings({**env, **extra}))
+def config_for(env: dict[str, str], registry: Registry = SEED_REGISTRY, **extra: str) -> dict:
+    return build_config(load_settings({**env, **extra}), registry)
 
 
 def by_name(items) -> dict:
@@ -71,47 +66,51 @@ def steps_of(builder) -> list:
     return [factory.buildStep() for factory in builder.factory.steps]
 
 
-def fanout_of(config: dict) -> FanOut:
-    (fanout,) = [s for s in steps_of(by_name(config["builders"])["pipeline"]) if isinstance(s, FanOut)]
-    return fanout
-
-
-def fanned_out_builders(config: dict) -> list[str]:
-    schedulers = by_name(config["schedulers"])
-    names = []
-    for scheduler_name in fanout_of(config).schedulerNames:
-        scheduler = schedulers[scheduler_name]
-        assert isinstance(scheduler, Triggerable), scheduler_name
-        names += scheduler.builderNames
-    return names
-
-
 # --- builders and schedulers ----------------------------------------------------------------------
+
+
+def test_a_new_master_has_the_pipeline_and_deploy_builders_only(env):
+    config = build_config(load_settings(env))
+    assert [b.name for b in config["builders"]] == [
+        "pipeline", "deploy-production", "rollback-production", "deploy-staging", "rollback-staging"]
+    forced = {b for s in config["schedulers"] if isinstance(s, ForceScheduler) for b in s.builderNames}
+    assert "pipeline" in forced
+
+
+def test_the_registry_in_the_basedir_gives_the_job_builders(env):
+    from namaskah_ci.job_registry import write_registry
+
+    basedir = Path(env["PIPELINE_MASTER_BASEDIR"])
+    write_registry(str(basedir / "pipeline-builders.json"), SEED_REGISTRY)
+    assert {b.name for b in build_config(load_settings(env))["builders"]} == DESIGN_BUILDERS
+
+
+def test_a_corrupt_registry_is_one_line_naming_the_file(env):
+    basedir = Path(env["PIPELINE_MASTER_BASEDIR"])
+    basedir.mkdir(parents=True)
+    (basedir / "pipeline-builders.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"pipeline-builders\.json: unreadable job registry"):
+        build_config(load_settings(env))
 
 
 def test_builder_names_are_the_design_names(default_config):
     names = [b.name for b in default_config["builders"]]
-    assert len(names) == len(set(names))
-    assert set(PRESENT) <= set(names)
-    assert set(names) <= DESIGN_BUILDERS, set(names) - DESIGN_BUILDERS
+    assert len(names) == len(set(names)) and set(names) == DESIGN_BUILDERS
 
 
 def test_every_builder_has_a_worker_that_exists(default_config):
-    config = default_config
-    workers = {w.name for w in config["workers"]}
-    for builder in config["builders"]:
+    workers = {w.name for w in default_config["workers"]}
+    for builder in default_config["builders"]:
         assert builder.workernames and set(builder.workernames) <= workers, builder.name
 
 
-def test_each_check_has_a_triggerable_and_a_force_scheduler(default_config):
+def test_each_job_has_a_triggerable_and_a_force_scheduler(default_config):
     schedulers = default_config["schedulers"]
-    for check in CHECKS:
+    for check in [*CHECKS, "codeql", "performance"]:
         triggerables = [s for s in schedulers if isinstance(s, Triggerable) and check in s.builderNames]
         forces = [s for s in schedulers if isinstance(s, ForceScheduler) and check in s.builderNames]
-        assert len(triggerables) == 1 and triggerables[0].builderNames == [check], check
+        assert [t.name for t in triggerables] == [f"check-{check}"] and triggerables[0].builderNames == [check]
         assert len(forces) == 1, check
-    forced = {b for s in schedulers if isinstance(s, ForceScheduler) for b in s.builderNames}
-    assert {"pipeline", "codeql"} <= forced
 
 
 def test_force_schedulers_ask_for_branch_and_revision(default_config):
@@ -119,7 +118,7 @@ def test_force_schedulers_ask_for_branch_and_revision(default_config):
         if isinstance(scheduler, ForceScheduler) and set(scheduler.builderNames) <= set(PRESENT):
             (codebase,) = scheduler._config_kwargs["codebases"]
             fields = {f.name: f for f in codebase.fields}
-            assert fields["branch"].default == "main" and fields["revision"].default == "", scheduler.name
+            assert fields["branch"].default == "main" and fields["revision"].default == ""
 
 
 def test_pushes_go_to_the_pipeline_only(default_config):
@@ -128,61 +127,65 @@ def test_pushes_go_to_the_pipeline_only(default_config):
     assert push.builderNames == ["pipeline"]
     triggered = {s.name: s.builderNames for s in schedulers if isinstance(s, Triggerable)}
     assert all("pipeline" not in names for names in triggered.values())
-    # codeql is started by the pipeline once its checks ended (test_codeql_runs_saturday_evening_and_on_main)
-    assert [name for name, names in triggered.items() if "codeql" in names] == ["analysis-codeql"]
 
 
-def test_pipeline_fans_out_to_every_check(default_config):
-    config = default_config
-    assert fanned_out_builders(config) == CHECKS == check_job_names(make_jobs())
-    fanout = fanout_of(config)
-    assert fanout.waitForFinish and fanout.updateSourceStamp is False
+def test_the_pipeline_reads_its_file_fans_out_starts_analysis_then_gates(default_config):
+    pipeline = by_name(default_config["builders"])["pipeline"]
+    steps = steps_of(pipeline)
+    assert [type(s) for s in steps] == [LoadPipeline, FanOut, StartAnalysis, DeployGate]
+    load, fanout, analysis = steps[:3]
+    assert load.haltOnFailure and fanout.waitForFinish and fanout.updateSourceStamp is False
+    assert analysis.waitForFinish is False and analysis.alwaysRun is True
+    assert load.config.policy.job_secrets == ("codecov_token", "safety_api_key")
+    assert load.config.registry_path.endswith("pipeline-builders.json")
 
 
-def test_disabled_checks_are_not_fanned_out_but_can_still_be_forced(env):
+def test_every_job_builder_shares_one_factory_that_loads_the_job(default_config):
+    builders = by_name(default_config["builders"])
+    factories = {id(builders[name].factory) for name in [*CHECKS, "codeql"]}
+    assert len(factories) == 1
+    (load,) = steps_of(builders["lint"])
+    assert isinstance(load, LoadJob) and load.setup.mode == "local" and load.setup.coverage_min == 40
+    assert load.setup.layout.helpers_dir.endswith("namaskah_ci/helpers")
+
+
+def test_disabled_checks_reach_the_fan_out_and_stay_forceable(env):
     config = config_for(env, PIPELINE_CHECKS_DISABLED="lint,security", PIPELINE_CHECKS_REQUIRED="test-py3.11")
-    assert fanned_out_builders(config) == [c for c in CHECKS if c not in ("lint", "security")]
+    load, fanout = steps_of(by_name(config["builders"])["pipeline"])[:2]
+    assert load.disabled == ("lint", "security") and fanout.disabled == ("lint", "security")
     forced = {b for s in config["schedulers"] if isinstance(s, ForceScheduler) for b in s.builderNames}
     assert {"lint", "security"} <= forced
-    assert {"lint", "security"} <= {b.name for b in config["builders"]}
 
 
-def test_codeql_runs_saturday_evening_and_on_main(default_config):
-    schedulers = [s for s in default_config["schedulers"] if "codeql" in s.builderNames]
-    (nightly,) = [s for s in schedulers if isinstance(s, Nightly)]
-    assert nightly.builderNames == ["codeql"]
+def test_schedules_come_from_the_registry_on_the_default_branch(env):
+    config = config_for(env, PIPELINE_REPO_DEFAULT_BRANCH="trunk")
+    (nightly,) = [s for s in config["schedulers"] if isinstance(s, Nightly)]
+    assert nightly.name == "schedule-codeql" and nightly.builderNames == ["codeql"]
     kwargs = nightly._config_kwargs
-    assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"]) == (5, 19, 35)  # Monday=0: Saturday
-    assert kwargs["branch"] == "main"
-    # on main, the pipeline triggers it after its checks (not beside them) and does not wait for it
-    (on_main,) = [s for s in schedulers if isinstance(s, Triggerable)]
-    pipeline = by_name(default_config["builders"])["pipeline"]
-    steps = [f.buildStep() for f in pipeline.factory.steps]
-    names = [s.name for s in steps]
-    assert names.index("checks") < names.index("analysis")
-    (analysis,) = [s for s in steps if s.name == "analysis"]
-    assert analysis.schedulerNames == [on_main.name] and analysis.waitForFinish is False
-    assert analysis.alwaysRun is True  # a failed check does not stop static analysis
-
-    def step_on(branch):
-        return types.SimpleNamespace(build=types.SimpleNamespace(getProperty={"branch": branch}.get))
-
-    assert analysis.doStepIf(step_on("main")) is True
-    assert analysis.doStepIf(step_on("develop")) is False
-    assert analysis.doStepIf(step_on(None)) is False
+    assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"], kwargs["branch"]) == (5, 19, 35, "trunk")
 
 
-def test_check_builders_never_collapse_requests(default_config):
+def test_job_builders_never_collapse_requests(default_config):
     builders = by_name(default_config["builders"])
     for name in [*CHECKS, "codeql"]:
         assert builders[name].collapseRequests is False, name
+    assert builders["codeql"].tags == ["analysis"] and builders["lint"].tags == ["check"]
 
 
-def test_coverage_min_reaches_the_test_commands(env):
-    builders = by_name(config_for(env, PIPELINE_CHECKS_COVERAGE_MIN="61")["builders"])
-    for name in ("test-py3.9", "test-py3.11"):
-        (pytest_step,) = [s for s in steps_of(builders[name]) if s.name == "pytest"]
-        assert "--cov-fail-under=61" in pytest_step.command
+def test_coverage_min_and_the_job_environment_reach_the_jobs(env):
+    config = config_for(env, PIPELINE_CHECKS_COVERAGE_MIN="61", PIPELINE_WORKERS_JOB_ENV="PIP_INDEX_URL=https://m/simple")
+    (load,) = steps_of(by_name(config["builders"])["test-py3.11"])
+    assert load.setup.coverage_min == 61 and dict(load.setup.worker_env)["PIP_INDEX_URL"] == "https://m/simple"
+
+
+def test_deploy_environments_are_open_data(env, tmp_path):
+    overlay = tmp_path / "qa.toml"
+    overlay.write_text('[deploy.qa]\nbranch = "qa"\nurl = "https://qa.example"\n[deploy.staging]\nbranch = ""\n')
+    config = config_for(env, PIPELINE_CONFIG=str(overlay))
+    names = {b.name for b in config["builders"]}
+    assert {"deploy-qa", "rollback-qa", "deploy-production"} <= names and "deploy-staging" not in names
+    gate = steps_of(by_name(config["builders"])["pipeline"])[-1]
+    assert gate.branch_schedulers == {"main": "deploy-production-after-pipeline", "qa": "deploy-qa-after-pipeline"}
 
 
 def test_core_settings_reach_the_config(env):
@@ -196,7 +199,7 @@ def test_core_settings_reach_the_config(env):
 
 def test_a_fresh_config_on_every_call(env):
     settings = load_settings(env)
-    first, second = build_config(settings), build_config(settings)
+    first, second = build_config(settings, SEED_REGISTRY), build_config(settings, SEED_REGISTRY)
     assert first is not second
     for key in ("builders", "schedulers", "workers", "change_source", "services", "www"):
         assert first[key] is not second[key], key
@@ -204,24 +207,9 @@ def test_a_fresh_config_on_every_call(env):
         assert a is not b and a.factory is not b.factory and a.factory.steps is not b.factory.steps
     first["builders"].clear()
     first["schedulers"].pop()
-    third = build_config(settings)
+    third = build_config(settings, SEED_REGISTRY)
     assert [b.name for b in third["builders"]] == [b.name for b in second["builders"]]
     assert len(third["schedulers"]) == len(second["schedulers"])
-
-
-@pytest.mark.parametrize("key", ["required", "disabled"])
-def test_unknown_check_name_is_a_config_error_naming_it(env, key):
-    with pytest.raises(ConfigError) as info:
-        config_for(env, **{f"PIPELINE_CHECKS_{key.upper()}": "lint,tests-py3.9"})
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"[checks] {key}: 'tests-py3.9' is not a check builder (known: ")
-    assert "test-py3.9" in message
-
-
-def test_codeql_is_not_a_check_for_required_or_disabled(env):
-    with pytest.raises(ConfigError, match="'codeql' is not a check builder"):
-        config_for(env, PIPELINE_CHECKS_REQUIRED="codeql")
 
 
 # --- secrets --------------------------------------------------------------------------------------
@@ -288,7 +276,7 @@ def test_no_secret_value_appears_in_the_config(env):
     text = repr(config) + "\n".join(found)
     # the search reaches deep enough to see the secrets directory and the builders' commands
     assert str(secrets_dir) in found
-    assert any("--cov-fail-under=40" in s for s in found)
+    assert any(s.endswith("pipeline-builders.json") for s in found)
     for name, value in values.items():
         assert value not in text, f"the value of secret {name} is in the config"
         assert value[8:] not in text

@@ -11,15 +11,14 @@ import pytest
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 from buildbot.schedulers.forcesched import ForceScheduler
 from buildbot.schedulers.triggerable import Triggerable
-from buildbot.steps.trigger import Trigger
 from twisted.internet import defer
 
-from namaskah_ci import workers
 from namaskah_ci.config import build_config
 from namaskah_ci.deploy import DeployBuild, deploy_builder_names, make_deploy_gate
 from namaskah_ci.deploy_history import supersede_queued
 from namaskah_ci.settings import load_settings
-from namaskah_ci.steps.fanout import FanOut
+from namaskah_ci.steps.fanout import FanOut, StartAnalysis
+from namaskah_ci.steps.load import LoadPipeline
 from namaskah_ci.steps.gate import DeployGate
 
 DEPLOY_BUILDERS = ["deploy-production", "rollback-production", "deploy-staging", "rollback-staging"]
@@ -27,14 +26,15 @@ DEPLOY_BUILDERS = ["deploy-production", "rollback-production", "deploy-staging",
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(workers, "_usable", lambda candidate: True, raising=False)
     env = {
         "PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
         "PIPELINE_SECRETS_DIR": str(tmp_path / "secrets"),
         "PIPELINE_WORKERS_INTERPRETERS": f"3.9={sys.executable},3.11={sys.executable}",
         "PIPELINE_CHECKS_REQUIRED": "lint,security",
     }
-    return build_config(load_settings(env))
+    built = build_config(load_settings(env))
+    built["_env"] = env
+    return built
 
 
 def builders(config) -> dict:
@@ -47,7 +47,7 @@ def step_classes(builder) -> list[type]:
 
 def test_deploy_builders_workers_and_locks(config):
     found = builders(config)
-    assert deploy_builder_names() == DEPLOY_BUILDERS
+    assert deploy_builder_names(load_settings(config["_env"])) == DEPLOY_BUILDERS
     workers_by_name = {w.name for w in config["workers"]}
     for name in DEPLOY_BUILDERS:
         builder = found[name]
@@ -66,7 +66,7 @@ def test_deploy_builders_workers_and_locks(config):
 
 def test_pipeline_gates_after_the_fan_out(config):
     classes = step_classes(builders(config)["pipeline"])
-    assert classes == [FanOut, Trigger, DeployGate]  # the Trigger: codeql on main, not waited for
+    assert classes == [LoadPipeline, FanOut, StartAnalysis, DeployGate]  # analysis: codeql on main, not waited for
     gate = builders(config)["pipeline"].factory.steps[-1]
     assert gate.kwargs["branch_schedulers"] == {
         "main": "deploy-production-after-pipeline",

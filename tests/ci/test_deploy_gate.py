@@ -36,7 +36,7 @@ class VerdictTest(unittest.TestCase):
 
 class DeployGateTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks
-    def run_gate(self, branch, check_results, revision=REV, expected=SKIPPED):
+    def run_gate(self, branch, check_results, revision=REV, expected=SKIPPED, **extra):
         triggered = []
 
         def fake_run(step):
@@ -44,7 +44,7 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
             return defer.succeed(SUCCESS)
 
         self.patch(Trigger, "run", fake_run)
-        props = {"branch": branch, "check_results": check_results, "buildnumber": 7}
+        props = {"branch": branch, "check_results": check_results, "buildnumber": 7, **extra}
         if revision:
             props["revision"] = revision
         self.setup_with(DeployGate(BRANCHES, REQUIRED, name="gate"), **props)
@@ -91,6 +91,20 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
         triggered = yield self.run_gate("main", {"lint": "success"})
         self.assertEqual(triggered, [])
         self.assertIn("test-py3.11 did not run", self.get_nth_step(0).gate_summary)
+
+    @defer.inlineCallbacks
+    def test_a_required_check_the_file_does_not_define_blocks_naming_it(self):
+        triggered = yield self.run_gate("main", {"lint": "success"}, pipeline_jobs=["lint"],
+                                        pipeline_file=".namaskah-ci.yml at 1234567")
+        self.assertEqual(triggered, [])
+        self.assertEqual(self.get_nth_step(0).gate_summary,
+                         "not deploying: test-py3.11 is not defined in .namaskah-ci.yml at 1234567")
+
+    @defer.inlineCallbacks
+    def test_an_unusable_pipeline_file_never_deploys(self):
+        triggered = yield self.run_gate("main", ALL_GREEN, pipeline_error=".namaskah-ci.yml:3: jobs: must not be empty")
+        self.assertEqual(triggered, [])
+        self.assertEqual(self.get_nth_step(0).gate_summary, "not deploying: the pipeline file is unusable")
 
     @defer.inlineCallbacks
     def test_no_pinned_revision_blocks(self):

@@ -1,9 +1,11 @@
-"""Helper scripts: ci_venv.py (shared venvs keyed by interpreter and requirements), ci_require_tools.py
-(missing tools named), run_ci_checks.py (arguments, and the same job list as the pipeline)."""
+"""Namaskah CI's helpers: ci_venv.py (shared venvs keyed by interpreter and requirements),
+ci_require_tools.py (missing tools named); and scripts/run_ci_checks.py, the local runner of a
+repository's pipeline file (the same jobs, environment and settings as the master's)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -13,18 +15,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
+HELPERS = ROOT / "master" / "namaskah_ci" / "helpers"
 PYTHON = sys.executable
 
 
 def run_script(name: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    where = SCRIPTS if name == "run_ci_checks.py" else HELPERS
     return subprocess.run(
-        [PYTHON, str(SCRIPTS / name), *args],
+        [PYTHON, str(where / name), *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
     )
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name.replace('.', '_')}", SCRIPTS / name)
+    where = SCRIPTS if name == "run_ci_checks.py" else HELPERS
+    spec = importlib.util.spec_from_file_location(f"script_{name.replace('.', '_')}", where / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -166,49 +171,77 @@ def test_docker_needs_an_answering_engine(tmp_path):
 # --- run_ci_checks.py -----------------------------------------------------------------------------
 
 
-def test_run_ci_checks_refuses_an_unknown_job():
-    done = run_script("run_ci_checks.py", "lint", "no-such-job", timeout=120)
+LOCAL_FILE = """
+version: 1
+env: {GREETING: hello}
+jobs:
+  report:
+    requirements: []
+    steps:
+      - {name: env, run: "env | sort > env.txt"}
+      - name: coverage
+        run: |
+          mkdir -p out
+          echo '<coverage line-rate="0.35"></coverage>' > out/coverage.xml
+    reports: [{path: out/coverage.xml, kind: coverage}]
+  lint:
+    requirements: []
+    steps:
+      - {name: first, run: "false", continue: true}
+      - {name: second, run: "touch second-ran"}
+  later:
+    verdict: false
+    requirements: []
+    steps: ["true"]
+"""
+
+
+@pytest.fixture
+def local_repo(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".namaskah-ci.yml").write_text(LOCAL_FILE)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    return repo
+
+
+def run_checks(repo: Path, tmp_path: Path, *args: str, coverage_min: int | None = None, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(extra_env or {})
+    env["PIPELINE_SECRETS_DIR"] = str(tmp_path / "no-secrets")
+    if coverage_min is not None:
+        settings = tmp_path / "settings.toml"
+        settings.write_text(f"[checks]\ncoverage_min = {coverage_min}\n")
+        env["PIPELINE_CONFIG"] = str(settings)
+    results = tmp_path / "results.json"
+    done = subprocess.run([str(SCRIPTS / "run_ci_checks.sh"), "--repo", str(repo), "--json", str(results), *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    return done, (json.loads(results.read_text()) if results.exists() else None)
+
+
+def test_the_local_runner_runs_the_files_checks_with_the_settings_coverage_floor(local_repo, tmp_path):
+    done, results = run_checks(local_repo, tmp_path, coverage_min=30, extra_env={"GITHUB_TOKEN": "ghp_LOCALTOKEN123"})
+    assert [r["job"] for r in results] == ["report", "lint"]  # the verdict on this branch; `later` is outside it
+    assert {r["job"]: r["result"] for r in results} == {"report": "success", "lint": "failure"}
+    assert results[1]["failed"] == ["first"] and (local_repo / "second-ran").exists()  # continue: true
+    printed = (local_repo / "env.txt").read_text()
+    assert "GREETING=hello" in printed and "NAMASKAH_CI_BUILDER=report" in printed
+    assert "GITHUB_TOKEN" not in printed and "PIPELINE_CONFIG" not in printed
+    assert (local_repo / ".state/local-checks/reports/report/out/coverage.xml").is_file()
+    assert not (local_repo / "out" / "coverage.xml").exists()
+    done, results = run_checks(local_repo, tmp_path, "report", coverage_min=50)
+    assert done.returncode == 1 and results[0]["failed"] == ["coverage 35.0% is under [checks] coverage_min (50%)"]
+
+
+def test_the_local_runner_names_jobs_in_the_files_order_and_refuses_unknown_ones(local_repo, tmp_path):
+    done, results = run_checks(local_repo, tmp_path, "later", "report", coverage_min=0)
+    assert done.returncode == 0 and [r["job"] for r in results] == ["report", "later"]
+    done, _ = run_checks(local_repo, tmp_path, "lint", "no-such-job")
+    assert done.returncode == 2 and "unknown job(s): no-such-job (known: report, lint, later)" in done.stderr
+
+
+def test_the_local_runner_reports_a_bad_file_in_one_line(local_repo, tmp_path):
+    (local_repo / ".namaskah-ci.yml").write_text("version: 1\njobs:\n  a:\n    stepz: [x]\n")
+    done, _ = run_checks(local_repo, tmp_path)
     assert done.returncode == 2
-    assert "unknown job(s): no-such-job" in done.stderr and "lint" not in done.stderr.split("unknown job(s):")[1]
-
-
-def test_run_ci_checks_runs_the_pipeline_checks(tmp_path, monkeypatch):
-    from namaskah_ci import workers
-    from namaskah_ci.config import build_config
-    from namaskah_ci.settings import load_settings
-    from namaskah_ci.steps.fanout import FanOut
-
-    monkeypatch.setattr(workers, "_usable", lambda candidate: True, raising=False)  # no interpreter probing
-    config = build_config(load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path / "m"),
-                                         "PIPELINE_SECRETS_DIR": str(tmp_path / "s")}))
-    (pipeline,) = [b for b in config["builders"] if b.name == "pipeline"]
-    (fanout,) = [f.buildStep() for f in pipeline.factory.steps if issubclass(f.step_class, FanOut)]
-    triggerables = {s.name: s.builderNames for s in config["schedulers"]}
-    pipeline_checks = [b for name in fanout.schedulerNames for b in triggerables[name]]
-
-    runner = load_script("run_ci_checks.py")
-    ran = []
-    monkeypatch.setattr(runner, "STATE", tmp_path / "state")
-    monkeypatch.setattr(runner, "run_job", lambda job, cache: ran.append(job.name) or
-                        {"job": job.name, "result": "success", "failed": [], "seconds": 0.0})
-    assert runner.main(["--json", str(tmp_path / "results.json")]) == 0
-    assert ran == pipeline_checks
-    ran.clear()
-    assert runner.main(["integration", "lint"]) == 0
-    assert ran == ["lint", "integration"]  # table order, whatever the order asked
-
-
-def test_run_ci_checks_fails_when_a_job_fails(tmp_path, monkeypatch):
-    runner = load_script("run_ci_checks.py")
-    monkeypatch.setattr(runner, "STATE", tmp_path / "state")
-    monkeypatch.setattr(runner, "run_job", lambda job, cache: {
-        "job": job.name, "result": "failure" if job.name == "lint" else "success",
-        "failed": ["flake8"] if job.name == "lint" else [], "seconds": 1.0})
-    assert runner.main(["lint", "security"]) == 1
-    assert runner.main(["security"]) == 0
-
-
-def test_run_ci_checks_sh_passes_arguments_through():
-    done = subprocess.run([str(SCRIPTS / "run_ci_checks.sh"), "no-such-job"], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, PYTHON=PYTHON))
-    assert done.returncode == 2 and "unknown job(s): no-such-job" in done.stderr
+    assert done.stderr.strip().splitlines()[0].startswith(".namaskah-ci.yml:4: jobs.a.stepz: unknown key")

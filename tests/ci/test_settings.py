@@ -129,7 +129,8 @@ def test_environment_beats_the_overlay_file(tmp_path):
 
 
 def test_env_names_cover_every_key_and_do_not_collide():
-    names = [env_name(section, key) for section in settings_mod.SECTIONS for key in settings_mod._field_types(section)]
+    sections = [*settings_mod.SECTIONS, "deploy.production", "deploy.staging"]
+    names = [env_name(section, key) for section in sections for key in settings_mod._field_types(section)]
     assert len(names) == len(set(names))
     assert "PIPELINE_DEPLOY_STAGING_SMOKE_PATHS" in names and "PIPELINE_WORKERS_CACHE_DIR" in names
 
@@ -142,7 +143,12 @@ def test_env_names_cover_every_key_and_do_not_collide():
     [
         ("[www]\nprot = 8020\n", ["unknown key 'prot'", "[www]"]),
         ("[wwww]\nport = 8020\n", ["unknown section [wwww]"]),
-        ('[deploy.qa]\nurl = "https://qa.example"\n', ["unknown section", "deploy.qa"]),
+        ('[deploy.qa]\nurl = "https://qa.example"\n', ["[deploy.qa]: lacks branch", "needs a branch and a url"]),
+        ('[deploy.QA]\nbranch = "qa"\n', ["[deploy.QA]", "lower-case letters"]),
+        ('[deploy.qa]\nbranch = "main"\nurl = "https://qa"\n', ["[deploy.qa] branch: 'main' already deploys to"]),
+        ("[pipeline]\njob_secrets = ['render_api_key']\n", ["[pipeline] job_secrets: 'render_api_key'"]),
+        ("[pipeline]\njob_secrets = ['qa_deploy_hook']\n", ["'qa_deploy_hook' is a deploy"]),
+        ("[workers]\njob_env = { 'BAD NAME' = 'x' }\n", ["[workers] job_env: 'BAD NAME'"]),
         ("title = 'x'\n", ["'title' must be a [section]"]),
         ('[www]\nport = "8010"\n', ["[www] port", "expected an integer", "'8010'"]),
         ('[www]\nport = """80\n10"""\n', ["[www] port", "expected an integer"]),
@@ -254,7 +260,7 @@ def test_checkconfig_accepts_the_defaults(master_dir):
     "text, expected",
     [
         ("[www]\nport = 'x'\n", "{file}: [www] port: expected an integer, got 'x'"),
-        ("[checks]\nrequired = ['lint', 'nope']\n", "[checks] required: 'nope' is not a check builder"),
+        ("[pipeline]\nmax_file_bytes = 10\n", "[pipeline] max_file_bytes: must be at least 1024"),
     ],
 )
 def test_checkconfig_rejects_bad_settings_in_one_line(master_dir, tmp_path, text, expected):

@@ -1,6 +1,7 @@
-"""FanOut: triggers every check, waits, records each check's result in `check_results` and says in the
-build summary which checks failed. Driven through the step harness with fake Triggerable schedulers, as
-Buildbot's own Trigger tests do."""
+"""FanOut: triggers every check of the revision's pipeline file (with its definition and the pinned
+revision), waits, records each check's result in `check_results` and says in the build summary which
+checks failed. Driven through the step harness with fake Triggerable schedulers, as Buildbot's own
+Trigger tests do."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from buildbot.test import fakedb
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 
-from namaskah_ci.steps.fanout import FanOut, overall_result
+from namaskah_ci import names
+from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.steps.fanout import FanOut, StartAnalysis, overall_result
 
 MASTER_ID = 9
 WORKER_ID = 13
@@ -33,6 +36,7 @@ class FakeTriggerable:
 
     def trigger(self, waited_for, sourcestamps=None, set_props=None, parent_buildid=None, parent_relationship=None):
         self.triggered_with = (waited_for, sourcestamps, parent_buildid)
+        self.properties = set_props
         results = defer.fail(self.error) if self.error else defer.succeed((self.result, self.brids))
         return defer.succeed((1000 + min(self.brids.values(), default=0), self.brids)), results
 
@@ -41,17 +45,28 @@ class FakeSchedulerManager:
     namedServices: dict
 
 
+REVISION = "c0ffee" * 6 + "beef"
+
+
+def pipeline_of(checks, extra: str = ""):
+    jobs = "".join(f"  {name}:\n    steps: [x]\n" for name in checks)
+    return load_pipeline(f"version: 1\njobs:\n{jobs}{extra}", ".namaskah-ci.yml")
+
+
 class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     def setUp(self):
         self.setup_test_reactor()
         return self.setup_test_build_step()
 
     @defer.inlineCallbacks
-    def setup_checks(self, checks: dict[str, list[int | None]], errors: dict[str, Exception] | None = None):
+    def setup_checks(self, checks: dict[str, list[int | None]], errors: dict[str, Exception] | None = None,
+                     disabled: tuple = ()):
         """checks: {builder name: [result of each build]} ([] = request cancelled before any build)."""
         errors = errors or {}
-        step = FanOut(schedulerNames=[f"check-{name}" for name in checks], name="checks")
+        step = FanOut(name="checks", disabled=disabled)
         yield self.setup_step(step)
+        self.build.namaskah_pipeline = pipeline_of([*checks, *disabled])
+        self.build.setProperty("revision", REVISION, "pipeline file")
         master = self.master
         master.config.buildbotURL = "http://ci.example/"
         master.scheduler_manager = FakeSchedulerManager()
@@ -86,10 +101,13 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_property("check_results", {"lint": "success", "test-py3.11": "success"}, "FanOut")
         self.expect_result_summary({"step": "lint: success, test-py3.11: success", "build": "all checks passed"})
         yield self.run_step()
-        for scheduler in self.schedulers.values():
+        for name, scheduler in self.schedulers.items():
             waited_for, _, parent = scheduler.triggered_with
             self.assertTrue(waited_for)
             self.assertEqual(parent, self.build.buildid)
+            props = dict(scheduler.properties.asDict())
+            self.assertEqual(props[names.PROP_JOB][0]["builder"], name)
+            self.assertEqual(props[names.PROP_JOB_REVISION][0], REVISION)
         self.assertEqual(self.get_nth_step(0).check_results, {"lint": "success", "test-py3.11": "success"})
 
     @defer.inlineCallbacks
@@ -140,19 +158,56 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.assertIn("failure: lint #1", names)
 
     @defer.inlineCallbacks
-    def test_an_unknown_scheduler_is_an_exception(self):
-        step = FanOut(schedulerNames=["check-missing"], name="checks")
+    def test_disabled_checks_are_not_triggered(self):
+        yield self.setup_checks({"lint": [SUCCESS]}, disabled=("security",))
+        self.expect_outcome(result=SUCCESS)
+        self.expect_property("check_results", {"lint": "success"})
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_a_job_without_a_builder_yet_is_an_exception(self):
+        step = FanOut(name="checks")
         yield self.setup_step(step)
+        self.build.namaskah_pipeline = pipeline_of(["missing"])
         self.master.scheduler_manager = FakeSchedulerManager()
         self.master.scheduler_manager.namedServices = {}
         self.expect_exception(ValueError)
         yield self.run_step()
 
+    @defer.inlineCallbacks
+    def test_no_checks_on_the_branch_is_a_success_saying_so(self):
+        step = FanOut(name="checks")
+        yield self.setup_step(step)
+        self.build.setProperty("branch", "develop", "test")
+        self.build.namaskah_pipeline = pipeline_of([], "  m:\n    branches: [main]\n    steps: [x]\n")
+        self.expect_outcome(result=SUCCESS, state_string="no checks for this branch in the pipeline file")
+        self.expect_property("check_results", {})
+        yield self.run_step()
+
     def test_defaults(self):
-        step = FanOut(schedulerNames=["check-lint"])
+        step = FanOut()
         self.assertEqual(step.name, "checks")
         self.assertTrue(step.waitForFinish)
         self.assertFalse(step.updateSourceStamp)
+        analysis = StartAnalysis()
+        self.assertFalse(analysis.waitForFinish)
+        self.assertTrue(analysis.alwaysRun)
+
+    def test_analysis_takes_the_jobs_outside_the_verdict_on_the_branch(self):
+        pipeline = pipeline_of(["lint"], "  codeql:\n    verdict: false\n    branches: [main]\n    steps: [x]\n")
+
+        class Probe(StartAnalysis):
+            branch = "main"
+
+            def pipeline(self):
+                return pipeline
+
+            def getProperty(self, name, default=None):
+                return self.branch if name == "branch" else default
+
+        for branch, expected in (("main", ["codeql"]), ("develop", [])):
+            Probe.branch = branch
+            self.assertEqual([job.builder for job in Probe().selected_jobs()], expected)
 
 
 class OverallResultTest(unittest.TestCase):

@@ -9,14 +9,26 @@ from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 
+from namaskah_ci.job_commands import JobLayout, services_argv
+from namaskah_ci.pipeline import load_pipeline
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, parse_service_env
 
 DB_URL = "postgresql://ci@127.0.0.1:45432/app"
 REDIS_URL = "redis://127.0.0.1:46379/0"
+LAYOUT = JobLayout(runner="/opt/py", helpers_dir="/opt/helpers", cache_root="/c")
+STOP = services_argv(LAYOUT, "stop", STATE_DIR)
 
 
-def start_command(*flags: str, timeout: int = 60) -> list[str]:
-    return ["python", "scripts/ci_services.py", "start", "--state-dir", STATE_DIR, "--timeout", str(timeout), *flags]
+def start_command(*services: str, timeout: int = 60) -> list[str]:
+    text = f"version: 1\njobs:\n  j:\n    services: [{', '.join(services)}]\n    steps: [x]\n"
+    return services_argv(LAYOUT, "start", STATE_DIR, load_pipeline(text, "f").job("j"), timeout=timeout)
+
+
+def test_the_helper_comes_with_the_master():
+    assert start_command("postgres", "redis") == [
+        "/opt/py", "/opt/helpers/ci_services.py", "start", "--state-dir", STATE_DIR, "--timeout", "60",
+        "--postgres", "--redis"]
+    assert STOP == ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR]
 
 
 class ParseServiceEnvTest(unittest.TestCase):
@@ -38,13 +50,14 @@ class ParseServiceEnvTest(unittest.TestCase):
 
 class StepDefaultsTest(unittest.TestCase):
     def test_names_and_flags(self):
-        start = StartServices(("postgres", "redis"))
+        start = StartServices(("postgres", "redis"), start_command("postgres", "redis"))
         self.assertEqual(start.name, "start postgres + redis")
         self.assertTrue(start.haltOnFailure)
-        self.assertEqual(StartServices(("redis",)).name, "start redis")
-        stop = StopServices()
+        self.assertFalse(start.logEnviron)
+        self.assertEqual(StartServices(("redis",), start_command("redis")).name, "start redis")
+        stop = StopServices(STOP)
         self.assertEqual(stop.name, "stop services")
-        self.assertEqual(stop.command, ["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+        self.assertFalse(stop.logEnviron)
 
 
 class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
@@ -54,9 +67,10 @@ class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase)
 
     @defer.inlineCallbacks
     def test_sets_both_urls_from_the_output(self):
-        yield self.setup_step(StartServices(("postgres", "redis"), env={"A": "1"}, name="start"))
+        yield self.setup_step(StartServices(("postgres", "redis"), start_command("postgres", "redis"), env={"A": "1"},
+                                      name="start"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=start_command("--postgres", "--redis"), env={"A": "1"})
+            ExpectShell(workdir="wkdir", command=start_command("postgres", "redis"), env={"A": "1"}, log_environ=False)
             .stdout(f"postgres ready\nDATABASE_URL={DB_URL}\nREDIS_URL={REDIS_URL}\n")
             .exit(0)
         )
@@ -67,9 +81,9 @@ class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase)
 
     @defer.inlineCallbacks
     def test_postgres_only(self):
-        yield self.setup_step(StartServices(("postgres",), timeout_seconds=90, name="start"))
+        yield self.setup_step(StartServices(("postgres",), start_command("postgres", timeout=90), name="start"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=start_command("--postgres", timeout=90))
+            ExpectShell(workdir="wkdir", command=start_command("postgres", timeout=90), log_environ=False)
             .stdout(f"DATABASE_URL={DB_URL}\n")
             .exit(0)
         )
@@ -80,9 +94,9 @@ class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase)
 
     @defer.inlineCallbacks
     def test_fails_when_the_script_fails(self):
-        yield self.setup_step(StartServices(("postgres", "redis"), name="start"))
+        yield self.setup_step(StartServices(("postgres", "redis"), start_command("postgres", "redis"), name="start"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=start_command("--postgres", "--redis"))
+            ExpectShell(workdir="wkdir", command=start_command("postgres", "redis"), log_environ=False)
             .stderr("ci_services: initdb not found: install postgresql-15\n")
             .exit(3)
         )
@@ -101,9 +115,9 @@ class StopServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_stops_the_same_state_directory(self):
-        yield self.setup_step(StopServices(alwaysRun=True, name="stop"))
+        yield self.setup_step(StopServices(STOP, alwaysRun=True, name="stop"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+            ExpectShell(workdir="wkdir", command=STOP, log_environ=False)
             .stdout("stopped postgres\n")
             .exit(0)
         )
@@ -113,9 +127,9 @@ class StopServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_failed_stop_is_a_failure(self):
-        yield self.setup_step(StopServices(name="stop"))
+        yield self.setup_step(StopServices(STOP, name="stop"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR])
+            ExpectShell(workdir="wkdir", command=STOP, log_environ=False)
             .exit(1)
         )
         self.expect_outcome(result=FAILURE)

@@ -20,7 +20,11 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 
 from namaskah_ci import auth
-from namaskah_ci.jobs import make_jobs
+from namaskah_ci.job_registry import Registry
+from namaskah_ci.pipeline import load_pipeline_file
+from namaskah_ci.settings import ROOT as REPO_ROOT
+
+SEED = Registry().merge(load_pipeline_file(str(REPO_ROOT / ".namaskah-ci.yml")), default_branch=True)
 from namaskah_ci.reporters import (
     CANCELLER_NAME,
     CommitStatusPush,
@@ -162,23 +166,25 @@ def test_github_enterprise_server_url():
 # --- reporters -------------------------------------------------------------------------------
 
 def test_status_contexts_are_the_seeds_required_checks():
-    contexts = status_contexts(make_jobs())
+    contexts = status_contexts(SEED)
     assert [contexts[name] for name in ("test-py3.9", "test-py3.11", "lint", "integration", "migration-test",
                                         "security", "container-scan", "secrets-scan")] == SEED_CONTEXTS
 
 
 def test_status_push_only_with_a_github_token(settings):
-    jobs = make_jobs()
-    assert not any(isinstance(s, CommitStatusPush) for s in make_reporters(settings, jobs, none))
-    services = make_reporters(settings, jobs, lambda name: name == "github_token")
+    assert not any(isinstance(s, CommitStatusPush) for s in make_reporters(settings, SEED, none))
+    services = make_reporters(settings, SEED, lambda name: name == "github_token")
     [push] = [s for s in services if isinstance(s, CommitStatusPush)]
     props = Properties(buildername="test-py3.11")
     assert props.render(push._config_kwargs["context"]).result == "test (Python 3.11)"
+    # the context the job has in the build's own pipeline file wins
+    props = Properties(buildername="test-py3.11", status_context="unit (3.11)")
+    assert props.render(push._config_kwargs["context"]).result == "unit (3.11)"
     assert type(push._config_kwargs["token"]).__name__ == "Secret"
 
 
 def test_superseded_builds_are_cancelled_except_deploys_and_deploy_branch_pipelines(settings):
-    canceller = make_build_canceller(settings, make_jobs())
+    canceller = make_build_canceller(settings, SEED)
     assert isinstance(canceller, OldBuildCanceller) and canceller.name == CANCELLER_NAME
     filters = OldBuildCanceller.filter_tuples_to_filter_set_object(canceller._config_kwargs["filters"])
 

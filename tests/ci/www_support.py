@@ -17,8 +17,7 @@ from typing import Any
 import bcrypt
 
 import harness
-from harness import RunningMaster, free_port, start_master
-from namaskah_ci.jobs import check_job_names, make_jobs
+from harness import CHECK_BUILDERS, RunningMaster, free_port, start_master
 
 # fresh per test run, so a leak check can search for them
 ADMIN_USER, ADMIN_PASSWORD = "admin", "adm-" + pysecrets.token_hex(8)
@@ -27,7 +26,7 @@ WEBHOOK_SECRET = "whs-" + pysecrets.token_hex(16)
 # Buildbot 4.3 writes REST JSON from a worker thread and now and then closes the connection before
 # the body is out (buildbot/buildbot#9065, fixed after 4.3.0): GETs are retried.
 GET_ATTEMPTS = 4
-ALL_BUT_LINT = ",".join(name for name in check_job_names(make_jobs()) if name != "lint")
+ALL_BUT_LINT = ",".join(name for name in CHECK_BUILDERS if name != "lint")
 
 
 def htpasswd_text(users: dict[str, str], rounds: int = 4) -> str:

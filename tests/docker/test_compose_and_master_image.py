@@ -4,7 +4,9 @@ The master-image test builds `master/Dockerfile` on the local Debian base
 (`namaskah-ci/base:bookworm`, as on a host without a registry), runs it with
 host networking, SQLite state and the Docker socket, and checks that
 `upgrade-master` ran and the web UI lists every builder on its docker-mode
-workers. The image build is a layer-cache hit after the first run.
+workers (the job builders of the scratch repository's `.namaskah-ci.yml`, from
+a job registry seeded as if its pipeline had run on main before). The image
+build is a layer-cache hit after the first run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import urllib.request
 
 import pytest
 from docker_harness import docker, engine_problem, image_exists, labelled_containers, new_instance
-from harness import ROOT, free_port, git, wait_for
+from harness import ROOT, free_port, git, seed_registry, wait_for
 
 MASTER_IMAGE = "namaskah-ci/master:latest"
 
@@ -87,7 +89,8 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     (repo / "README").write_text("scratch\n")
-    git(repo, "add", "README")
+    shutil.copy2(ROOT / ".namaskah-ci.yml", repo / ".namaskah-ci.yml")
+    git(repo, "add", "README", ".namaskah-ci.yml")
     git(repo, "commit", "-q", "-m", "scratch")
     www_port, worker_port = free_port(), free_port()
     instance = new_instance()
@@ -95,6 +98,8 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
     state = tmp_path / "state"
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
+    (state / "master").mkdir(parents=True)
+    seed_registry(state / "master", repo)  # the entry point's create-master keeps it
     env = {
         "PIPELINE_WWW_PORT": str(www_port),
         "PIPELINE_WWW_BIND": "127.0.0.1",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # namaskah-install-release TOOL VERSION URL SHA256: install TOOL from a release archive.
 # Never fails the image build: when the download or the checksum fails, the reason is
-# appended to /etc/namaskah-tools-missing as "TOOL: ..." for namaskah-require-tools.
+# appended to /etc/namaskah-tools-missing as "TOOL: ..." for the ci_require_tools.py helper.
 set -u
 tool=$1 version=$2 url=$3 sha=$4
 archive=/tmp/$tool.tar.gz

@@ -20,6 +20,7 @@ from twisted.internet import defer
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.trigger import Trigger
 
+from namaskah_ci import names
 from namaskah_ci.deploy_history import find_pipeline_build, newest_branch_revision
 from namaskah_ci.steps.deploy_base import (
     PROP_GATE_OVERRIDE,
@@ -39,13 +40,20 @@ class Verdict:
     reason: str
 
 
-def required_checks_verdict(check_results: dict | None, required: list[str]) -> Verdict:
-    """Did every required check succeed? The reason names each one that did not."""
+def required_checks_verdict(
+    check_results: dict | None, required: list[str], defined: list | None = None, origin: str = ""
+) -> Verdict:
+    """Did every required check succeed? The reason names each one that did not.
+
+    `defined`: the checks the revision's pipeline file defines for the branch; a required check it
+    lacks counts as not passed (a file cannot deploy by dropping a required job)."""
     results = check_results or {}
     problems = []
     for name in required:
         result = results.get(name)
-        if result is None:
+        if defined is not None and name not in defined:
+            problems.append(f"{name} is not defined in {origin or 'the pipeline file'}")
+        elif result is None:
             problems.append(f"{name} did not run")
         elif result != SUCCESS_NAME:
             problems.append(f"{name}: {result}")
@@ -85,9 +93,18 @@ class DeployGate(Trigger):
         branch = self.getProperty("branch")
         revision = self.getProperty("revision")
         scheduler = self.branch_schedulers.get(branch)
-        verdict = required_checks_verdict(self.getProperty("check_results"), self.required)
+        verdict = required_checks_verdict(
+            self.getProperty(names.PROP_CHECK_RESULTS),
+            self.required,
+            self.getProperty(names.PROP_PIPELINE_JOBS),
+            self.getProperty(names.PROP_PIPELINE_FILE) or "",
+        )
         if scheduler is None:
             self.gate_summary = f"branch {branch or '?'} does not deploy"
+            return SKIPPED
+        problem = self.getProperty(names.PROP_PIPELINE_ERROR)
+        if problem:
+            self.gate_summary = "not deploying: the pipeline file is unusable"
             return SKIPPED
         if not verdict.passed:
             self.gate_summary = f"not deploying: {verdict.reason}"
@@ -139,7 +156,7 @@ class VerifyPipelinePassed(DeployStep):
         elif not record.complete:
             verdict = Verdict(False, f"pipeline #{record.number} of {short(revision)} is still running")
         else:
-            verdict = required_checks_verdict(record.check_results, self.required)
+            verdict = required_checks_verdict(record.check_results, self.required, record.defined, record.origin)
             verdict = dataclasses.replace(verdict, reason=f"pipeline #{record.number}: {verdict.reason}")
             revision = record.revision
         yield self.note(verdict.reason)

@@ -23,6 +23,7 @@ from twisted.internet import defer
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 
+from namaskah_ci import names
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.deploy_base import (
     PROP_ATTEMPTED,
@@ -44,7 +45,7 @@ from namaskah_ci.steps.deploy_base import (
 from namaskah_ci.steps.rollback import PROP_ROLLBACK_HEALTH, PROP_ROLLBACK_LIVE
 
 WEBHOOK_SECRET = "notify_webhook_url"
-GITHUB_TOKEN_SECRET = "github_token"
+GITHUB_TOKEN_SECRET = names.GITHUB_TOKEN
 _GITHUB_SLUG = re.compile(r"github\.com[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/*$")
 
 

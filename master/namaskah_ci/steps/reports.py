@@ -1,63 +1,109 @@
-"""Upload a job's `reports/` directory to the master and link each report from the build.
+"""Upload the reports a job declares (`reports:` in the pipeline file) and link each from the build.
 
-Reports land in `<master basedir>/reports/<builder>/<build number>/`, are
-served by the web UI's "reports" dashboard (`www.py`) and removed after the
-retention period by the janitor (`janitor.py`).
+Each report (a file or a directory, relative to the checkout) lands in
+`<master basedir>/reports/<builder>/<build number>/<its path>`, is served by
+the web UI's "reports" dashboard (`www.py`) and removed after the retention
+period (`janitor.py`). The step always runs (a failed test run's JUnit report
+matters most). A `coverage` report sets the build property `coverage`
+(percent) and, when the job's steps passed, fails the job under `[checks]
+coverage_min`, or when it was not written at all. Another declared report
+that is missing makes the step warn; JUnit and SARIF counts go in the summary.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from twisted.internet import defer, threads
 
-from buildbot.process import buildstep, remotecommand
-from buildbot.steps.transfer import DirectoryUpload
+from buildbot.process import remotecommand
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
+from buildbot.steps.transfer import MultipleFileUpload
 
-from namaskah_ci.jobs import REPORTS_DIR, Report
+from namaskah_ci import names, report_kinds
+from namaskah_ci.pipeline import ReportSpec
 
 
 def reports_url(buildbot_url: str) -> str:
     return f"{buildbot_url}plugins/wsgi_dashboards/reports/"
 
 
-class PublishReports(DirectoryUpload):
-    """A DirectoryUpload that links the index and each declared report that exists."""
+class PublishReports(MultipleFileUpload):
+    """Upload each declared report, keep its relative path, and check what it says."""
 
     renderables = ["reports_root"]
 
-    def __init__(self, reports_root, base_url: str, reports: tuple[Report, ...], **kwargs):
+    def __init__(self, reports_root, base_url: str, reports: tuple[ReportSpec, ...], coverage_min: int = 0, **kwargs):
         kwargs.setdefault("name", "publish reports")
         kwargs.setdefault("alwaysRun", True)
-        kwargs.setdefault("flunkOnFailure", False)
-        kwargs.setdefault("warnOnFailure", True)
-        super().__init__(workersrc=REPORTS_DIR, masterdest=reports_root, **kwargs)
+        super().__init__(workersrcs=[r.path for r in reports], masterdest=".", **kwargs)
         self.reports_root = reports_root
         self.base_url = base_url
-        self.declared = reports
+        self.declared = tuple(reports)
+        self.coverage_min = coverage_min
+        self.summary_text = ""
+
+    @defer.inlineCallbacks
+    def _kind_of(self, path: str):
+        """ "dir", "file" or None (missing, or neither)."""
+        cmd = remotecommand.RemoteCommand("stat", {"file": path, "workdir": self.workdir, "logEnviron": False})
+        yield self.runCommand(cmd)
+        if cmd.rc != 0:
+            return None
+        mode = cmd.updates["stat"][-1][stat.ST_MODE]
+        return "dir" if stat.S_ISDIR(mode) else ("file" if stat.S_ISREG(mode) else None)
 
     @defer.inlineCallbacks
     def run(self):
-        # a bare `stat` (no log of its own: the upload below owns the step's stdio log)
-        stat = remotecommand.RemoteCommand(
-            "stat", {"file": self.build.path_module.join(self.workdir, REPORTS_DIR), "logEnviron": False}
-        )
-        yield self.runCommand(stat)
-        if stat.didFail():
-            self.descriptionDone = "no reports written"
-            return buildstep.SKIPPED
-        result = yield super().run()
-        if result != buildstep.SUCCESS:
-            return result
+        self.stdio_log = yield self.addLog("stdio")
+        steps_passed = self.build.results == SUCCESS
         relative = os.path.join(self.getProperty("buildername"), str(self.getProperty("buildnumber")))
         index = f"{self.base_url}{relative}/"
-        yield self.addURL("reports", index)
-        present = yield threads.deferToThread(self._present, self.declared, self.reports_root)
-        for report in present:
-            yield self.addURL(report.title, f"{index}{report.path}")
-        self.descriptionDone = f"published {len(present)} report(s)" if present else "no declared report written"
-        return result
+        published, missing, notes, failures = [], [], [], []
+        for report in self.declared:
+            kind = yield self._kind_of(report.path)
+            destination = os.path.join(self.reports_root, report.path)
+            if kind is None:
+                missing.append(report)
+                continue
+            yield threads.deferToThread(os.makedirs, os.path.dirname(destination), exist_ok=True)
+            upload = self.uploadDirectory if kind == "dir" else self.uploadFile
+            result = yield upload(report.path, destination)
+            if result != SUCCESS:
+                failures.append(f"{report.path}: upload failed")
+                continue
+            published.append(report)
+            target = f"{index}{report.path}/" if kind == "dir" else f"{index}{report.path}"
+            if kind == "dir" and report.kind == "html":
+                target += "index.html"
+            yield self.addURL(report.title, target)
+            text, values = yield threads.deferToThread(report_kinds.describe, report.kind, destination)
+            if text:
+                notes.append(text)
+                yield self.stdio_log.addStdout(f"{report.path}: {text}\n")
+            for key, value in values.items():
+                if value is not None:
+                    self.setProperty(key, value, self.name)
+            if report.kind == "coverage" and steps_passed:
+                problem = report_kinds.coverage_verdict(values.get(names.PROP_COVERAGE), self.coverage_min)
+                if problem:
+                    failures.append(problem)
+        if published:
+            yield self.addURL("reports", index)
+        for report in missing:
+            yield self.stdio_log.addStdout(f"{report.path}: not written by the job\n")
+            if report.kind == "coverage" and steps_passed and self.coverage_min > 0:
+                failures.append(f"coverage report {report.path} was not written")
+        parts = failures + notes
+        if missing:
+            parts.append(f"not written: {', '.join(r.path for r in missing)}")
+        self.summary_text = "; ".join(parts) or f"published {len(published)} report(s)"
+        if failures:
+            return FAILURE
+        return WARNINGS if missing and steps_passed else SUCCESS
 
-    @staticmethod
-    def _present(reports: tuple[Report, ...], root: str) -> list[Report]:
-        return [r for r in reports if os.path.exists(os.path.join(root, r.path))]
+    def getResultSummary(self):
+        if self.summary_text:
+            return {"step": self.summary_text}
+        return super().getResultSummary()

@@ -1,10 +1,11 @@
 """Per-build PostgreSQL and Redis for local mode, as build steps.
 
-`StartServices` runs `scripts/ci_services.py start` in the builder directory and
-turns the `KEY=VALUE` lines it prints (DATABASE_URL, REDIS_URL) into build
-properties that later steps pass on in their environment. `StopServices` runs
-`stop` on the same state directory; the factory adds it twice: before start
-(to reap what a crashed build left) and as an `alwaysRun` teardown.
+`StartServices` runs the master's `ci_services.py start` (its argv from
+`job_commands.services_argv`) and turns the `KEY=VALUE` lines it prints
+(DATABASE_URL, REDIS_URL) into build properties that the job's steps get in
+their environment. `StopServices` runs `stop` on the same state directory; the
+job adds it twice: before start (to reap what a crashed build left) and as an
+`alwaysRun` teardown.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from buildbot.process import buildstep
 from buildbot.steps.shell import SetPropertyFromCommand, ShellCommand
 
 SERVICE_PROPERTIES = ("DATABASE_URL", "REDIS_URL")
-STATE_DIR = "../services"
+STATE_DIR = "../services"  # beside the checkout, in the builder directory
 
 
 def parse_service_env(rc: int, stdout: str, stderr: str) -> dict[str, str]:
@@ -29,20 +30,10 @@ def parse_service_env(rc: int, stdout: str, stderr: str) -> dict[str, str]:
 class StartServices(SetPropertyFromCommand):
     """Start the job's servers and publish their URLs as properties."""
 
-    def __init__(self, services: tuple[str, ...], timeout_seconds: int = 60, **kwargs):
-        flags = [f"--{name}" for name in services]
-        command = [
-            "python",
-            "scripts/ci_services.py",
-            "start",
-            "--state-dir",
-            STATE_DIR,
-            "--timeout",
-            str(timeout_seconds),
-            *flags,
-        ]
+    def __init__(self, services: tuple[str, ...], command: list[str], **kwargs):
         kwargs.setdefault("name", f"start {' + '.join(services)}")
         kwargs.setdefault("haltOnFailure", True)
+        kwargs.setdefault("logEnviron", False)
         super().__init__(command=command, extract_fn=parse_service_env, **kwargs)
         self.services_started = services
 
@@ -55,9 +46,7 @@ class StartServices(SetPropertyFromCommand):
 class StopServices(ShellCommand):
     """Stop the servers and remove their data; harmless when nothing runs."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, command: list[str], **kwargs):
         kwargs.setdefault("name", "stop services")
-        super().__init__(
-            command=["python", "scripts/ci_services.py", "stop", "--state-dir", STATE_DIR],
-            **kwargs,
-        )
+        kwargs.setdefault("logEnviron", False)
+        super().__init__(command=command, **kwargs)

@@ -1,9 +1,11 @@
 """Integration fixtures: real PostgreSQL 15 and Redis 7.
 
 The servers are the ones named by DATABASE_URL and REDIS_URL (CI's integration job
-starts them with scripts/ci_services.py); when a variable is missing, this session
-starts that server itself with the same script and stops it at the end. The schema
-comes from `alembic upgrade head`, run once per session.
+gets them from its `services:`); when a variable is missing, this session starts that
+server itself with Namaskah CI's `ci_services.py` (from $NAMASKAH_CI_HELPERS in a
+pipeline job, else from this checkout's master/) and stops it at the end. A few tests
+start throwaway servers of their own the same way. The schema comes from `alembic
+upgrade head`, run once per session.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from app.main import create_app
 from app.sms import RecordingSmsProvider
 
 ROOT = Path(__file__).resolve().parents[3]
-CI_SERVICES = ROOT / "scripts" / "ci_services.py"
+HELPERS = os.environ.get("NAMASKAH_CI_HELPERS") or ROOT / "master" / "namaskah_ci" / "helpers"
+CI_SERVICES = Path(HELPERS) / "ci_services.py"
 START_TIMEOUT_SECONDS = 60
 
 
@@ -43,6 +46,8 @@ def parse_env_lines(text: str) -> Dict[str, str]:
 
 
 def ci_services(*args: str, timeout: float = START_TIMEOUT_SECONDS + 30) -> subprocess.CompletedProcess:
+    if not CI_SERVICES.is_file():
+        pytest.fail(f"{CI_SERVICES} not found: set DATABASE_URL and REDIS_URL, or NAMASKAH_CI_HELPERS", False)
     return subprocess.run(
         [sys.executable, str(CI_SERVICES), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )

@@ -3,7 +3,10 @@
 
     ci_require_tools.py docker trivy
 
-`docker` also needs a running engine (`docker info` must answer). Stdlib only.
+`docker` also needs a running engine (`docker info` must answer). In a worker
+image, a tool its build could not install is listed in /etc/namaskah-tools-missing
+("TOOL: reason") and reported with that reason. Each tool found is printed with
+its version. Stdlib only; Python 3.9+.
 """
 
 from __future__ import annotations
@@ -20,10 +23,38 @@ HOW_TO_INSTALL = {
 }
 
 
-def problems(tools: list[str]) -> list[str]:
+IMAGE_RECORD = "/etc/namaskah-tools-missing"
+VERSION_FLAGS = {"docker": ["--version"], "gitleaks": ["version"], "trivy": ["--version"], "codeql": ["version"]}
+
+
+def image_record(path: str = IMAGE_RECORD) -> dict:
+    """{tool: reason} for the tools a worker image's build could not install."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return {}
+    return {tool.strip(): reason.strip() for tool, _, reason in (line.partition(":") for line in lines) if reason}
+
+
+def version_of(tool: str) -> str:
+    try:
+        command = [tool, *VERSION_FLAGS.get(tool, ["--version"])]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "version unknown"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0][:120] if text else "version unknown"
+
+
+def problems(tools: list, record: dict = None) -> list:
     found = []
+    record = image_record() if record is None else record
     for tool in tools:
         hint = HOW_TO_INSTALL.get(tool, f"install {tool}")
+        if tool in record:
+            found.append(f"{tool}: {record[tool]}")
+            continue
         if shutil.which(tool) is None:
             found.append(f"{tool}: not found on PATH: {hint}")
             continue
@@ -39,11 +70,13 @@ def problems(tools: list[str]) -> list[str]:
     return found
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list) -> int:
     missing = problems(argv)
     for line in missing:
         print(f"missing tool: {line}", file=sys.stderr)
     if not missing:
+        for tool in argv:
+            print(f"{tool}: {shutil.which(tool)} ({version_of(tool)})")
         print(f"required tools present: {', '.join(argv)}")
     return 1 if missing else 0
 

@@ -6,7 +6,7 @@
 `pip-audit -r requirements.txt` creates a temporary venv, upgrades pip in it and lets pip
 resolve and download every requirement on each run (15-20 s of CPU here, and over 80 s when
 the machine is busy). This finds or builds the shared job venv of the requirements file
-(scripts/ci_venv.py, cached under CACHE/venvs and keyed by the file's hash), freezes what is
+(ci_venv.py beside it, cached under CACHE/venvs and keyed by the file's hash), freezes what is
 installed there (the requirements and everything they pull in, without pip itself) and
 audits that fully pinned list with `pip-audit --no-deps --disable-pip`: the same packages,
 no resolution. CACHE defaults to the one holding the job's own venv ($VIRTUAL_ENV/../..).

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Upload a coverage report to Codecov; the token is read from a file, never from argv.
+"""Upload a coverage report to Codecov with the job's CODECOV_TOKEN (never on the command line).
 
-    ci_codecov.py --token-file .secret-XYZ --file reports/coverage.xml --flag test-py3.11
+    ci_codecov.py --file reports/coverage.xml --flag test-py3.11
 
-Installs the pinned codecov-cli into the current environment when missing and
-passes the token to it through its environment (CODECOV_TOKEN), which no log shows.
+The token comes from the job's environment (`secrets: [codecov_token]` in the
+pipeline file exports CODECOV_TOKEN; Buildbot redacts it from the logs).
+Installs the pinned codecov-cli into the current environment when missing.
+Exits 2 without a token or a report.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ CODECOV_CLI = "codecov-cli==11.3.1"
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--token-file", required=True)
     parser.add_argument("--file", required=True)
     parser.add_argument("--flag", default="")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.file):
         print(f"codecov: coverage report {args.file} not found (did the tests run?)", file=sys.stderr)
         return 2
-    with open(args.token_file, encoding="utf-8") as handle:
-        token = handle.read().strip()
+    token = os.environ.get("CODECOV_TOKEN", "").strip()
+    if not token:
+        print("codecov: CODECOV_TOKEN is not set (list codecov_token in the job's secrets)", file=sys.stderr)
+        return 2
     if shutil.which("codecovcli") is None:
         rc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", CODECOV_CLI]).returncode
         if rc:

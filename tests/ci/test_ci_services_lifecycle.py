@@ -1,4 +1,4 @@
-"""scripts/ci_services.py against the real binaries: start answers, stop leaves nothing behind."""
+"""The ci_services.py helper against the real binaries: start answers, stop leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +18,31 @@ import pytest
 from redis import Redis
 
 pytestmark = pytest.mark.integration
+
+SCRIPT = Path(__file__).resolve().parents[2] / "master" / "namaskah_ci" / "helpers" / "ci_services.py"
+
+
+class ServiceControl:
+    script = SCRIPT
+
+    @staticmethod
+    def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+    @classmethod
+    def start(cls, state_dir: Path, flags: List[str]) -> dict:
+        done = cls.run("start", "--state-dir", str(state_dir), "--timeout", "60", *flags)
+        assert done.returncode == 0, done.stderr
+        return {k: v for k, _, v in (line.partition("=") for line in done.stdout.splitlines()) if k.isupper()}
+
+    @classmethod
+    def stop(cls, state_dir: Path) -> None:
+        cls.run("stop", "--state-dir", str(state_dir))
+
+
+@pytest.fixture
+def services_ctl() -> ServiceControl:
+    return ServiceControl()
 
 
 def port_open(port: int) -> bool:

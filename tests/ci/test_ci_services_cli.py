@@ -1,4 +1,4 @@
-"""scripts/ci_services.py without servers: binary discovery, version checks, idempotent stop."""
+"""The ci_services.py helper without servers: binary discovery, version checks, idempotent stop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "ci_services.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "master" / "namaskah_ci" / "helpers" / "ci_services.py"
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""Give every job of a pipeline its builder before the pipeline triggers it.
+
+`ensure_builders(master, config, pipeline, on_default_branch)` records the
+pipeline's builders in the job registry (`job_registry.py`); when that adds a
+builder (or changes what the configuration is made of), it reconfigures the
+master the way `buildbot reconfig` does and waits, bounded, until every
+builder and its Triggerable exist. Reconfiguring was chosen over Buildbot's
+virtual builders: a virtual builder has no force button or scheduler of its
+own and is listed among "old builders" whenever idle (buildbot#4885), while a
+configured builder keeps its history, badge, force form and commit-status
+context like any other.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor, task, threads
+from twisted.python import log
+
+from namaskah_ci import names
+from namaskah_ci.job_registry import read_registry, write_registry
+from namaskah_ci.pipeline import Pipeline
+
+RECONFIG_TIMEOUT = 120.0
+_LOCK = defer.DeferredLock()
+
+
+class BuilderSyncError(Exception):
+    """The new builders did not appear; the message says why."""
+
+
+def configured(master, builder: str) -> bool:
+    schedulers = master.scheduler_manager.namedServices
+    return builder in master.botmaster.builders and names.check_scheduler_name(builder) in schedulers
+
+
+def _update(path: str, pipeline: Pipeline, on_default_branch: bool) -> bool:
+    """Merge and write the registry (in a thread); whether it changed."""
+    current = read_registry(path)
+    updated = current.merge(pipeline, on_default_branch)
+    if updated == current:
+        return False
+    write_registry(path, updated)
+    return True
+
+
+@defer.inlineCallbacks
+def ensure_builders(
+    master, registry_path: str, pipeline: Pipeline, on_default_branch: bool, timeout: float = RECONFIG_TIMEOUT
+):
+    """The builders this call added (empty when every one existed)."""
+    yield _LOCK.acquire()
+    try:
+        changed = yield threads.deferToThread(_update, registry_path, pipeline, on_default_branch)
+    finally:
+        _LOCK.release()
+    missing = [builder for builder in pipeline.builders if not configured(master, builder)]
+    if not changed and not missing:
+        return []
+    log.msg(f"pipeline: reconfiguring for job builders {', '.join(missing) or '(definitions changed)'}")
+    # a reconfig already running re-runs once it ends (Buildbot's `reconfig_requested`), and reads the
+    # registry written above either way
+    yield master.reconfig()
+    added = list(missing)
+    waited = 0.0
+    while missing and waited < timeout:
+        missing = [builder for builder in missing if not configured(master, builder)]
+        if missing:
+            yield task.deferLater(reactor, 0.1, lambda: None)
+            waited += 0.1
+    if missing:
+        raise BuilderSyncError(
+            f"builders {', '.join(missing)} did not appear within {timeout:.0f}s: the master's reconfiguration "
+            "failed (see twistd.log)"
+        )
+    return added

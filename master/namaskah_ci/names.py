@@ -1,0 +1,148 @@
+"""Every builder, scheduler, worker, property and secret name the master uses, in one place.
+
+Builders come from the pipeline file (one per job and matrix entry) plus the
+fixed ones below; deploy environments are open data (`[deploy.<env>]`), so
+their builder, scheduler and secret names are functions of the environment's
+name. Nothing here imports Buildbot.
+"""
+
+from __future__ import annotations
+
+# --- builders ---------------------------------------------------------------------------------
+PIPELINE = "pipeline"
+RESERVED_BUILDER_PREFIXES = ("deploy-", "rollback-")
+
+
+def deploy_builder_name(environment: str) -> str:
+    return f"deploy-{environment}"
+
+
+def rollback_builder_name(environment: str) -> str:
+    return f"rollback-{environment}"
+
+
+def is_reserved_builder(name: str) -> bool:
+    """Names a pipeline file may not give a job: the pipeline's own and the deploy builders'."""
+    return name == PIPELINE or name.startswith(RESERVED_BUILDER_PREFIXES)
+
+
+def matrix_builder_name(job: str, python: str) -> str:
+    """`test` with `matrix: {python: [3.9]}` is the builder `test-py3.9`."""
+    return f"{job}-py{python}"
+
+
+# --- schedulers -------------------------------------------------------------------------------
+PUSH_SCHEDULER = "pipeline-on-push"
+
+
+def identifier(name: str) -> str:
+    """Scheduler and worker names must be identifiers: `test_py3_9` for `test-py3.9`."""
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def check_scheduler_name(builder: str) -> str:
+    """The Triggerable the pipeline's fan-out starts a job builder with."""
+    return f"check-{builder}"
+
+
+def analysis_scheduler_name(builder: str) -> str:
+    """The Triggerable for a job outside the verdict, started once the checks ended."""
+    return f"analysis-{builder}"
+
+
+def schedule_scheduler_name(builder: str) -> str:
+    """The Nightly of a job with a `schedule` (taken from the default branch's file)."""
+    return f"schedule-{builder}"
+
+
+def force_scheduler_name(builder: str) -> str:
+    return "force_" + identifier(builder)
+
+
+def deploy_trigger_name(environment: str) -> str:
+    return f"deploy-{environment}-after-pipeline"
+
+
+def deploy_force_name(environment: str) -> str:
+    return f"force_deploy_{identifier(environment)}"
+
+
+def rollback_force_name(environment: str) -> str:
+    return f"force_rollback_{identifier(environment)}"
+
+
+# --- workers ----------------------------------------------------------------------------------
+def worker_name(builder: str) -> str:
+    """`local-test-py3_9` for `test-py3.9`."""
+    return "local-" + builder.replace(".", "_")
+
+
+def docker_worker_name(builder: str, host_index: int = 0) -> str:
+    """`docker-test-py3_9` on the first Docker host, `docker-test-py3_9-h2` on the second."""
+    base = "docker-" + builder.replace(".", "_")
+    return base if host_index == 0 else f"{base}-h{host_index + 1}"
+
+
+# --- build properties -------------------------------------------------------------------------
+PROP_CHECK_RESULTS = "check_results"  # pipeline: {builder: result name} of the fanned-out jobs
+PROP_PIPELINE_JOBS = "pipeline_jobs"  # pipeline: the verdict jobs its file defines for the branch
+PROP_PIPELINE_FILE = "pipeline_file"  # pipeline and jobs: where the jobs came from (file or default)
+PROP_PIPELINE_ERROR = "pipeline_error"  # pipeline: the one-line problem of an invalid file
+PROP_JOB = "namaskah_job"  # job builds: the resolved job definition (a dict)
+PROP_JOB_REVISION = "namaskah_revision"  # job builds: the revision the definition was read at
+PROP_STATUS_CONTEXT = "status_context"  # job builds: the commit-status context
+PROP_COVERAGE = "coverage"  # jobs with a coverage report: percent of lines covered
+PROP_VENV = "venv"
+PROP_DEADLINE = "job_deadline"
+
+# --- secrets ----------------------------------------------------------------------------------
+GITHUB_TOKEN = "github_token"
+WEBHOOK_SECRET = "webhook_secret"
+RENDER_API_KEY = "render_api_key"
+NOTIFY_WEBHOOK_URL = "notify_webhook_url"
+CODECOV_TOKEN = "codecov_token"
+SAFETY_API_KEY = "safety_api_key"
+ADMIN_HTPASSWD = "admin_htpasswd"
+WORKER_PASSWORD = "worker_password"
+GITHUB_OAUTH_CLIENT_ID = "github_oauth_client_id"
+GITHUB_OAUTH_CLIENT_SECRET = "github_oauth_client_secret"
+# the seed's names for its two environments; any other environment `<env>` uses `<env>_deploy_hook`, ...
+SEED_ENVIRONMENT_SECRETS = {
+    "production": ("render_deploy_hook", "render_rollback_hook", "render_service_id"),
+    "staging": ("staging_deploy_hook", "staging_rollback_hook", "staging_service_id"),
+}
+
+
+def environment_secrets(environment: str) -> tuple[str, str, str]:
+    """(deploy hook, rollback hook, Render service id) secret names of an environment."""
+    seed = SEED_ENVIRONMENT_SECRETS.get(environment)
+    if seed:
+        return seed
+    return (f"{environment}_deploy_hook", f"{environment}_rollback_hook", f"{environment}_service_id")
+
+
+# secrets a pipeline file can never hand to a job, whatever `[pipeline] job_secrets` says
+MASTER_ONLY_SECRETS = (
+    GITHUB_TOKEN,
+    WEBHOOK_SECRET,
+    RENDER_API_KEY,
+    NOTIFY_WEBHOOK_URL,
+    ADMIN_HTPASSWD,
+    WORKER_PASSWORD,
+    GITHUB_OAUTH_CLIENT_ID,
+    GITHUB_OAUTH_CLIENT_SECRET,
+)
+
+
+def master_only_secret(name: str, environments: tuple[str, ...] = ()) -> bool:
+    """Deploy, Render, GitHub, webhook, notification and login secrets stay on the master."""
+    if name in MASTER_ONLY_SECRETS:
+        return True
+    if name.endswith(("_deploy_hook", "_rollback_hook", "_service_id")):
+        return True
+    return any(name in environment_secrets(env) for env in environments)
+
+
+def secret_env_var(secret: str) -> str:
+    """A job secret reaches the job's steps as an environment variable: `codecov_token` → CODECOV_TOKEN."""
+    return secret.upper()

@@ -1,0 +1,66 @@
+"""From the settings and the worker mode to what the pipeline steps need (pure; no I/O).
+
+`make_pipeline_config` says where the repository, the poller's bare repository,
+the master's mirror, the default pipeline and the job registry are, and what
+the master allows a pipeline file (`PipelinePolicy`). `make_job_setup` says
+how jobs run in this worker mode (`JobSetup`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from namaskah_ci.job_commands import JobLayout
+from namaskah_ci.job_factory import JobSetup
+from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
+from namaskah_ci.pipeline import PipelinePolicy
+from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.settings import ROOT, Settings
+from namaskah_ci.steps.reports import reports_url
+from namaskah_ci.workers import WorkerPlan
+
+POLLER_DIR = "gitpoller"  # the GitPoller's bare repository, in the basedir (changes.py)
+MIRROR_DIR = "pipeline-mirror.git"
+
+
+def make_policy(settings: Settings, plan: WorkerPlan) -> PipelinePolicy:
+    return PipelinePolicy.from_settings(settings, plan.known_pythons)
+
+
+def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig:
+    default = settings.pipeline_default_file
+    try:
+        label = str(default.relative_to(ROOT))
+    except ValueError:
+        label = str(default)
+    return PipelineConfig(
+        repo_url=settings.repo_url,
+        poller_dir=str(settings.basedir / POLLER_DIR),
+        mirror_dir=str(settings.basedir / MIRROR_DIR),
+        default_file=str(default),
+        default_label=label,
+        registry_path=str(settings.basedir / REGISTRY_FILE),
+        default_branch=settings.repo.default_branch,
+        policy=make_policy(settings, plan),
+    )
+
+
+def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
+    layout = JobLayout(runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root)
+    worker_env = {**dict(plan.base_env), **settings.workers.job_env}
+    return JobSetup(
+        mode=plan.mode,
+        layout=layout,
+        repo_url=settings.repo_url,
+        base_path=settings.workers.job_path or os.defpath,
+        worker_env=tuple(sorted(worker_env.items())),
+        interpreters=tuple(sorted(settings.workers.interpreters.items())),
+        app_base_image=settings.workers.app_base_image,
+        docker_ca_bundle=dict(plan.base_env).get("PIP_CERT", "") if plan.mode == "docker" else "",
+        nice=plan.nice_commands,
+        transfer_helpers=plan.transfer_helpers,
+        services_in_worker=plan.services_in_worker,
+        coverage_min=settings.checks.coverage_min,
+        reports_root=str(settings.basedir / "reports"),
+        reports_url=reports_url(settings.buildbot_url),
+    )

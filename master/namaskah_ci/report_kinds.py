@@ -1,0 +1,100 @@
+"""What a job's reports say: coverage percent, JUnit counts, SARIF findings (no Buildbot here).
+
+Read on the master after the upload (and by the local runner), from files the
+job wrote, so every parser is bounded (size) and tolerant: a report it cannot
+read gives None and a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+from typing import Optional
+
+MAX_BYTES = 50 * 1024 * 1024
+
+
+def _xml_root(path: str):
+    if os.path.getsize(path) > MAX_BYTES:
+        raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return ElementTree.parse(path).getroot()  # nosec B314 - size-bounded; expat refuses entity expansion bombs
+
+
+def coverage_percent(path: str) -> tuple[Optional[float], str]:
+    """Line coverage of a Cobertura XML report (coverage.py's `--cov-report=xml`), in percent."""
+    try:
+        root = _xml_root(path)
+        rate = root.get("line-rate")
+        if root.tag != "coverage" or rate is None:
+            return None, "not a Cobertura coverage report (no <coverage line-rate=...>)"
+        return round(float(rate) * 100, 2), ""
+    except (OSError, ValueError, ElementTree.ParseError) as exc:
+        return None, f"unreadable coverage report: {exc}"
+
+
+def junit_counts(path: str) -> tuple[Optional[dict], str]:
+    """{"tests", "failures", "errors", "skipped"} summed over the report's test suites."""
+    try:
+        root = _xml_root(path)
+    except (OSError, ValueError, ElementTree.ParseError) as exc:
+        return None, f"unreadable JUnit report: {exc}"
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    if root.tag not in ("testsuite", "testsuites"):
+        return None, "not a JUnit report (no <testsuite>)"
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        for key in counts:
+            try:
+                counts[key] += int(suite.get(key, "0"))
+            except ValueError:
+                return None, f"<testsuite {key}=...> is not a number"
+    return counts, ""
+
+
+def sarif_counts(path: str) -> tuple[Optional[dict], str]:
+    """Findings by level ("error", "warning", "note", "none") over every run of a SARIF report."""
+    try:
+        if os.path.getsize(path) > MAX_BYTES:
+            return None, "SARIF report too large"
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        counts: dict[str, int] = {}
+        for run in document.get("runs", []):
+            for result in run.get("results", []) or []:
+                level = result.get("level", "warning")
+                counts[level] = counts.get(level, 0) + 1
+        return counts, ""
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return None, f"unreadable SARIF report: {exc}"
+
+
+def describe(kind: str, path: str) -> tuple[str, dict]:
+    """A short text for the step summary and the values for build properties."""
+    if kind == "coverage":
+        percent, problem = coverage_percent(path)
+        return (f"coverage {percent}%" if percent is not None else problem), {"coverage": percent}
+    if kind == "junit":
+        counts, problem = junit_counts(path)
+        if counts is None:
+            return problem, {}
+        failed = counts["failures"] + counts["errors"]
+        return f"{counts['tests']} tests, {failed} failed, {counts['skipped']} skipped", {"junit": counts}
+    if kind == "sarif":
+        counts, problem = sarif_counts(path)
+        if counts is None:
+            return problem, {}
+        total = sum(counts.values())
+        return f"{total} finding{'' if total == 1 else 's'}", {"sarif": counts}
+    return "", {}
+
+
+def coverage_verdict(percent: Optional[float], minimum: int) -> str:
+    """'' when coverage meets `[checks] coverage_min`, else the reason."""
+    if minimum <= 0:
+        return ""
+    if percent is None:
+        return f"no coverage figure to check against [checks] coverage_min ({minimum}%)"
+    if percent < minimum:
+        return f"coverage {percent}% is under [checks] coverage_min ({minimum}%)"
+    return ""
