@@ -161,6 +161,7 @@ def aggregate(rounds: list[dict], rss_kib: int | None) -> tuple[dict, dict]:
             lambda r: statistics.median(j["overhead"] for j in r["pipeline"]["jobs"].values())
         ),
         "webhook_to_change_s": over(lambda r: r["pipeline"]["detection"]["change_recorded"]),
+        "pipeline_file_s": over(lambda r: r["pipeline"]["pipeline_file_s"]),
         "webhook_to_first_step_s": over(lambda r: r["pipeline"]["detection"]["first_step_started"]),
         "webhook_to_first_check_step_s": over(lambda r: r["pipeline"]["detection"]["first_check_step_started"]),
         "poll_to_first_step_s": over(lambda r: r["poll"]["detection"]["first_step_started"]),
@@ -199,14 +200,15 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     from bench import runs
     from bench.chart import render_timeline
     from bench.session import BenchMaster, pipeline_defaults
-    from namaskah_ci.factories import CHECK_NICENESS
-    from namaskah_ci.jobs import check_job_names, make_jobs
+    from namaskah_ci.job_commands import PRIORITY_NICENESS
+    from namaskah_ci.pipeline import load_pipeline_file
 
     defaults = pipeline_defaults()
     poll_interval = args.poll_interval or defaults["repo"]["poll_interval"]
     tree_stable = defaults["repo"]["tree_stable_seconds"]
-    checks = check_job_names(make_jobs())
-    niceness = CHECK_NICENESS if mode == "local" else 0  # what most of the pipeline's checks run at (factories.py)
+    checks = [job.builder for job in load_pipeline_file(str(ROOT / ".namaskah-ci.yml")).verdict_jobs("main")]
+    # what most of the pipeline's checks run at (job_commands.PRIORITY_NICENESS)
+    niceness = PRIORITY_NICENESS["normal"] if mode == "local" else 0
     cache_root = Path(args.cache_root).resolve()
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"namaskah-bench-{mode}-"))
@@ -224,7 +226,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
         for index in range(args.rounds):
             r: dict = {"round": index + 1, "load_average": os.getloadavg()}
             r["pipeline"] = runs.pipeline_run(bm, checks, webhook=True)
-            log(f"round {index + 1}: pipeline {r['pipeline']['wall']:.1f}s, critical path "
+            log(f"round {index + 1}: pipeline file {r['pipeline']['pipeline_file_s']}s, pipeline {r['pipeline']['wall']:.1f}s, critical path "
                 f"{r['pipeline']['critical_path']} {r['pipeline']['critical_path_s']:.1f}s, first step "
                 f"{r['pipeline']['first_step']:.2f}s after the webhook")
             bm.wait_idle()

@@ -43,6 +43,8 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
     jobs = {b["builder"]: b for b in builds.values() if b["builder"] in checks}
     critical_name, critical = stats.critical_path(jobs)
     check_steps = [s["start"] for b in jobs.values() for s in b["steps"] if s["start"] is not None]
+    # the pipeline's own first step: read .namaskah-ci.yml at the revision, validate it, pin the jobs
+    file_step = next((s for s in pipeline["steps"] if s["name"] == "pipeline file"), None)
     run = {
         "revision": sha,
         "trigger": "webhook" if webhook else "poll",
@@ -57,6 +59,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
             "first_step_started": min((s["start"] for s in pipeline["steps"] if s["start"] is not None), default=None),
             "first_check_step_started": min(check_steps, default=None),
         },
+        "pipeline_file_s": (file_step["end"] - file_step["start"]) if file_step and file_step["end"] else None,
         "critical_path": critical_name,
         "critical_path_s": critical,
         "jobs": {
@@ -93,8 +96,9 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
     out = log_path.with_suffix(".json")
     subprocess.run(["git", "clean", "-q", "-f", "-f", "-d", "-x"], cwd=repo, check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(PYTHONPATH=str(ROOT / "master"), PYTHON=sys.executable)
-    command = ["bash", "scripts/run_ci_checks.sh", *checks, "--json", str(out), "--cache-root", str(cache_root)]
+    env.update(PYTHON=sys.executable)
+    command = ["bash", str(ROOT / "scripts" / "run_ci_checks.sh"), *checks, "--repo", str(repo),
+               "--json", str(out), "--cache-root", str(cache_root)]
     if niceness:
         command = ["nice", "-n", str(niceness), *command]
     started, machine_before = time.monotonic(), machine_cpu_seconds()

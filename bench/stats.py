@@ -21,6 +21,7 @@ TARGETS = (
     ("warm_over_cold_install", 0.20, "warm test-job dependency install / cold"),
     ("webhook_to_first_step_s", 2.0, "signed webhook push -> first step started (s)"),
     ("rest_p95_ms", 200.0, "REST p95 under 20 concurrent clients (ms), worst endpoint"),
+    ("pipeline_file_s", 0.3, "reading and validating .namaskah-ci.yml on the master (s)"),
 )
 RESULT_KEYS = ("schema", "date", "mode", "machine", "versions", "settings", "rounds", "figures", "ratios", "targets")
 

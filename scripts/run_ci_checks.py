@@ -55,11 +55,11 @@ def capture(command: list[str], cwd: Path) -> tuple[int, dict]:
 
 
 class LocalRun:
-    def __init__(self, settings: Settings, repo: Path, state: Path):
+    def __init__(self, settings: Settings, repo: Path, state: Path, cache_root: Path | None = None):
         self.settings = settings
         self.repo = repo
         self.state = state
-        self.cache_root = state / "cache"
+        self.cache_root = cache_root or state / "cache"
 
     def layout(self, job: JobSpec) -> job_commands.JobLayout:
         job_dir = self.state / "jobs" / job.builder
@@ -185,6 +185,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
     parser.add_argument("--json", help="write per-job results and durations here")
     parser.add_argument("--state", help="job directories, caches and reports (default: <repo>/.state/local-checks)")
+    parser.add_argument("--cache-root", help="pip caches and virtualenvs (default: <state>/cache)")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     try:
@@ -212,7 +213,7 @@ def main(argv: list[str]) -> int:
     else:
         selected = [job for job in pipeline.verdict_jobs(branch) if job.builder not in settings.checks.disabled]
     state = Path(args.state).resolve() if args.state else repo / ".state" / "local-checks"
-    runner = LocalRun(settings, repo, state)
+    runner = LocalRun(settings, repo, state, Path(args.cache_root).resolve() if args.cache_root else None)
     results = [runner.run_job(job) for job in selected]
     print("\nsummary:")
     for item in results:

@@ -17,6 +17,10 @@ import dataclasses
 import os
 import re
 
+from twisted.internet import defer
+from zope.interface import implementer
+
+from buildbot.interfaces import IRenderable
 from buildbot.plugins import util, worker
 
 from namaskah_ci import docker_services as ds
@@ -98,15 +102,16 @@ def make_docker_plan(settings: Settings) -> WorkerPlan:
 # CPU weight of a job's container against the others on the engine (the job's `priority`; local mode's
 # `nice` levels as cgroup shares): the longest checks first, analysis jobs after the checks
 CPU_SHARES = {"high": 3072, "normal": 1024, "low": 128}
+WORKER_PASSWORD = worker_password()  # one object: a Secret compares by identity (reconfigurations)
 
 
+@dataclasses.dataclass(frozen=True)
 class _JobValues:
     """What the worker of a builder needs from the job at the build's revision (`namaskah_job`),
     falling back to the builder's latest known definition (a build started without one)."""
 
-    def __init__(self, settings: Settings, entry: BuilderEntry):
-        self.settings = settings
-        self.entry = entry
+    settings: Settings
+    entry: BuilderEntry
 
     def job(self, props) -> dict:
         given = props.getProperty(names.PROP_JOB)
@@ -139,28 +144,46 @@ class _JobValues:
         return tuple(self.job(props).get("services", ()))
 
 
+@implementer(IRenderable)
+class JobValue(util.ComparableMixin):
+    """One of `_JobValues`' values as a renderable; comparable, so a reconfiguration (one happens
+    whenever a pipeline brings a new job) leaves the workers whose configuration is unchanged alone."""
+
+    compare_attrs = ("values", "what")
+
+    def __init__(self, values: _JobValues, what: str):
+        self.values = values
+        self.what = what
+
+    def getRenderingFor(self, props):
+        return defer.succeed(getattr(self.values, self.what)(props))
+
+    def __repr__(self):
+        return f"JobValue({self.values.entry.builder}, {self.what})"
+
+
 def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0):
     """The latent worker of one job builder on one Docker host; image, volumes, CPU share and services
     are rendered per build from the job's definition at the build's revision."""
     values = _JobValues(settings, entry)
     images = images_of(settings)
     # the `worker_password` secret when configured, else Buildbot's random per-start password
-    password = worker_password() if secret_available(settings, WORKER_PASSWORD_SECRET) else None
+    password = WORKER_PASSWORD if secret_available(settings, WORKER_PASSWORD_SECRET) else None
     return ServiceDockerWorker(
         names.docker_worker_name(entry.builder, host_index),
         password,
         docker_host=host,
-        image=util.renderer(values.image),
+        image=JobValue(values, "image"),
         version="auto",  # negotiate the API version: Debian's engine is older than docker-py's default
         masterFQDN=f"{settings.workers.master_host}:{settings.workers.port}",
-        hostconfig=util.renderer(values.hostconfig),
-        volumes=util.renderer(values.volumes),
+        hostconfig=JobValue(values, "hostconfig"),
+        volumes=JobValue(values, "volumes"),
         build_wait_timeout=0,
         max_builds=1,
         instance=settings.workers.instance_name or None,
         extra_env={"NAMASKAH_CI_JOB": entry.builder},
-        cache_volume=util.renderer(values.cache),
-        service_kinds=util.renderer(values.services),
+        cache_volume=JobValue(values, "cache"),
+        service_kinds=JobValue(values, "services"),
         service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
         network_mode=settings.workers.network_mode,
         ready_timeout=settings.workers.service_ready_timeout,

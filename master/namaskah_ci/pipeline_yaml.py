@@ -115,9 +115,11 @@ def parse(text: str) -> tuple[Any, Lines]:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        # an unclosed bracket or quote is reported at the end of the file: name the line it opened on
+        at_end = "<stream end>" in str(exc.problem) or "end of stream" in str(exc.problem)
+        mark = (exc.context_mark if at_end else None) or exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
         raise YamlProblem(line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(0, f"YAML syntax error: {exc}") from None

@@ -72,6 +72,15 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def make_fixture_repo(path: Path, fixture: str = "foreign_service", branch: str = "main") -> Path:
+    """A git repository holding a copy of `tests/fixtures/<fixture>`, one commit on `branch`."""
+    shutil.copytree(ROOT / "tests" / "fixtures" / fixture, path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    git(path, "init", "-q", "-b", branch)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", f"{fixture} fixture")
+    return path
+
+
 def make_service_repo(path: Path, branch: str = "main") -> Path:
     """A git repository holding a copy of the reference service, one commit on `branch`."""
     path.mkdir(parents=True)
@@ -215,7 +224,8 @@ def start_master(
     (tmp / "secrets").mkdir(exist_ok=True, mode=0o700)
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     run_env.update(env or {})
-    run_env.update(PIPELINE_CONFIG=str(settings), TZ="UTC", PYTHONPATH=str(ROOT / "master"))
+    pythonpath = os.pathsep.join(part for part in (str(ROOT / "master"), (env or {}).get("PYTHONPATH")) if part)
+    run_env.update(PIPELINE_CONFIG=str(settings), TZ="UTC", PYTHONPATH=pythonpath)
     buildbot = str(VENV_BIN / "buildbot")
     db = f"sqlite:///{basedir / 'state.sqlite'}"
     subprocess.run(

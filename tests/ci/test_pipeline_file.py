@@ -146,7 +146,7 @@ jobs:
     [
         (
             "version: 1\njobs:\n  a:\n    steps: [x\n",
-            r"^\.namaskah-ci\.yml:5: YAML syntax error: while parsing a flow sequence",
+            r"^\.namaskah-ci\.yml:4: YAML syntax error: while parsing a flow sequence",
         ),
         (
             job("stepz: [x]\nsteps: [y]"),

@@ -42,6 +42,7 @@ CHECKS = CHECK_BUILDERS
 SUCCESS, FAILURE, EXCEPTION, RETRY = 0, 2, 4, 5
 BRANCH = "feature/docker-e2e"
 ARTIFACTS = ROOT / "test-artifacts" / "docker"
+HELPERS = ROOT / "master" / "namaskah_ci" / "helpers"  # what LoadJob copies into each build
 
 
 def tools_missing() -> dict[str, str]:
@@ -247,6 +248,9 @@ def test_a_service_that_never_gets_ready_fails_the_build_within_the_bound(docker
     wait_for("containers removed", lambda: not labelled_containers(instance), 60)
 
 
+PREPARATION = ("worker_preparation", "job definition")
+
+
 def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(docker_master):
     start, repo, instance = docker_master
     master = start(only="integration")
@@ -257,9 +261,10 @@ def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(doc
         if not builds:
             return None
         steps = master.steps(builds[0])
-        return builds[0] if any(s["started_at"] and s["name"] not in ("worker_preparation",) for s in steps) else None
+        # the job's own steps have started (the worker is up, LoadJob has written the job's directory)
+        return builds[0] if any(s["started_at"] and s["name"] not in PREPARATION for s in steps) else None
 
-    build = wait_for("an integration build that is running steps", running_integration, 900, interval=1)
+    build = wait_for("an integration build that is running its job's steps", running_integration, 900, interval=1)
     containers = docker(
         "ps",
         "--filter",
@@ -298,9 +303,10 @@ def test_container_scan_builds_the_application_image_through_the_engine(tmp_path
         out = docker(
             "run", "--rm", "--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock",
             "-v", f"{repo}:/src", "-w", "/src", "-e", f"APP_BASE_IMAGE={base}",
+            "-v", f"{HELPERS}:/opt/namaskah-ci/helpers:ro",  # a build gets them copied in (LoadJob)
             "-e", "PIP_CERT_FILE=/etc/namaskah/ca/ca-bundle.crt",
             "--entrypoint", "python3", "namaskah-ci/tools:latest",
-            "scripts/ci_container_scan.py", "build", "--tag", tag,
+            "/opt/namaskah-ci/helpers/ci_container_scan.py", "build", "--tag", tag,
             timeout=900,
         )  # fmt: skip
         assert "docker build --network host" in out, out[-2000:]

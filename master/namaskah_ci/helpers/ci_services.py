@@ -162,7 +162,8 @@ def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, pr
         user = prefix[2]
         shutil.chown(root, user, user)
         if subprocess.run(prefix + ["test", "-w", root], capture_output=True, timeout=15).returncode != 0:
-            root = tempfile.mkdtemp(prefix="ci-services-pg-")  # DIR is not reachable for that user
+            # DIR is not reachable for that user, nor may the job's TMPDIR be (it lives beside the checkout)
+            root = tempfile.mkdtemp(prefix="ci-services-pg-", dir="/tmp" if os.path.isdir("/tmp") else None)
             shutil.chown(root, user, user)
     data, port, password = os.path.join(root, "data"), free_port(), secrets.token_hex(16)
     sockets = os.path.join(root, "run")

@@ -1,0 +1,161 @@
+"""Unit tests of the docker-mode configuration (pure functions of the settings, no engine):
+which image, volumes and CPU share a job's container gets, the workers and builders in
+docker mode, the plan the job builds follow (python3 in the image, helpers copied into each
+build, known Pythons from the image keys) and the job environment with the images' CA bundle.
+(The worker classes against a fake engine: `test_docker_workers_unit.py`.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from buildbot.process.properties import Properties
+from namaskah_ci import docker_config as dc
+from namaskah_ci import docker_workers as dw
+from namaskah_ci import job_commands, names
+from namaskah_ci.config import build_config
+from namaskah_ci.job_factory import job_steps
+from namaskah_ci.pipeline_setup import make_job_setup, make_policy
+from namaskah_ci.settings import load_settings
+from namaskah_ci.steps.load import LoadJob
+from namaskah_ci.steps.services import StartServices
+from twisted.trial import unittest
+from unit_support import PIPELINE, REGISTRY, docker_settings
+
+
+class ContainerChoiceTests(unittest.TestCase):
+    """What `_JobValues` renders for a build, and `image_for`'s order of keys."""
+
+    def test_images_per_builder_job_tools_and_python(self):
+        settings = docker_settings(images={**docker_settings().workers.images, "test-py3.9": "mirror/py39:1"})
+
+        def image(builder):
+            entry = REGISTRY.entry(builder)
+            return dc.image_for(settings, entry.builder, entry.job, entry.python, entry.tools)
+
+        self.assertEqual(image("test-py3.9"), "mirror/py39:1")  # a builder name
+        self.assertEqual(image("test-py3.11"), "namaskah-ci/worker:py3.11")
+        self.assertEqual(image("integration"), "namaskah-ci/worker:py3.11-servers")  # a job name
+        self.assertEqual(image("container-scan"), "namaskah-ci/tools:latest")
+        self.assertEqual(image("secrets-scan"), "namaskah-ci/tools:latest")
+        self.assertEqual(image("lint"), "namaskah-ci/worker:py3.11")
+        by_job = docker_settings(images={"test": "mirror/test:2"})
+        self.assertEqual(dc.image_for(by_job, "test-py3.9", "test", "3.9", ()), "mirror/test:2")
+        self.assertEqual(dc.image_for(by_job, "lint", "lint", "3.11", ()), "namaskah-ci/worker:py3.11")  # defaults kept
+
+    def test_a_job_named_like_a_service_or_role_does_not_run_in_that_image(self):
+        settings = docker_settings()
+        self.assertEqual(dc.image_for(settings, "postgres", "postgres", "3.11", ()), "namaskah-ci/worker:py3.11")
+        self.assertEqual(dc.image_for(settings, "redis", "redis", "3.9", ()), "namaskah-ci/worker:py3.9")
+
+    def test_cpu_shares_follow_the_jobs_priority(self):
+        settings = docker_settings()
+        shares = {
+            builder: dc._JobValues(settings, REGISTRY.entry(builder)).hostconfig(Properties())["cpu_shares"]
+            for builder in REGISTRY.builders
+        }
+        self.assertEqual(shares["lint"], shares["integration"])  # priority: high
+        self.assertEqual(shares["lint"], 3072)
+        self.assertEqual(shares["test-py3.9"], 1024)  # the engine's default weight
+        self.assertGreater(shares["security"], shares["codeql"])  # outside the verdict: low
+        self.assertEqual(shares["codeql"], 128)
+
+    def test_a_local_repository_is_mounted_read_only(self):
+        settings = docker_settings()
+        settings = dataclasses.replace(settings, repo=dataclasses.replace(settings.repo, url="/srv/repo"))
+        volumes = dc._JobValues(settings, REGISTRY.entry("lint")).volumes(Properties())
+        self.assertEqual(volumes, ["namaskah-ci-cache-py3.11:/cache", "/srv/repo:/srv/repo:ro"])
+
+
+class ConfigTests(unittest.TestCase):
+    def test_every_job_builder_gets_a_docker_worker_and_the_pipeline_a_local_one(self):
+        config = build_config(docker_settings(), REGISTRY)
+        workers = {w.name: w for w in config["workers"]}
+        builders = {b.name: b for b in config["builders"]}
+        self.assertEqual(builders["pipeline"].workernames, ["local-pipeline"])
+        self.assertEqual(type(workers["local-pipeline"]).__name__, "LocalWorker")
+        for builder in REGISTRY.builders:
+            [name] = builders[builder].workernames
+            self.assertEqual(name, names.docker_worker_name(builder))
+            self.assertIs(type(workers[name]), dw.ServiceDockerWorker, builder)
+            [load] = builders[builder].factory.steps
+            self.assertIs(load.step_class, LoadJob)
+        self.assertEqual(set(REGISTRY.builders), {job.builder for job in PIPELINE.jobs})
+
+    def test_extra_docker_hosts_give_each_builder_one_worker_per_host(self):
+        config = build_config(docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"]), REGISTRY)
+        builders = {b.name: b.workernames for b in config["builders"]}
+        self.assertEqual(builders["lint"], ["docker-lint", "docker-lint-h2"])
+        workers = {w.name: w for w in config["workers"]}
+        self.assertEqual(len([w for w in workers if w.startswith("docker-")]), 2 * len(REGISTRY.builders))
+
+    def test_the_docker_plan(self):
+        plan = dc.make_docker_plan(docker_settings(extra_docker_hosts=["unix:///run/b2.sock"]))
+        self.assertEqual((plan.mode, plan.runner, plan.cache_root), ("docker", "python3", "/cache"))
+        self.assertEqual(plan.helpers_dir, "../.namaskah-ci/helpers")
+        self.assertTrue(plan.transfer_helpers and plan.services_in_worker)
+        self.assertEqual(plan.hosts, 2)
+        self.assertEqual(plan.job_workers("lint"), ["docker-lint", "docker-lint-h2"])
+        self.assertEqual(plan.known_pythons, ("3.11", "3.9"))
+        ca = "/etc/namaskah/ca/ca-bundle.crt"
+        self.assertEqual(
+            dict(plan.base_env),
+            {"GIT_SSL_CAINFO": ca, "PIP_CERT": ca, "REQUESTS_CA_BUNDLE": ca, "SSL_CERT_FILE": ca},
+        )
+        # a Python is known when an image key names it; a pipeline file asking another one is refused
+        more = dc.make_docker_plan(docker_settings(images={"3.12": "mirror/py312:1"}))
+        self.assertIn("3.12", more.known_pythons)
+        self.assertEqual(make_policy(docker_settings(), plan).known_pythons, ("3.11", "3.9"))
+
+    def test_docker_jobs_run_helpers_copied_into_the_build_with_the_image_python(self):
+        settings = docker_settings(app_base_image="namaskah-ci/base:bookworm")
+        setup = make_job_setup(settings, dc.make_docker_plan(settings))
+        self.assertTrue(setup.transfer_helpers)
+        steps = job_steps(PIPELINE.job("integration"), setup, "python3")
+        self.assertFalse(any(isinstance(step, StartServices) for step in steps))
+        self.assertNotIn("stop services", [step.name for step in steps])
+        [venv] = [s for s in steps if s.name.startswith("virtualenv")]
+        self.assertEqual(
+            venv.command[:9],
+            ["python3", "../.namaskah-ci/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "venv",
+             "--python", "python3", "--cache-root", "/cache"],
+        )  # fmt: skip
+        [tests] = [s for s in steps if s.name == "integration tests"]
+        self.assertEqual(
+            tests.command[:6],
+            ["python3", "../.namaskah-ci/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "run", "--"],
+        )
+        self.assertEqual(tests.env, {})  # the services' URLs come from the worker container
+        scan = job_steps(PIPELINE.job("container-scan"), setup, "python3")
+        [tools] = [s for s in scan if s.name == "required tools"]
+        self.assertEqual(
+            tools.command[-4:], ["python3", "../.namaskah-ci/helpers/ci_require_tools.py", "docker", "trivy"]
+        )
+
+    def test_the_job_environment_is_built_from_scratch_with_the_images_ca_bundle(self):
+        settings = docker_settings(
+            app_base_image="namaskah-ci/base:bookworm", job_env={"PIP_INDEX_URL": "http://m/simple"}
+        )
+        setup = make_job_setup(settings, dc.make_docker_plan(settings))
+        job = PIPELINE.job("container-scan")
+        document = job_commands.job_document(
+            job, setup.layout, interpreter="python3", base_path=setup.base_path, worker_env=setup.env_for(job)
+        )
+        env = document["env"]
+        for key in ("GIT_SSL_CAINFO", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT_FILE"):
+            self.assertEqual(env[key], dc.CA_BUNDLE, key)
+        self.assertEqual(env["APP_BASE_IMAGE"], "namaskah-ci/base:bookworm")
+        self.assertEqual(env["PIP_INDEX_URL"], "http://m/simple")
+        self.assertEqual(env["PIP_CACHE_DIR"], "/cache/pip-3.11")
+        self.assertNotIn("PIPELINE_WORKERS_MODE", env)  # nothing of the master's environment
+        self.assertEqual(document["pass"], [])
+        self.assertEqual(job_commands.job_document(
+            PIPELINE.job("integration"), setup.layout, interpreter="python3", base_path="/bin", worker_env={}
+        )["pass"], ["DATABASE_URL", "REDIS_URL"])  # fmt: skip
+
+    def test_settings_reject_an_unknown_network_mode(self):
+        from namaskah_ci.settings import SettingsError
+
+        with self.assertRaises(SettingsError) as caught:
+            load_settings({"PIPELINE_WORKERS_NETWORK_MODE": "bridge"})
+        self.assertIn("network_mode", str(caught.exception))
