@@ -112,10 +112,14 @@ class LocalRun:
                 "seconds": round(time.monotonic() - started, 1),
             }
 
+        created: list[Path] = []  # report directories made here, removed again when empty
         for report in job.reports:  # a report left by an earlier run must not count for this one
             stale = self.repo / report.path
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-            (self.repo / report.path).parent.mkdir(parents=True, exist_ok=True)
+            parent = stale.parent
+            missing_parents = [p for p in [parent, *parent.parents] if not p.exists() and self.repo in p.parents]
+            parent.mkdir(parents=True, exist_ok=True)
+            created += missing_parents
         try:
             if job.tools and run(job_commands.tools_argv(layout, job), self.repo):
                 failed.append("required tools")
@@ -144,6 +148,11 @@ class LocalRun:
             if job.services:
                 run(job_commands.services_argv(layout, "stop", services_dir), self.repo)
             self.collect_reports(job)
+            for directory in created:  # innermost first
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
             shutil.rmtree(Path(layout.job_dir) / "secrets", ignore_errors=True)
         return outcome()
 

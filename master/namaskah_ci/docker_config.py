@@ -21,7 +21,8 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from buildbot.interfaces import IRenderable
-from buildbot.plugins import util, worker
+from buildbot.plugins import worker
+from buildbot.util import ComparableMixin
 
 from namaskah_ci import docker_services as ds
 from namaskah_ci import names
@@ -145,7 +146,7 @@ class _JobValues:
 
 
 @implementer(IRenderable)
-class JobValue(util.ComparableMixin):
+class JobValue(ComparableMixin):
     """One of `_JobValues`' values as a renderable; comparable, so a reconfiguration (one happens
     whenever a pipeline brings a new job) leaves the workers whose configuration is unchanged alone."""
 
@@ -181,7 +182,7 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
         build_wait_timeout=0,
         max_builds=1,
         instance=settings.workers.instance_name or None,
-        extra_env={"NAMASKAH_CI_JOB": entry.builder},
+        extra_env={"NAMASKAH_CI_BUILDER": entry.builder},  # the container's; job commands get job.json's
         cache_volume=JobValue(values, "cache"),
         service_kinds=JobValue(values, "services"),
         service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},

@@ -1,15 +1,17 @@
-"""Docker mode workers: a `DockerLatentWorker` per check builder, one fresh container per build.
+"""Docker mode workers: a `DockerLatentWorker` per job builder, one fresh container per build.
 
-(Which image, volumes and environment each builder gets: `docker_config.py`.)
+(Which image, volumes, CPU share and services each build gets, rendered from
+the job's definition at the build's revision: `docker_config.py`.)
 
 - `NamaskahDockerWorker`: the stock latent worker (``build_wait_timeout=0``)
-  whose containers carry this master's labels, mount the per-Python cache
-  volume (pip downloads and job virtualenvs under ``/cache``) and, on first
-  use of a Docker host, remove the leftovers of this master's earlier runs.
-- `ServiceDockerWorker`: for jobs with services (`integration`,
-  `migration-test`). Before the worker container it starts PostgreSQL and/or
-  Redis containers, waits (bounded) until they accept connections, and hands
-  `DATABASE_URL` / `REDIS_URL` to the build as properties and container
+  whose containers carry this master's labels, mount the job Python's cache
+  volume (pip downloads and job virtualenvs under ``/cache``; its name may be
+  a renderable) and, on first use of a Docker host, remove the leftovers of
+  this master's earlier runs.
+- `ServiceDockerWorker` (every job builder's): before the worker container it
+  starts the build's services (a renderable: the job's `services`), PostgreSQL
+  and/or Redis containers, waits (bounded) until they accept connections, and
+  hands `DATABASE_URL` / `REDIS_URL` to the build as properties and container
   environment. `stop_instance` removes them whatever ended the build
   (success, failure, cancel, worker loss); a service that never gets ready
   ends the build (EXCEPTION, "worker cannot substantiate") with the reason in
@@ -75,7 +77,7 @@ class _LabellingClient:
 
 
 class NamaskahDockerWorker(DockerLatentWorker):
-    """A latent worker for one check builder; see the module docstring."""
+    """A latent worker for one job builder; see the module docstring."""
 
     # the running build's resources: class defaults, so a reconfig during a build keeps them
     build_key: str | None = None
@@ -160,6 +162,9 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
 
     service_state: tuple | None = None  # (client args, container ids, network, ports) of the running build
+    # DATABASE_URL / REDIS_URL of the running build's services, for its worker container: apart from
+    # extra_env, which a reconfiguration (any new job brings one) resets, even while a build starts
+    service_env: dict | None = None
     ports: ds.PortAllocator | None = None
 
     def checkConfig(
@@ -202,6 +207,9 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         local = ds.is_local_engine(docker_host) if local_ports is None else local_ports
         if self.ports is None or self.ports.local != local:
             self.ports = ds.PortAllocator(local=local)
+
+    def createEnvironment(self, build=None):
+        return {**super().createEnvironment(build), **(self.service_env or {})}
 
     def _specs(self, network: str, kinds: tuple) -> tuple[list[ds.ServiceSpec], list[int]]:
         specs, ports = [], []
@@ -259,7 +267,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             raise
         self.service_state = (client_args, list(containers), network, ports)
         urls = {spec.env_key: spec.url for spec in specs}
-        self.extra_env.update(urls)
+        self.service_env = urls
         for key, value in urls.items():
             build.setProperty(key, value, "service containers", runtime=True)
         self.build_network = None if network == "host" else network
@@ -281,8 +289,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     @defer.inlineCallbacks
     def remove_services(self):
         state, self.service_state = self.service_state, None
-        for key in ("DATABASE_URL", "REDIS_URL"):
-            self.extra_env.pop(key, None)
+        self.service_env = None
         if state is None:
             return
         client_args, containers, network, ports = state

@@ -160,3 +160,15 @@ def test_the_helpers_run_on_python_3_9():
         check = f"compile(open({path!r}).read(), {path!r}, 'exec')"
         done = subprocess.run([str(python39[0]), "-c", check], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, (script, done.stderr)
+
+
+def test_a_virtualenv_of_another_python_than_the_jobs_is_refused(tmp_path):
+    job_dir = tmp_path / "job"
+    write_job_dir(job_dir)  # the job asks for Python 3.11
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\necho 3.9\n")
+    fake.chmod(0o755)
+    argv = job_commands.venv_argv(layout(job_dir), job(), str(fake))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 2
+    assert f"{fake} is Python 3.9, but the job asks for Python 3.11" in done.stderr

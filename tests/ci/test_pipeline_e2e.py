@@ -111,6 +111,11 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     # a push to main also runs static analysis (semgrep with the repository's rules: CodeQL is not installed)
     codeql = master.wait_builds("codeql", 1, BUILD_TIMEOUT)
     assert codeql[0]["results"] == 0, step_text(master, codeql[0])[-3000:]
+    # and the seed's performance baseline: the service under Locust on its own PostgreSQL and Redis
+    performance = master.wait_builds("performance", 1, BUILD_TIMEOUT)
+    assert performance[0]["results"] == 0, step_text(master, performance[0])[-3000:]
+    linked = {u["name"] for s in master.steps(performance[0]) for u in s["urls"]}
+    assert {"Locust stats CSV", "Locust report"} <= linked, linked
 
 
 def test_breaking_a_unit_test_fails_the_matrix_and_the_pipeline(pipeline_master):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from buildbot.process.properties import Properties
+from buildbot.util import ComparableMixin
 from namaskah_ci import docker_config as dc
 from namaskah_ci import docker_workers as dw
 from namaskah_ci import job_commands, names
@@ -81,6 +82,15 @@ class ConfigTests(unittest.TestCase):
             [load] = builders[builder].factory.steps
             self.assertIs(load.step_class, LoadJob)
         self.assertEqual(set(REGISTRY.builders), {job.builder for job in PIPELINE.jobs})
+
+    def test_an_unchanged_configuration_gives_equivalent_workers(self):
+        """A reconfiguration (each new job brings one) leaves unchanged workers alone, even mid-build."""
+        host = docker_settings().workers.docker_host
+        first = dc.make_job_worker(docker_settings(), REGISTRY.entry("integration"), host)
+        again = dc.make_job_worker(docker_settings(), REGISTRY.entry("integration"), host)
+        self.assertTrue(ComparableMixin.isEquivalent(first, again))
+        moved = dataclasses.replace(REGISTRY.entry("integration"), python="3.9")
+        self.assertFalse(ComparableMixin.isEquivalent(first, dc.make_job_worker(docker_settings(), moved, host)))
 
     def test_extra_docker_hosts_give_each_builder_one_worker_per_host(self):
         config = build_config(docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"]), REGISTRY)

@@ -96,7 +96,22 @@ class ServiceWorkerTests(WorkerTestBase):
         yield worker.stop_instance()
         self.assertEqual(self.engine.running(), [])
         self.assertIsNone(worker.service_state)
-        self.assertNotIn("DATABASE_URL", worker.extra_env)
+        self.assertIsNone(worker.service_env)
+        self.assertEqual(worker.ports._held, set())
+
+    @defer.inlineCallbacks
+    def test_a_reconfiguration_during_a_build_keeps_its_services(self):
+        worker = yield self.make_worker("integration")
+        build = build_with()
+        yield worker.start_instance(build)
+        settings = docker_settings(instance_name="unit-master", service_ready_timeout=30)  # a changed config
+        sibling = dc.make_job_worker(settings, REGISTRY.entry("integration"), settings.workers.docker_host)
+        yield worker.reconfigServiceWithSibling(sibling)
+        self.assertEqual(worker.ready_timeout, 30)
+        self.assertEqual(worker.service_env["DATABASE_URL"], build.getProperty("DATABASE_URL"))
+        self.assertEqual(worker.createEnvironment()["REDIS_URL"], build.getProperty("REDIS_URL"))
+        yield worker.stop_instance()
+        self.assertEqual(self.engine.running(), [])
         self.assertEqual(worker.ports._held, set())
 
     @defer.inlineCallbacks

@@ -103,11 +103,31 @@ def run(job_dir: str, argv: list) -> int:
     return 0  # not reached
 
 
+def version_problem(python: str, expected: str, env: dict) -> str:
+    """'' when `python` is the Python version the job asks for (NAMASKAH_CI_PYTHON)."""
+    program = shutil.which(python, path=env["PATH"]) or python
+    try:
+        done = subprocess.run([program, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=60, env=env)
+    except OSError:
+        return ""  # ci_venv.py names a missing interpreter
+    found = done.stdout.strip()
+    if done.returncode == 0 and expected and found != expected:
+        return (f"ci_step: {python} is Python {found}, but the job asks for Python {expected} "
+                "(check [workers] interpreters; in docker mode a forced build of a job whose Python changed "
+                "runs in its last known image: run it through the pipeline)")
+    return ""
+
+
 def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
     job = read_job(job_dir)
     env = job_environment(job_dir, job, dict(os.environ), with_venv=False)
     os.makedirs(env["TMPDIR"], exist_ok=True)
     lower_priority(job)
+    problem = version_problem(python, job.get("env", {}).get("NAMASKAH_CI_PYTHON", ""), env)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     command = [sys.executable, os.path.join(HERE, "ci_venv.py"), "--python", python, "--cache-root", cache_root]
     for path in requirements:
         command += ["-r", path]
