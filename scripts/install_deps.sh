@@ -4,7 +4,14 @@
 #   PostgreSQL 15 + Redis 7: per-build servers for the integration and migration jobs
 #   git, curl, make: checkouts, health probes, the Makefile
 #   chromium: the browser tests;  libcairo2: the status badges
+#   gitleaks: the secrets-scan job (workers/tools/install-gitleaks.sh: the pinned release, else Debian's)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ensure_gitleaks() {
+    command -v gitleaks >/dev/null 2>&1 && return 0
+    workers/tools/install-gitleaks.sh || echo "warning: no gitleaks: the secrets-scan job will fail naming it" >&2
+}
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -21,7 +28,10 @@ if [ "${1:-}" = "--with-browser" ]; then
     have chromium || missing+=(chromium)
 fi
 
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+    ensure_gitleaks
+    exit 0
+fi
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif have sudo; then SUDO="sudo"; else
     echo "missing system packages: ${missing[*]} (install them with: apt-get install ${missing[*]})" >&2
@@ -31,3 +41,4 @@ echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+ensure_gitleaks

@@ -70,7 +70,7 @@ class LocalRun:
         job_dir = Path(layout.job_dir)
         shutil.rmtree(job_dir, ignore_errors=True)
         (job_dir / "secrets").mkdir(parents=True, mode=0o700)
-        worker_env = {**dict(host_ca_env()), **self.settings.workers.job_env}
+        worker_env = {**dict(host_ca_env()), **self.settings.scanner_env, **self.settings.workers.job_env}
         document = job_commands.job_document(
             job,
             layout,

@@ -47,7 +47,7 @@ def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig
 
 def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
     layout = JobLayout(runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root)
-    worker_env = {**dict(plan.base_env), **settings.workers.job_env}
+    worker_env = {**dict(plan.base_env), **settings.scanner_env, **settings.workers.job_env}
     return JobSetup(
         mode=plan.mode,
         layout=layout,

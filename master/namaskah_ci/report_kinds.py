@@ -52,19 +52,26 @@ def junit_counts(path: str) -> tuple[Optional[dict], str]:
     return counts, ""
 
 
-def sarif_counts(path: str) -> tuple[Optional[dict], str]:
-    """Findings by level ("error", "warning", "note", "none") over every run of a SARIF report."""
+def sarif_findings(path: str) -> tuple[Optional[dict], str]:
+    """{"levels": {level: count}, "commits": [short sha, ...]} over every run of a SARIF report.
+
+    Commits come from the results' `partialFingerprints.commitSha` (gitleaks writes them); the
+    finding's text itself is never read back (gitleaks --redact has blanked the secret anyway)."""
     try:
         if os.path.getsize(path) > MAX_BYTES:
             return None, "SARIF report too large"
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
-        counts: dict[str, int] = {}
+        levels: dict[str, int] = {}
+        commits: list[str] = []
         for run in document.get("runs", []):
             for result in run.get("results", []) or []:
                 level = result.get("level", "warning")
-                counts[level] = counts.get(level, 0) + 1
-        return counts, ""
+                levels[level] = levels.get(level, 0) + 1
+                sha = str((result.get("partialFingerprints") or {}).get("commitSha", ""))[:8]
+                if sha and sha not in commits:
+                    commits.append(sha)
+        return {"levels": levels, "commits": commits}, ""
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         return None, f"unreadable SARIF report: {exc}"
 
@@ -81,11 +88,14 @@ def describe(kind: str, path: str) -> tuple[str, dict]:
         failed = counts["failures"] + counts["errors"]
         return f"{counts['tests']} tests, {failed} failed, {counts['skipped']} skipped", {"junit": counts}
     if kind == "sarif":
-        counts, problem = sarif_counts(path)
-        if counts is None:
+        findings, problem = sarif_findings(path)
+        if findings is None:
             return problem, {}
-        total = sum(counts.values())
-        return f"{total} finding{'' if total == 1 else 's'}", {"sarif": counts}
+        total = sum(findings["levels"].values())
+        text = f"{total} finding{'' if total == 1 else 's'}"
+        if findings["commits"]:
+            text += f" in {', '.join(findings['commits'][:10])}" + (" …" if len(findings["commits"]) > 10 else "")
+        return text, {"sarif": findings["levels"]}
     return "", {}
 
 

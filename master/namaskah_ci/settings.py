@@ -100,6 +100,16 @@ class PipelineSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScannersSection:
+    """Where the scanners' databases come from (firewalled installs: mirrors and pre-seeded caches)."""
+
+    trivy_db_repository: str  # TRIVY_DB_REPOSITORY: an OCI mirror of trivy's vulnerability database
+    trivy_cache_dir: str  # TRIVY_CACHE_DIR: where the database is cached (or pre-seeded)
+    trivy_skip_db_update: bool  # TRIVY_SKIP_DB_UPDATE: use the cached database as it is
+    pip_audit_index_url: str  # PIP_AUDIT_INDEX_URL: the package index pip-audit queries
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderSection:
     api_url: str
     request_timeout_seconds: int  # per HTTP request to Render, the hooks and the deployed service
@@ -138,6 +148,7 @@ SECTIONS: dict[str, type] = {
     "repo": RepoSection,
     "secrets": SecretsSection,
     "pipeline": PipelineSection,
+    "scanners": ScannersSection,
     "checks": ChecksSection,
     "render": RenderSection,
     "notify": NotifySection,
@@ -168,6 +179,7 @@ class Settings:
     repo: RepoSection
     secrets: SecretsSection
     pipeline: PipelineSection
+    scanners: ScannersSection
     checks: ChecksSection
     render: RenderSection
     deploy: dict[str, DeploySection]  # environment name -> its section; a branch of "" switches it off
@@ -198,6 +210,17 @@ class Settings:
     def environments(self) -> list[str]:
         """The deploy environments in use (a `[deploy.<env>]` with a branch)."""
         return [name for name, section in self.deploy.items() if section.branch]
+
+    @property
+    def scanner_env(self) -> dict[str, str]:
+        """`[scanners]` as the variables trivy and the pip-audit helper read, for every job."""
+        values = {
+            "TRIVY_DB_REPOSITORY": self.scanners.trivy_db_repository,
+            "TRIVY_CACHE_DIR": self.scanners.trivy_cache_dir,
+            "TRIVY_SKIP_DB_UPDATE": "true" if self.scanners.trivy_skip_db_update else "",
+            "PIP_AUDIT_INDEX_URL": self.scanners.pip_audit_index_url,
+        }
+        return {name: value for name, value in values.items() if value}
 
     @property
     def pipeline_default_file(self) -> Path:

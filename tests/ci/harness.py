@@ -159,6 +159,15 @@ class RunningMaster:
         with urllib.request.urlopen(f"{self.url}api/v2/logs/{logid}/raw", timeout=10) as response:
             return response.read().decode("utf-8", "replace")
 
+    def build_text(self, build: dict) -> str:
+        """Every step's name, summary and logs of a build."""
+        texts = []
+        for step in self.steps(build):
+            texts.append(f"== {step['name']}: {step['state_string']}")
+            for log in self.api(f"steps/{step['stepid']}/logs")["logs"]:
+                texts.append(self.log_text(log["logid"]))
+        return "\n".join(texts)
+
     def twistd_log(self) -> str:
         path = self.basedir / "twistd.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -41,12 +41,7 @@ def builds_for(master, builder: str, revision: str) -> list[dict]:
 
 
 def step_text(master, build: dict) -> str:
-    texts = []
-    for step in master.steps(build):
-        texts.append(f"{step['name']}: {step['state_string']}")
-        for log in master.api(f"steps/{step['stepid']}/logs")["logs"]:
-            texts.append(master.log_text(log["logid"]))
-    return "\n".join(texts)
+    return master.build_text(build)
 
 
 @pytest.fixture

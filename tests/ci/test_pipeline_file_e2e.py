@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets as pysecrets
+import shutil
+import string
 import subprocess
 import urllib.error
 
@@ -69,12 +71,7 @@ def pipeline_of(master, revision: str) -> dict:
 
 
 def logs_of(master, build: dict) -> str:
-    text = []
-    for step in master.steps(build):
-        text.append(f"== {step['name']}: {step['state_string']}")
-        for log in master.api(f"steps/{step['stepid']}/logs")["logs"]:
-            text.append(master.log_text(log["logid"]))
-    return "\n".join(text)
+    return master.build_text(build)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +217,34 @@ def test_every_bad_file_fails_its_pipeline_at_once_in_one_line(first_run):
             assert not [b for b in master.builds(builder) if b["properties"].get("revision", [None])[0]
                         in revisions.values()], builder
     assert not master.builds("deploy-staging") and master.api("builders")
+
+
+@pytest.mark.skipif(shutil.which("gitleaks") is None, reason="gitleaks is not installed (make test installs it)")
+def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(first_run):
+    master, repo, _, _, _ = first_run
+    git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "-b", "leak")
+    token = "ghp_" + "".join(pysecrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+    planted = commit_file(repo, "deploy/settings.env", f"GITHUB_TOKEN={token}\n", "deploy settings")
+    (repo / "deploy" / "settings.env").unlink()
+    text = (repo / ".namaskah-ci.yml").read_text() + """
+  secrets-scan:
+    requirements: []
+    tools: [gitleaks]
+    history: full
+    steps:
+      - gitleaks detect --source . --redact --no-banner --report-format sarif --report-path out/gitleaks.sarif
+    reports: [{path: out/gitleaks.sarif, kind: sarif}]
+"""
+    (repo / ".namaskah-ci.yml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "remove the token, scan for secrets")
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    pipeline_of(master, head)
+    (scan,) = wait_for("the secrets-scan build", lambda: builds_of(master, "secrets-scan", head), 300)
+    assert scan["results"] == 2
+    assert f"1 finding in {planted[:8]}" in scan["state_string"], scan["state_string"]
+    everything = logs_of(master, scan) + json.dumps(master.api("builds", property="*")) + master.twistd_log()
+    assert f"gitleaks: {shutil.which('gitleaks')} (" in logs_of(master, scan)  # the tool and its version
+    assert token not in everything

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_common import ensure_cli, job_secret  # noqa: E402
 
 CODECOV_CLI = "codecov-cli==11.3.1"
 
@@ -28,15 +30,12 @@ def main(argv: list[str]) -> int:
     if not os.path.isfile(args.file):
         print(f"codecov: coverage report {args.file} not found (did the tests run?)", file=sys.stderr)
         return 2
-    token = os.environ.get("CODECOV_TOKEN", "").strip()
-    if not token:
-        print("codecov: CODECOV_TOKEN is not set (list codecov_token in the job's secrets)", file=sys.stderr)
+    token = job_secret("codecov", "CODECOV_TOKEN", "codecov_token")
+    if token is None:
         return 2
-    if shutil.which("codecovcli") is None:
-        rc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", CODECOV_CLI]).returncode
-        if rc:
-            print(f"codecov: could not install {CODECOV_CLI}", file=sys.stderr)
-            return rc
+    rc = ensure_cli("codecov", "codecovcli", CODECOV_CLI)
+    if rc:
+        return rc
     command = ["codecovcli", "upload-process", "--file", args.file, "--fail-on-error"]
     if args.flag:
         command += ["--flag", args.flag]

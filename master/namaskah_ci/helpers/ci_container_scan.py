@@ -41,9 +41,36 @@ def build(tag: str) -> int:
             os.remove(CONTEXT_CA)
 
 
+NO_DATABASE = 2  # exit code: trivy had no vulnerability database (1: HIGH/CRITICAL findings)
+DOWNLOAD_FAILED = ("failed to download vulnerability DB", "DB error", "OCI repository error")
+
+
+def database_problem() -> str:
+    """Why trivy cannot have a database, known before running it ('' when it may)."""
+    if os.environ.get("TRIVY_SKIP_DB_UPDATE", "").lower() not in ("1", "true", "yes"):
+        return ""
+    cache = os.environ.get("TRIVY_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trivy")
+    if not os.path.isfile(os.path.join(cache, "db", "trivy.db")):
+        return (f"trivy_skip_db_update is set but {cache}/db/trivy.db does not exist: seed that cache "
+                "(`trivy image --download-db-only --cache-dir ...` where the database can be downloaded) "
+                "or set [scanners] trivy_db_repository to a mirror")
+    return ""
+
+
 def scan(tag: str, sarif: str) -> int:
+    problem = database_problem()
+    if problem:
+        print(f"container-scan: {problem}", file=sys.stderr)
+        return NO_DATABASE
     base = ["trivy", "image", "--severity", "HIGH,CRITICAL", "--exit-code", "1", "--no-progress"]
-    report = subprocess.run(base + ["--format", "sarif", "--output", sarif, tag])
+    report = subprocess.run(base + ["--format", "sarif", "--output", sarif, tag], stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(report.stderr)
+    if report.returncode and any(marker in report.stderr for marker in DOWNLOAD_FAILED):
+        mirror = os.environ.get("TRIVY_DB_REPOSITORY") or "trivy's default (ghcr.io)"
+        print(f"container-scan: trivy could not get its vulnerability database from {mirror}: set [scanners] "
+              "trivy_db_repository to a mirror this machine reaches, or pre-seed [scanners] trivy_cache_dir and "
+              "set trivy_skip_db_update = true", file=sys.stderr)
+        return NO_DATABASE
     table = subprocess.run(base + ["--format", "table", tag])
     return report.returncode or table.returncode
 

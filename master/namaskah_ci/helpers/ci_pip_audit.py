@@ -10,7 +10,8 @@ the machine is busy). This finds or builds the shared job venv of the requiremen
 installed there (the requirements and everything they pull in, without pip itself) and
 audits that fully pinned list with `pip-audit --no-deps --disable-pip`: the same packages,
 no resolution. CACHE defaults to the one holding the job's own venv ($VIRTUAL_ENV/../..).
-Arguments after `--` go to pip-audit; its exit code is this script's. Stdlib only.
+Arguments after `--` go to pip-audit; its exit code is this script's. PIP_AUDIT_INDEX_URL (the
+master's `[scanners] pip_audit_index_url`) becomes `--index-url`. Stdlib only.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def main(argv: list[str]) -> int:
     with tempfile.NamedTemporaryFile("w", suffix="-requirements.txt", delete=False) as handle:
         handle.write("\n".join(pins) + "\n")
     try:
-        return subprocess.run(["pip-audit", "-r", handle.name, "--no-deps", "--disable-pip", *passthrough]).returncode
+        index = os.environ.get("PIP_AUDIT_INDEX_URL", "")
+        extra = ["--index-url", index] if index and "--index-url" not in passthrough else []
+        command = ["pip-audit", "-r", handle.name, "--no-deps", "--disable-pip", *extra, *passthrough]
+        return subprocess.run(command).returncode
     finally:
         os.unlink(handle.name)
 

@@ -11,6 +11,7 @@ its version. Stdlib only; Python 3.9+.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,20 @@ def image_record(path: str = IMAGE_RECORD) -> dict:
     return {tool.strip(): reason.strip() for tool, _, reason in (line.partition(":") for line in lines) if reason}
 
 
+def package_version(path: str) -> str:
+    """The Debian package version of a program (Debian's gitleaks prints no version of its own)."""
+    try:
+        owner = subprocess.run(["dpkg-query", "-S", os.path.realpath(path)], capture_output=True, text=True, timeout=20)
+        package = owner.stdout.split(":", 1)[0].strip() if owner.returncode == 0 else ""
+        if not package:
+            return ""
+        done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
+                              timeout=20)
+        return f"Debian package {package} {done.stdout.strip()}" if done.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def version_of(tool: str) -> str:
     try:
         command = [tool, *VERSION_FLAGS.get(tool, ["--version"])]
@@ -44,7 +59,10 @@ def version_of(tool: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "version unknown"
     text = (done.stdout or done.stderr).strip().splitlines()
-    return text[0][:120] if text else "version unknown"
+    first = text[0][:120] if text else ""
+    if not any(ch.isdigit() for ch in first):
+        first = package_version(shutil.which(tool) or tool) or first or "version unknown"
+    return first
 
 
 def problems(tools: list, record: dict = None) -> list:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_common import ensure_cli, job_secret  # noqa: E402
 
 SAFETY = "safety==3.8.1"
 
@@ -24,19 +26,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-r", "--requirement", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    key = os.environ.get("SAFETY_API_KEY", "").strip()
-    if not key:
-        print("safety: SAFETY_API_KEY is not set (list safety_api_key in the job's secrets)", file=sys.stderr)
+    if job_secret("safety", "SAFETY_API_KEY", "safety_api_key") is None:
         return 2
-    if shutil.which("safety") is None:
-        rc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", SAFETY]).returncode
-        if rc:
-            print(f"safety: could not install {SAFETY}", file=sys.stderr)
-            return rc
-    env = dict(os.environ)
+    rc = ensure_cli("safety", "safety", SAFETY)
+    if rc:
+        return rc
     with open(args.output, "w", encoding="utf-8") as report:
-        rc = subprocess.run(["safety", "check", "-r", args.requirement, "--output", "json"], stdout=report, env=env)
-    return rc.returncode
+        done = subprocess.run(["safety", "check", "-r", args.requirement, "--output", "json"], stdout=report)
+    return done.returncode
 
 
 if __name__ == "__main__":

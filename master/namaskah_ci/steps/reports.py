@@ -99,11 +99,16 @@ class PublishReports(MultipleFileUpload):
         if missing:
             parts.append(f"not written: {', '.join(r.path for r in missing)}")
         self.summary_text = "; ".join(parts) or f"published {len(published)} report(s)"
+        # what the reports found is the job's headline (e.g. "2 findings in 1a2b3c4d")
+        self.build_text = "; ".join(failures + [n for n in notes if "finding" in n and not n.startswith("0 ")])
         if failures:
             return FAILURE
         return WARNINGS if missing and steps_passed else SUCCESS
 
     def getResultSummary(self):
         if self.summary_text:
-            return {"step": self.summary_text}
+            summary = {"step": self.summary_text}
+            if getattr(self, "build_text", ""):
+                summary["build"] = self.build_text
+            return summary
         return super().getResultSummary()
