@@ -1,27 +1,47 @@
 """A small WSGI app serving uploaded reports read-only (mounted as the "reports" dashboard).
 
 Runs in the web server's thread pool, so its disk reads never block the
-reactor. Directories get a plain listing; paths cannot leave the reports root.
+reactor. Paths cannot leave the reports root. Files are served as they are;
+directories are listed as reports (`dashboard_reports`):
+- `/`: every builder, its newest build and what that build's reports say;
+- `/<builder>/`: its builds, newest first (50 a page, `?page=N`), each with
+  the kinds of its reports and their figures (coverage %, JUnit passed /
+  failed / skipped, SARIF findings by severity);
+- `/<builder>/<build>/` and below: each report with its kind and figures; a
+  directory with an `index.html` (an HTML report) serves that page instead.
+`/index.html` (what the web UI's Reports menu entry fetches) is the first
+page, with links that work from the web UI's root.
 """
 
 from __future__ import annotations
 
-import html
 import mimetypes
 import os
-from typing import Callable, Iterable
-from urllib.parse import quote, unquote
+from typing import Any, Callable, Iterable, Optional
+from urllib.parse import parse_qs, quote, unquote
+
+from namaskah_ci.dashboard_html import EMBEDDED, Links
+from namaskah_ci.dashboard_reports import ReportReader, build_page, builder_page, root_page
+
+MOUNT = "plugins/wsgi_dashboards/reports/"
 
 
 class ReportsApp:
     def __init__(self, root: str):
         self.root = os.path.realpath(root)
+        self.reader = ReportReader()
+        self.buildbot_api: Any = None  # set by the wsgi_dashboards plugin
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         relative = unquote(environ.get("PATH_INFO", "/")).lstrip("/")
         path = os.path.realpath(os.path.join(self.root, relative))
         if path != self.root and not path.startswith(self.root + os.sep):
             return self._plain(start_response, "404 Not Found", "not found\n")
+        if relative == "index.html" and not os.path.isfile(path):
+            if environ.get("HTTP_SEC_FETCH_DEST") == "document":  # opened by hand: the standalone page
+                start_response("302 Found", [("Location", "./"), ("Content-Length", "0")])
+                return [b""]
+            return self._html(start_response, root_page(self.root, self.reader, EMBEDDED, prefix=MOUNT))
         if os.path.isdir(path):
             if relative and not relative.endswith("/"):
                 start_response("301 Moved Permanently", [("Location", quote(os.path.basename(relative)) + "/")])
@@ -30,7 +50,8 @@ class ReportsApp:
             if os.path.isfile(index) and relative:
                 path = index
             else:
-                return self._listing(start_response, relative, path)
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                return self._html(start_response, self._listing(relative, path, query))
         if not os.path.isfile(path):
             return self._plain(start_response, "404 Not Found", "not found\n")
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -41,22 +62,43 @@ class ReportsApp:
         start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
         return [body]
 
+    def _listing(self, relative: str, path: str, query: dict) -> str:
+        parts = [p for p in relative.split("/") if p]
+        links = Links(root="../" * (3 + len(parts)), dashboards="../" * (1 + len(parts)), embedded=False)
+        if not parts:
+            return root_page(path, self.reader, links)
+        if len(parts) == 1:
+            try:
+                page = max(1, int(query.get("page", ["1"])[0]))
+            except ValueError:
+                page = 1
+            return builder_page(parts[0], path, self.reader, links, page)
+        href = None
+        if len(parts) == 2 and parts[1].isdigit():
+            builderid = self._builderid(parts[0])
+            if builderid is not None:
+                href = f"{links.root}#/builders/{builderid}/builds/{parts[1]}"
+        title = "Reports of " + " ".join([parts[0], f"#{parts[1]}", *parts[2:]])
+        up = "all builds" if len(parts) == 2 else "up"
+        return build_page(title, self.reader.build_reports(path), links, build_href=href, up_label=up)
+
+    def _builderid(self, name: str) -> Optional[int]:
+        """The builder's id for a link to the build (None outside a master, or when it is gone)."""
+        if self.buildbot_api is None:
+            return None
+        try:
+            builder = self.buildbot_api.dataGet(("builders", name))
+        except Exception:  # noqa: BLE001 - a missing link is no reason to fail the listing
+            return None
+        return builder.get("builderid") if isinstance(builder, dict) else None
+
     @staticmethod
     def _plain(start_response: Callable, status: str, text: str) -> Iterable[bytes]:
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
         return [text.encode()]
 
     @staticmethod
-    def _listing(start_response: Callable, relative: str, path: str) -> Iterable[bytes]:
-        try:
-            names = sorted(os.listdir(path), key=lambda n: (not n.isdigit(), -int(n) if n.isdigit() else 0, n))
-        except OSError:
-            names = []
-        items = "".join(
-            f'<li><a href="{quote(n)}{"/" if os.path.isdir(os.path.join(path, n)) else ""}">{html.escape(n)}</a></li>'
-            for n in names
-        )
-        title = html.escape("reports/" + relative)
-        body = f"<!doctype html><title>{title}</title><h1>{title}</h1><ul>{items or '<li>(empty)</li>'}</ul>"
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [body.encode()]
+    def _html(start_response: Callable, text: str) -> Iterable[bytes]:
+        body = text.encode("utf-8")
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]

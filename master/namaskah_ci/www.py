@@ -24,6 +24,7 @@ from buildbot.www.auth import parse_user_info_from_token
 
 from namaskah_ci.auth import make_auth
 from namaskah_ci.authz import make_authz
+from namaskah_ci.dashboard_app import dashboard_entries
 from namaskah_ci.names import GITHUB_TOKEN, WEBHOOK_SECRET
 from namaskah_ci.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
@@ -90,21 +91,30 @@ class LoggedInOnly:
 
 
 def make_plugins(settings: Settings) -> dict:
-    reports: Callable = ReportsApp(str(settings.basedir / "reports"))
-    if not settings.www.public_view:
-        reports = LoggedInOnly(reports)
+    """The UI plugins; the dashboards (Pipelines first in the menu, then Deploys, Trends, Reports) are
+    WSGI apps the REST access rules do not cover, so a private view wraps each in `LoggedInOnly`.
+
+    Buildbot 4.3 cannot make a dashboard the home page: `c['www']['default_page']` is accepted and
+    ignored by its React UI (buildbot#8758, fixed after 4.3 by buildbot#8803), so Pipelines is the
+    first menu entry instead (order 0, above Home)."""
+
+    def guard(app: Callable) -> Callable:
+        return app if settings.www.public_view else LoggedInOnly(app)
+
+    reports = guard(ReportsApp(str(settings.basedir / "reports")))
     plugins: dict = {
         "waterfall_view": {},
         "console_view": {},
         "grid_view": {},
         "wsgi_dashboards": [
+            *dashboard_entries(settings, guard),
             {
                 "name": "reports",
                 "caption": "Reports",
                 "app": reports,
                 "order": 20,
                 "icon": "file-text",
-            }
+            },
         ],
     }
     if settings.www.public_view:

@@ -1,7 +1,9 @@
-"""ReportsApp, the read-only WSGI app behind the "reports" dashboard: files, listings, no way out of its root."""
+"""ReportsApp, the read-only WSGI app behind the "reports" dashboard: files, listings that say what each
+report is (coverage %, JUnit counts, SARIF findings by severity), no way out of its root."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,10 +13,11 @@ from namaskah_ci.reports_app import ReportsApp
 
 
 class Response:
-    def __init__(self, app: ReportsApp, path: str):
+    def __init__(self, app: ReportsApp, path: str, query: str = "", **headers: str):
         self.status = ""
         self.headers: dict[str, str] = {}
-        self.body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, self.start_response))
+        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": query, **headers}
+        self.body = b"".join(app(environ, self.start_response))
 
     def start_response(self, status, headers):
         self.status = status
@@ -142,3 +145,99 @@ def test_a_sibling_directory_sharing_the_prefix_is_outside(tmp_path, root):
     (sibling / "x.txt").write_text("TOP-SECRET")
     response = get(ReportsApp(str(root)), "/../reports-other/x.txt")
     assert response.code == 404 and b"TOP-SECRET" not in response.body
+
+
+# --- reports listed with their kind and what they say -------------------------------------------
+JUNIT = (
+    '<testsuites><testsuite tests="10" failures="1" errors="1" skipped="2"/>'
+    '<testsuite tests="5" failures="0" errors="0" skipped="0"/></testsuites>'
+)
+SARIF = {
+    "version": "2.1.0",
+    "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+    "runs": [{"tool": {"driver": {"name": "bandit"}}, "results": [{"level": "error"}, {"level": "warning"},
+                                                                  {"level": "warning"}, {}]}],
+}  # fmt: skip
+
+
+@pytest.fixture
+def reports(root) -> Path:
+    """A second build of test-py3.11 with every kind of report, one of them nested."""
+    build = root / "test-py3.11" / "8"
+    (build / "reports" / "html").mkdir(parents=True)
+    (build / "coverage.xml").write_text('<?xml version="1.0"?><coverage line-rate="0.8375"/>')
+    (build / "reports" / "junit.xml").write_text(JUNIT)
+    (build / "bandit.json").write_text(json.dumps(SARIF))
+    (build / "pip-audit.json").write_text('{"dependencies": []}')
+    (build / "reports" / "html" / "index.html").write_text("<html>report</html>")
+    (build / "notes.xml").write_text("<notes/>")
+    return build
+
+
+def test_a_build_lists_each_report_with_its_kind_and_figures(app, reports):
+    page = get(app, "/test-py3.11/8/").text
+    assert '<a href="coverage.xml">coverage.xml</a></td><td>coverage</td><td>83.75% of lines covered</td>' in page
+    assert "<td>junit</td><td>15 tests: 11 passed, 2 failed, 2 skipped</td>" in page
+    assert '<a href="reports/junit.xml">reports/junit.xml</a>' in page
+    assert "<td>sarif</td><td>4 findings: 1 error, 3 warning</td>" in page
+    assert '<a href="reports/html/">reports/html</a></td><td>html</td>' in page
+    assert "<td>json</td>" in page and "<td>xml</td>" in page
+    assert get(app, "/test-py3.11/8/reports/junit.xml").text == JUNIT  # the files are served as before
+    assert get(app, "/test-py3.11/8/bandit.json").headers["Content-Type"] == "application/json"
+
+
+def test_the_sarif_of_the_first_build_has_no_findings(app):
+    assert "<td>sarif</td><td>no findings</td>" in get(app, "/test-py3.11/7/").text
+
+
+def test_a_builder_lists_its_builds_with_what_their_reports_say(app, reports):
+    page = get(app, "/test-py3.11/").text
+    row = page[page.index('href="8/"') : page.index('href="7/"')]
+    assert "coverage: 83.75% of lines covered" in row and "junit: 15 tests: 11 passed, 2 failed, 2 skipped" in row
+    assert "sarif: 4 findings: 1 error, 3 warning" in row and "html report" in row
+    (reports.parent.parent / "security" / "4").mkdir(parents=True)
+    (reports.parent.parent / "security" / "4" / "bandit.sarif").write_text(json.dumps(SARIF))
+    top = get(app, "/").text
+    assert '<a href="security/">security</a></td><td>1</td>' in top
+    assert '<a href="security/4/">#4</a> sarif: 4 findings: 1 error, 3 warning' in top
+    assert '<a href="test-py3.11/10/">#10</a>' in top  # the newest build (no reports in it)
+
+
+def test_builds_are_paginated_fifty_a_page(app, root):
+    for number in range(100, 160):
+        (root / "lint" / str(number)).mkdir()
+    first, second = get(app, "/lint/").text, Response(app, "/lint/", "page=2").text
+    assert 'href="159/"' in first and 'href="110/"' in first and 'href="109/"' not in first
+    assert 'href="?page=2"' in first and 'href="109/"' in second and 'href="?page=1"' in second
+
+
+def test_the_web_ui_gets_the_first_page_with_links_from_its_root(app):
+    embedded = Response(app, "/index.html")
+    assert embedded.code == 200 and embedded.text.startswith("<style>")
+    assert 'href="plugins/wsgi_dashboards/reports/test-py3.11/"' in embedded.text
+    opened = Response(app, "/index.html", HTTP_SEC_FETCH_DEST="document")
+    assert (opened.code, opened.headers["Location"]) == (302, "./")
+
+
+def test_symlinked_files_are_neither_read_nor_listed_as_reports(app, root):
+    (root / "lint" / "3").mkdir()
+    os.symlink(root.parent / "secret.txt", root / "lint" / "3" / "coverage.xml")
+    page = get(app, "/lint/3/")
+    assert page.code == 200 and "coverage.xml" not in page.text and "TOP-SECRET" not in page.text
+    outside = root.parent / "outside" / "9"
+    outside.mkdir(parents=True)
+    (outside / "coverage.xml").write_text('<coverage line-rate="0.42"/>')
+    os.symlink(root.parent / "outside", root / "elsewhere")
+    os.symlink(outside, root / "lint" / "9")
+    top, builds = get(app, "/").text, get(app, "/lint/").text
+    assert "elsewhere" not in top and "42" not in top and 'href="9/"' not in builds
+
+
+def test_a_build_page_links_to_the_build_when_the_master_knows_the_builder(app):
+    class Api:
+        def dataGet(self, path, **kwargs):
+            return {"builderid": 4, "name": path[1]} if path == ("builders", "test-py3.11") else None
+
+    app.buildbot_api = Api()
+    assert 'href="../../../../../#/builders/4/builds/7">the build</a>' in get(app, "/test-py3.11/7/").text
+    assert "the build</a>" not in get(app, "/lint/").text

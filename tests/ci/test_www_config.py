@@ -204,7 +204,9 @@ def test_superseded_builds_are_cancelled_except_deploys_and_deploy_branch_pipeli
 
 def test_private_reports_need_a_logged_in_session(settings):
     private = dataclasses.replace(settings, www=dataclasses.replace(settings.www, public_view=False))
-    [dashboard] = make_www(private, none)["plugins"]["wsgi_dashboards"]
+    dashboards = make_www(private, none)["plugins"]["wsgi_dashboards"]
+    assert all(isinstance(d["app"], LoggedInOnly) for d in dashboards)  # pipelines, deploys, trends, reports
+    [dashboard] = [d for d in dashboards if d["name"] == "reports"]
     app = dashboard["app"]
     assert isinstance(app, LoggedInOnly)
 
