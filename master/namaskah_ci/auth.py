@@ -8,22 +8,37 @@ only bcrypt entries (`$2a$`, `$2b$`, `$2y$`) and checks them with `bcrypt` in
 a thread, so the reactor never blocks. GitHub OAuth replaces it when both the
 `github_oauth_client_id` and `github_oauth_client_secret` secrets exist.
 
+Failed logins are limited in the master's memory (`LoginLimiter`, one per
+master, bounded): after `[www] login_max_failures` failures within `[www]
+login_window_seconds` for a user name or from a client address, attempts get
+HTTP 429 + Retry-After, unchecked, until the oldest leaves the window. An
+attempt counts as failed until it succeeds (parallel guesses cannot slip
+through); a success clears only that user's failures from that address. The
+`base` change hook shares the counters. Logs never hold a password or hash.
+
 `python -m namaskah_ci.auth FILE USER` adds or replaces USER in FILE (bcrypt,
 mode 0600) for machines without `htpasswd` from apache2-utils.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import collections
 import getpass
+import math
 import os
 import sys
-from typing import Any
+import time
+import weakref
+from typing import Any, Callable
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, threads
 from twisted.python import log
+from twisted.web import resource
 from twisted.web.guard import BasicCredentialFactory
 from zope.interface import implementer
 
@@ -137,17 +152,175 @@ class SecretHtpasswdChecker:
         return username.encode("utf-8")
 
 
-class BcryptHTPasswdAuth(TwistedICredAuthBase):
-    """HTTP basic login against the bcrypt htpasswd in the `admin_htpasswd` secret."""
+DEFAULT_MAX_FAILURES = 5
+DEFAULT_WINDOW_SECONDS = 600
+MAX_TRACKED = 10_000  # users and addresses remembered at once; the least recently failed go first
+_NAME_CHARS = 100  # of a user name, as a counter key and in the log
 
-    def __init__(self, secret_name: str = ADMIN_HTPASSWD, **kwargs: Any):
+
+class LoginLimiter:
+    """Recent failed logins per user name and per client address (sliding window, bounded memory)."""
+
+    def __init__(self, max_failures: int = DEFAULT_MAX_FAILURES, window_seconds: int = DEFAULT_WINDOW_SECONDS,
+                 max_tracked: int = MAX_TRACKED, clock: Callable[[], float] = time.monotonic):
+        self.max_failures, self.window = max_failures, window_seconds
+        self.max_tracked, self.clock = max_tracked, clock
+        # ("user", name) / ("address", host) → failures, oldest first: (time, the other half of the pair)
+        self._failures: collections.OrderedDict = collections.OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_failures > 0 and self.window > 0
+
+    def configure(self, max_failures: int, window_seconds: int) -> None:
+        if (max_failures, window_seconds) != (self.max_failures, self.window):
+            self.max_failures, self.window = max_failures, window_seconds
+            self._failures.clear()
+
+    def _keys(self, user: str, address: str) -> tuple[tuple, tuple]:
+        return ("user", user[:_NAME_CHARS]), ("address", address)
+
+    def _recent(self, key: tuple, now: float) -> collections.deque:
+        failures = self._failures.get(key)
+        if failures is None:
+            return collections.deque()
+        while failures and failures[0][0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+        return failures
+
+    def retry_after(self, user: str, address: str) -> int:
+        """Seconds until `user` may try again from `address` (0: now)."""
+        if not self.enabled:
+            return 0
+        now = self.clock()
+        waits = [0.0]
+        for key in self._keys(user, address):
+            failures = self._recent(key, now)
+            if len(failures) >= self.max_failures:
+                waits.append(failures[-self.max_failures][0] + self.window - now)
+        return math.ceil(max(waits))
+
+    def attempt(self, user: str, address: str) -> int:
+        """0 and the attempt is counted as failed (until `succeeded`), or the seconds to wait (refused)."""
+        wait = self.retry_after(user, address)
+        if wait or not self.enabled:
+            return wait
+        now = self.clock()
+        user_key, address_key = self._keys(user, address)
+        for key, other in ((user_key, address), (address_key, user_key[1])):
+            failures = self._failures.setdefault(key, collections.deque(maxlen=self.max_failures))
+            failures.append((now, other))
+            self._failures.move_to_end(key)
+        while len(self._failures) > self.max_tracked:
+            self._failures.popitem(last=False)
+        return 0
+
+    def succeeded(self, user: str, address: str) -> None:
+        """Forget this user's failures from this address (nobody else's)."""
+        user_key, address_key = self._keys(user, address)
+        for key, other in ((user_key, address), (address_key, user_key[1])):
+            kept = [entry for entry in self._failures.pop(key, ()) if entry[1] != other]
+            if kept:
+                self._failures[key] = collections.deque(kept, maxlen=self.max_failures)
+
+    def failures(self, user: str, address: str) -> tuple[int, int]:
+        """(recent failures of the user, recent failures from the address), for messages and tests."""
+        now = self.clock()
+        user_key, address_key = self._keys(user, address)
+        return len(self._recent(user_key, now)), len(self._recent(address_key, now))
+
+    def refusal(self, wait: int) -> str:
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+        return f"too many failed logins for this user or from this address: try again in {wait} s (after {at})"
+
+
+_LIMITERS: "weakref.WeakKeyDictionary[Any, LoginLimiter]" = weakref.WeakKeyDictionary()
+
+
+def login_limiter(master: Any, max_failures: int | None = None, window_seconds: int | None = None) -> LoginLimiter:
+    """The master's limiter (created on first use; kept across reconfigs); new limits when given."""
+    limiter = _LIMITERS.get(master)
+    if limiter is None:
+        limiter = _LIMITERS[master] = LoginLimiter()
+    if max_failures is not None and window_seconds is not None:
+        limiter.configure(max_failures, window_seconds)
+    return limiter
+
+
+def client_address(request: Any) -> str:
+    """The TCP peer of a request (behind a reverse proxy: the proxy)."""
+    return str(getattr(request.getClientAddress(), "host", None) or "unknown")
+
+
+def basic_user(request: Any) -> str | None:
+    """The user name of an HTTP basic Authorization header (the password is not looked at)."""
+    header = request.getHeader(b"authorization") or b""
+    scheme, _, encoded = header.partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip() + b"===")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, _ = decoded.partition(b":")
+    return user.decode("utf-8", "replace") if sep else None
+
+
+class LimitedLoginResource(resource.Resource):
+    """`/auth/login` in front of Buildbot's basic-auth wrapper: 429 while the user or address is over the limit."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Any, limiter: LoginLimiter):
+        super().__init__()
+        self.wrapped, self.limiter = wrapped, limiter
+
+    def render(self, request: Any):
+        user = basic_user(request)
+        if user is None:
+            return self.wrapped.render(request)
+        address = client_address(request)
+        wait = self.limiter.attempt(user, address)
+        if wait:
+            log.msg(f"login refused for user {user[:_NAME_CHARS]!r} from {address}: too many failures, {wait} s left")
+            request.setResponseCode(429)
+            request.setHeader(b"retry-after", str(wait).encode())
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return (self.limiter.refusal(wait) + "\n").encode()
+        request.notifyFinish().addCallbacks(lambda _: self.finished(request, user, address), lambda _: None)
+        return self.wrapped.render(request)
+
+    def finished(self, request: Any, user: str, address: str) -> None:
+        if request.code < 400:
+            self.limiter.succeeded(user, address)
+            return
+        by_user, by_address = self.limiter.failures(user, address)
+        log.msg(
+            f"login failed for user {user[:_NAME_CHARS]!r} from {address} "
+            f"({by_user} for the user, {by_address} from the address in {self.limiter.window} s)"
+        )
+
+
+class BcryptHTPasswdAuth(TwistedICredAuthBase):
+    """HTTP basic login against the bcrypt htpasswd in the `admin_htpasswd` secret, rate-limited."""
+
+    def __init__(self, secret_name: str = ADMIN_HTPASSWD, max_failures: int = DEFAULT_MAX_FAILURES,
+                 window_seconds: int = DEFAULT_WINDOW_SECONDS, **kwargs: Any):
         self.checker = SecretHtpasswdChecker(secret_name)
+        self.max_failures, self.window_seconds = max_failures, window_seconds
+        self.limiter = LoginLimiter(max_failures, window_seconds)
         # no Digest: it needs the plain password on the server side
         super().__init__([BasicCredentialFactory(b"Namaskah CI")], [self.checker], **kwargs)
 
     def reconfigAuth(self, master: Any, new_config: Any) -> None:
         super().reconfigAuth(master, new_config)
         self.checker.master = master
+        self.limiter = login_limiter(master, self.max_failures, self.window_seconds)
+
+    def getLoginResource(self) -> Any:
+        return LimitedLoginResource(super().getLoginResource(), self.limiter)
 
     def getConfigDict(self) -> dict[str, str]:
         return {"name": "HTPasswdAuth"}
@@ -175,7 +348,9 @@ def make_auth(settings: Any, has_secret) -> Any:
             util.Secret(GITHUB_OAUTH_CLIENT_SECRET),
             serverURL=github_server_url(settings.github.api_url),
         )
-    return BcryptHTPasswdAuth()
+    return BcryptHTPasswdAuth(
+        max_failures=settings.www.login_max_failures, window_seconds=settings.www.login_window_seconds
+    )
 
 
 def add_user(path: str, username: str, password: str, rounds: int = 12) -> None:

@@ -14,7 +14,7 @@ without waiting for the poll interval and the commit is recorded exactly once
 
 `/change_hook/base` takes Buildbot's plain form fields, and only with HTTP
 basic credentials of a user in `[www] admins` (checked against the
-`admin_htpasswd` secret).
+`admin_htpasswd` secret, under the web login's failed-login limits).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from buildbot.process.properties import Properties
 from buildbot.www.hooks.base import BaseHookHandler
 from buildbot.www.hooks.github import GitHubEventHandler
 
-from namaskah_ci.auth import SecretHtpasswdChecker
+from namaskah_ci.auth import SecretHtpasswdChecker, client_address, login_limiter
 
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -179,6 +179,8 @@ class StrictGitHubEventHandler(GitHubEventHandler):
                 raise PayloadError(f"unsupported content type {content_type!r}")
         except (KeyError, IndexError, UnicodeDecodeError, json.JSONDecodeError):
             raise PayloadError("payload is not JSON") from None
+        except (RecursionError, ValueError):  # nested too deeply, or an integer of thousands of digits
+            raise PayloadError("payload is not JSON GitHub sends (too deeply nested or too large a number)") from None
         if not isinstance(payload, dict):
             raise PayloadError("payload must be a JSON object")
         return payload
@@ -216,7 +218,14 @@ class AdminBaseHookHandler(BaseHookHandler):
         password = request.getPassword()
         if not username or not password:
             raise PayloadError("the base change hook needs an admin's credentials (HTTP basic auth)")
+        limiter, address = login_limiter(self.master), client_address(request)
+        wait = limiter.attempt(username, address)  # the web login's counters: the same passwords
+        if wait:
+            log.msg(f"base change hook: refused {username[:100]!r} from {address}: too many failed logins")
+            raise PayloadError(limiter.refusal(wait))
         ok = yield self.checker.check(username, password)
+        if ok:
+            limiter.succeeded(username, address)
         if not ok or username not in self.admins:
             log.msg(f"base change hook: refused credentials for {username!r}")
             raise PayloadError("the base change hook needs an admin's credentials (HTTP basic auth)")
