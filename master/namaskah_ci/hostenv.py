@@ -12,6 +12,8 @@ import glob
 import os
 import subprocess
 
+SHARED_PYTHONS = os.environ.get("NAMASKAH_PYTHONS", "/opt/namaskah-ci/python")
+
 
 @functools.lru_cache(maxsize=None)
 def _usable(candidate: str) -> bool:
@@ -33,6 +35,8 @@ def interpreter_candidates(name: str, version: str) -> list[str]:
         found.append(path)
     if os.path.isabs(name):
         found.insert(0, name)
+    # copies any user can run (scripts/shared_pythons.sh): a root master's job user cannot enter /root
+    found += sorted(glob.glob(os.path.join(SHARED_PYTHONS, f"{version}.*", "bin", f"python{version}")))[::-1]
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     found += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))[::-1]
     return found

@@ -3,7 +3,9 @@ factories and `scripts/run_ci_checks.py`, so CI and a local run cannot drift apa
 
 Every command of a job goes through `ci_step.py` (a helper that comes with the
 master), which starts it with the job's own environment: the document below,
-never the worker's (for local workers, the master's) environment. This module
+never the worker's (for local workers, the master's) environment. When the
+layout names a `user` (local mode, master running as root: `[workers] job_user`),
+`ci_step.py` runs each command as that unprivileged user instead. This module
 imports no Buildbot.
 """
 
@@ -28,6 +30,7 @@ class JobLayout:
     helpers_dir: str  # the helper scripts on the worker
     cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
     job_dir: str = JOB_DIR
+    user: str = ""  # local mode as root: the user the job's commands run as (ci_step.py drops to it); "": as is
 
     def helper(self, script: str) -> str:
         return f"{self.helpers_dir}/{script}"
@@ -81,6 +84,8 @@ def job_document(
     }
     if nice:
         document["nice"] = PRIORITY_NICENESS[job.priority]
+    if layout.user:
+        document["user"] = layout.user
     return document
 
 
@@ -98,6 +103,18 @@ def venv_argv(layout: JobLayout, job: JobSpec, interpreter: str) -> list[str]:
     for requirement in job.requirements:
         argv += ["-r", requirement]
     return argv
+
+
+def own_argv(layout: JobLayout) -> list[str]:
+    """As root, before the job's commands: the checkout and TMPDIR become the job user's."""
+    return [layout.runner, layout.helper("ci_step.py"), "--job-dir", layout.job_dir, "own"]
+
+
+def collect_reports_argv(layout: JobLayout, job: JobSpec) -> list[str]:
+    """As root, after the job's commands: copy the declared reports, never through a symlink, into
+    `<job dir>/reports` (the job user cannot write there), which the upload then reads."""
+    argv = [layout.runner, layout.helper("ci_step.py"), "--job-dir", layout.job_dir, "collect-reports"]
+    return argv + ["--", *(report.path for report in job.reports)]
 
 
 def step_argv(layout: JobLayout, step: StepSpec) -> list[str]:

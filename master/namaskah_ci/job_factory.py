@@ -4,11 +4,20 @@ Every job builder has the same two-step factory (`factories.make_job_factory`):
 `LoadJob` reads the job's definition (from the pipeline's trigger, or from the
 pipeline file at the revision) and then adds what `job_steps()` returns:
 
-    checkout (pinned) → [all branches and tags] → [required tools] → [virtualenv]
-    → [services] → the file's steps → [publish reports] → [stop services] → cleanup
+    checkout (pinned) → [all branches and tags] → [job user] → [required tools] → [virtualenv]
+    → [services] → the file's steps → [collect reports] → [publish reports] → [stop services] → cleanup
 
 `JobSetup` is what the worker mode decides (where helpers live, which Python
 creates virtualenvs, the base environment); it is plain, comparable data.
+
+With a job user (`setup.layout.user`: local mode, master running as root) the
+job's commands run as that unprivileged user, and nothing the job could have
+written is later trusted by root: the checkout is a fresh copy of a root-only
+clone (`method="copy"`: root's git never runs in a tree the job owned), which
+`job user` then hands to the user with the job's TMPDIR; `collect reports`
+copies the declared reports as root without following a symlink into the job
+directory, where the upload reads them (a report symlinked to a secret file
+is skipped, never published).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices
 
 NO_OUTPUT_TIMEOUT = 20 * 60  # seconds a command may print nothing
+CHECKOUT = "build"  # the build's workdir, in the builder directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +59,11 @@ class JobSetup:
     coverage_min: int = 0
     reports_root: str = ""
     reports_url: str = ""
+
+    @property
+    def job_user(self) -> str:
+        """The user the job's commands run as ("": the worker's own user)."""
+        return self.layout.user
 
     def env_for(self, job: JobSpec) -> dict[str, str]:
         env = dict(self.worker_env)
@@ -103,9 +118,11 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
     """The steps after LoadJob, as step instances."""
     missing_secrets = missing_secrets or set()
     layout = setup.layout
+    user = setup.job_user
     timing = {"maxTime": remaining_time, "timeout": NO_OUTPUT_TIMEOUT, "logEnviron": False}
+    method = "copy" if user else "fresh"  # copy: root's git works in `source`, which the job never owns
     result: list = [
-        PinnedGit(repourl=setup.repo_url, mode="full", method="fresh", haltOnFailure=True, progress=False),
+        PinnedGit(repourl=setup.repo_url, mode="full", method=method, haltOnFailure=True, progress=False),
     ]
     report_dirs = sorted({posixpath.dirname(report.path) for report in job.reports} - {""})
     if report_dirs:  # the declared reports' directories exist before the steps write into them
@@ -124,6 +141,17 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
                 name="fetch history",
                 descriptionDone="all branches and tags",
                 command=job_commands.fetch_history_argv(setup.repo_url),
+                haltOnFailure=True,
+                **timing,
+            )
+        )
+    if user:
+        result.append(
+            JobStep(
+                name="job user",
+                description=f"handing the checkout to {user}",
+                descriptionDone=f"runs as {user}",
+                command=job_commands.own_argv(layout),
                 haltOnFailure=True,
                 **timing,
             )
@@ -158,12 +186,28 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
         result.append(StartServices(job.services, start, **timing))
     result += [_job_step(job, setup, step, missing_secrets, timing) for step in job.steps]
     if job.reports:
+        where = {}
+        if user:
+            result.append(
+                JobStep(
+                    name="collect reports",
+                    command=job_commands.collect_reports_argv(layout, job),
+                    alwaysRun=True,
+                    flunkOnFailure=False,
+                    warnOnFailure=True,
+                    hideStepIf=lambda results, step: results == SUCCESS,
+                    timeout=NO_OUTPUT_TIMEOUT,
+                    logEnviron=False,
+                )
+            )
+            where["workdir"] = posixpath.normpath(posixpath.join(CHECKOUT, layout.job_dir, "reports"))
         result.append(
             PublishReports(
                 reports_root=util.Interpolate(f"{setup.reports_root}/%(prop:buildername)s/%(prop:buildnumber)s"),
                 base_url=setup.reports_url,
                 reports=job.reports,
                 coverage_min=setup.coverage_min,
+                **where,
             )
         )
     if local_services:

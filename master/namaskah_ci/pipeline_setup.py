@@ -3,13 +3,14 @@
 `make_pipeline_config` says where the repository, the poller's bare repository,
 the master's mirror, the default pipeline and the job registry are, and what
 the master allows a pipeline file (`PipelinePolicy`). `make_job_setup` says
-how jobs run in this worker mode (`JobSetup`).
+how jobs run in this worker mode (`JobSetup`), and as which user (`plan.job_user`).
 """
 
 from __future__ import annotations
 
 import os
 
+from namaskah_ci import names
 from namaskah_ci.job_commands import JobLayout
 from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
@@ -19,8 +20,8 @@ from namaskah_ci.settings import ROOT, Settings
 from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.workers import WorkerPlan
 
-POLLER_DIR = "gitpoller"  # the GitPoller's bare repository, in the basedir (changes.py)
-MIRROR_DIR = "pipeline-mirror.git"
+POLLER_DIR = names.POLLER_DIR
+MIRROR_DIR = names.MIRROR_DIR
 
 
 def make_policy(settings: Settings, plan: WorkerPlan) -> PipelinePolicy:
@@ -46,7 +47,9 @@ def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig
 
 
 def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
-    layout = JobLayout(runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root)
+    layout = JobLayout(
+        runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root, user=plan.job_user
+    )
     worker_env = {**dict(plan.base_env), **settings.scanner_env, **settings.workers.job_env}
     return JobSetup(
         mode=plan.mode,

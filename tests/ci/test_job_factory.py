@@ -16,7 +16,7 @@ from buildbot.secrets.manager import SecretManager
 from buildbot.test.fake.secrets import FakeSecretStorage
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.process import remotetransfer
-from buildbot.test.steps import ExpectDownloadFile, ExpectRemoteRef, ExpectRmdir, TestBuildStepMixin
+from buildbot.test.steps import ExpectDownloadFile, ExpectRemoteRef, ExpectRmdir, ExpectShell, TestBuildStepMixin
 
 from namaskah_ci import job_factory, names
 from namaskah_ci.job_commands import JobLayout
@@ -253,3 +253,23 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         yield self.run_step()
         summary = self.get_nth_step(0).summary  # read from the (missing) repository at the pinned revision instead
         assert summary.startswith(f"revision {'a' * 8} is not in the repository"), summary
+
+
+class JobStepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    def setUp(self):
+        self.setup_test_reactor()
+        return self.setup_test_build_step()
+
+    @defer.inlineCallbacks
+    def test_a_command_killed_by_a_signal_says_so(self):
+        yield self.setup_step(JobStep(name="tests", command=["pytest"]))
+        self.expect_commands(ExpectShell(workdir="wkdir", command=["pytest"], log_environ=False).exit(-1))
+        self.expect_outcome(result=FAILURE, state_string="tests: killed by a signal")
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_an_ordinary_failure_keeps_buildbots_summary(self):
+        yield self.setup_step(JobStep(name="tests", command=["pytest"]))
+        self.expect_commands(ExpectShell(workdir="wkdir", command=["pytest"], log_environ=False).exit(1))
+        self.expect_outcome(result=FAILURE, state_string="'pytest' (failure)")
+        yield self.run_step()

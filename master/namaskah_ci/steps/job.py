@@ -41,7 +41,8 @@ class PinnedGit(Git):
 
 
 class JobStep(ShellCommand):
-    """A pipeline-file step; `skip_reason` set means it is shown as skipped and never runs."""
+    """A pipeline-file step; `skip_reason` set means it is shown as skipped and never runs. A command
+    killed by a signal (an out-of-memory kill, someone's `kill -9`) says so in its summary."""
 
     def __init__(self, skip_reason: str = "", **kwargs):
         kwargs.setdefault("logEnviron", False)
@@ -49,11 +50,23 @@ class JobStep(ShellCommand):
             kwargs["doStepIf"] = False
         super().__init__(**kwargs)
         self.skip_reason = skip_reason
+        self.exit_code = None
+
+    @defer.inlineCallbacks
+    def run(self):
+        cmd = yield self.makeRemoteShellCommand()
+        yield self.runCommand(cmd)
+        self.exit_code = cmd.rc
+        return cmd.results()
 
     def getResultSummary(self):
         if self.skip_reason:
             return {"step": self.skip_reason}
-        return super().getResultSummary()
+        summary = super().getResultSummary()
+        if self.exit_code == -1 and self.results not in (results.SUCCESS, None) and not self.stopped:
+            text = f"{self.name}: killed by a signal"
+            summary = {"step": text, "build": text}
+        return summary
 
 
 class CleanupJob(CompositeStepMixin, buildstep.BuildStep):
