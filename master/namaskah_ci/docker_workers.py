@@ -15,7 +15,10 @@ the job's definition at the build's revision: `docker_config.py`.)
   environment. `stop_instance` removes them whatever ended the build
   (success, failure, cancel, worker loss); a service that never gets ready
   ends the build (EXCEPTION, "worker cannot substantiate") with the reason in
-  the build's preparation log, and nothing is left behind.
+  the build's preparation log, and nothing is left behind. While the build
+  runs, a `docker_watch.ContainerWatch` looks at its service and worker
+  containers every few seconds: one that exits or disappears ends the build
+  within that bound, its summary naming the container and its exit code.
 
 Every Docker call runs in a thread (`deferToThread`), as DockerLatentWorker
 itself does. Worker passwords: the `worker_password` secret when it is
@@ -37,6 +40,7 @@ from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.worker.docker import DockerLatentWorker
 
 from namaskah_ci import docker_services as ds
+from namaskah_ci import docker_watch
 
 _incarnation: str | None = None
 _reaps: dict[tuple[str, str], defer.Deferred] = {}
@@ -166,6 +170,8 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     # extra_env, which a reconfiguration (any new job brings one) resets, even while a build starts
     service_env: dict | None = None
     ports: ds.PortAllocator | None = None
+    watch: docker_watch.ContainerWatch | None = None  # the running build's containers, watched
+    watch_interval = docker_watch.CHECK_INTERVAL
 
     def checkConfig(
         self,
@@ -277,11 +283,51 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         except BaseException:
             yield self.remove_services()
             raise
+        self.start_watch(build, client_args, containers)
         return result
+
+    def start_watch(self, build, client_args, services: dict[str, str]) -> None:
+        """Watch the build's services and worker container until it ends: one that dies stops it."""
+        self.stop_watch()  # an earlier build's, should its end have gone unnoticed
+        watched = dict(services)
+        if self.instance and self.instance.get("Id"):
+            watched[self.instance["Id"]] = docker_watch.WORKER
+        self.watch = docker_watch.ContainerWatch(
+            self.master.reactor,
+            lambda: self.raw_client(client_args),
+            watched,
+            lambda role, reason: self.container_died(build, role, reason),
+            self.watch_interval,
+            name=self.workername,
+        )
+        self.watch.start()
+
+    def container_died(self, build, role: str, reason: str):
+        """A watched container is gone: stop the build, saying so (a dead service: EXCEPTION; a dead
+        worker: RETRY, and its connection is closed, as on a per-build network nothing else would)."""
+        stopped = docker_watch.stop_build(build, reason, docker_watch.results_for(role))
+        if role == docker_watch.WORKER and self.conn is not None:
+            self.conn.loseConnection()
+        return stopped
+
+    def detached(self):
+        # the worker container's connection dropped: look at once, so the build's summary can say why
+        if self.watch is not None:
+            self.watch.check_now()
+        return super().detached()
+
+    def stop_watch(self) -> defer.Deferred:
+        watch, self.watch = self.watch, None
+        return watch.stop() if watch is not None else defer.succeed(None)
+
+    def buildFinished(self, wfb):
+        self.stop_watch()  # at once: a worker container leaving after its build is no fault
+        super().buildFinished(wfb)
 
     @defer.inlineCallbacks
     def stop_instance(self, fast=False):
         try:
+            yield self.stop_watch()  # before anything is removed: a removal is not a fault
             yield super().stop_instance(fast)
         finally:
             yield self.remove_services()

@@ -15,6 +15,8 @@ import uuid
 import pytest
 
 MASTER_LABEL = "org.namaskah.ci.master"
+INCARNATION_LABEL = "org.namaskah.ci.incarnation"
+CACHE_VOLUME_PREFIX = "namaskah-ci-cache-"  # the job caches: meant to stay
 IMAGES = (
     "namaskah-ci/worker:py3.9",
     "namaskah-ci/worker:py3.11",
@@ -99,6 +101,52 @@ def remove_labelled(instance: str) -> None:
         docker("rm", "-f", "-v", line.split()[0], check=False)
     for name in labelled_networks(instance):
         docker("network", "rm", name, check=False)
+
+
+def leak_snapshot(instance: str) -> dict[str, list[str]]:
+    """What a master's instance has on the engine: its labelled containers, networks and volumes
+    (the cache volumes apart: they are meant to stay)."""
+    volumes = labelled_volumes(instance)
+    return {
+        "containers": sorted(line.split()[0] for line in labelled_containers(instance)),
+        "networks": sorted(labelled_networks(instance)),
+        "volumes": sorted(v for v in volumes if not v.startswith(CACHE_VOLUME_PREFIX)),
+    }
+
+
+def build_containers(instance: str, worker: str) -> dict[str, str]:
+    """{role: container id} of the running containers of a worker's build (worker, postgres, redis)."""
+    out = docker(
+        "ps", "--no-trunc", "--filter", f"label={MASTER_LABEL}={instance}",
+        "--filter", f"label=org.namaskah.ci.worker={worker}", "--format", '{{.ID}} {{.Label "org.namaskah.ci.role"}}',
+    )  # fmt: skip
+    return {role: cid for cid, _, role in (line.partition(" ") for line in out.splitlines() if line)}
+
+
+def anonymous_volumes(container_ids) -> set[str]:
+    """The unnamed volumes containers mount (an image's VOLUME): they must go with their containers."""
+    found: set[str] = set()
+    for cid in container_ids:
+        out = docker("inspect", "-f", '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}', cid)
+        found.update(name for name in out.split() if not name.startswith(CACHE_VOLUME_PREFIX))
+    return found
+
+
+def existing_volumes(names) -> set[str]:
+    return {name for name in names if docker("volume", "inspect", name, check=False, timeout=30)}
+
+
+def container_exists(container_id: str) -> bool:
+    return bool(docker("ps", "-aq", "--filter", f"id={container_id}", timeout=30))
+
+
+def run_fake_leftover(name: str, instance: str, incarnation: str) -> str:
+    """A running container labelled as a build container of `instance`'s run `incarnation` (it sleeps)."""
+    return docker(
+        "run", "-d", "--network", "host", "--name", name, "--label", f"{MASTER_LABEL}={instance}",
+        "--label", f"{INCARNATION_LABEL}={incarnation}", "--label", "org.namaskah.ci.role=redis",
+        "namaskah-ci/redis:7", "sleep", "3600",
+    )  # fmt: skip
 
 
 def build_never_ready_image() -> str:

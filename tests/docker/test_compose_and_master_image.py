@@ -106,6 +106,7 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
         "PIPELINE_WORKERS_PORT": str(worker_port),
         "PIPELINE_WORKERS_INSTANCE_NAME": instance,
         "PIPELINE_REPO_URL": str(repo),
+        "PIPELINE_PIPELINE_FIRST_RUN": "false",  # this test starts no pipeline; a first run would leave builds
         "PIPELINE_MASTER_BUILDBOT_URL": f"http://127.0.0.1:{www_port}/",
     }
     args = [

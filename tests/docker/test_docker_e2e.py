@@ -6,8 +6,9 @@
   afterwards no container or network of that master remains.
 - A service that never gets ready ends its build within the bound, saying
   why, and leaves nothing behind.
-- Killing a worker container mid-build ends that build (RETRY or FAILURE),
-  and its service containers are removed.
+- Killing a worker container mid-build ends that build within 15 s (RETRY,
+  the reason in its summary), and its service containers are removed
+  (more faults, and the leak counts: test_docker_faults.py).
 
 They skip only when no Docker engine answers (scripts/start_docker.sh starts one).
 Commits go to a feature branch, so no deploy is ever triggered.
@@ -277,13 +278,19 @@ def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(doc
     assert any(line.endswith(" postgres") for line in containers), containers
     [worker_id] = [line.split()[0] for line in containers if line.endswith(" worker")]
     docker("kill", worker_id)
+    killed_at = time.time()
     killed = wait_for(
         "the killed build to end",
         lambda: [b for b in master.builds("integration") if b["buildid"] == build["buildid"] and b["complete"]],
-        300,
-        interval=2,
+        60,
+        interval=0.5,
     )[0]
-    assert killed["results"] in (RETRY, FAILURE, EXCEPTION), killed
+    # Buildbot retries a build whose worker it lost; the summary says why ("lost connection", and
+    # the container's exit code when the container watch saw it first), within seconds
+    assert killed["results"] == RETRY, killed
+    summary = killed["state_string"]
+    assert "lost connection" in summary or "worker container exited (code 137)" in summary, summary
+    assert killed["complete_at"] - killed_at <= 15, f"{killed['complete_at'] - killed_at:.0f}s: {summary}"
     # the build's service containers went with it (a retried build may have started its own since)
     build_key_containers = [line for line in containers if line.split()[0] != worker_id]
     for line in build_key_containers:

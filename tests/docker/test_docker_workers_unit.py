@@ -10,13 +10,17 @@ the build's `namaskah_job` property, or from the registry entry without one.
 
 from __future__ import annotations
 
+from unittest import mock
+
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.process.properties import Properties
+from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY
 from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.worker import docker as buildbot_docker
 from fake_engine import FakeDockerModule
 from namaskah_ci import docker_config as dc
+from namaskah_ci import docker_watch
 from namaskah_ci import docker_services as ds
 from namaskah_ci import docker_workers as dw
 from namaskah_ci import names
@@ -26,7 +30,19 @@ from unit_support import REGISTRY, docker_settings, job_property
 
 
 class FakeBuild(Properties):
-    """What start_instance needs of a build: render() and setProperty()."""
+    """What start_instance needs of a build: render() and setProperty(); stopBuild() and stepDone()
+    record what the container watch does to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stops: list[tuple[str, int]] = []
+        self.steps_done: list[int] = []
+
+    def stopBuild(self, reason, results):  # noqa: N802 (Buildbot's name)
+        self.stops.append((reason, results))
+
+    def stepDone(self, results, step):  # noqa: N802
+        self.steps_done.append(results)
 
 
 def build_with(job: dict | None = None) -> FakeBuild:
@@ -287,3 +303,98 @@ class LeftoverTests(WorkerTestBase):
         self.assertEqual(self.engine.networks_created, {})
         yield worker.stop_instance()
         self.assertEqual(sorted(c["name"] for c in self.engine.running()), ["not-ours", "the-master"])
+
+
+class ContainerWatchTests(WorkerTestBase):
+    """While a build runs, its containers are inspected every `watch_interval` seconds (in a thread)."""
+
+    @defer.inlineCallbacks
+    def start_build(self, builder: str = "integration"):
+        worker = yield self.make_worker(builder)
+        build = build_with()
+        yield worker.start_instance(build)
+        return worker, build
+
+    def kill(self, role: str, code: int | None = 137, oom: bool = False) -> None:
+        """The container of `role` exits with `code` (`docker kill`: 137), or is removed (None)."""
+        [container] = self.engine.running(role)
+        inspect = self.engine.inspect_container
+
+        def inspect_container(container_id):
+            if container_id != container["Id"]:
+                return inspect(container_id)
+            if code is None:  # what docker-py raises for a container that is gone
+                raise self.docker.errors.NotFound(f"404 Client Error: No such container: {container_id}")
+            return {"State": {"Running": False, "ExitCode": code, "OOMKilled": oom}}
+
+        self.patch(self.engine, "inspect_container", inspect_container)
+
+    @defer.inlineCallbacks
+    def test_a_killed_service_stops_the_build_within_one_interval_naming_it(self):
+        worker, build = yield self.start_build()
+        self.reactor.advance(worker.watch_interval)
+        self.assertEqual(build.stops, [])  # healthy: nothing happens
+        self.kill("postgres")
+        self.reactor.advance(worker.watch_interval)
+        reason = "service container postgres exited (code 137) during the build"
+        self.assertEqual(build.stops, [(reason, EXCEPTION)])
+        self.reactor.advance(worker.watch_interval * 3)
+        self.assertEqual(len(build.stops), 1)  # once
+        yield worker.stop_instance()
+        self.assertEqual(self.engine.running(), [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_a_removed_service_and_an_out_of_memory_one_say_so(self):
+        worker, build = yield self.start_build()
+        self.kill("redis", code=None)
+        self.reactor.advance(worker.watch_interval)
+        self.assertEqual(build.stops, [("service container redis was removed during the build", EXCEPTION)])
+        yield worker.stop_instance()
+        oom = docker_watch.fault_reason("postgres", {"Running": False, "ExitCode": 137, "OOMKilled": True})
+        self.assertEqual(oom, "service container postgres exited (code 137, out of memory) during the build")
+
+    @defer.inlineCallbacks
+    def test_a_dead_worker_container_retries_the_build_saying_so_and_drops_its_connection(self):
+        worker, build = yield self.start_build("lint")  # no services: the worker container is watched too
+        self.kill("worker")
+        worker.conn = conn = mock.Mock()
+        worker.watch.check_now()  # what a lost connection does: no waiting for the next interval
+        self.assertEqual(build.stops, [("worker container exited (code 137) during the build", RETRY)])
+        conn.loseConnection.assert_called_once_with()
+        worker.conn = None
+        yield worker.stop_instance()
+        self.assertEqual(self.engine.running(), [])
+
+    @defer.inlineCallbacks
+    def test_an_engine_that_does_not_answer_is_not_a_fault(self):
+        worker, build = yield self.start_build()
+
+        def unreachable(container_id):
+            raise ConnectionError("engine busy")
+
+        self.patch(self.engine, "inspect_container", unreachable)
+        self.reactor.advance(worker.watch_interval * 3)
+        self.assertEqual(build.stops, [])
+        self.assertTrue(worker.watch._loop.running)
+        yield worker.stop_instance()
+        self.assertIsNone(worker.watch)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_stopping_the_build_removes_nothing_before_the_watch_stops(self):
+        worker, build = yield self.start_build()
+        watch = worker.watch
+        yield worker.stop_instance()  # removing the containers is no fault
+        self.reactor.advance(worker.watch_interval * 2)
+        self.assertEqual(build.stops, [])
+        self.assertIsNone(watch._client)  # closed
+        self.assertFalse(watch._loop.running)
+
+    def test_a_stopped_build_ends_with_the_faults_results_not_cancelled(self):
+        build = FakeBuild()
+        docker_watch.stop_build(build, "service container redis exited (code 1) during the build", EXCEPTION)
+        build.stepDone(CANCELLED, None)  # the step the stop interrupted
+        build.stepDone(FAILURE, None)
+        self.assertEqual(build.steps_done, [EXCEPTION, FAILURE])
+        self.assertEqual(build.stops, [("service container redis exited (code 1) during the build", EXCEPTION)])
