@@ -3,10 +3,16 @@
 # Used by `make up` and `make test`; does nothing when everything is present.
 #   PostgreSQL 15 + Redis 7: per-build servers for the integration and migration jobs
 #   git, curl, make: checkouts, health probes, the Makefile
-#   chromium: the browser tests;  libcairo2: the status badges
+#   chromium: the browser tests;  prometheus: the metrics test scrapes /metrics;  libcairo2: the status badges
 #   gitleaks: the secrets-scan job (workers/tools/install-gitleaks.sh: the pinned release, else Debian's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+extras() {
+    ensure_gitleaks
+    scripts/shared_pythons.sh  # a root master's job user cannot run a pyenv Python under /root
+    [ "$(id -u)" != 0 ] || scripts/create_job_user.sh "${NAMASKAH_JOB_USER-namaskah-job}" || true
+}
 
 ensure_gitleaks() {
     command -v gitleaks >/dev/null 2>&1 && return 0
@@ -26,10 +32,11 @@ have make || missing+=(make)
 ldconfig -p 2>/dev/null | grep -q libcairo.so.2 || missing+=(libcairo2)
 if [ "${1:-}" = "--with-browser" ]; then
     have chromium || missing+=(chromium)
+    have prometheus || missing+=(prometheus)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    ensure_gitleaks
+    extras
     exit 0
 fi
 
@@ -41,4 +48,4 @@ echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-ensure_gitleaks
+extras

@@ -46,6 +46,7 @@ case "${1:-}" in
 up)
     SECRETS=$(setting secrets_dir)
     mkdir -p "$SECRETS" && chmod 700 "$SECRETS"
+    [ "$(id -u)" != 0 ] || "$ROOT/scripts/create_job_user.sh" "$(setting workers.job_user)" || true  # local jobs' user
     if running; then
         echo "master already running: $URL"
         exit 0

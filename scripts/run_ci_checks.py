@@ -14,6 +14,7 @@ test-py3.11`, or `codeql`) to pick. Each job gets a directory under
 `.state/local-checks/jobs/`, its PostgreSQL/Redis when it needs them
 (stopped afterwards whatever happens), and its declared reports moved to
 `.state/local-checks/reports/<builder>/`. Exits non-zero when any job fails.
+It runs the jobs as the invoking user (never as a root master's job user).
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ def main(argv: list[str]) -> int:
         selected = [job for job in pipeline.verdict_jobs(branch) if job.builder not in settings.checks.disabled]
     state = Path(args.state).resolve() if args.state else repo / ".state" / "local-checks"
     runner = LocalRun(settings, repo, state, Path(args.cache_root).resolve() if args.cache_root else None)
+    if os.geteuid() == 0 and runner.cache_root.is_dir() and runner.cache_root.stat().st_uid != 0:
+        # e.g. a root master's cache: its job user (any branch's code) can change these virtualenvs
+        print(f"warning: running as root over {runner.cache_root}, which another user can change: its "
+              "virtualenvs run as root here", file=sys.stderr)
     results = [runner.run_job(job) for job in selected]
     print("\nsummary:")
     for item in results:

@@ -3,6 +3,8 @@
 `RenderStandin` follows the documented shapes:
 - deploy hook  `POST /deploy/<service>?key=<key>&ref=<sha>` → `{"deploy": {"id": "dep-…"}}`
   (or a bare 202 when told to queue), rollback hook `POST /rollback/<service>?key=<key>[&ref=<sha>]`;
+- `POST /v1/services/<id>/deploys` `{"commitId": sha}` → 201 and the deploy (Render's documented way);
+  429 with `Retry-After` and `Ratelimit-*` headers past `deploys_per_minute` (Render: 10 a minute);
 - `GET /v1/services/<id>/deploys/<deployId>` → the deploy object,
   `GET /v1/services/<id>/deploys?limit=N` → `[{"deploy": {...}, "cursor": …}]` newest first,
   `POST /v1/services/<id>/rollback` `{"deployId": …}` → 201 and the new deploy,
@@ -12,7 +14,10 @@
 It also receives notifications (`POST /notify/<token>`) and GitHub commit statuses
 (`POST /github/repos/<owner>/<name>/statuses/<sha>`). Test code steers it through
 attributes: `hook_codes` (answers to give the next hooks, e.g. [503, 503]),
-`hook_queues` (202 without id), `hang_seconds`, `garbage`, `fail_revisions`.
+`hook_queues` (202 without id), `hang_seconds`, `garbage`, `fail_revisions`, `api_codes`
+(answers to the next API calls), `deploy_codes` (to the next `POST .../deploys`),
+`rate_limited` (that many 429s for the next `POST .../deploys`), `on_deploy` (called with each new
+deploy: the crash tests kill the master right after Render answered).
 
 `ServiceStandin` is the deployed reference service: `/health`, `/api/v1/health` and
 `/api/diagnostics` (`commit` = the deployed ref); `unhealthy_revisions`,
@@ -50,16 +55,21 @@ class _Server:
             def _serve(self, method):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                code, payload = owner.handle(method, self.path, dict(self.headers), body)
+                answer = owner.handle(method, self.path, dict(self.headers), body)
+                code, payload, extra = answer if len(answer) == 3 else (*answer, {})
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(code)
+                    for name, value in extra.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                owner.answered()
 
             def do_GET(self):
                 self._serve("GET")
@@ -77,6 +87,9 @@ class _Server:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def answered(self) -> None:
+        """Called once an answer has been written (Render: the on_deploy callbacks run then)."""
 
     def __enter__(self):
         return self.start()
@@ -129,6 +142,11 @@ class RenderStandin(_Server):
         self.hook_queues = False
         self.hang_seconds = 0.0
         self.garbage = False
+        self.deploy_codes: list[int] = []
+        self.rate_limited = 0
+        self.deploys_per_minute = 10
+        self.on_deploy = None
+        self._announced: list[dict] = []
         # records
         self.deploys: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
@@ -239,6 +257,25 @@ class RenderStandin(_Server):
         with self._lock:
             return [self.public(d) for d in self.deploys.values()]
 
+    def deploys_of(self, commit: str, trigger: str | None = None) -> list[dict]:
+        """The deploys (not rollbacks unless asked) Render made of a commit, oldest first."""
+        with self._lock:
+            return [
+                self.public(d) for d in self.deploys.values()
+                if d["commit"]["id"] == commit and (d["trigger"] == trigger if trigger else d["trigger"] != "rollback")
+            ]
+
+    def _rate_limit(self):
+        """A 429 (with Render's headers) when told to, or past `deploys_per_minute` in the last minute."""
+        now = time.monotonic()
+        recent = [d for d in self.deploys.values() if d["trigger"] != "rollback" and now - d["_t0"] < 60]
+        if self.rate_limited or len(recent) >= self.deploys_per_minute:
+            self.rate_limited = max(0, self.rate_limited - 1)
+            headers = {"Retry-After": "1", "Ratelimit-Limit": str(self.deploys_per_minute), "Ratelimit-Remaining": "0",
+                       "Ratelimit-Reset": "1"}
+            return 429, {"message": "rate limit exceeded"}, headers
+        return None
+
     # -- HTTP -------------------------------------------------------------------------------
     def handle(self, method, raw_path, headers, body):
         parts = urlsplit(raw_path)
@@ -266,6 +303,17 @@ class RenderStandin(_Server):
             return self.api(method, path, body)
         return 404, {"message": "not found"}
 
+    def _announce(self, deploy: dict) -> None:
+        if self.on_deploy is not None:
+            self._announced.append(self.public(deploy))
+
+    def answered(self) -> None:
+        with self._lock:
+            announced, self._announced = self._announced, []
+        for deploy in announced:
+            if self.on_deploy is not None:
+                self.on_deploy(deploy)
+
     def hook(self, path, query):
         kind, _, service = path.strip("/").partition("/")
         key = self.hook_key if kind == "deploy" else self.rollback_key
@@ -280,6 +328,7 @@ class RenderStandin(_Server):
             previous = [d for d in self.deploys.values() if d["status"] == "deactivated"]
             ref = previous[-1]["commit"]["id"] if previous else None
         deploy = self._new_deploy(ref, "deploy_hook" if kind == "deploy" else "rollback")
+        self._announce(deploy)
         if self.hook_queues:
             return 202, b""
         return 200, {"deploy": {"id": deploy["id"]}}
@@ -303,9 +352,23 @@ class RenderStandin(_Server):
                 if deploy["status"] not in FAILED + ("live", "deactivated"):
                     self._set(deploy, "canceled")
                 return 200, self.public(deploy)
+            if method == "POST" and rest == "/deploys":
+                if self.deploy_codes:
+                    return self.deploy_codes.pop(0), {"message": "standin error"}
+                limited = self._rate_limit()
+                if limited:
+                    return limited
+                commit = (json.loads(body or b"{}") or {}).get("commitId")
+                if not isinstance(commit, str) or not commit:
+                    return 400, {"message": "commitId must be a commit sha"}
+                deploy = self._new_deploy(commit, "api")
+                self._announce(deploy)
+                return 201, self.public(deploy)
             if method == "POST" and rest == "/rollback":
                 target = self.deploys.get((json.loads(body or b"{}") or {}).get("deployId"))
                 if target is None or target["status"] not in ("live", "deactivated"):
                     return 404, {"message": "no such successful deploy"}
-                return 201, self.public(self._new_deploy(target["commit"]["id"], "rollback"))
+                deploy = self._new_deploy(target["commit"]["id"], "rollback")
+                self._announce(deploy)
+                return 201, self.public(deploy)
         return 404, {"message": "not found"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from buildbot.plugins import changes
 
+from namaskah_ci import names
 from namaskah_ci.settings import Settings
 
 
@@ -14,7 +15,7 @@ def make_change_sources(settings: Settings) -> list:
             branches=True if settings.repo.all_branches else list(settings.repo.branches),
             pollInterval=settings.repo.poll_interval,
             pollAtLaunch=True,
-            workdir=str(settings.basedir / "gitpoller"),
+            workdir=str(settings.basedir / names.POLLER_DIR),
             project="namaskah",
         )
     ]

@@ -14,6 +14,7 @@ from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_
 from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
 from namaskah_ci.job_registry import Registry, RegistryError, read_registry
+from namaskah_ci.metrics import MetricsService
 from namaskah_ci.pipeline_setup import make_job_setup, make_pipeline_config
 from namaskah_ci.reporters import make_reporters
 from namaskah_ci.schedulers import make_schedulers
@@ -55,6 +56,7 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
         "services": [
             ReportsJanitor(root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days),
             *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
+            MetricsService(public_view=settings.www.public_view),
         ],
         "secretsProviders": make_secret_providers(settings),
         "www": make_www(settings),

@@ -21,6 +21,7 @@ from buildbot.process.factory import BuildFactory
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci.deploy_history import supersede_queued
+from namaskah_ci.force_params import ReasonParameter, RevisionParameter
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.deploy_base import (
@@ -33,7 +34,8 @@ from namaskah_ci.steps.deploy_base import (
 )
 from namaskah_ci.steps.gate import DeployGate, VerifyPipelinePassed
 from namaskah_ci.steps.notify import Notify, github_slug
-from namaskah_ci.steps.render import CallDeployHook, CheckDeployConfigured, WaitUntilLive, is_configured
+from namaskah_ci.steps.render import CheckDeployConfigured, WaitUntilLive, is_configured
+from namaskah_ci.steps.start_deploy import PROP_REDEPLOY, PROP_SUPERSEDED, NotOutdated, StartDeploy, is_superseded
 from namaskah_ci.steps.rollback import (
     PROP_ROLLBACK_AT,
     PROP_ROLLBACK_HEALTH,
@@ -44,6 +46,7 @@ from namaskah_ci.steps.rollback import (
     rollback_started,
 )
 from namaskah_ci.steps.verify import HealthCheck, SmokeTests
+from namaskah_ci import names
 from namaskah_ci.names import (
     deploy_builder_name,
     deploy_force_name,
@@ -92,7 +95,7 @@ class DeployBuild(Build):
     reason when the environment is not configured."""
 
     def allStepsDone(self):
-        reason = self.getProperty(PROP_NOT_CONFIGURED)
+        reason = self.getProperty(PROP_NOT_CONFIGURED) or self.getProperty(PROP_SUPERSEDED)
         if reason and self.results in (SUCCESS, SKIPPED):
             self.results = SKIPPED
             return self.buildFinished([reason], SKIPPED)
@@ -114,19 +117,31 @@ def _notify(settings: Settings, target: DeployTarget, rollback_build: bool) -> N
     )
 
 
+def to_deploy(step) -> bool:
+    """doStepIf of the steps after the newest-revision check: configured, and not superseded."""
+    return is_configured(step) and not is_superseded(step)
+
+
+def git_dirs(settings: Settings) -> tuple[str, ...]:
+    """The master's repositories that know the branch's history (for "is this revision older")."""
+    return (str(settings.basedir / names.POLLER_DIR), str(settings.basedir / names.MIRROR_DIR))
+
+
 def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactory:
     factory = BuildFactory()
     factory.buildClass = DeployBuild
     configured = {"doStepIf": is_configured, "hideStepIf": hide_skipped}
+    deploying = {"doStepIf": to_deploy, "hideStepIf": hide_skipped}
     auto = {"alwaysRun": True, "hideStepIf": hide_skipped}
     factory.addSteps(
         [
             CheckDeployConfigured(target),
             VerifyPipelinePassed(target, required=list(settings.checks.required), **configured),
-            CallDeployHook(target, **configured),
-            WaitUntilLive(target, haltOnFailure=True, **configured),
-            HealthCheck(target, haltOnFailure=True, **configured),
-            SmokeTests(target, haltOnFailure=True, **configured),
+            NotOutdated(target, git_dirs(settings), **configured),
+            StartDeploy(target, **deploying),
+            WaitUntilLive(target, haltOnFailure=True, **deploying),
+            HealthCheck(target, haltOnFailure=True, **deploying),
+            SmokeTests(target, haltOnFailure=True, **deploying),
             RollBack(target, auto=True, doStepIf=rollback_needed, **auto),
             WaitUntilLive(
                 target,
@@ -204,6 +219,10 @@ def make_deploy_builders(settings: Settings, plan: WorkerPlan) -> list:
 
 
 def _codebase(branch: str, revision) -> util.CodebaseParameter:
+    if type(revision) is util.StringParameter:  # a typed revision: a commit id or empty (force_params.py)
+        revision = RevisionParameter(
+            name=revision.name, label=revision.label, default=revision.default, size=revision.size
+        )
     return util.CodebaseParameter(
         "",
         label="Source",
@@ -215,7 +234,7 @@ def _codebase(branch: str, revision) -> util.CodebaseParameter:
 
 
 def _reason(label: str) -> util.StringParameter:
-    return util.StringParameter(name="reason", label=label, required=True, size=60)
+    return ReasonParameter(name="reason", label=label, required=True, size=60)
 
 
 def make_deploy_gate(settings: Settings) -> DeployGate:
@@ -252,7 +271,12 @@ def make_deploy_schedulers(settings: Settings) -> list:
                         name=PROP_OVERRIDE_REQUEST,
                         label="Deploy even though its pipeline did not pass (recorded in the build)",
                         default=False,
-                    )
+                    ),
+                    util.BooleanParameter(
+                        name=PROP_REDEPLOY,
+                        label="Deploy again even if this or a newer revision was already deployed (recorded)",
+                        default=False,
+                    ),
                 ],
             ),
             schedulers.ForceScheduler(
@@ -263,7 +287,7 @@ def make_deploy_schedulers(settings: Settings) -> list:
                 reason=_reason("Reason (required)"),
                 codebases=[_codebase(branch, util.FixedParameter(name="revision", default=""))],
                 properties=[
-                    util.StringParameter(
+                    RevisionParameter(
                         name=PROP_ROLLBACK_REQUEST,
                         label="Target revision (empty: the good deploy before the current one)",
                         default="",

@@ -8,7 +8,7 @@
   `check_results`, for a forced deploy's gate.
 - `newest_branch_revision`: the newest change the master has seen on a branch.
 - `supersede_queued`: a builder `nextBuild` that starts the newest queued
-  request and cancels the older queued ones (never a running build).
+  request first (the older ones then skip themselves, naming it).
 
 Everything goes through the data API / DB connector (asynchronous), never the
 reactor-blocking way.
@@ -20,10 +20,9 @@ import dataclasses
 import datetime
 
 from twisted.internet import defer
-from twisted.python import log
 
 from buildbot.data import resultspec
-from buildbot.process.results import CANCELLED, SUCCESS
+from buildbot.process.results import SUCCESS
 
 from namaskah_ci import names
 from namaskah_ci.steps.deploy_base import PROP_DEPLOY_ID, PROP_REVISION, same_revision
@@ -153,22 +152,10 @@ def _submitted(request) -> float:
     return float(stamp or 0)
 
 
-@defer.inlineCallbacks
 def supersede_queued(builder, requests):
-    """`nextBuild`: the newest queued request; older queued ones are cancelled as superseded.
-
-    Only unclaimed requests reach `nextBuild`, and each cancel claims the request
-    first, so a request a build has started (claimed) is never touched.
-    """
+    """`nextBuild`: the newest queued request first. The older ones still run, after it, and their
+    first steps skip them naming the newer revision (steps/start_deploy.NotOutdated), so an older
+    revision is never deployed after a newer one and every skipped request says why."""
     if not requests:
         return None
-    ordered = sorted(requests, key=lambda r: (_submitted(r), r.id))
-    newest = ordered[-1]
-    master = builder.master
-    for stale in ordered[:-1]:
-        claimed = yield master.data.updates.claimBuildRequests([stale.id])
-        if not claimed:
-            continue
-        yield master.data.updates.completeBuildRequests([stale.id], CANCELLED)
-        log.msg(f"{builder.name}: build request {stale.id} superseded by newer request {newest.id}")
-    return newest
+    return sorted(requests, key=lambda r: (_submitted(r), r.id))[-1]

@@ -33,6 +33,7 @@ def matrix_builder_name(job: str, python: str) -> str:
 
 # --- schedulers -------------------------------------------------------------------------------
 PUSH_SCHEDULER = "pipeline-on-push"
+FIRST_RUN_SCHEDULER = "first-run"
 
 
 def identifier(name: str) -> str:
@@ -81,6 +82,11 @@ def docker_worker_name(builder: str, host_index: int = 0) -> str:
     """`docker-test-py3_9` on the first Docker host, `docker-test-py3_9-h2` on the second."""
     base = "docker-" + builder.replace(".", "_")
     return base if host_index == 0 else f"{base}-h{host_index + 1}"
+
+
+# --- the master's state, in its basedir ------------------------------------------------------
+POLLER_DIR = "gitpoller"  # the GitPoller's bare repository
+MIRROR_DIR = "pipeline-mirror.git"  # the master's own mirror (pipeline files, ancestry)
 
 
 # --- build properties -------------------------------------------------------------------------

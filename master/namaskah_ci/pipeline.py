@@ -213,9 +213,12 @@ def _format_context(template: str, python: str) -> str:
     return template.format_map(Values(python=python))
 
 
+STEP_NAME_MAX = 50  # Buildbot's limit for a step's name
+
+
 def _step_name(run: str) -> str:
     first = run.strip().splitlines()[0] if run.strip() else run
-    return first if len(first) <= 60 else first[:59] + "…"
+    return first if len(first) <= STEP_NAME_MAX else first[: STEP_NAME_MAX - 1] + "…"
 
 
 def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder: str) -> JobSpec:

@@ -87,7 +87,7 @@ def _step_shorthand(value: Any) -> Any:
 class StepFile(Strict):
     """One step: a shell line run by `bash -e -o pipefail` from the checkout root."""
 
-    name: Optional[Annotated[str, StringConstraints(min_length=1, max_length=80)]] = Field(
+    name: Optional[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(
         None, description="shown in the UI (default: the command's first line)"
     )
     run: Annotated[str, StringConstraints(min_length=1)] = Field(description="the shell line or script")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import re
 import shutil
 
 from twisted.internet import defer, threads, utils
@@ -40,6 +41,10 @@ class PipelineConfig:
     registry_path: str
     default_branch: str
     policy: PipelinePolicy = PipelinePolicy()
+
+
+REVISION = re.compile(r"^[0-9a-fA-F]{7,40}$")
+BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")  # also never a git option
 
 
 def short(revision: str) -> str:
@@ -87,6 +92,8 @@ class PipelineSource:
     @defer.inlineCallbacks
     def resolve_branch(self, branch: str):
         """The newest revision of a branch in the repository (fetched now)."""
+        if not isinstance(branch, str) or not BRANCH.match(branch):
+            raise SourceError(f"{str(branch)[:60]!r} is not a branch name")
         code, err = yield self.fetch(f"+refs/heads/{branch}:refs/heads/{branch}")
         if code:
             raise SourceError(
@@ -113,6 +120,8 @@ class PipelineSource:
     @defer.inlineCallbacks
     def read(self, revision: str):
         """(git dir, ls-tree entry or None when the revision has no pipeline file)."""
+        if not isinstance(revision, str) or not REVISION.match(revision):
+            raise SourceError(f"{str(revision)[:60]!r} is not a revision (7 to 40 hexadecimal characters)")
         for git_dir in (self.config.poller_dir, self.config.mirror_dir):
             known, entry = yield self._entry(git_dir, revision)
             if known:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from buildbot.plugins import schedulers, util
 
 from namaskah_ci import names
+from namaskah_ci.first_run import FirstRunScheduler
+from namaskah_ci.force_params import BranchParameter, ReasonParameter, RevisionParameter
 from namaskah_ci.job_registry import Registry
 from namaskah_ci.schedule import parse_cron
 from namaskah_ci.settings import Settings
@@ -23,12 +25,13 @@ def _force(name: str, builder: str, label: str, branch: str) -> schedulers.Force
         builderNames=[builder],
         label=label,
         buttonName=label,
+        reason=ReasonParameter(name="reason", default="force build", size=20),
         codebases=[
             util.CodebaseParameter(
                 "",
                 label="Source",
-                branch=util.StringParameter(name="branch", label="Branch", default=branch),
-                revision=util.StringParameter(name="revision", label="Revision (empty: newest)", default=""),
+                branch=BranchParameter(name="branch", label="Branch", default=branch),
+                revision=RevisionParameter(name="revision", label="Revision (empty: newest)", default=""),
                 repository=util.FixedParameter(name="repository", default=""),
                 project=util.FixedParameter(name="project", default="namaskah"),
             )
@@ -47,6 +50,13 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
         ),
         _force(names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch),
     ]
+    if settings.pipeline.first_run:
+        result.append(
+            FirstRunScheduler(
+                name=names.FIRST_RUN_SCHEDULER, builderNames=[names.PIPELINE], branch=default_branch,
+                repository=settings.repo_url,
+            )
+        )
     for entry in registry.entries:
         result.append(
             schedulers.Triggerable(name=names.check_scheduler_name(entry.builder), builderNames=[entry.builder])

@@ -45,6 +45,8 @@ class WwwSection:
     public_view: bool
     admins: list[str]
     admin_groups: list[str]
+    login_max_failures: int  # failed web logins per user and per client address in the window (0: no limit)
+    login_window_seconds: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,7 @@ class WorkersSection:
     # every job's environment: the operator's variables and the directories of the base PATH
     job_env: dict[str, str]
     job_path: str
+    job_user: str  # local mode, master as root: jobs' commands run as this user ("": as root)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,7 @@ class PipelineSection:
     default_file: str  # the pipeline of repositories without .namaskah-ci.yml; empty: master/default-pipeline.yml
     job_secrets: list[str]  # secrets a pipeline file may hand to its jobs
     max_file_bytes: int
+    first_run: bool  # a new master builds the newest revision of [repo] default_branch once
 
 
 @dataclasses.dataclass(frozen=True)

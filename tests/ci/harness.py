@@ -168,6 +168,34 @@ class RunningMaster:
                 texts.append(self.log_text(log["logid"]))
         return "\n".join(texts)
 
+    db_url = ""
+    log_path: Path | None = None
+
+    def launch(self, timeout: float = 90) -> None:
+        """`buildbot start --nodaemon` in the basedir (again, after a kill); wait until REST answers."""
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "buildbot"), "start", "--nodaemon", str(self.basedir)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for("the master's REST API", lambda: self.process.poll() is None and self.api("builders"), timeout)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"master did not start:\n{self.twistd_log()[-3000:]}") from None
+
+    def kill(self) -> None:
+        """SIGKILL the master and everything it started in its process group (a crash of the machine's
+        master: local workers' commands die with it; servers they daemonised may survive)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
     def twistd_log(self) -> str:
         path = self.basedir / "twistd.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -221,22 +249,27 @@ def seed_registry(basedir: Path, repo: Path) -> None:
 
 
 def start_master(
-    tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None, seed: bool = True
+    tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None, seed: bool = True,
+    db_url: str | None = None,
 ) -> RunningMaster:
     """Create and start a master on free ports, polling `repo`; wait until its REST API answers.
 
     `seed`: the master knows the repository's job builders from the start (`seed_registry`); without
-    it, they appear when its first pipeline runs."""
+    it, they appear when its first pipeline runs. `db_url`: the master's database (default SQLite in
+    its basedir), e.g. a PostgreSQL started by the test."""
     basedir = tmp / "master"
     www_port = free_port()
     settings = write_settings(tmp / "pipeline-test.toml", basedir, repo, www_port, extra_settings)
     (tmp / "secrets").mkdir(exist_ok=True, mode=0o700)
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    run_env["PIPELINE_PIPELINE_FIRST_RUN"] = "false"  # tests start their pipelines themselves (unless they ask)
     run_env.update(env or {})
     pythonpath = os.pathsep.join(part for part in (str(ROOT / "master"), (env or {}).get("PYTHONPATH")) if part)
     run_env.update(PIPELINE_CONFIG=str(settings), TZ="UTC", PYTHONPATH=pythonpath)
     buildbot = str(VENV_BIN / "buildbot")
-    db = f"sqlite:///{basedir / 'state.sqlite'}"
+    db = db_url or f"sqlite:///{basedir / 'state.sqlite'}"
+    if db_url:
+        run_env["PIPELINE_MASTER_DB_URL"] = db_url
     subprocess.run(
         [
             buildbot,
@@ -254,30 +287,37 @@ def start_master(
     )
     if seed:
         seed_registry(basedir, repo)
-    log = open(tmp / "master-stdout.log", "w")
-    process = subprocess.Popen(
-        [buildbot, "start", "--nodaemon", str(basedir)],
-        env=run_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    master = RunningMaster(basedir, www_port, process, run_env)
-    try:
-        wait_for("the master's REST API", lambda: process.poll() is None and master.api("builders"), 90)
-    except AssertionError:
-        master.stop()
-        raise AssertionError(f"master did not start:\n{master.twistd_log()[-3000:]}") from None
+    master = RunningMaster(basedir, www_port, None, run_env)
+    master.db_url = db
+    master.log_path = tmp / "master-stdout.log"
+    master.launch()
     return master
 
 
 def poller_heads(master: RunningMaster) -> dict:
     """The branch heads the git poller has recorded in the master's database ({} before its first poll)."""
-    connection = sqlite3.connect(f"file:{master.basedir / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = connection.execute("SELECT value_json FROM object_state WHERE name = 'lastRev'").fetchall()
-    finally:
-        connection.close()
+    query = "SELECT value_json FROM object_state WHERE name = 'lastRev'"
+    if master.db_url.startswith("postgresql"):
+        import psycopg2
+
+        try:
+            connection = psycopg2.connect(master.db_url, connect_timeout=5)
+        except psycopg2.Error:
+            return {}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(query)
+                rows = cursor.fetchall()
+        except psycopg2.Error:
+            return {}
+        finally:
+            connection.close()
+    else:
+        connection = sqlite3.connect(f"file:{master.basedir / 'state.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = connection.execute(query).fetchall()
+        finally:
+            connection.close()
     return json.loads(rows[0][0]) if rows else {}
 
 

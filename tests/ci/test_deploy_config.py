@@ -84,7 +84,7 @@ def test_schedulers(config):
         assert isinstance(deploy, ForceScheduler) and deploy.builderNames == [f"deploy-{env}"]
         kwargs = deploy._config_kwargs
         assert kwargs["reason"].required
-        assert [p.name for p in kwargs["properties"]] == ["override_gate"]
+        assert [p.name for p in kwargs["properties"]] == ["override_gate", "redeploy"]
         (codebase,) = kwargs["codebases"]
         branch = {"production": "main", "staging": "develop"}[env]
         fields = {f.name: f for f in codebase.fields}
@@ -111,46 +111,11 @@ class FakeRequest:
         self.submittedAt = datetime.datetime(2026, 1, 1, 12, minute, tzinfo=datetime.timezone.utc)
 
 
-class FakeUpdates:
-    def __init__(self, claimable):
-        self.claimable = set(claimable)
-        self.completed = []
-
-    def claimBuildRequests(self, brids):
-        ok = all(b in self.claimable for b in brids)
-        self.claimable -= set(brids)
-        return defer.succeed(ok)
-
-    def completeBuildRequests(self, brids, results):
-        self.completed.append((tuple(brids), results))
-        return defer.succeed(True)
-
-
-def supersede(requests, claimable):
-    updates = FakeUpdates(claimable)
-    builder = types.SimpleNamespace(
-        name="deploy-production", master=types.SimpleNamespace(data=types.SimpleNamespace(updates=updates))
-    )
-    chosen = []
-    supersede_queued(builder, requests).addCallback(chosen.append)
-    return chosen[0], updates.completed
-
-
-def test_newest_queued_request_supersedes_the_older_ones():
-    chosen, cancelled = supersede([FakeRequest(7, 5), FakeRequest(5, 1), FakeRequest(6, 3)], claimable={5, 6})
-    assert chosen.id == 7
-    assert cancelled == [((5,), CANCELLED), ((6,), CANCELLED)]
-
-
-def test_a_request_claimed_meanwhile_is_left_alone():
-    chosen, cancelled = supersede([FakeRequest(5, 1), FakeRequest(6, 3)], claimable=set())
-    assert chosen.id == 6
-    assert cancelled == []
-
-
-def test_a_single_request_is_just_started():
-    chosen, cancelled = supersede([FakeRequest(5, 1)], claimable={5})
-    assert chosen.id == 5 and cancelled == []
+def test_the_newest_queued_request_goes_first_and_none_is_cancelled():
+    """The older ones run after it and skip themselves naming the newer revision (NotOutdated)."""
+    assert supersede_queued(None, [FakeRequest(7, 5), FakeRequest(5, 1), FakeRequest(6, 3)]).id == 7
+    assert supersede_queued(None, [FakeRequest(5, 1)]).id == 5
+    assert supersede_queued(None, []) is None
 
 
 def test_deploy_build_summary_is_the_outcome_alone():

@@ -6,7 +6,8 @@ One master serves the whole story, in order (each test builds on the previous on
    notification says so;
 3. a commit failing a required check (lint) gets no deploy build at all;
 4. after another green commit, deploys forced while one runs wait for it (one at a time, never
-   overlapping) and the newest queued one supersedes an older queued one;
+   overlapping); the newest queued one runs first, and a deploy of a revision already deployed is
+   skipped saying so unless the admin asked to deploy again;
 5. a forced rollback goes back to the good deploy before the current one; staging, which has no
    hook, ends "not configured"; a forced deploy of the failed revision is refused;
 6. no secret value appears in any log (REST API), build property or twistd.log.
@@ -15,77 +16,16 @@ The pipeline runs only `lint` (`[checks] required = ["lint"]`, everything else d
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
-from harness import ROOT, commit_file, git, wait_for, wait_poller_ready
+from deploy_story import BOOTSTRAP, BUILD_TIMEOUT, Story, make_repo, stand_in_secrets, stand_in_settings
+from harness import wait_for, wait_poller_ready
 from render_standin import RenderStandin
-from www_support import ADMIN_PASSWORD, ADMIN_USER, Client, builder_ids, default_secrets, start_www_master
+from www_support import ADMIN_PASSWORD, start_www_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
-
-BUILD_TIMEOUT = 600
-LINT_TOOLS = "black==24.10.0\nisort==5.13.2\nflake8==7.1.1\nmypy==1.13.0\n"
-APP = '"""Stand-in for the reference service, for the deploy tests."""\n\n\ndef version() -> str:\n    return "1"\n'
-
-
-BOOTSTRAP = "feature/bootstrap"
-
-
-def make_repo(path):
-    """A repository the lint job passes on: a typed package, the lint tools as requirements and the
-    CI helper scripts; its first commit is on a branch that never deploys."""
-    path.mkdir()
-    shutil.copytree(ROOT / "scripts", path / "scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (path / "app").mkdir()
-    (path / "tests" / "app").mkdir(parents=True)
-    (path / "app" / "__init__.py").write_text(APP)
-    (path / "tests" / "app" / "__init__.py").write_text("")
-    (path / "requirements-dev.txt").write_text(LINT_TOOLS)
-    git(path, "init", "-q", "-b", BOOTSTRAP)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
-
-
-class Story:
-    """What the tests share: the master, the repository, the stand-ins and the revisions so far."""
-
-    def __init__(self, master, repo, render):
-        self.master, self.repo, self.render = master, repo, render
-        self.revisions: dict[str, str] = {}
-        self.admin = Client(master, ADMIN_USER, ADMIN_PASSWORD)
-        self.ids = builder_ids(master)
-
-    def commit(self, name: str, relative: str, content: str, branch: str = "main") -> str:
-        self.revisions[name] = commit_file(self.repo, relative, content, f"{name}: {relative}", branch=branch)
-        return self.revisions[name]
-
-    def pipeline_of(self, revision: str) -> dict:
-        def done():
-            found = [b for b in self.master.finished_builds("pipeline") if self.prop(b, "revision") == revision]
-            return found[-1] if found else None
-
-        return wait_for(f"the pipeline build of {revision[:7]}", done, BUILD_TIMEOUT, 2)
-
-    def deploys(self, builder: str = "deploy-production") -> list[dict]:
-        return self.master.builds(builder)
-
-    def wait_deploy(self, count: int, builder: str = "deploy-production") -> dict:
-        return self.master.wait_builds(builder, count, BUILD_TIMEOUT)[count - 1]
-
-    def force(self, scheduler: str, builder: str, **params) -> int:
-        status, answer = self.admin.rpc(f"forceschedulers/{scheduler}", "force", builderid=self.ids[builder], **params)
-        assert status == 200, f"force {scheduler}: HTTP {status} {answer}"
-        return answer["result"][1][str(self.ids[builder])]
-
-    def step_states(self, build: dict) -> dict[str, str]:
-        return {s["name"]: s["state_string"] for s in self.master.steps(build)}
-
-    def prop(self, build: dict, name: str):
-        return build["properties"].get(name, [None])[0]
 
 
 @pytest.fixture(scope="module")
@@ -93,28 +33,8 @@ def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy-e2e")
     repo = make_repo(tmp / "repo")
     render = RenderStandin(build_seconds=1.0, update_seconds=0.5).start()
-    secrets = {
-        **default_secrets(),
-        "render_deploy_hook": render.deploy_hook,
-        "render_rollback_hook": render.rollback_hook,
-        "render_api_key": render.api_key,
-        "render_service_id": render.service_id,
-        "notify_webhook_url": render.notify_url,
-        "github_token": "ghp_" + render.notify_token[-20:],
-    }
-    env = {
-        "PIPELINE_CHECKS_REQUIRED": "lint",
-        "PIPELINE_RENDER_API_URL": render.api_url,
-        "PIPELINE_RENDER_REQUEST_TIMEOUT_SECONDS": "5",
-        "PIPELINE_DEPLOY_PRODUCTION_URL": render.service.url,
-        "PIPELINE_DEPLOY_PRODUCTION_HEALTH_RETRIES": "2",
-        "PIPELINE_DEPLOY_PRODUCTION_HEALTH_INTERVAL_SECONDS": "1",
-        "PIPELINE_DEPLOY_PRODUCTION_LIVE_TIMEOUT_SECONDS": "60",
-        "PIPELINE_DEPLOY_PRODUCTION_POLL_INTERVAL_SECONDS": "1",
-        "PIPELINE_GITHUB_API_URL": render.github_api_url,
-        "PIPELINE_GITHUB_REPOSITORY": "acme/namaskah",
-    }
-    master = start_www_master(tmp, repo, secrets, env=env)
+    secrets = stand_in_secrets(render)
+    master = start_www_master(tmp, repo, secrets, env=stand_in_settings(render))
     try:
         wait_poller_ready(master)
         the_story = Story(master, repo, render)
@@ -148,7 +68,8 @@ def test_green_commit_on_main_is_deployed(story):
     for name in (
         "configuration",
         "pipeline gate",
-        "deploy hook",
+        "newest revision",
+        "start deploy",
         "wait until live",
         "health check",
         "smoke tests",
@@ -156,6 +77,8 @@ def test_green_commit_on_main_is_deployed(story):
     ):
         assert name in states, states
     assert "live after" in states["wait until live"]
+    assert "accepted by the Render API" in states["start deploy"]  # the API first: it has the key
+    assert len(story.render.deploys_of(good)) == 1
     assert story.render.service.commit == good
     assert story.prop(build, "render_deploy_id") == story.render.live_deploy()["id"]
     (note,) = [n for n in story.render.notifications if n["revision"] == good]
@@ -205,9 +128,10 @@ def test_deploys_requested_together_run_one_after_another(story):
     first = story.wait_deploy(3)
     assert first["results"] == 0 and story.prop(first, "deploy_revision") == fixed
     story.render.build_seconds = 4.0
-    story.render.hook_codes = [503]  # the first forced deploy's hook is retried
+    story.render.deploy_codes = [503]  # the first forced deploy's API call is retried
     try:
-        one = story.force("force_deploy_production", "deploy-production", reason="e2e: one", revision=fixed)
+        one = story.force("force_deploy_production", "deploy-production", reason="e2e: one", revision=fixed,
+                          redeploy=True)
         wait_for(
             "the first forced deploy to start",
             lambda: story.master.api("builds", buildrequestid=one)["builds"],
@@ -216,20 +140,21 @@ def test_deploys_requested_together_run_one_after_another(story):
         )
         two = story.force("force_deploy_production", "deploy-production", reason="e2e: two", revision=fixed)
         three = story.force("force_deploy_production", "deploy-production", reason="e2e: three", revision="")
-        builds = story.master.wait_builds("deploy-production", 5, BUILD_TIMEOUT)
+        builds = story.master.wait_builds("deploy-production", 6, BUILD_TIMEOUT)
     finally:
         story.render.build_seconds = 1.0
     by_request = {b["buildrequestid"]: b for b in builds}
-    assert two not in by_request, "the older queued deploy was not superseded"
-    two_request = story.master.api(f"buildrequests/{two}")["buildrequests"][0]
-    assert two_request["complete"] and two_request["results"] == 6  # CANCELLED
-    a, b = by_request[one], by_request[three]
-    assert a["results"] == 0 and b["results"] == 0, (a["state_string"], b["state_string"])
-    assert story.prop(b, "deploy_revision") == fixed  # empty revision: the newest on main
-    assert a["complete_at"] <= b["started_at"], "two deploys overlapped"
-    hook_step = [s for s in story.master.steps(a) if s["name"] == "deploy hook"][0]
-    (details,) = [log for log in story.master.api(f"steps/{hook_step['stepid']}/logs")["logs"]]
-    assert "try 1/3: deploy hook answered HTTP 503" in story.master.log_text(details["logid"])
+    a, b, c = by_request[one], by_request[two], by_request[three]
+    assert a["results"] == 0, a["state_string"]  # deployed again: the admin asked
+    assert a["complete_at"] <= c["started_at"] <= b["started_at"], "the newest queued deploy goes first, one at a time"
+    for skipped in (b, c):
+        assert skipped["results"] == 3, skipped["state_string"]  # SKIPPED, saying why
+        assert f"{fixed[:7]} was already deployed by deploy-production #{a['number']}" in skipped["state_string"]
+    assert story.prop(c, "deploy_revision") == fixed  # empty revision: the newest on main
+    start = [s for s in story.master.steps(a) if s["name"] == "start deploy"][0]
+    (details,) = [log for log in story.master.api(f"steps/{start['stepid']}/logs")["logs"]]
+    assert "try 1/6: Render API answered HTTP 503" in story.master.log_text(details["logid"])
+    assert len(story.render.deploys_of(fixed)) == 2  # the pipeline's and the admin's redeploy, no more
     assert story.render.max_in_progress == 1
 
 

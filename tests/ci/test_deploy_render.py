@@ -1,4 +1,4 @@
-"""Step tests: CheckDeployConfigured, CallDeployHook, WaitUntilLive (fake HTTP, fake clock)."""
+"""Step tests: CheckDeployConfigured, WaitUntilLive (fake HTTP, fake clock); starting a deploy: test_deploy_start."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
 from namaskah_ci.steps.deploy_base import describe_http_error, same_revision, with_ref
-from namaskah_ci.steps.render import CallDeployHook, CheckDeployConfigured, WaitUntilLive, classify, deploy_from
+from namaskah_ci.steps.render import CheckDeployConfigured, WaitUntilLive, classify, deploy_from
 from test_deploy_support import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 
 HOOK_REF = f"{HOOK}&ref={REV}"
@@ -86,81 +86,6 @@ class NotConfiguredTest(DeployStepCase, unittest.TestCase):
         self.expect_outcome(result=SKIPPED)
         yield self.run_step()
         self.assertIn("not configured", self.get_nth_step(0).getProperty("deploy_not_configured"))
-
-
-class CallDeployHookTest(DeployStepCase, unittest.TestCase):
-    def setup_hook(self):
-        return self.setup_with(CallDeployHook(make_target(), name="hook"), deploy_revision=REV)
-
-    @defer.inlineCallbacks
-    def test_accepted_with_deploy_id(self):
-        yield self.setup_hook()
-        self.expect_http("POST", HOOK_REF, content_json={"deploy": {"id": "dep-abc"}})
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property("render_deploy_id", "dep-abc")
-        self.expect_property("deploy_started", True)
-        self.expect_property("deploy_attempted", True)
-        yield self.run_step()
-        self.assert_no_leaks()
-
-    @defer.inlineCallbacks
-    def test_5xx_is_retried_with_backoff(self):
-        yield self.setup_hook()
-        self.expect_http("POST", HOOK_REF, code=503)
-        self.expect_http("POST", HOOK_REF, code=502)
-        self.expect_http("POST", HOOK_REF, content_json={"deploy": {"id": "dep-3"}})
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property("render_deploy_id", "dep-3")
-        yield self.run_pumped()
-        self.assertIn("try 2/3: deploy hook answered HTTP 502", self.log_text())
-        self.assert_no_leaks()
-
-    @defer.inlineCallbacks
-    def test_three_5xx_fail(self):
-        yield self.setup_hook()
-        for _ in range(3):
-            self.expect_http("POST", HOOK_REF, code=500)
-        self.expect_outcome(result=FAILURE)
-        self.expect_no_property("deploy_started")
-        self.expect_property("deploy_failure", "deploy hook answered HTTP 500 (3 tries)")
-        yield self.run_pumped()
-
-    @defer.inlineCallbacks
-    def test_4xx_fails_at_once(self):
-        yield self.setup_hook()
-        self.expect_http("POST", HOOK_REF, code=404, content_json={"message": "no"})
-        self.expect_outcome(result=FAILURE)
-        self.expect_property("deploy_failure", "deploy hook answered HTTP 404")
-        yield self.run_pumped()
-
-    @defer.inlineCallbacks
-    def test_connection_errors_are_retried_and_never_logged(self):
-        yield self.setup_hook()
-        real = self.http._do_request
-        calls = []
-
-        def flaky(session, method, ep, **kwargs):
-            calls.append(ep)
-            if len(calls) == 1:
-                raise OSError(f"Max retries exceeded with url: {ep}")
-            return real(session, method, ep, **kwargs)
-
-        self.patch(self.http, "_do_request", flaky)
-        self.expect_http("POST", HOOK_REF, content_json={"deploy": {"id": "dep-9"}})
-        self.expect_outcome(result=SUCCESS)
-        yield self.run_pumped()
-        self.assertIn("deploy hook: request failed (OSError)", self.log_text())
-        self.assert_no_leaks()
-
-    @defer.inlineCallbacks
-    def test_202_without_id_means_queued(self):
-        yield self.setup_hook()
-        self.expect_http("POST", HOOK_REF, code=202)
-        self.expect_outcome(result=SUCCESS)
-        self.expect_no_property("render_deploy_id")
-        self.expect_property("deploy_started", True)
-        yield self.run_step()
-        self.assertIn("queued", self.get_nth_step(0).summary)
 
 
 class WaitUntilLiveTest(DeployStepCase, unittest.TestCase):

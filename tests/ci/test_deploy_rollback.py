@@ -145,7 +145,7 @@ class AutoRollbackTest(HistoryCase, unittest.TestCase):
     def test_api_failure_falls_back_to_the_rollback_hook(self):
         yield self.add_standard_history()
         self.setup_step(RollBack(make_target(), auto=True, name="rollback"))
-        for _ in range(3):
+        for _ in range(6):  # the one retry policy of every POST to Render (render.HookStep)
             self.expect_http("POST", deploy_url("/rollback"), headers=AUTH, json_body={"deployId": "dep-rb"}, code=500)
         self.expect_http("POST", f"{ROLLBACK_HOOK}&ref={OLD}", content_json={"deploy": {"id": "dep-hook"}})
         self.expect_outcome(result=SUCCESS)

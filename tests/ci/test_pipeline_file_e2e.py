@@ -4,7 +4,7 @@ One master, started with a token-shaped GITHUB_TOKEN and a PYTHONPATH marker in 
 a scratch copy of `tests/fixtures/foreign_service` (a `src/` package that refuses to import without
 its environment, `requirements/`, `alembic/alembic.ini`, tests in `tests/unit` and
 `tests/integration`, black at 100 columns). Its job builders do not exist when the master starts:
-the first pipeline gives them their builders. The tests then check, on that one master:
+its first run (the newest revision of main) gives them their builders. The tests then check, on that one master:
 - every job ran that file's commands and each result matches the local runner on the same revision;
 - no job sees the master's environment, in its output or any step's log header;
 - a commit that adds a job (with an allowed secret) runs it; a branch without it does not;
@@ -44,7 +44,8 @@ def fixture_master(tmp_path_factory):
     (secrets / "fixture_token").write_text(FIXTURE_SECRET + "\n")
     (secrets / "fixture_token").chmod(0o600)
     extra = '[pipeline]\njob_secrets = ["codecov_token", "fixture_token"]\nmax_file_bytes = 4096\n'
-    master = start_master(tmp, repo, extra, env={"GITHUB_TOKEN": TOKEN, "PYTHONPATH": PYTHONPATH_MARKER}, seed=False)
+    env = {"GITHUB_TOKEN": TOKEN, "PYTHONPATH": PYTHONPATH_MARKER, "PIPELINE_PIPELINE_FIRST_RUN": "true"}
+    master = start_master(tmp, repo, extra, env=env, seed=False)
     try:
         wait_poller_ready(master)
         yield master, repo, tmp
@@ -76,10 +77,18 @@ def logs_of(master, build: dict) -> str:
 
 @pytest.fixture(scope="module")
 def first_run(fixture_master):
+    """The pipeline a new master runs by itself: the newest revision of main, nobody committing."""
     master, repo, tmp = fixture_master
-    revision = commit_file(repo, "docs/NOTES.md", "first pipeline\n", "docs: a note")
+    revision = git(repo, "rev-parse", "HEAD")
     pipeline = pipeline_of(master, revision)
     return master, repo, tmp, revision, pipeline
+
+
+def test_a_new_master_builds_the_newest_revision_of_main_once_by_itself(first_run):
+    master, _, _, revision, pipeline = first_run
+    buildset = master.api(f"buildrequests/{pipeline['buildrequestid']}")["buildrequests"][0]["buildsetid"]
+    assert master.api(f"buildsets/{buildset}")["buildsets"][0]["reason"] == "first run: the newest revision of main"
+    assert len(master.finished_builds("pipeline")) >= 1
 
 
 def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):

@@ -62,7 +62,7 @@ def outside_urls_env() -> dict[str, str]:
 
 
 def start_www_master(
-    tmp: Path, repo: Path, secrets: dict[str, str], env: dict[str, str] | None = None
+    tmp: Path, repo: Path, secrets: dict[str, str], env: dict[str, str] | None = None, db_url: str | None = None
 ) -> RunningMaster:
     """A master with `secrets` in its secret directory, admins = [admin], only `lint` in the pipeline."""
     write_secrets(tmp / "secrets", secrets)
@@ -72,7 +72,7 @@ def start_www_master(
         **outside_urls_env(),
         **(env or {}),
     }
-    return start_master(tmp, repo, env=run_env)
+    return start_master(tmp, repo, env=run_env, db_url=db_url)
 
 
 def start_private_master(tmp: Path, repo: Path, secrets: dict[str, str]) -> RunningMaster:

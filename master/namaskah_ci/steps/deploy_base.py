@@ -83,6 +83,7 @@ class HttpFailure(Exception):
 class HttpAnswer:
     code: int
     body: bytes
+    headers: dict = dataclasses.field(default_factory=dict)  # lower-cased names: Retry-After, Ratelimit-*
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
@@ -105,6 +106,26 @@ def describe_http_error(exc: BaseException) -> str:
     if "Connection" in name or isinstance(exc, ConnectionError):
         return "connection failed"
     return f"request failed ({name})"
+
+
+RATE_HEADERS = ("retry-after", "ratelimit-reset", "ratelimit-remaining", "ratelimit-limit")
+
+
+def response_headers(response) -> dict:
+    """The rate-limit headers of an answer (txrequests or treq underneath Buildbot's HTTPSession)."""
+    raw = getattr(response, "_res", None)
+    headers = getattr(raw, "headers", None)
+    found = {}
+    for name in RATE_HEADERS:
+        value = None
+        if hasattr(headers, "getRawHeaders"):
+            values = headers.getRawHeaders(name)
+            value = values[0] if values else None
+        elif hasattr(headers, "get"):
+            value = headers.get(name)
+        if value is not None:
+            found[name] = value.decode() if isinstance(value, bytes) else str(value)
+    return found
 
 
 def short(revision: str | None) -> str:
@@ -182,7 +203,7 @@ class DeployStep(buildstep.BuildStep):
             body = yield response.content()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a URL-free HttpFailure
             raise HttpFailure(describe_http_error(exc)) from None
-        return HttpAnswer(int(response.code), body or b"")
+        return HttpAnswer(int(response.code), body or b"", response_headers(response))
 
     def release_http(self) -> None:
         """Close this step's connection pool (Buildbot keeps every txrequests session until shutdown)."""

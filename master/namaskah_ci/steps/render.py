@@ -1,9 +1,10 @@
 """Render deploy steps: is the environment configured, call the deploy hook, wait until live.
 
 `CheckDeployConfigured` ends the build SKIPPED ("not configured: no
-render_deploy_hook secret") when the hook secret is missing. `CallDeployHook`
-POSTs the hook with `ref=<revision>`, retrying connection errors and 5xx with
-backoff (3 tries), failing at once on 4xx, and keeps Render's deploy id.
+render_deploy_hook secret") when the hook secret is missing. `HookStep` is the
+one retry policy of every POST to Render (429: wait as told; 5xx or no
+answer: exponential backoff with jitter; bounded); starting the deploy itself
+is `start_deploy.StartDeploy`.
 `WaitUntilLive` polls `GET /v1/services/{id}/deploys/{deployId}` with the API key
 until `live` or a failed status, bounded by `live_timeout_seconds` (a deploy
 still pending at the timeout is cancelled so it cannot go live after a
@@ -14,25 +15,23 @@ rollback); with no API key it waits `wait_seconds`. All HTTP is master-side
 from __future__ import annotations
 
 import datetime
+import random
 
 from twisted.internet import defer
 
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
 from namaskah_ci.steps.deploy_base import (
-    PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
     PROP_ENVIRONMENT,
     PROP_HOOK_AT,
     PROP_NOT_CONFIGURED,
     PROP_REVISION,
-    PROP_STARTED,
     DeployStep,
     HttpFailure,
     same_revision,
     segment,
     short,
-    with_ref,
 )
 
 LIVE = "live"
@@ -73,35 +72,62 @@ def _created_at(deploy: dict) -> float | None:
         return None
 
 
-class HookStep(DeployStep):
-    """A step that POSTs hooks or the API with bounded retries."""
+TRIES = 6  # 5xx answers or no answer at all, before giving up
+RATE_LIMIT_WAITS = 6  # 429 answers, each waited for
+MAX_WAIT = 65.0  # seconds: one wait is never longer (Render's limits are per minute)
 
-    retry_backoff = (2.0, 4.0)  # seconds before the 2nd and 3rd try
-    tries = 3
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 20.0) -> float:
+    """Exponential backoff with jitter: a random delay between half and all of base * 2**attempt (≤ cap)."""
+    return random.uniform(0.5, 1.0) * min(cap, base * (2**attempt))
+
+
+def retry_after(headers: dict) -> float:
+    """Seconds to wait from a 429's `Retry-After` or `Ratelimit-Reset` (2 when neither is usable)."""
+    for name in ("retry-after", "ratelimit-reset"):
+        try:
+            return min(MAX_WAIT, max(0.0, float(headers.get(name, ""))))
+        except ValueError:
+            continue
+    return 2.0
+
+
+class HookStep(DeployStep):
+    """A step that POSTs to Render (API or hooks) with one bounded retry policy.
+
+    429: wait `Retry-After` / `Ratelimit-Reset` (at most RATE_LIMIT_WAITS times); 5xx or no answer:
+    exponential backoff with jitter (at most TRIES tries); any other 4xx: fail at once."""
 
     @defer.inlineCallbacks
     def post_with_retries(self, url: str, label: str, headers: dict | None = None, json_body=None):
-        """(HttpAnswer, "") on a 2xx/3xx, (None, problem) otherwise; 4xx is never retried."""
-        problem = ""
-        for attempt in range(1, self.tries + 1):
+        """(HttpAnswer, "") on a 2xx/3xx, (None, problem) otherwise."""
+        problem, failures, waits = "", 0, 0
+        while not self.stopped:
             try:
                 answer = yield self.http("POST", url, headers=headers, json_body=json_body)
             except HttpFailure as exc:
-                problem = f"{label}: {exc}"
-            else:
-                if answer.code < 400:
-                    yield self.note(f"{label}: HTTP {answer.code} (try {attempt}/{self.tries})")
-                    return answer, ""
-                if answer.code < 500:
-                    yield self.note(f"{label}: HTTP {answer.code}, not retried")
-                    return None, f"{label} answered HTTP {answer.code}"
+                answer, problem = None, f"{label}: {exc}"
+            if answer is not None and answer.code < 400:
+                yield self.note(f"{label}: HTTP {answer.code} (try {failures + 1})")
+                return answer, ""
+            if answer is not None and answer.code == 429 and waits < RATE_LIMIT_WAITS:
+                waits += 1
+                delay = retry_after(answer.headers)
+                yield self.note(f"{label}: HTTP 429 (rate limited): waiting {delay:.0f}s ({waits}/{RATE_LIMIT_WAITS})")
+                yield self.sleep(delay)
+                continue
+            if answer is not None and answer.code < 500:
+                yield self.note(f"{label}: HTTP {answer.code}, not retried")
+                return None, f"{label} answered HTTP {answer.code}"
+            if answer is not None:
                 problem = f"{label} answered HTTP {answer.code}"
-            yield self.note(f"try {attempt}/{self.tries}: {problem}")
-            if attempt < self.tries and not self.stopped:
-                yield self.sleep(self.retry_backoff[min(attempt - 1, len(self.retry_backoff) - 1)])
-            if self.stopped:
+            failures += 1
+            if failures >= TRIES:
                 break
-        return None, f"{problem} ({self.tries} tries)"
+            delay = backoff(failures)
+            yield self.note(f"try {failures}/{TRIES}: {problem}; again in {delay:.1f}s")
+            yield self.sleep(delay)
+        return None, f"{problem} ({failures} tries)"
 
 
 class CheckDeployConfigured(DeployStep):
@@ -146,41 +172,6 @@ class CheckDeployConfigured(DeployStep):
         self.setProperty(PROP_NOT_CONFIGURED, reason, self.name)
         self.summary = self.build_summary = reason
         return SKIPPED
-
-
-class CallDeployHook(HookStep):
-    """POST the deploy hook with ref=<revision>; keep the deploy id and the revision."""
-
-    def __init__(self, target, **kwargs):
-        kwargs.setdefault("name", "deploy hook")
-        kwargs.setdefault("haltOnFailure", True)
-        super().__init__(target, **kwargs)
-
-    @defer.inlineCallbacks
-    def execute(self):
-        revision = self.getProperty(PROP_REVISION)
-        hook = yield self.secret(self.target.deploy_hook_secret)
-        if not revision or not hook:
-            self.summary = "no revision to deploy" if not revision else "no deploy hook"
-            self.fail_reason(self.summary)
-            return FAILURE
-        self.setProperty(PROP_ATTEMPTED, True, self.name)
-        yield self.note(f"deploying {revision} to {self.target.environment}")
-        answer, problem = yield self.post_with_retries(with_ref(hook, revision), "deploy hook")
-        if answer is None:
-            self.summary = f"deploy of {short(revision)} not accepted: {problem}"
-            self.fail_reason(problem)
-            return FAILURE
-        self.setProperty(PROP_STARTED, True, self.name)
-        self.setProperty(PROP_HOOK_AT, self.now(), self.name)
-        deploy = deploy_from(answer.json_or_none())
-        if deploy:
-            self.setProperty(PROP_DEPLOY_ID, deploy["id"], self.name)
-            self.summary = f"{short(revision)} accepted: {deploy['id']}"
-        else:
-            self.summary = f"{short(revision)} accepted (HTTP {answer.code}, queued: no deploy id yet)"
-        yield self.note(self.summary)
-        return SUCCESS
 
 
 class WaitUntilLive(DeployStep):
