@@ -10,6 +10,12 @@
   for it once in the data API and again in each authz endpoint matcher (8 % of
   the master's CPU under 20 concurrent REST clients, bench/pipeline_bench.py).
   The replacement clears it; adding a pattern still marks the table dirty.
+- The home page: Buildbot 4.3's React UI ignores `c['www']['default_page']`
+  (buildbot#8758, fixed after 4.3.0 by #8803), and the part of the address
+  after `#` never reaches the server. `apply_home_page` adds one line of
+  script to the index page the server renders: opening the web UI at its root
+  (no route, or `#/`) lands on the pipeline dashboard; the menu's *Home* still
+  shows Buildbot's own page. Only for Buildbot 4.3.x.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 from twisted.internet import reactor, threads
 
+from buildbot import version as buildbot_version
 from buildbot.util import pathmatch, unicode2bytes
+from buildbot.www import config as www_config
 from buildbot.www import rest
 
 _original_compile = pathmatch.Matcher._compile
@@ -54,7 +62,34 @@ def apply_matcher_compile_fix() -> None:
     pathmatch.Matcher._compile = _compile_once
 
 
+HOME_ROUTE = "pipelines"  # the pipeline dashboard (www.py)
+_PLACEHOLDER = " <!-- BUILDBOT_CONFIG_PLACEHOLDER -->"
+
+
+def home_script(route: str) -> str:
+    return (
+        '<script>if (!location.hash || location.hash === "#" || location.hash === "#/") '
+        f'{{ location.replace(location.pathname + location.search + "#/{route}"); }}</script>\n'
+    )
+
+
+def apply_home_page(route: str = HOME_ROUTE) -> None:
+    """Open the web UI's root on `route` (idempotent; Buildbot 4.3.x only)."""
+    if not str(buildbot_version).startswith("4.3.") or getattr(www_config.IndexResource, "_namaskah_home", None):
+        return
+    original = www_config.IndexResource.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if _PLACEHOLDER in self.index_template:
+            self.index_template = self.index_template.replace(_PLACEHOLDER, home_script(route) + _PLACEHOLDER, 1)
+
+    www_config.IndexResource.__init__ = __init__
+    www_config.IndexResource._namaskah_home = route
+
+
 def apply_all() -> None:
     """Every fix of this module; master.cfg calls it before building the config."""
     apply_rest_write_fix()
     apply_matcher_compile_fix()
+    apply_home_page()

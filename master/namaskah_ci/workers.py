@@ -35,7 +35,7 @@ from twisted.python import log
 from buildbot.plugins import worker
 
 from namaskah_ci.helpers import HELPERS_DIR
-from namaskah_ci.helpers.ci_step import Refused, open_way, private_dir
+from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
 from namaskah_ci.hostenv import host_ca_env, interpreter_candidates, resolve_interpreter  # noqa: F401
 from namaskah_ci.names import docker_worker_name, worker_name
 from namaskah_ci.settings import Settings

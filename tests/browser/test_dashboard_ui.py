@@ -180,6 +180,14 @@ def check_rows(story, table) -> None:
     assert "not deploying: lint: failure" in bad.inner_text()
 
 
+def test_the_web_ui_opens_on_the_pipeline_dashboard(story, page):
+    page.goto(base_url(story))
+    page.wait_for_url("**/#/pipelines")
+    page.locator(".bb-wsgi-dashboard-view table.nci-pipelines").wait_for()
+    screenshot(page, "home-is-the-dashboard")
+    no_errors(page)
+
+
 def test_pipelines_come_first_and_show_every_job_the_gate_and_the_deploy(story, page):
     page.goto(base_url(story))
     first = page.locator("a.bb-sidebar-button").first

@@ -21,7 +21,7 @@ import pytest
 
 from namaskah_ci import job_commands, workers
 from namaskah_ci.helpers import HELPERS_DIR
-from namaskah_ci.helpers.ci_step import private_dir
+from namaskah_ci.helpers.ci_job_user import private_dir
 from namaskah_ci.job_commands import JobLayout
 from namaskah_ci.job_factory import JobSetup, job_steps
 from namaskah_ci.pipeline import load_pipeline

@@ -55,3 +55,19 @@ def test_the_table_is_compiled_once_per_change(fixed_matcher):
 def test_master_cfg_applies_every_fix():
     cfg = (Path(__file__).resolve().parents[2] / "master" / "master.cfg").read_text()
     assert "apply_all as apply_buildbot_fixes" in cfg and "\napply_buildbot_fixes()" in cfg
+
+
+def test_the_index_page_opens_the_dashboard_at_the_root(monkeypatch, tmp_path):
+    from buildbot.www import config as www_config
+
+    from namaskah_ci import patches
+
+    monkeypatch.setattr(www_config.IndexResource, "__init__", www_config.IndexResource.__init__)
+    monkeypatch.setattr(www_config.IndexResource, "_namaskah_home", None, raising=False)
+    (tmp_path / "index.html").write_text("<head>\n  <!-- BUILDBOT_CONFIG_PLACEHOLDER -->\n</head>")
+    patches.apply_home_page()
+    patches.apply_home_page()  # idempotent
+    index = www_config.IndexResource.__new__(www_config.IndexResource)
+    www_config.IndexResource.__init__(index, master=None, staticdir=str(tmp_path))
+    assert index.index_template.count('"#/pipelines"') == 1
+    assert index.index_template.index("location.replace") < index.index_template.index("BUILDBOT_CONFIG_PLACEHOLDER")

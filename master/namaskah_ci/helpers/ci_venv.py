@@ -44,9 +44,21 @@ def requirement_files(paths: list[str]) -> list[str]:
 
 
 def python_version(python: str) -> str:
+    """The interpreter's version and where it is installed: a venv links to its base interpreter, so
+    the same version installed elsewhere (a copy the job user can run) gets a venv of its own."""
     return subprocess.run(
-        [python, "-c", "import sys; print(sys.version)"], check=True, capture_output=True, text=True
+        [python, "-c", "import os, sys; print(sys.version); print(os.path.realpath(sys.executable))"],
+        check=True, capture_output=True, text=True,
     ).stdout
+
+
+def usable(venv: str) -> bool:
+    """The venv's interpreter runs for the current user (not one left by another user it cannot run)."""
+    try:
+        done = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "pass"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def fingerprint(version: str, files: list[str]) -> str:
@@ -109,6 +121,7 @@ def main(argv: list[str]) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another builder may be building the same venv
         stamp_path = os.path.join(venv, STAMP)
         fresh = os.path.isfile(stamp_path) and open(stamp_path, encoding="utf-8").read().strip() == stamp
+        fresh = fresh and usable(venv)
         if fresh:
             print(f"ci_venv: reusing {venv}", file=sys.stderr)
         else:

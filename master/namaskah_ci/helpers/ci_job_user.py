@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""The job user's side of ci_step.py: switching a job's commands to an unprivileged user, handing it
+the files it must write, and copying its reports out without following a symlink it planted.
+
+Imported by ci_step.py from its own directory (a root master in local mode runs every job's
+commands as `[workers] job_user`). Stdlib only; Python 3.9+.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import shutil
+import stat
+
+REPORTS = "reports"  # DIR/reports: the declared reports as collected for the upload
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+FIX = (
+    "install it where every user can run it (e.g. system-wide, or pyenv with PYENV_ROOT outside /root) "
+    'and name it in [workers] interpreters, or set [workers] job_user = "" (local mode then trusts every branch)'
+)
+
+
+class Refused(Exception):
+    """The job cannot run as its user; the message says why and what to do."""
+
+
+def job_user(job: dict):
+    """The job user's passwd entry, None when the job runs as the worker's user."""
+    name = job.get("user", "")
+    if not name:
+        return None
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        raise Refused(
+            f"ci_step: the job user {name!r} does not exist on this host: create it with "
+            f'scripts/create_job_user.sh {name} as root (`make up` does), or set [workers] job_user = "" '
+            "to run jobs as the master's user (local mode then trusts every branch)"
+        ) from None
+    if os.geteuid() not in (0, user.pw_uid):
+        raise Refused(f"ci_step: cannot run the job as {name}: started as uid {os.geteuid()}, not as root")
+    return user
+
+
+def drop_to(user) -> None:
+    """Become `user` for good: its own group only, real, effective and saved ids alike."""
+    uid, gid = user.pw_uid, user.pw_gid
+    if os.getresuid() != (uid, uid, uid):
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or set(os.getgroups()) - {gid}:
+        raise Refused(f"ci_step: could not switch to the job user {user.pw_name}")
+
+
+def as_user(user) -> dict:
+    """subprocess arguments that start a child as `user` (nothing when this process is that user)."""
+    if user is None or os.geteuid() == user.pw_uid:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def private_dir(path: str, user) -> str:
+    """The first directory on `path`, then on its resolved path, that `user` cannot enter; '' when none."""
+    for full in (os.path.abspath(path), os.path.realpath(path)):
+        current = "/"
+        for part in full.split("/")[1:-1]:
+            current = os.path.join(current, part)
+            try:
+                st = os.stat(current)
+            except OSError:
+                return current
+            bit = 0o100 if st.st_uid == user.pw_uid else 0o010 if st.st_gid == user.pw_gid else 0o001
+            if not st.st_mode & bit:
+                return current
+    return ""
+
+
+def open_way(path: str, user) -> list:
+    """As root: each directory on the way to `path` that `user` cannot enter gets o+x (enter, never list),
+    unless it is someone's home (Refused, naming it). Returns the directories opened."""
+    homes = {entry.pw_dir.rstrip("/") for entry in pwd.getpwall()} - {""}
+    opened: list = []
+    blocked = private_dir(os.path.join(path, "x"), user)
+    while blocked and blocked not in opened and blocked not in homes:
+        os.chmod(blocked, stat.S_IMODE(os.stat(blocked).st_mode) | 0o001)
+        opened.append(blocked)
+        blocked = private_dir(os.path.join(path, "x"), user)
+    if blocked:
+        why = "a home directory, left private" if blocked in homes else "private to its owner"
+        raise Refused(
+            f"ci_step: the job user {user.pw_name} cannot reach {path}: {blocked} is {why}: "
+            "move [master] basedir / [workers] cache_dir out of it"
+        )
+    return opened
+
+
+def runnable_by(user, program: str) -> bool:
+    """Whether `user` can execute `program` (checked in a child that becomes the user)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            drop_to(user)
+            code = 0 if os.access(program, os.X_OK) else 1
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def cannot_run(user, program: str) -> str:
+    blocked = private_dir(program, user)
+    where = f" ({blocked} is private to its owner)" if blocked else ""
+    return f"ci_step: the job user {user.pw_name} cannot run {program}{where}: {FIX}"
+
+
+def _owned(st, user) -> bool:
+    return (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+
+
+def chown_tree(path: str, user, prune_from=None) -> tuple:
+    """Give `path` and what is under it to the user through directory descriptors, never following a
+    symlink (a link is re-owned itself, its target never); a file with several links that is not the
+    user's keeps its owner. From depth `prune_from` on, a directory already the user's is not descended.
+    Returns (entries changed, entries left)."""
+    top = os.open(path, DIR_FLAGS)
+    try:
+        return _chown_dir(top, user, 0, prune_from)
+    finally:
+        os.close(top)
+
+
+def _chown_dir(fd: int, user, depth: int, prune_from) -> tuple:
+    changed = left = 0
+    if not _owned(os.fstat(fd), user):
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+        changed += 1
+    elif prune_from is not None and depth >= prune_from:
+        return changed, left
+    for entry in os.scandir(fd):
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)  # swapped for a link since: ELOOP
+                try:
+                    more, kept = _chown_dir(child, user, depth + 1, prune_from)
+                finally:
+                    os.close(child)
+                changed, left = changed + more, left + kept
+            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid != user.pw_uid:
+                left += 1  # perhaps a hard link to someone else's file: never hand that over
+            elif not _owned(st, user):
+                os.chown(entry.name, user.pw_uid, user.pw_gid, dir_fd=fd, follow_symlinks=False)
+                changed += 1
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone or replaced while we looked
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a directory swapped for a symlink: not followed
+                raise
+    return changed, left
+
+
+def user_dir(parent: str, name: str, user) -> str:
+    """`parent/name` made or kept a real directory of the user's (0700), never through a symlink."""
+    fd = os.open(parent, DIR_FLAGS)
+    try:
+        try:
+            os.mkdir(name, 0o700, dir_fd=fd)
+        except FileExistsError:
+            pass
+        child = os.open(name, DIR_FLAGS, dir_fd=fd)
+        try:
+            if not _owned(os.fstat(child), user):
+                os.fchown(child, user.pw_uid, user.pw_gid)
+            os.fchmod(child, 0o700)
+        finally:
+            os.close(child)
+    finally:
+        os.close(fd)
+    return os.path.join(parent, name)
+
+
+def prepare_user(job_dir: str, user) -> str:
+    """As root, before a command: TMPDIR is the user's, the way to the checkout open (again: something
+    may have closed a directory above it since `own`). Returns the user's HOME: its home when that is a
+    directory of its own, else DIR/tmp/home."""
+    tmp = os.path.join(os.path.abspath(job_dir), "tmp")
+    if os.geteuid() == 0:
+        user_dir(os.path.dirname(tmp), "tmp", user)  # DIR is root's: `tmp` itself cannot be a planted link
+        open_way(os.getcwd(), user)
+    try:
+        st = os.stat(user.pw_dir)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == user.pw_uid:
+            return user.pw_dir
+    except OSError:
+        pass
+    return user_dir(tmp, "home", user)
+
+
+def _collect(top: int, parts: list, destination: str, uid: int) -> list:
+    fd = os.dup(top)
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                return []  # not written: the upload says so
+            except OSError:
+                return [f"skipped {'/'.join(parts)}: {part} is not a directory (a symlink is never followed)"]
+            os.close(fd)
+            fd = child
+        return _copy_entry(fd, parts[-1], destination, "/".join(parts), uid)
+    finally:
+        os.close(fd)
+
+
+def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int) -> list:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return []
+    if stat.S_ISDIR(st.st_mode):
+        return _copy_dir(dir_fd, name, destination, shown, uid)
+    if not stat.S_ISREG(st.st_mode):
+        return [f"skipped {shown}: {'a symlink (never followed)' if stat.S_ISLNK(st.st_mode) else 'not a file'}"]
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        return [f"skipped {shown}: {exc.strerror}"]
+    with os.fdopen(fd, "rb") as source:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return [f"skipped {shown}: not a file"]
+        if st.st_nlink > 1 and st.st_uid != uid:
+            return [f"skipped {shown}: a hard link to a file the job does not own"]
+        os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
+        with open(destination, "wb") as copy:
+            shutil.copyfileobj(source, copy)
+    return []
+
+
+def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int) -> list:
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return [f"skipped {shown}: not a directory any more"]
+    try:
+        os.makedirs(destination, mode=0o700, exist_ok=True)
+        notes: list = []
+        for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+            notes += _copy_entry(fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid)
+        return notes
+    finally:
+        os.close(fd)
