@@ -19,15 +19,13 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
+from namaskah_ci.settings_checks import DEPLOY_PREFIX, SettingsError, check_values, deploy_sections  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = ROOT / "master" / "pipeline.toml"
 ENV_PREFIX = "PIPELINE_"
 CONFIG_ENV = "PIPELINE_CONFIG"
 DEFAULT_PIPELINE = ROOT / "master" / "default-pipeline.yml"
-
-
-class SettingsError(Exception):
-    """A settings problem, its message a single line naming the key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +67,8 @@ class WorkersSection:
     job_env: dict[str, str]
     job_path: str
     job_user: str  # local mode, master as root: jobs' commands run as this user ("": as root)
+    max_jobs: int  # job builds at once, every pipeline together (0: see workers.job_slots)
+    engine_jobs: int  # docker mode: job builds at once per engine (0: the master's cores)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,8 @@ class PipelineSection:
     job_secrets: list[str]  # secrets a pipeline file may hand to its jobs
     max_file_bytes: int
     first_run: bool  # a new master builds the newest revision of [repo] default_branch once
+    reuse: bool  # a job whose reuse key equals an earlier SUCCESS's shows that result (job_inputs.py)
+    max_pipelines: int  # pipeline builds at once (0: see workers.pipeline_slots)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +161,6 @@ SECTIONS: dict[str, type] = {
     "github": GithubSection,
 }
 # deploy environments are open data: any [deploy.<env>] table; these keys may be left out
-DEPLOY_PREFIX = "deploy."
 DEPLOY_DEFAULTS = {
     "wait_seconds": 60,
     "health_retries": 5,
@@ -169,8 +170,6 @@ DEPLOY_DEFAULTS = {
     "poll_interval_seconds": 5,
 }
 ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
-WORKER_MODES = ("local", "docker")
-NETWORK_MODES = ("host", "per-build")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,16 +379,12 @@ def _env_overrides(environ: Mapping[str, str], sections: list[str]) -> dict[str,
     return out
 
 
-def _deploy_sections(merged: dict[str, dict[str, Any]]) -> list[str]:
-    return sorted(name for name in merged if name.startswith(DEPLOY_PREFIX))
-
-
 def _validate(merged: dict[str, dict[str, Any]]) -> None:
     for section in SECTIONS:
         missing = [k for k in _field_types(section) if k not in merged.get(section, {})]
         if missing:
             raise SettingsError(f"{DEFAULTS_FILE}: [{section}] lacks {', '.join(missing)}")
-    for section in _deploy_sections(merged):
+    for section in deploy_sections(merged):
         table = merged[section]
         for key, value in DEPLOY_DEFAULTS.items():
             table.setdefault(key, list(value) if isinstance(value, list) else value)
@@ -398,65 +393,7 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
             raise SettingsError(
                 f"[{section}]: lacks {', '.join(missing)} (a deploy environment needs a branch and a url)"
             )
-    mode = merged["workers"]["mode"]
-    if mode not in WORKER_MODES:
-        raise SettingsError(f"[workers] mode: must be one of {', '.join(WORKER_MODES)}, got {mode!r}")
-    network_mode = merged["workers"]["network_mode"]
-    if network_mode not in NETWORK_MODES:
-        raise SettingsError(
-            f"[workers] network_mode: must be one of {', '.join(NETWORK_MODES)}, got {network_mode!r}"
-        )
-    if merged["workers"]["service_ready_timeout"] < 1:
-        raise SettingsError("[workers] service_ready_timeout: must be at least 1 second")
-    for section, key in (("www", "port"), ("workers", "port"), ("notify", "smtp_port")):
-        port = merged[section][key]
-        if not 1 <= port <= 65535:
-            raise SettingsError(f"[{section}] {key}: must be a TCP port (1-65535), got {port}")
-    if merged["www"]["port"] == merged["workers"]["port"]:
-        raise SettingsError("[workers] port: must differ from [www] port")
-    branches: dict[str, str] = {}
-    for section in _deploy_sections(merged):
-        table = merged[section]
-        if table["branch"] and table["branch"] in branches:
-            raise SettingsError(
-                f"[{section}] branch: {table['branch']!r} already deploys to [{branches[table['branch']]}]"
-            )
-        branches[table["branch"]] = section
-        if table["health_retries"] < 1:
-            raise SettingsError(f"[{section}] health_retries: must be at least 1")
-        for key in ("poll_interval_seconds", "live_timeout_seconds"):
-            if table[key] < 1:
-                raise SettingsError(f"[{section}] {key}: must be at least 1")
-        for path in table["smoke_paths"]:
-            if not path.startswith("/"):
-                raise SettingsError(f"[{section}] smoke_paths: {path!r} must start with '/'")
-    if merged["checks"]["coverage_min"] > 100:
-        raise SettingsError("[checks] coverage_min: must be a percentage (0-100)")
-    if not merged["repo"]["branches"]:
-        raise SettingsError("[repo] branches: must name at least one branch")
-    if not merged["repo"]["default_branch"]:
-        raise SettingsError("[repo] default_branch: must name a branch")
-    _validate_pipeline(merged)
-    repository = merged["github"]["repository"]
-    if repository and (repository.count("/") != 1 or not all(repository.split("/"))):
-        raise SettingsError(f"[github] repository: expected owner/name, got {repository!r}")
-
-
-def _validate_pipeline(merged: dict[str, dict[str, Any]]) -> None:
-    from namaskah_ci import names  # plain data, no Buildbot
-
-    environments = tuple(name[len(DEPLOY_PREFIX):] for name in _deploy_sections(merged))
-    for secret in merged["pipeline"]["job_secrets"]:
-        if names.master_only_secret(secret, environments):
-            raise SettingsError(
-                f"[pipeline] job_secrets: {secret!r} is a deploy, Render, GitHub, webhook or login secret: "
-                "it never reaches a job"
-            )
-    if merged["pipeline"]["max_file_bytes"] < 1024:
-        raise SettingsError("[pipeline] max_file_bytes: must be at least 1024")
-    for name in merged["workers"]["job_env"]:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            raise SettingsError(f"[workers] job_env: {name!r} is not an environment variable name")
+    check_values(merged)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEFAULTS_FILE) -> Settings:
@@ -468,10 +405,10 @@ def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEF
     if overlay_path:
         overlay = Path(overlay_path).expanduser()
         _merge(merged, _read_toml(overlay), str(overlay))
-    _merge(merged, _env_overrides(environ, [*SECTIONS, *_deploy_sections(merged)]), "environment")
+    _merge(merged, _env_overrides(environ, [*SECTIONS, *deploy_sections(merged)]), "environment")
     _validate(merged)
     built = {name: SECTIONS[name](**merged[name]) for name in SECTIONS}
-    deploy = {name[len(DEPLOY_PREFIX):]: DeploySection(**merged[name]) for name in _deploy_sections(merged)}
+    deploy = {name[len(DEPLOY_PREFIX):]: DeploySection(**merged[name]) for name in deploy_sections(merged)}
     return Settings(deploy=deploy, **built)
 
 
