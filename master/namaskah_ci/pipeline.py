@@ -61,6 +61,7 @@ class JobSpec:
     tools: tuple[str, ...] = ()
     history: str = "revision"
     reports: tuple[ReportSpec, ...] = ()
+    inputs: Optional[tuple[str, ...]] = None  # None: the whole tree
     branches: Optional[tuple[str, ...]] = None
     verdict: bool = True
     schedule: Optional[str] = None
@@ -86,8 +87,9 @@ class JobSpec:
         values["env"] = tuple((k, v) for k, v in values.get("env", ()))
         for key in ("requirements", "services", "secrets", "tools"):
             values[key] = tuple(values.get(key, ()))
-        if values.get("branches") is not None:
-            values["branches"] = tuple(values["branches"])
+        for key in ("branches", "inputs"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -251,6 +253,7 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
             ReportSpec(path=r.path.rstrip("/"), kind=r.kind, title=r.title or f"{r.kind}: {r.path}")
             for r in job.reports
         ),
+        inputs=tuple(job.inputs) if job.inputs is not None else None,
         branches=tuple(job.branches) if job.branches is not None else None,
         verdict=job.verdict,
         schedule=job.schedule,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
+from namaskah_ci.job_inputs import pattern_problem
 from namaskah_ci.schedule import CronError, parse_cron
 
 SCHEMA_VERSION = 1
@@ -59,6 +60,14 @@ def _relative_path(value: Any) -> Any:
     return value
 
 
+def _input_pattern(value: Any) -> Any:
+    if isinstance(value, str):
+        problem = pattern_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
 PythonVersion = Annotated[str, BeforeValidator(_python_version), StringConstraints(pattern=r"^[0-9]+\.[0-9]+$")]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
 EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=Union[str, int, float, bool])]
@@ -66,6 +75,7 @@ RelativePath = Annotated[str, BeforeValidator(_relative_path)]
 JobName = Annotated[str, StringConstraints(pattern=JOB_NAME_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
+InputPattern = Annotated[str, BeforeValidator(_input_pattern), StringConstraints(min_length=1, max_length=200)]
 Environment = dict[EnvName, EnvValue]
 
 
@@ -139,6 +149,11 @@ class JobFile(Strict):
         Field(min_length=1, description="shell lines, or {name, run, continue, allow_failure, only_with_secret}"),
     ]
     reports: list[ReportFile] = Field(default_factory=list)
+    inputs: Optional[Annotated[list[InputPattern], Field(min_length=1)]] = Field(
+        None,
+        description="path patterns (.gitignore style, !pattern excludes) of the files the job reads; a revision "
+        "whose inputs, job and runtime equal an earlier success reuses it (default: the whole tree)",
+    )
     branches: Optional[list[Annotated[str, StringConstraints(min_length=1)]]] = Field(
         None, description="branch names or globs the job runs on (default: every branch)"
     )
