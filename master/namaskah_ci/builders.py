@@ -3,21 +3,52 @@
 The job builders come from the job registry (`job_registry.py`): a job that
 first appears in a commit's file gets its builder when that commit's pipeline
 reconfigures the master (`builder_sync.py`). All job builders share one
-factory; what a build runs comes from its revision's file (`job_factory.py`).
+factory; what a build runs comes from its revision's file (`job_factory.py`);
+a reused job's build runs on the master's `reuse` worker instead (`reuse.py`).
+
+Concurrency: the pipeline builder has `workers.pipeline_slots` workers and each
+job builder `workers.builder_slots` (per engine), so pipelines of several
+branches run at once; every job build that runs a job holds one of the
+`workers.job_slots` counts of the `job-slots` master lock (`JobLocks`), so no
+more jobs run at once than that, whatever the pipelines. A reused build takes
+no slot.
 """
 
 from __future__ import annotations
 
+from twisted.internet import defer
+from zope.interface import implementer
+
+from buildbot.interfaces import IRenderable
 from buildbot.plugins import util
+from buildbot.util import ComparableMixin
 
 from namaskah_ci import names
 from namaskah_ci.deploy import make_deploy_gate
 from namaskah_ci.factories import make_job_factory, make_pipeline_factory
 from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.job_registry import Registry
+from namaskah_ci.pipeline_setup import make_reuse_setup
 from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.reuse import can_start, select_worker
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers import WorkerPlan
+from namaskah_ci.workers import WorkerPlan, job_slots, pipeline_workers
+
+JOB_SLOTS_LOCK = "job-slots"
+
+
+@implementer(IRenderable)
+class JobLocks(ComparableMixin):
+    """A job build's locks: one count of the shared `job-slots` lock, none for a reused build."""
+
+    compare_attrs = ("slots",)
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.lock = util.MasterLock(JOB_SLOTS_LOCK, maxCount=slots)
+
+    def getRenderingFor(self, props):
+        return defer.succeed([] if props.getProperty(names.PROP_REUSED) else [self.lock.access("counting")])
 
 
 def builder_names(registry: Registry) -> list[str]:
@@ -31,20 +62,27 @@ def make_builders(
     result = [
         util.BuilderConfig(
             name=names.PIPELINE,
-            workernames=[names.worker_name(names.PIPELINE)],
+            workernames=pipeline_workers(settings),
             factory=make_pipeline_factory(
-                config, disabled=tuple(settings.checks.disabled), deploy_gate=make_deploy_gate(settings)
+                config,
+                disabled=tuple(settings.checks.disabled),
+                deploy_gate=make_deploy_gate(settings),
+                reuse=make_reuse_setup(settings, setup),
             ),
             tags=["pipeline"],
             description="Reads the revision's .namaskah-ci.yml and fans out to its jobs",
         )
     ]
     job_factory = make_job_factory(config, setup)
+    locks = JobLocks(job_slots(settings))
     for entry in registry.entries:
         result.append(
             util.BuilderConfig(
                 name=entry.builder,
-                workernames=plan.job_workers(entry.builder),
+                workernames=[*plan.job_workers(entry.builder), names.REUSE_WORKER],
+                nextWorker=select_worker,
+                canStartBuild=can_start,
+                locks=locks,
                 factory=job_factory,
                 # each request is one pipeline's revision: never merge two of them
                 collapseRequests=False,

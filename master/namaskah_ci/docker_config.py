@@ -30,7 +30,7 @@ from namaskah_ci.docker_workers import ServiceDockerWorker
 from namaskah_ci.job_registry import BuilderEntry, Registry
 from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers import WorkerPlan
+from namaskah_ci.workers import WorkerPlan, builder_slots
 
 CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
 HELPERS_MOUNT = "../.namaskah-ci/helpers"  # the helpers are copied into each build's job directory
@@ -67,7 +67,10 @@ def images_of(settings: Settings) -> dict[str, str]:
 
 def image_for(settings: Settings, builder: str, job: str, python: str, tools: tuple) -> str:
     """`images[<builder>]` or `images[<job>]`; the tools image for jobs with `tools`; else its Python's."""
-    images = images_of(settings)
+    return image_from(images_of(settings), builder, job, python, tools)
+
+
+def image_from(images: dict[str, str], builder: str, job: str, python: str, tools: tuple) -> str:
     for key in (builder, job):
         # a job named `redis` or `tools` does not run in that image
         if key in images and key not in ROLE_KEYS and not VERSION_KEY.match(key):
@@ -95,6 +98,7 @@ def make_docker_plan(settings: Settings) -> WorkerPlan:
         transfer_helpers=True,
         services_in_worker=True,
         hosts=len(docker_hosts(settings)),
+        slots=builder_slots(settings),
         base_env=IMAGE_ENV,
         known_pythons=tuple(sorted(key for key in images_of(settings) if VERSION_KEY.match(key))),
     )
@@ -163,7 +167,7 @@ class JobValue(ComparableMixin):
         return f"JobValue({self.values.entry.builder}, {self.what})"
 
 
-def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0):
+def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0, slot: int = 0):
     """The latent worker of one job builder on one Docker host; image, volumes, CPU share and services
     are rendered per build from the job's definition at the build's revision."""
     values = _JobValues(settings, entry)
@@ -171,7 +175,7 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
     # the `worker_password` secret when configured, else Buildbot's random per-start password
     password = WORKER_PASSWORD if secret_available(settings, WORKER_PASSWORD_SECRET) else None
     return ServiceDockerWorker(
-        names.docker_worker_name(entry.builder, host_index),
+        names.docker_worker_name(entry.builder, host_index, slot),
         password,
         docker_host=host,
         image=JobValue(values, "image"),
@@ -193,13 +197,14 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
 
 
 def make_docker_workers(settings: Settings, builder_names: list[str], registry: Registry) -> list:
-    """Job builders get a latent worker per Docker host; other builders (the pipeline) a LocalWorker."""
+    """Job builders get `builder_slots` latent workers per Docker host; other builders a LocalWorker."""
     result: list = []
     for name in builder_names:
         entry = registry.entry(name)
         if entry is None:
             result.append(worker.LocalWorker(names.worker_name(name)))
             continue
-        for index, host in enumerate(docker_hosts(settings)):
-            result.append(make_job_worker(settings, entry, host, index))
+        for slot in range(builder_slots(settings)):
+            for index, host in enumerate(docker_hosts(settings)):
+                result.append(make_job_worker(settings, entry, host, index, slot))
     return result

@@ -13,6 +13,7 @@ from buildbot.process.factory import BuildFactory
 
 from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.reuse import ReuseSetup
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
@@ -22,13 +23,16 @@ def _has_analysis(step) -> bool:
     return bool(step.selected_jobs())
 
 
-def make_pipeline_factory(config: PipelineConfig, disabled: tuple[str, ...] = (), deploy_gate=None) -> BuildFactory:
+def make_pipeline_factory(
+    config: PipelineConfig, disabled: tuple[str, ...] = (), deploy_gate=None, reuse: ReuseSetup | None = None
+) -> BuildFactory:
     """Read the file, fan out, start the analysis jobs; `deploy_gate` (deploy.make_deploy_gate) then
-    triggers the branch's deploy when every required check passed."""
+    triggers the branch's deploy when every required check passed. With `reuse`, a job whose key
+    matches an earlier SUCCESS shows that result (reuse.py)."""
     factory = BuildFactory()
     factory.addStep(LoadPipeline(config, disabled=disabled))
-    factory.addStep(FanOut(disabled=disabled))
-    factory.addStep(StartAnalysis(doStepIf=_has_analysis, hideStepIf=hide_skipped))
+    factory.addStep(FanOut(disabled=disabled, reuse=reuse, config=config))
+    factory.addStep(StartAnalysis(doStepIf=_has_analysis, hideStepIf=hide_skipped, reuse=reuse, config=config))
     if deploy_gate is not None:
         factory.addStep(deploy_gate)
     return factory

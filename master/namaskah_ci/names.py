@@ -34,6 +34,7 @@ def matrix_builder_name(job: str, python: str) -> str:
 # --- schedulers -------------------------------------------------------------------------------
 PUSH_SCHEDULER = "pipeline-on-push"
 FIRST_RUN_SCHEDULER = "first-run"
+RERUN_SCHEDULER = "rerun_failed"  # the pipeline's "Re-run failed jobs" force form
 
 
 def identifier(name: str) -> str:
@@ -73,15 +74,23 @@ def rollback_force_name(environment: str) -> str:
 
 
 # --- workers ----------------------------------------------------------------------------------
-def worker_name(builder: str) -> str:
-    """`local-test-py3_9` for `test-py3.9`."""
-    return "local-" + builder.replace(".", "_")
+REUSE_WORKER = "reuse"  # the master-side worker of reused job builds (nothing runs on it)
 
 
-def docker_worker_name(builder: str, host_index: int = 0) -> str:
-    """`docker-test-py3_9` on the first Docker host, `docker-test-py3_9-h2` on the second."""
+def _slot(slot: int) -> str:
+    return "" if slot == 0 else f"-s{slot + 1}"
+
+
+def worker_name(builder: str, slot: int = 0) -> str:
+    """`local-test-py3_9` for `test-py3.9`; `local-test-py3_9-s2` its second concurrent build."""
+    return "local-" + builder.replace(".", "_") + _slot(slot)
+
+
+def docker_worker_name(builder: str, host_index: int = 0, slot: int = 0) -> str:
+    """`docker-test-py3_9` on the first Docker host, `docker-test-py3_9-h2` on the second; `-s2` and on
+    for a builder's further concurrent builds on one host."""
     base = "docker-" + builder.replace(".", "_")
-    return base if host_index == 0 else f"{base}-h{host_index + 1}"
+    return (base if host_index == 0 else f"{base}-h{host_index + 1}") + _slot(slot)
 
 
 # --- the master's state, in its basedir ------------------------------------------------------
@@ -99,6 +108,11 @@ PROP_JOB_REVISION = "namaskah_revision"  # job builds: the revision the definiti
 PROP_STATUS_CONTEXT = "status_context"  # job builds: the commit-status context
 PROP_COVERAGE = "coverage"  # jobs with a coverage report: percent of lines covered
 PROP_VENV = "venv"
+PROP_REUSE_KEY = "namaskah_reuse_key"  # job builds: the job's reuse key (reuse.py), recorded on SUCCESS
+PROP_REUSED = "namaskah_reused"  # job builds: the earlier SUCCESS build this one reuses
+PROP_RUN_EVERYTHING = "run_everything"  # forced pipelines: reuse nothing
+PROP_RERUN_OF = "rerun_of"  # pipeline: the number of the pipeline build whose failed jobs it re-runs
+PROP_RERUN_KEPT = "rerun_kept"  # pipeline: {builder: result} of that build's checks it keeps
 PROP_DEADLINE = "job_deadline"
 
 # --- secrets ----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 `make_pipeline_config` says where the repository, the poller's bare repository,
 the master's mirror, the default pipeline and the job registry are, and what
 the master allows a pipeline file (`PipelinePolicy`). `make_job_setup` says
-how jobs run in this worker mode (`JobSetup`), and as which user (`plan.job_user`).
+how jobs run in this worker mode (`JobSetup`), and as which user (`plan.job_user`);
+`make_reuse_setup` what of that enters a job's reuse key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
 from namaskah_ci.pipeline import PipelinePolicy
 from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.reuse import ReuseSetup
 from namaskah_ci.settings import ROOT, Settings
 from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.workers import WorkerPlan
@@ -43,6 +45,25 @@ def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig
         registry_path=str(settings.basedir / REGISTRY_FILE),
         default_branch=settings.repo.default_branch,
         policy=make_policy(settings, plan),
+    )
+
+
+def make_reuse_setup(settings: Settings, setup: JobSetup) -> ReuseSetup:
+    """What a job's reuse key takes from where it runs (`reuse.py`)."""
+    images: tuple = ()
+    if setup.mode == "docker":
+        from namaskah_ci.docker_config import images_of
+
+        images = tuple(sorted(images_of(settings).items()))
+    return ReuseSetup(
+        enabled=settings.pipeline.reuse,
+        mode=setup.mode,
+        interpreters=setup.interpreters,
+        worker_env=setup.worker_env,
+        base_path=setup.base_path,
+        job_user=setup.job_user,
+        docker_host=settings.workers.docker_host if setup.mode == "docker" else "",
+        images=images,
     )
 
 

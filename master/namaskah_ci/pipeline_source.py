@@ -20,6 +20,7 @@ import shutil
 
 from twisted.internet import defer, threads, utils
 
+from namaskah_ci.job_inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
 from namaskah_ci.pipeline import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
 
 CACHE_SIZE = 128
@@ -58,6 +59,7 @@ class PipelineSource:
         self.config = config
         self.lock = defer.DeferredLock()
         self.cache: collections.OrderedDict = collections.OrderedDict()
+        self.digests: dict = {}  # (revision, patterns) -> inputs digest (a revision's files never change)
 
     @defer.inlineCallbacks
     def git(self, git_dir: str, *args: str):
@@ -180,6 +182,27 @@ class PipelineSource:
         if code:
             raise SourceError(f"cannot read {FILE_NAME} at {short(revision)}: {err}")
         return load_pipeline(out, FILE_NAME, self.config.policy)
+
+    @defer.inlineCallbacks
+    def inputs_digest(self, revision: str, patterns):
+        """The content digest of a job's inputs at the revision (job_inputs.py): the tree's id for
+        the whole tree (`patterns` None), else the matching files' paths, modes and blobs."""
+        key = (revision, tuple(patterns) if patterns is not None else None)
+        if key in self.digests:
+            return self.digests[key]
+        git_dir, _ = yield self.read(revision)
+        if patterns is None:
+            out, err, code = yield self.git(git_dir, "rev-parse", "--verify", f"{revision}^{{tree}}")
+            digest = f"{WHOLE_TREE}:{out.decode().strip()}"
+        else:
+            out, err, code = yield self.git(git_dir, "ls-tree", "-r", "-z", "--full-tree", f"{revision}^{{commit}}")
+            digest = inputs_digest(parse_ls_tree(out), patterns)[0] if not code else ""
+        if code:
+            raise SourceError(f"cannot list the files of {short(revision)}: {err}")
+        self.digests[key] = digest
+        while len(self.digests) > CACHE_SIZE:
+            self.digests.pop(next(iter(self.digests)))
+        return digest
 
     def _remember(self, revision: str, value) -> None:
         self.cache[revision] = value

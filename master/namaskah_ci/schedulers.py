@@ -1,4 +1,5 @@
-"""Schedulers: push → `pipeline`; pipeline → job builders (Triggerable); schedules; force buttons.
+"""Schedulers: push → `pipeline`; pipeline → job builders (Triggerable); schedules; force buttons
+(the pipeline also has "Re-run failed jobs", `rerun.py`).
 
 Every job builder has a Triggerable (the pipeline's fan-out and its analysis
 step start it with the job's definition) and an admins-only force form
@@ -15,12 +16,14 @@ from namaskah_ci import names
 from namaskah_ci.first_run import FirstRunScheduler
 from namaskah_ci.force_params import BranchParameter, ReasonParameter, RevisionParameter
 from namaskah_ci.job_registry import Registry
+from namaskah_ci.rerun import make_rerun_scheduler
 from namaskah_ci.schedule import parse_cron
 from namaskah_ci.settings import Settings
 
 
-def _force(name: str, builder: str, label: str, branch: str) -> schedulers.ForceScheduler:
+def _force(name: str, builder: str, label: str, branch: str, properties: list = ()) -> schedulers.ForceScheduler:
     return schedulers.ForceScheduler(
+        properties=list(properties),
         name=name,
         builderNames=[builder],
         label=label,
@@ -48,8 +51,16 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
             treeStableTimer=settings.repo.tree_stable_seconds or None,
             builderNames=[names.PIPELINE],
         ),
-        _force(names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch),
+        _force(
+            names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch,
+            properties=[
+                util.BooleanParameter(
+                    name=names.PROP_RUN_EVERYTHING, label="Run everything (reuse no earlier result)", default=False
+                )
+            ],
+        ),
     ]
+    result.append(make_rerun_scheduler())
     if settings.pipeline.first_run:
         result.append(
             FirstRunScheduler(

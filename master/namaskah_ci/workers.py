@@ -37,7 +37,7 @@ from buildbot.plugins import worker
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
 from namaskah_ci.hostenv import host_ca_env, interpreter_candidates, resolve_interpreter  # noqa: F401
-from namaskah_ci.names import docker_worker_name, worker_name
+from namaskah_ci.names import PIPELINE, REUSE_WORKER, docker_worker_name, worker_name
 from namaskah_ci.settings import Settings
 
 
@@ -52,7 +52,8 @@ class WorkerPlan:
     mode: str = "local"
     transfer_helpers: bool = False  # copied into each build's job directory
     services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
-    hosts: int = 1  # Docker hosts: one worker per job builder on each
+    hosts: int = 1  # Docker hosts: `slots` workers per job builder on each
+    slots: int = 1  # workers per job builder (per host): how many of its builds may run at once
     base_env: tuple = ()  # (name, value) pairs: every job's base environment on this kind of worker
     known_pythons: tuple | None = None  # versions with a worker image (None: any interpreter on the host)
     # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
@@ -62,8 +63,40 @@ class WorkerPlan:
     def job_workers(self, builder: str) -> list[str]:
         """The workers a check builder runs on."""
         if self.mode == "docker":
-            return [docker_worker_name(builder, index) for index in range(self.hosts)]
-        return [worker_name(builder)]
+            return [docker_worker_name(builder, index, slot) for slot in range(self.slots)
+                    for index in range(self.hosts)]
+        return [worker_name(builder, slot) for slot in range(self.slots)]
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def engine_jobs(settings: Settings) -> int:
+    """Docker mode: job builds each engine runs at once."""
+    return settings.workers.engine_jobs or cores()
+
+
+def job_slots(settings: Settings) -> int:
+    """Job builds running at once across every pipeline and branch (`[workers] max_jobs`; 0: local mode
+    the machine's cores, docker mode engines x `engine_jobs`); `builders.JobLocks` holds it."""
+    if settings.workers.max_jobs:
+        return settings.workers.max_jobs
+    if settings.workers.mode == "docker":
+        return (1 + len(settings.workers.extra_docker_hosts)) * engine_jobs(settings)
+    return cores()
+
+
+def builder_slots(settings: Settings) -> int:
+    """Workers each job builder has (on each engine): one builder may use every slot."""
+    if settings.workers.mode == "docker":
+        return min(engine_jobs(settings), job_slots(settings))
+    return job_slots(settings)
+
+
+def pipeline_slots(settings: Settings) -> int:
+    """Pipeline builds at once: they only wait on their jobs, so more than the job slots keeps those busy."""
+    return settings.pipeline.max_pipelines or max(4, 2 * job_slots(settings))
 
 
 def make_plan(settings: Settings) -> WorkerPlan:
@@ -77,7 +110,12 @@ def make_plan(settings: Settings) -> WorkerPlan:
         nice_commands=True,
         base_env=host_ca_env(),
         job_user=settings.workers.job_user if os.geteuid() == 0 else "",
+        slots=builder_slots(settings),
     )
+
+
+def pipeline_workers(settings: Settings) -> list[str]:
+    return [worker_name(PIPELINE, slot) for slot in range(pipeline_slots(settings))]
 
 
 def trust_notice(euid: int, job_user: str) -> str:
@@ -202,13 +240,23 @@ class JobUserLocalWorker(worker.LocalWorker):
 
 
 def make_workers(settings: Settings, builder_names: list[str], registry) -> list:
-    """A fresh list of workers: one per builder (docker mode: containers for the job builders)."""
+    """A fresh list of workers: the pipeline's, each job builder's slots (docker mode: containers), `reuse`."""
+    jobs = [name for name in builder_names if name != PIPELINE]
     if settings.workers.mode == "docker":
         from namaskah_ci.docker_config import make_docker_workers
 
-        return make_docker_workers(settings, builder_names, registry)
+        pipelines = [worker.LocalWorker(name) for name in pipeline_workers(settings)]
+        return [*pipelines, *make_docker_workers(settings, jobs, registry), reuse_worker()]
     plan = make_plan(settings)
     guarded = {"secrets_dir": str(settings.secrets_dir), "cache_dir": str(settings.cache_dir)}
     database = settings.database_url
     guarded["db_path"] = database[len("sqlite:///"):] if database.startswith("sqlite:///") else ""
-    return [JobUserLocalWorker(worker_name(name), job_user=plan.job_user, **guarded) for name in builder_names]
+    names = [*pipeline_workers(settings)]
+    for builder in jobs:  # job builders have their slots; the deploy builders one worker each (one at a time)
+        names += plan.job_workers(builder) if registry.entry(builder) else [worker_name(builder)]
+    return [*(JobUserLocalWorker(name, job_user=plan.job_user, **guarded) for name in names), reuse_worker()]
+
+
+def reuse_worker():
+    """The master-side worker of reused job builds: they only link to the earlier build (reuse.py)."""
+    return worker.LocalWorker(REUSE_WORKER, max_builds=None)

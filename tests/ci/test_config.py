@@ -16,7 +16,7 @@ from buildbot.schedulers.forcesched import ForceScheduler
 from buildbot.schedulers.timed import Nightly
 from buildbot.schedulers.triggerable import Triggerable
 
-from namaskah_ci import workers
+from namaskah_ci import names, workers
 from namaskah_ci.config import ConfigError, build_config
 from namaskah_ci.job_registry import Registry
 from namaskah_ci.pipeline import load_pipeline_file
@@ -115,6 +115,8 @@ def test_each_job_has_a_triggerable_and_a_force_scheduler(default_config):
 
 def test_force_schedulers_ask_for_branch_and_revision(default_config):
     for scheduler in default_config["schedulers"]:
+        if scheduler.name == names.RERUN_SCHEDULER:  # takes a build number; branch and revision are that build's
+            continue
         if isinstance(scheduler, ForceScheduler) and set(scheduler.builderNames) <= set(PRESENT):
             (codebase,) = scheduler._config_kwargs["codebases"]
             fields = {f.name: f for f in codebase.fields}
@@ -159,10 +161,14 @@ def test_disabled_checks_reach_the_fan_out_and_stay_forceable(env):
 
 def test_schedules_come_from_the_registry_on_the_default_branch(env):
     config = config_for(env, PIPELINE_REPO_DEFAULT_BRANCH="trunk")
-    (nightly,) = [s for s in config["schedulers"] if isinstance(s, Nightly)]
-    assert nightly.name == "schedule-codeql" and nightly.builderNames == ["codeql"]
-    kwargs = nightly._config_kwargs
+    nightly = {s.name: s for s in config["schedulers"] if isinstance(s, Nightly)}
+    assert sorted(nightly) == ["schedule-codeql", "schedule-container-scan", "schedule-secrets-scan",
+                               "schedule-security"]
+    assert nightly["schedule-codeql"].builderNames == ["codeql"]
+    kwargs = nightly["schedule-codeql"]._config_kwargs
     assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"], kwargs["branch"]) == (5, 19, 35, "trunk")
+    kwargs = nightly["schedule-security"]._config_kwargs
+    assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"]) == (0, 4, 5)
 
 
 def test_job_builders_never_collapse_requests(default_config):

@@ -111,6 +111,28 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
         triggered = yield self.run_gate("main", ALL_GREEN, revision=None)
         self.assertEqual(triggered, [])
 
+    @defer.inlineCallbacks
+    def changes_on_main(self, *revisions):
+        rows = []
+        for index, revision in enumerate(revisions, start=1):
+            rows += [fakedb.SourceStamp(id=80 + index, branch="main", revision=revision),
+                     fakedb.Change(changeid=index, branch="main", revision=revision, sourcestampid=80 + index)]
+        yield self.master.db.insert_test_data(rows)
+
+    @defer.inlineCallbacks
+    def test_a_green_rerun_of_the_newest_revision_deploys(self):
+        yield self.changes_on_main(OLD, REV)
+        triggered = yield self.run_gate("main", ALL_GREEN, expected=SUCCESS, rerun_of=4)
+        self.assertEqual(len(triggered), 1)
+
+    @defer.inlineCallbacks
+    def test_a_rerun_of_a_revision_the_branch_moved_on_from_never_deploys(self):
+        yield self.changes_on_main(OLD, REV)
+        triggered = yield self.run_gate("main", ALL_GREEN, revision=OLD, rerun_of=4)
+        self.assertEqual(triggered, [])
+        self.assertEqual(self.get_nth_step(0).gate_summary,
+                         f"not deploying: main has moved on to {REV[:7]} since {OLD[:7]}")
+
 
 class VerifyPipelineTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks

@@ -144,8 +144,13 @@ def force(scheduler, **params):
     return queued, outcome[0]
 
 
+def needed(scheduler) -> dict:
+    """Good values of the fields a form cannot go without (the re-run form's build number)."""
+    return {p.name: "3" for p in getattr(scheduler, "forcedProperties", []) if p.name == "rerun_of"}
+
+
 def typed_fields(scheduler) -> set[str]:
-    fields = {"reason"}
+    fields = {"reason", *needed(scheduler)}
     for codebase in scheduler.forcedProperties:
         for field in getattr(codebase, "fields", []):
             if field.name in ("branch", "revision") and not type(field).__name__ == "FixedParameter":
@@ -170,10 +175,10 @@ def test_every_form_refuses_bad_input_naming_the_field_and_queues_nothing(force_
     for scheduler in force_schedulers:
         fields = typed_fields(scheduler)
         for field in sorted(fields):
-            params = {"reason": "a reason", field: bad}
+            params = {"reason": "a reason", **needed(scheduler), field: bad}
             queued, errors = force(scheduler, **params)
-            required_reason = scheduler.reason.required
-            if bad == "" and not (field == "reason" and required_reason):
+            required = scheduler.reason.required if field == "reason" else field in needed(scheduler)
+            if bad == "" and not required:
                 assert errors is None and len(queued) == 1, (scheduler.name, field)  # empty: the default
                 continue
             if bad == SHELL and field == "reason":  # free text, recorded as it is and never run
@@ -185,7 +190,8 @@ def test_every_form_refuses_bad_input_naming_the_field_and_queues_nothing(force_
 
 def test_every_form_takes_good_input(force_schedulers):
     for scheduler in force_schedulers:
-        params = {"reason": "because", **{f: "abcdef1" for f in typed_fields(scheduler) if f == "revision"}}
+        params = {"reason": "because", **needed(scheduler),
+                  **{f: "abcdef1" for f in typed_fields(scheduler) if f == "revision"}}
         queued, errors = force(scheduler, **params)
         assert errors is None and len(queued) == 1, scheduler.name
         (stamp,) = queued[0]["sourcestamps"]

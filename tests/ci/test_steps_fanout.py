@@ -17,6 +17,8 @@ from buildbot.test.steps import TestBuildStepMixin
 
 from namaskah_ci import names
 from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.reuse import ReuseSetup
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis, overall_result
 
 MASTER_ID = 9
@@ -46,6 +48,7 @@ class FakeSchedulerManager:
 
 
 REVISION = "c0ffee" * 6 + "beef"
+CONFIG = PipelineConfig("file:///nowhere", "/nowhere/poller", "/nowhere/mirror", "", "", "", "main")
 
 
 def pipeline_of(checks, extra: str = ""):
@@ -60,12 +63,15 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def setup_checks(self, checks: dict[str, list[int | None]], errors: dict[str, Exception] | None = None,
-                     disabled: tuple = ()):
+                     disabled: tuple = (), reuse: ReuseSetup | None = None, kept: dict | None = None):
         """checks: {builder name: [result of each build]} ([] = request cancelled before any build)."""
         errors = errors or {}
-        step = FanOut(name="checks", disabled=disabled)
+        step = FanOut(name="checks", disabled=disabled, reuse=reuse, config=CONFIG if reuse else None)
         yield self.setup_step(step)
-        self.build.namaskah_pipeline = pipeline_of([*checks, *disabled])
+        self.build.namaskah_pipeline = pipeline_of([*checks, *disabled, *(kept or {})])
+        if kept:
+            self.build.setProperty(names.PROP_RERUN_KEPT, kept, "Re-run failed jobs")
+            self.build.setProperty(names.PROP_RERUN_OF, 4, "Re-run failed jobs")
         self.build.setProperty("revision", REVISION, "pipeline file")
         master = self.master
         master.config.buildbotURL = "http://ci.example/"
@@ -183,6 +189,37 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=SUCCESS, state_string="no checks for this branch in the pipeline file")
         self.expect_property("check_results", {})
         yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_with_reuse_off_every_job_runs_without_a_key_and_the_log_says_why(self):
+        yield self.setup_checks({"lint": [SUCCESS]}, reuse=ReuseSetup(enabled=False))
+        self.expect_outcome(result=SUCCESS)
+        self.expect_log_file("reuse", "reuse is off ([pipeline] reuse = false): every job runs\n")
+        yield self.run_step()
+        props = dict(self.schedulers["lint"].properties.asDict())
+        self.assertNotIn(names.PROP_REUSE_KEY, props)
+        self.assertNotIn(names.PROP_REUSED, props)
+
+    @defer.inlineCallbacks
+    def test_a_pipeline_forced_with_run_everything_reuses_nothing(self):
+        yield self.setup_checks({"lint": [SUCCESS]}, reuse=ReuseSetup(enabled=True))
+        self.build.setProperty(names.PROP_RUN_EVERYTHING, True, "Force Build Form")
+        self.expect_outcome(result=SUCCESS)
+        self.expect_log_file("reuse", "forced with 'run everything': every job runs\n")
+        yield self.run_step()
+        self.assertNotIn(names.PROP_REUSED, dict(self.schedulers["lint"].properties.asDict()))
+
+    @defer.inlineCallbacks
+    def test_a_rerun_triggers_only_the_failed_checks_and_keeps_the_others_results(self):
+        yield self.setup_checks({"integration": [SUCCESS]}, kept={"lint": "success", "security": "warnings"})
+        self.expect_outcome(result=WARNINGS)
+        self.expect_property(
+            "check_results", {"integration": "success", "lint": "success", "security": "warnings"}, "FanOut"
+        )
+        yield self.run_step()
+        self.assertEqual(list(self.schedulers), ["integration"])
+        self.assertEqual([job.builder for job in self.get_nth_step(0).selected_jobs()], ["integration"])
+        self.assertIn("(re-run of #4: 2 kept)", self.get_nth_step(0).getResultSummary()["step"])
 
     def test_defaults(self):
         step = FanOut()

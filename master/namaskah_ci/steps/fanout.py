@@ -4,7 +4,9 @@
 loaded (`check-<builder>` for each job of the verdict that runs on the branch,
 minus `[checks] disabled`), each triggered with its job's definition
 (`namaskah_job`) and the pinned revision, so the job builds run exactly what
-that revision's file says. It sets the build property `check_results`
+that revision's file says. A job whose reuse key matches an earlier SUCCESS
+is triggered with that build's record and shows its result (reuse.py); the
+`reuse` log says, for each job, whether it runs or what it reuses. It sets the build property `check_results`
 ({builder: result name}) for the deploy gate and lists every job's result in
 its summary. `StartAnalysis` starts the jobs outside the verdict (e.g. codeql)
 once the checks ended, without waiting for them.
@@ -12,13 +14,20 @@ once the checks ended, without waiting for them.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from twisted.internet import defer
+from twisted.python import log
 
 from buildbot.process.results import CANCELLED, SUCCESS, Results, worst_status
 from buildbot.steps.trigger import Trigger
 
 from namaskah_ci import names
+from namaskah_ci.job_inputs import reuse_key
 from namaskah_ci.pipeline import JobSpec
+from namaskah_ci.pipeline_source import PipelineConfig, source_for
+from namaskah_ci.reuse import ReuseSetup, ReuseStore, runtime_facts
+from namaskah_ci.reuse import summary as reuse_summary
 
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it
 
@@ -33,24 +42,73 @@ def job_properties(job: JobSpec, revision: str, origin: str) -> dict:
 
 
 class _PipelineTrigger(Trigger):
-    def __init__(self, disabled: tuple[str, ...] = (), **kwargs):
+    def __init__(
+        self,
+        disabled: tuple[str, ...] = (),
+        reuse: Optional[ReuseSetup] = None,
+        config: Optional[PipelineConfig] = None,
+        **kwargs,
+    ):
         kwargs.setdefault("updateSourceStamp", False)
         super().__init__(schedulerNames=[PLACEHOLDER], **kwargs)
         self.disabled = tuple(disabled)
+        self.reuse = reuse
+        self.config = config
+        self.reused: dict[str, dict] = {}  # builder -> the record of the build it reuses
 
     def selected_jobs(self) -> list[JobSpec]:
         raise NotImplementedError
 
+    def reuse_off(self) -> str:
+        """Why this pipeline reuses nothing ('' when it may)."""
+        if self.reuse is None or self.config is None:
+            return "reuse is not set up for this step: every job runs"
+        if not self.reuse.enabled:
+            return "reuse is off ([pipeline] reuse = false): every job runs"
+        if self.getProperty(names.PROP_RUN_EVERYTHING):
+            return "forced with 'run everything': every job runs"
+        return ""
+
+    @defer.inlineCallbacks
+    def reuse_properties(self, job: JobSpec, revision: str, store: ReuseStore):
+        """(properties, log line): the job's reuse key, and the build it reuses if one matches."""
+        try:
+            inputs = yield source_for(self.config).inputs_digest(revision, job.inputs)
+            runtime = yield runtime_facts(self.reuse, job)
+            key = reuse_key(job.to_dict(), inputs, runtime)
+            record = yield store.lookup(key)
+        except Exception as exc:  # reuse only saves time: a job whose key cannot be made runs
+            log.err(exc, f"reuse: no key for {job.builder}")
+            return {}, f"{job.builder}: runs (no reuse key: {str(exc)[:200]})"
+        what = f"{len(job.inputs)} input pattern(s)" if job.inputs is not None else "the whole tree"
+        if record is None:
+            return {names.PROP_REUSE_KEY: key}, f"{job.builder}: runs (key {key[:12]}, {what})"
+        self.reused[job.builder] = record
+        line = f"{job.builder}: {reuse_summary(record)} (key {key[:12]}, {what})"
+        return {names.PROP_REUSE_KEY: key, names.PROP_REUSED: record}, line
+
+    @defer.inlineCallbacks
     def getSchedulersAndProperties(self):
         revision = self.getProperty("revision")
         origin = self.getProperty(names.PROP_PIPELINE_FILE) or ""
+        jobs = self.selected_jobs()
+        extra: list = [({}, "")] * len(jobs)
+        off = self.reuse_off()
+        if jobs and not off:
+            store = ReuseStore(self.master)
+            extra = yield defer.gatherResults(
+                [self.reuse_properties(job, revision, store) for job in jobs], consumeErrors=True
+            )
+        if jobs:
+            lines = [line for _, line in extra] if not off else [off]
+            yield self.addCompleteLog("reuse", "\n".join(lines) + "\n")
         return [
             {
                 "sched_name": names.check_scheduler_name(job.builder),
-                "props_to_set": job_properties(job, revision, origin),
+                "props_to_set": {**job_properties(job, revision, origin), **props},
                 "unimportant": False,
             }
-            for job in self.selected_jobs()
+            for job, (props, _) in zip(jobs, extra)
         ]
 
     def prepareSourcestampListForTrigger(self):
@@ -81,16 +139,24 @@ class FanOut(_PipelineTrigger):
         if pipeline is None:
             return []
         branch = self.getProperty("branch")
-        return [job for job in pipeline.verdict_jobs(branch) if job.builder not in self.disabled]
+        skip = set(self.disabled) | set(self.kept())
+        return [job for job in pipeline.verdict_jobs(branch) if job.builder not in skip]
+
+    def kept(self) -> dict[str, str]:
+        """A re-run of failed jobs (rerun.py): the checks of the earlier build it keeps, {builder: result}."""
+        kept = self.getProperty(names.PROP_RERUN_KEPT)
+        return dict(kept) if isinstance(kept, dict) else {}
 
     @defer.inlineCallbacks
     def run(self):
+        if not self.selected_jobs() and self.kept():
+            return (yield self.keep_only())
         if not self.selected_jobs():
             self.empty = True
             self.setProperty(names.PROP_CHECK_RESULTS, {}, "FanOut")
             return SUCCESS
         result = yield super().run()
-        return result
+        return worst_status(result, overall_result(self.kept()))  # a re-run: the kept checks count too
 
     @defer.inlineCallbacks
     def addBuildUrls(self, rclist):
@@ -113,9 +179,19 @@ class FanOut(_PipelineTrigger):
                     builder = yield self.master.data.get(("builders", builderid))
                     known = request is not None and request.results in range(len(Results))
                     results[builder["name"]] = request.results if known else CANCELLED
-        self.check_results = {name: Results[result] for name, result in sorted(results.items())}
+        merged = {**self.kept(), **{name: Results[result] for name, result in results.items()}}
+        self.check_results = dict(sorted(merged.items()))
         self.setProperty(names.PROP_CHECK_RESULTS, self.check_results, "FanOut")
         self.updateSummary()
+
+    @defer.inlineCallbacks
+    def keep_only(self):
+        """A re-run whose failed jobs the file no longer has on this branch: the kept results stand."""
+        self.check_results = dict(sorted(self.kept().items()))
+        self.setProperty(names.PROP_CHECK_RESULTS, self.check_results, "FanOut")
+        yield self.addCompleteLog("reuse", "nothing to re-run: every check of this revision's file passed before\n")
+        self.updateSummary()
+        return overall_result(self.check_results)
 
     def getResultSummary(self):
         if self.ended:
@@ -127,6 +203,11 @@ class FanOut(_PipelineTrigger):
         text = ", ".join(f"{name}: {result}" for name, result in self.check_results.items())
         failed = [name for name, result in self.check_results.items() if result != "success"]
         build = f"failed: {', '.join(failed)}" if failed else "all checks passed"
+        reused = [name for name in self.check_results if name in self.reused]
+        if reused:
+            text += f" ({len(reused)} reused)"
+        if self.kept():
+            text += f" (re-run of #{self.getProperty(names.PROP_RERUN_OF)}: {len(self.kept())} kept)"
         return {"step": text, "build": build}
 
 

@@ -3,7 +3,9 @@
 `DeployGate` runs in the `pipeline` build after the fan-out: on a deploy
 branch, when every check of `[checks] required` ended "success" (a required
 check that did not run is not a success), it triggers the environment's deploy
-builder for this revision; otherwise it ends SKIPPED and says why.
+builder for this revision; otherwise it ends SKIPPED and says why. A re-run of
+failed jobs (rerun.py) deploys only while its revision is still the newest
+change of the branch.
 `VerifyPipelinePassed` is the first real step of a deploy build: a build the
 gate triggered passes; a forced one resolves its revision (default: the newest
 change on the branch) and looks up that revision's newest pipeline build, and
@@ -112,6 +114,11 @@ class DeployGate(Trigger):
         if not revision:
             self.gate_summary = "not deploying: this pipeline ran without a pinned revision"
             return SKIPPED
+        if self.getProperty(names.PROP_RERUN_OF):
+            newest = yield newest_branch_revision(self.master, branch)
+            if newest and newest != revision:
+                self.gate_summary = f"not deploying: {branch} has moved on to {short(newest)} since {short(revision)}"
+                return SKIPPED
         self.chosen = scheduler
         result = yield super().run()
         self.gate_summary = f"{verdict.reason}: deploy of {short(revision)} requested ({scheduler})"

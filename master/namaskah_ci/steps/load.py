@@ -9,7 +9,8 @@
 - `LoadJob` (first step of every job builder): the job's definition from the
   pipeline's trigger, or, for a forced or scheduled build, from the file at the
   build's revision; writes the job's directory on the worker (`job.json`, the
-  secrets as 0600 files, docker mode's helpers) and adds the job's steps.
+  secrets as 0600 files, docker mode's helpers) and adds the job's steps; a
+  reused job (`reuse.py`) gets none: it links to the build it reuses.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from namaskah_ci.builder_sync import BuilderSyncError, ensure_builders
 from namaskah_ci.job_factory import JobSetup, deadline_after, job_steps
 from namaskah_ci.pipeline import JobSpec, PipelineError
 from namaskah_ci.pipeline_source import PipelineConfig, SourceError, describe, short, source_for
+from namaskah_ci.reuse import summary as reuse_summary
+from namaskah_ci.steps.reuse import RecordReuse
 from namaskah_ci.workers import resolve_interpreter
 
 
@@ -40,6 +43,7 @@ class _Resolving(buildstep.BuildStep):
         super().__init__(**kwargs)
         self.config = config
         self.summary = ""
+        self.build_summary = ""
 
     def refuse(self, summary: str):
         self.summary = summary
@@ -58,7 +62,10 @@ class _Resolving(buildstep.BuildStep):
 
     def getResultSummary(self):
         if self.summary:
-            return {"step": self.summary}
+            summary = {"step": self.summary}
+            if self.build_summary:
+                summary["build"] = self.build_summary
+            return summary
         return super().getResultSummary()
 
 
@@ -151,10 +158,25 @@ class LoadJob(CompositeStepMixin, _Resolving):
             self.setProperty(name, value, self.name)
         if origin:
             self.setProperty(names.PROP_PIPELINE_FILE, origin, self.name)
+        record = self.getProperty(names.PROP_REUSED)
+        if isinstance(record, dict) and record.get("builder"):
+            return (yield self.show_reused(record))
         interpreter = yield self.interpreter(job)
         missing = yield self.write_job_dir(job, revision, interpreter)
-        self.build.addStepsAfterCurrentStep(job_steps(job, self.setup, interpreter, missing))
+        steps = job_steps(job, self.setup, interpreter, missing)
+        if self.getProperty(names.PROP_REUSE_KEY):
+            steps.append(RecordReuse())
+        self.build.addStepsAfterCurrentStep(steps)
         self.summary = f"{job.builder} at {short(revision)}" + (f" ({origin})" if origin else "")
+        return SUCCESS
+
+    @defer.inlineCallbacks
+    def show_reused(self, record: dict):
+        """A reused job: no steps; its result is the earlier build's SUCCESS, linked."""
+        self.summary = reuse_summary(record)
+        self.build_summary = self.summary
+        if record.get("url"):
+            yield self.addURL(f"{record['builder']} #{record['number']}", record["url"])
         return SUCCESS
 
     def interpreter(self, job: JobSpec):

@@ -1,0 +1,172 @@
+"""Job results reused by their inputs: the key's runtime part, the record in the master's database.
+
+The pipeline's fan-out (`steps/fanout.py`) computes each job's reuse key
+(`job_inputs.reuse_key`: the job's definition, its inputs' content at the
+revision, where it runs) and asks `ReuseStore` for an earlier SUCCESS with that
+key. A job found there is still triggered, as its own build, with the earlier
+build in `namaskah_reused`: that build runs on the master's `reuse` worker
+(`select_worker`: no container, no checkout), ends SUCCESS at once and links
+there. Every other job build gets its key in `namaskah_reuse_key` and, when it
+ends SUCCESS, records it (`steps/reuse.RecordReuse`).
+
+Records live in Buildbot's object-state table (`state` in the master's
+database, SQLite or PostgreSQL), so they survive restarts. A record whose build
+is gone, or did not succeed, is never used. `[pipeline] reuse = false`, or a
+forced pipeline with "run everything", runs every job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import random
+from typing import Optional
+
+from twisted.internet import defer, threads, utils
+
+from namaskah_ci import helpers, names
+from namaskah_ci.hostenv import resolve_interpreter
+from namaskah_ci.pipeline import JobSpec
+
+STATE_OBJECT = ("namaskah-ci-reuse", "JobReuse")
+VERSION_PROBE = "import os, sys; print(sys.version); print(os.path.realpath(sys.executable))"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReuseSetup:
+    """What decides where a job runs, for its key (comparable: built at each reconfig)."""
+
+    enabled: bool = True
+    mode: str = "local"
+    interpreters: tuple[tuple[str, str], ...] = ()  # local: version -> interpreter
+    worker_env: tuple[tuple[str, str], ...] = ()  # the operator's job environment (never secrets)
+    base_path: str = ""
+    job_user: str = ""
+    docker_host: str = ""  # docker: the engine whose image ids count
+    images: tuple[tuple[str, str], ...] = ()  # docker: [workers] images with the defaults
+
+
+_HELPERS_DIGEST: list = []
+
+
+def _helpers_digest() -> str:
+    if not _HELPERS_DIGEST:
+        digest = hashlib.sha256()
+        for script in helpers.scripts():
+            with open(os.path.join(helpers.HELPERS_DIR, script), "rb") as handle:
+                digest.update(script.encode() + b"\0" + handle.read() + b"\0")
+        _HELPERS_DIGEST.append(digest.hexdigest())
+    return _HELPERS_DIGEST[0]
+
+
+_VERSIONS: dict = {}  # (interpreter path, mtime) -> its sys.version and real path
+
+
+@defer.inlineCallbacks
+def _interpreter_facts(interpreters: dict, version: str):
+    path = yield threads.deferToThread(resolve_interpreter, interpreters, version)
+    try:
+        stamp = (path, os.stat(os.path.realpath(path)).st_mtime_ns) if os.path.isabs(path) else None
+    except OSError:
+        stamp = None
+    if stamp in _VERSIONS:
+        return _VERSIONS[stamp]
+    out, _err, code = yield utils.getProcessOutputAndValue(path, ["-c", VERSION_PROBE], env=dict(os.environ))
+    facts = {"interpreter": path, "version": out.decode("utf-8", "replace").strip() if code == 0 else "unusable"}
+    if stamp is not None and code == 0:
+        _VERSIONS[stamp] = facts
+    return facts
+
+
+def _image_ids(docker_host: str, wanted: list[str]) -> dict:
+    """{image: id or 'missing'} on the engine (blocking: call in a thread)."""
+    import docker
+
+    client = docker.APIClient(base_url=docker_host, timeout=10)
+    try:
+        ids = {}
+        for image in wanted:
+            try:
+                ids[image] = client.inspect_image(image)["Id"]
+            except docker.errors.NotFound:
+                ids[image] = "missing"
+        return ids
+    finally:
+        client.close()
+
+
+@defer.inlineCallbacks
+def runtime_facts(setup: ReuseSetup, job: JobSpec):
+    """Where the job runs, as it enters its key (interpreter or images, environment, helpers)."""
+    facts: dict = {
+        "mode": setup.mode,
+        "env": sorted(setup.worker_env),
+        "path": setup.base_path,
+        "user": setup.job_user,
+        "helpers": (yield threads.deferToThread(_helpers_digest)),
+    }
+    if setup.mode == "docker":
+        from namaskah_ci.docker_config import image_from
+
+        images = dict(setup.images)
+        wanted = [image_from(images, job.builder, job.job, job.python, job.tools)]
+        wanted += [images[service] for service in job.services if service in images]
+        facts["images"] = yield threads.deferToThread(_image_ids, setup.docker_host, wanted)
+    else:
+        facts.update((yield _interpreter_facts(dict(setup.interpreters), job.python)))
+    return facts
+
+
+class ReuseStore:
+    """The reuse records: key -> the SUCCESS build that had it."""
+
+    def __init__(self, master):
+        self.master = master
+        self._objectid: Optional[int] = None
+
+    @defer.inlineCallbacks
+    def objectid(self):
+        if self._objectid is None:
+            self._objectid = yield self.master.db.state.getObjectId(*STATE_OBJECT)
+        return self._objectid
+
+    @defer.inlineCallbacks
+    def lookup(self, key: str):
+        """The record of a SUCCESS build with this key that still exists, else None."""
+        objectid = yield self.objectid()
+        record = yield self.master.db.state.getState(objectid, key, None)
+        if not isinstance(record, dict) or "buildid" not in record:
+            return None
+        build = yield self.master.data.get(("builds", record["buildid"]))
+        if not build or build.get("results") != 0 or not build.get("complete"):
+            return None
+        return record
+
+    @defer.inlineCallbacks
+    def remember(self, key: str, record: dict):
+        objectid = yield self.objectid()
+        yield self.master.db.state.setState(objectid, key, record)
+
+
+def is_reused(request) -> bool:
+    return bool(request.properties.getProperty(names.PROP_REUSED))
+
+
+def _on_reuse_worker(workerforbuilder) -> bool:
+    return workerforbuilder.worker.workername == names.REUSE_WORKER
+
+
+def select_worker(builder, workers, request):
+    """A job builder's nextWorker: reused builds on the reuse worker, every other build elsewhere."""
+    wanted = [wfb for wfb in workers if _on_reuse_worker(wfb) == is_reused(request)]
+    return random.choice(wanted) if wanted else None
+
+
+def can_start(builder, workerforbuilder, request) -> bool:
+    return _on_reuse_worker(workerforbuilder) == is_reused(request)
+
+
+def summary(record: dict) -> str:
+    revision = (record.get("revision") or "?")[:8]
+    return f"reused from {record['builder']}/{record['number']} ({revision})"
