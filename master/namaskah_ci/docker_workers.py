@@ -8,11 +8,12 @@ the job's definition at the build's revision: `docker_config.py`.)
   volume (pip downloads and job virtualenvs under ``/cache``; its name may be
   a renderable) and, on first use of a Docker host, remove the leftovers of
   this master's earlier runs.
-- `ServiceDockerWorker` (every job builder's): before the worker container it
-  starts the build's services (a renderable: the job's `services`), PostgreSQL
-  and/or Redis containers, waits (bounded) until they accept connections, and
-  hands `DATABASE_URL` / `REDIS_URL` to the build as properties and container
-  environment. `stop_instance` removes them whatever ended the build
+- `ServiceDockerWorker` (every job builder's): it starts the build's services
+  (a renderable: the job's `services`), PostgreSQL and/or Redis containers, all
+  at once, then the worker container while they get ready (a worker that
+  connects first waits for them: no step runs before they accept connections,
+  bounded), and hands `DATABASE_URL` / `REDIS_URL` to the build as properties
+  and container environment. `stop_instance` removes them whatever ended the build
   (success, failure, cancel, worker loss); a service that never gets ready
   ends the build (EXCEPTION, "worker cannot substantiate") with the reason in
   the build's preparation log, and nothing is left behind. While the build
@@ -172,6 +173,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     ports: ds.PortAllocator | None = None
     watch: docker_watch.ContainerWatch | None = None  # the running build's containers, watched
     watch_interval = docker_watch.CHECK_INTERVAL
+    services_ready: defer.Deferred | None = None  # the running start's readiness wait (see `attached`)
 
     def checkConfig(
         self,
@@ -232,28 +234,52 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 specs.append(ds.redis_spec(self.service_images["redis"], host, port, listen))
         return specs, ports
 
-    def _thd_start_services(self, client_args, specs, network, labels):
+    def _thd_network(self, client_args, network, labels):
         client = self.raw_client(client_args)
         try:
-            if network != "host":
-                ds.create_network(client, network, labels)
-            try:
-                return ds.start_services(
-                    client,
-                    specs,
-                    labels,
-                    network,
-                    f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}",
-                    self.ready_timeout,
-                )
-            except BaseException:
-                ds.remove_build_resources(client, [], network)
-                raise
+            ds.create_network(client, network, labels)
+        finally:
+            client.close()
+
+    def _thd_start_one(self, client_args, spec, labels, network, name):
+        client = self.raw_client(client_args)
+        try:
+            return ds.start_service(client, spec, labels, network, name)
+        except Exception as exc:
+            raise ds.ServiceError(f"{spec.name} ({spec.image}) could not be started: {exc}") from exc
+        finally:
+            client.close()
+
+    def _thd_wait_ready(self, client_args, started):
+        client = self.raw_client(client_args)
+        try:
+            ds.wait_ready(client, started, self.ready_timeout)
         finally:
             client.close()
 
     @defer.inlineCallbacks
+    def _start_services(self, client_args, specs, network, labels, ports):
+        """Create and start every service container at once (each in its own thread); recorded in
+        `service_state` as they come, so that any failure removes what was started."""
+        self.service_state = (client_args, [], network, ports)
+        if network != "host":
+            yield threads.deferToThread(self._thd_network, client_args, network, labels)
+        prefix = f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}"
+        outcomes = yield defer.DeferredList(
+            [threads.deferToThread(self._thd_start_one, client_args, spec, labels, network, f"{prefix}-{spec.name}")
+             for spec in specs],
+            consumeErrors=True,
+        )
+        self.service_state[1].extend(value for ok, value in outcomes if ok)
+        failed = next((value for ok, value in outcomes if not ok), None)
+        if failed is not None:
+            failed.raiseException()
+        return [(spec, value) for spec, (_, value) in zip(specs, outcomes)]
+
+    @defer.inlineCallbacks
     def start_instance(self, build):
+        """The services' containers first (at once), then the worker container while the services get
+        ready: PostgreSQL's start overlaps the worker's; the build starts once both are done."""
         yield self.reap_leftovers_once()
         self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
         network = "host" if self.network_mode == "host" else f"namaskah-{self.build_key}"[:60]
@@ -262,28 +288,47 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         labels = self.container_labels("service")
         client_args = self._client_args()
         try:
-            containers = yield threads.deferToThread(self._thd_start_services, client_args, specs, network, labels)
+            started = yield self._start_services(client_args, specs, network, labels, ports)
+            urls = {spec.env_key: spec.url for spec in specs}
+            self.service_env = urls
+            for key, value in urls.items():
+                build.setProperty(key, value, "service containers", runtime=True)
+            self.build_network = None if network == "host" else network
+            ready = threads.deferToThread(self._thd_wait_ready, client_args, started) if started else None
+            self.services_ready = ready
+            outcomes = yield defer.DeferredList([super().start_instance(build), ready or defer.succeed(None)],
+                                                consumeErrors=True)
+            self.services_ready = None
+            failed = [value for ok, value in outcomes if not ok]
+            if failed:
+                if outcomes[0][0]:  # the worker container started: it goes too
+                    yield NamaskahDockerWorker.stop_instance(self, fast=True)
+                failed[-1].raiseException()  # a service that never got ready is the one to name
         except ds.ServiceError as exc:
-            self.ports.release(ports)
+            self.services_ready = None
+            yield self.remove_services()
             self.build_key = None
             raise LatentWorkerCannotSubstantiate(f"{self.workername}: {exc}") from exc
-        except Exception:
-            self.ports.release(ports)
+        except BaseException:
+            self.services_ready = None
+            yield self.remove_services()
             self.build_key = None
             raise
-        self.service_state = (client_args, list(containers), network, ports)
-        urls = {spec.env_key: spec.url for spec in specs}
-        self.service_env = urls
-        for key, value in urls.items():
-            build.setProperty(key, value, "service containers", runtime=True)
-        self.build_network = None if network == "host" else network
-        log.msg(f"{self.workername}: {', '.join(containers.values())} ready for {self.build_key}")
-        try:
-            result = yield super().start_instance(build)
-        except BaseException:
-            yield self.remove_services()
-            raise
+        containers = {container_id: spec.name for spec, container_id in started}
+        log.msg(f"{self.workername}: {', '.join(containers.values()) or 'no services'} ready for {self.build_key}")
         self.start_watch(build, client_args, containers)
+        return outcomes[0][1]
+
+    @defer.inlineCallbacks
+    def attached(self, conn):
+        """A worker container that connects before its services are ready waits for them: no step of
+        the build starts before PostgreSQL and Redis accept connections (or the build fails saying so)."""
+        ready = self.services_ready
+        if ready is not None and not ready.called:
+            waiter: defer.Deferred = defer.Deferred()
+            ready.addBoth(lambda result: (waiter.callback(None), result)[1])
+            yield waiter
+        result = yield super().attached(conn)
         return result
 
     def start_watch(self, build, client_args, services: dict[str, str]) -> None:

@@ -105,6 +105,47 @@ class ServiceWorkerTests(WorkerTestBase):
         self.assertIn("/var/lib/postgresql/data", self.engine.host_configs[0]["tmpfs"])
 
     @defer.inlineCallbacks
+    def test_the_worker_container_starts_while_the_services_get_ready(self):
+        worker = yield self.make_worker("integration")
+        pending = defer.Deferred()
+        real = dw.threads.deferToThread
+
+        def to_thread(function, *args, **kwargs):  # the readiness wait stays pending until told
+            return pending if function == worker._thd_wait_ready else real(function, *args, **kwargs)
+
+        with mock.patch.object(dw.threads, "deferToThread", side_effect=to_thread):
+            starting = worker.start_instance(build_with())
+            roles = sorted(c["Labels"][ds.LABEL_ROLE] for c in self.engine.running())
+            self.assertEqual(roles, ["postgres", "redis", "worker"])  # the worker did not wait for them
+            self.assertFalse(starting.called)  # the build waits for both
+            self.assertIs(worker.services_ready, pending)
+            pending.callback(None)
+            yield starting
+        self.assertIsNone(worker.services_ready)
+        yield worker.stop_instance()
+        self.assertEqual(self.engine.running(), [])
+
+    @defer.inlineCallbacks
+    def test_a_worker_that_connects_before_its_services_are_ready_waits_for_them(self):
+        worker = yield self.make_worker("integration")
+        worker.services_ready = ready = defer.Deferred()
+        with mock.patch.object(buildbot_docker.DockerLatentWorker, "attached",
+                               side_effect=lambda conn: defer.succeed("attached")) as attached:
+            connecting = worker.attached("conn")
+            self.assertFalse(connecting.called)
+            attached.assert_not_called()
+            ready.callback(None)
+            self.assertEqual((yield connecting), "attached")
+            attached.assert_called_once_with("conn")
+        worker.services_ready = failed = defer.Deferred()  # a readiness that failed: the start says why
+        failed.addErrback(lambda _: None)
+        with mock.patch.object(buildbot_docker.DockerLatentWorker, "attached",
+                               side_effect=lambda conn: defer.succeed("attached")):
+            connecting = worker.attached("conn")
+            failed.errback(RuntimeError("postgres never got ready"))
+            self.assertEqual((yield connecting), "attached")
+
+    @defer.inlineCallbacks
     def test_stop_removes_every_container_of_the_build(self):
         worker = yield self.make_worker("integration")
         yield worker.start_instance(build_with())
