@@ -30,7 +30,7 @@ from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.job_registry import Registry
 from namaskah_ci.pipeline_setup import make_reuse_setup
 from namaskah_ci.pipeline_source import PipelineConfig
-from namaskah_ci.reuse import can_start, select_worker
+from namaskah_ci.placement import can_start, select_worker
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, job_slots, pipeline_workers
 

@@ -5,7 +5,7 @@ The pipeline's fan-out (`steps/fanout.py`) computes each job's reuse key
 revision, where it runs) and asks `ReuseStore` for an earlier SUCCESS with that
 key. A job found there is still triggered, as its own build, with the earlier
 build in `namaskah_reused`: that build runs on the master's `reuse` worker
-(`select_worker`: no container, no checkout), ends SUCCESS at once and links
+(`placement.select_worker`: no container, no checkout), ends SUCCESS at once and links
 there. Every other job build gets its key in `namaskah_reuse_key` and, when it
 ends SUCCESS, records it (`steps/reuse.RecordReuse`).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import random
 from typing import Optional
 
 from twisted.internet import defer, threads, utils
@@ -151,20 +150,6 @@ class ReuseStore:
 
 def is_reused(request) -> bool:
     return bool(request.properties.getProperty(names.PROP_REUSED))
-
-
-def _on_reuse_worker(workerforbuilder) -> bool:
-    return workerforbuilder.worker.workername == names.REUSE_WORKER
-
-
-def select_worker(builder, workers, request):
-    """A job builder's nextWorker: reused builds on the reuse worker, every other build elsewhere."""
-    wanted = [wfb for wfb in workers if _on_reuse_worker(wfb) == is_reused(request)]
-    return random.choice(wanted) if wanted else None
-
-
-def can_start(builder, workerforbuilder, request) -> bool:
-    return _on_reuse_worker(workerforbuilder) == is_reused(request)
 
 
 def summary(record: dict) -> str:

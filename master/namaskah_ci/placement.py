@@ -1,0 +1,51 @@
+"""Which worker a job build gets (a job builder's `nextWorker` and `canStartBuild`).
+
+- A reused build (`reuse.is_reused`: nothing runs) goes to the master's `reuse`
+  worker, every other build to one of the builder's own workers.
+- Docker mode with several engines (`[workers] extra_docker_hosts`): among the
+  free workers, those on the engine running the fewest of this master's job
+  builds, so jobs spread across the engines. An engine that fails a build's
+  start puts that worker in Buildbot's quarantine (10 s, doubling), so while
+  an engine is stopped its builds are retried on the others.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from namaskah_ci import names
+from namaskah_ci.reuse import is_reused
+
+
+def _on_reuse_worker(workerforbuilder) -> bool:
+    return workerforbuilder.worker.workername == names.REUSE_WORKER
+
+
+def engine_of(worker) -> str | None:
+    """The Docker engine of a docker-mode job worker (None for a local worker)."""
+    return getattr(worker, "docker_host", None)
+
+
+def engine_load(workers) -> Counter:
+    """{engine: job builds of this master starting or running there}."""
+    load: Counter = Counter()
+    for worker in workers:
+        engine = engine_of(worker)
+        if engine is not None:
+            load[engine] += sum(1 for wfb in worker.workerforbuilders.values() if wfb.isBusy())
+    return load
+
+
+def select_worker(builder, workers, request):
+    """A job builder's nextWorker (see the module docstring); None: none of them fits."""
+    wanted = [wfb for wfb in workers if _on_reuse_worker(wfb) == is_reused(request)]
+    if len({engine_of(wfb.worker) for wfb in wanted}) > 1:
+        load = engine_load(builder.master.workers.workers.values())  # the WorkerManager: every worker
+        least = min(load[engine_of(wfb.worker)] for wfb in wanted)
+        wanted = [wfb for wfb in wanted if load[engine_of(wfb.worker)] == least]
+    return random.choice(wanted) if wanted else None
+
+
+def can_start(builder, workerforbuilder, request) -> bool:
+    return _on_reuse_worker(workerforbuilder) == is_reused(request)
