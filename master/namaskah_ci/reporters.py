@@ -7,11 +7,13 @@
   when set (for masters that poll a mirror or a local path), else it is taken
   from the change's GitHub URL. Deploy notifications live with the deploy
   builders.
-- `OldBuildCanceller`: when a newer commit arrives on a branch, the unfinished
-  check builds of older commits on that branch are cancelled, and so are
-  older `pipeline` builds except on the deploy branches (`main`, `develop`),
-  whose pipeline may already be deploying. Deploy and rollback builders are
-  never cancelled.
+- `OldBuildCanceller`: when a newer commit arrives on a branch that does not
+  deploy, the older commits' unfinished `pipeline` and job builds on that
+  branch are cancelled. On the deploy branches (`main`, `develop`) nothing is
+  cancelled: pipelines run side by side (`workers.pipeline_slots`), an older
+  one may pass and deploy first, and the deploy gate never deploys a revision
+  older than one already deployed. Deploy and rollback builders are never
+  cancelled.
 """
 
 from __future__ import annotations
@@ -90,10 +92,9 @@ def deploy_branches(settings: Settings) -> list[str]:
 
 
 def make_build_canceller(settings: Settings, registry: Registry) -> util.OldBuildCanceller:
-    filters = [([PIPELINE], util.SourceStampFilter(branch_not_eq=deploy_branches(settings)))]
-    if registry.builders:
-        filters.insert(0, (list(registry.builders), util.SourceStampFilter()))
-    return util.OldBuildCanceller(CANCELLER_NAME, filters=filters)
+    builders = [PIPELINE, *registry.builders]
+    not_deploying = util.SourceStampFilter(branch_not_eq=deploy_branches(settings))
+    return util.OldBuildCanceller(CANCELLER_NAME, filters=[(builders, not_deploying)])
 
 
 def make_reporters(settings: Settings, registry: Registry, has_secret) -> list:

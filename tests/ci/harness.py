@@ -139,7 +139,8 @@ class RunningMaster:
             return json.loads(response.read())
 
     def builds(self, builder: str) -> list[dict]:
-        return self.api(f"builders/{builder}/builds", property="*")["builds"]
+        """Oldest first (the REST API returns the database's order: PostgreSQL's moves updated rows)."""
+        return sorted(self.api(f"builders/{builder}/builds", property="*")["builds"], key=lambda b: b["number"])
 
     def finished_builds(self, builder: str) -> list[dict]:
         return [b for b in self.builds(builder) if b["complete"]]

@@ -6,6 +6,8 @@ anonymous visitors.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from harness import make_service_repo, wait_for
@@ -115,14 +117,19 @@ def test_only_admins_force_cancel_stop_and_rebuild(master, clients, kind):
 def test_admins_cancel_a_pending_request(master, clients):
     """A request that cannot start yet (its worker is paused) is cancelled by an admin only."""
     ids = builder_ids(master)
-    [worker] = wait_for(
-        "the lint worker", lambda: [w for w in api(master, "workers")["workers"] if w["name"] == "local-lint"], 60
+    slots = os.cpu_count() or 1  # one lint worker per job slot: local-lint, local-lint-s2, ...
+    lint_workers = wait_for(
+        f"the {slots} lint workers",
+        lambda: (lambda found: found if len(found) == slots else None)(
+            [w for w in api(master, "workers")["workers"] if w["name"].startswith("local-lint")]),
+        60,
     )
     for who in ("anonymous", "non-admin"):
-        status, _ = clients[who].rpc(f"workers/{worker['workerid']}", "pause", reason="no")
+        status, _ = clients[who].rpc(f"workers/{lint_workers[0]['workerid']}", "pause", reason="no")
         assert status == 403, f"{who} pause worker: HTTP {status}"
-    status, answer = clients["admin"].rpc(f"workers/{worker['workerid']}", "pause", reason="hold")
-    assert status == 200, answer
+    for worker in lint_workers:
+        status, answer = clients["admin"].rpc(f"workers/{worker['workerid']}", "pause", reason="hold")
+        assert status == 200, answer
     try:
         status, answer = clients["admin"].rpc(
             f"forceschedulers/{force_scheduler_for(master, 'lint')}", "force", builderid=ids["lint"], reason="pending"
@@ -141,7 +148,8 @@ def test_admins_cancel_a_pending_request(master, clients):
         )
         assert build_of(master, brid) is None
     finally:
-        clients["admin"].rpc(f"workers/{worker['workerid']}", "unpause", reason="done")
+        for worker in lint_workers:
+            clients["admin"].rpc(f"workers/{worker['workerid']}", "unpause", reason="done")
 
 
 def test_other_control_actions_are_admin_only(master, clients):

@@ -76,8 +76,11 @@ def write_trials(database: str) -> None:
 
 
 def of_revision(story, builder: str, revision: str) -> list[dict]:
-    return [b for b in story.master.builds(builder) if story.prop(b, "revision") == revision
-            or story.prop(b, "deploy_revision") == revision]
+    """The builds of `builder` for `revision`, oldest first (the REST API's order is the database's:
+    PostgreSQL returns an updated row, e.g. a build the restart marked RETRY, last)."""
+    found = [b for b in story.master.builds(builder) if story.prop(b, "revision") == revision
+             or story.prop(b, "deploy_revision") == revision]
+    return sorted(found, key=lambda b: b["number"])
 
 
 def running_build(story, builder: str, revision: str, step: str | None = None) -> bool:

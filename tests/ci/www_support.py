@@ -164,9 +164,9 @@ def builder_ids(master: RunningMaster) -> dict[str, int]:
 
 
 def force_scheduler_for(master: RunningMaster, builder: str) -> str:
-    """The force scheduler whose only builder is `builder`."""
+    """The force scheduler whose only builder is `builder` (for `pipeline`, not "Re-run failed jobs")."""
     for scheduler in api(master, "forceschedulers")["forceschedulers"]:
-        if scheduler["builder_names"] == [builder]:
+        if scheduler["builder_names"] == [builder] and scheduler["name"] != "rerun_failed":
             return scheduler["name"]
     raise AssertionError(f"no force scheduler for {builder}")
 

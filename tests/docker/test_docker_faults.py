@@ -87,7 +87,8 @@ class FaultMaster:
         self.master = None
 
     def start(self):
-        env = {**docker_env(self.instance), "TMPDIR": str(self.master_tmp)}
+        # one worker per builder (engine_jobs = 1): the one whose containers the tests kill
+        env = {**docker_env(self.instance, engine_jobs="1"), "TMPDIR": str(self.master_tmp)}
         self.master = start_master(self.tmp_path, self.repo, env=env)
         wait_poller_ready(self.master)
         return self.master
