@@ -8,8 +8,9 @@ a reused job's build runs on the master's `reuse` worker instead (`reuse.py`).
 
 Concurrency: the pipeline builder has `workers.pipeline_slots` workers and each
 job builder `workers.builder_slots` (per engine), so pipelines of several
-branches run at once; every job build that runs a job holds one of the
-`workers.job_slots` counts of the `job-slots` master lock (`JobLocks`), so no
+branches run at once; a job build starts only while fewer than
+`workers.job_slots` job builds are started (`placement.JobSlots`), and holds
+one count of the `job-slots` master lock (`JobLocks`) while it runs, so no
 more jobs run at once than that, whatever the pipelines. A reused build takes
 no slot.
 """
@@ -30,7 +31,7 @@ from namaskah_ci.job_factory import JobSetup
 from namaskah_ci.job_registry import Registry
 from namaskah_ci.pipeline_setup import make_reuse_setup
 from namaskah_ci.pipeline_source import PipelineConfig
-from namaskah_ci.placement import can_start, select_worker
+from namaskah_ci.placement import JobSlots, select_worker
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, job_slots, pipeline_workers
 
@@ -75,6 +76,7 @@ def make_builders(
     ]
     job_factory = make_job_factory(config, setup)
     locks = JobLocks(job_slots(settings))
+    can_start = JobSlots(job_slots(settings), registry.builders)
     for entry in registry.entries:
         result.append(
             util.BuilderConfig(

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from buildbot.process.properties import Properties
 
 from namaskah_ci import names
-from namaskah_ci.placement import can_start, engine_load, select_worker
+from namaskah_ci.placement import JobSlots, engine_load, select_worker
 
 
 class Wfb:
@@ -45,20 +45,22 @@ def test_reused_builds_go_to_the_reuse_worker_and_no_other_build_does():
     assert select_worker(builder(local, reuse), free, request(reused=True)).worker is reuse
     assert select_worker(builder(local, reuse), free, request()).worker is local
     assert select_worker(builder(reuse), [Wfb(reuse)], request()) is None
-    assert can_start(None, Wfb(reuse), request(reused=True)) and not can_start(None, Wfb(local), request(True))
+    can_start = JobSlots(1, ["lint"])
+    assert can_start(builder(local, reuse), Wfb(reuse), request(reused=True))
+    assert not can_start(builder(local, reuse), Wfb(local), request(reused=True))
 
 
-def test_a_build_goes_to_the_engine_running_fewest_jobs():
-    one, two = "unix:///run/docker.sock", "unix:///run/docker2.sock"
-    busy_one = worker("docker-test-py3_9", one, busy=1)  # another builder's job runs on engine one
-    lint_one, lint_two = worker("docker-lint", one), worker("docker-lint-h2", two)
-    every = builder(busy_one, lint_one, lint_two)
-    assert engine_load(every.master.workers.workers.values()) == {one: 1, two: 0}
-    for _ in range(20):
-        assert select_worker(every, [Wfb(lint_one), Wfb(lint_two)], request()).worker is lint_two
-    # equal load: either engine
-    idle = builder(lint_one, lint_two)
-    chosen = {select_worker(idle, [Wfb(lint_one), Wfb(lint_two)], request()).worker.workername for _ in range(60)}
-    assert chosen == {"docker-lint", "docker-lint-h2"}
-    # a quarantined worker is not offered by Buildbot: the other engine's is taken whatever the load
-    assert select_worker(every, [Wfb(lint_one)], request()).worker is lint_one
+def test_a_job_build_starts_only_while_a_slot_is_free():
+    lint, test = worker("local-lint"), worker("local-test-py3_9")
+    reuse = worker(names.REUSE_WORKER, busy=3)  # reused builds: no slot
+    deploy = worker("local-deploy-production", busy=1)  # not a job builder
+    slots = JobSlots(2, ["lint", "test-py3.9"])
+    everyone = builder(lint, test, reuse, deploy)
+    assert slots(everyone, Wfb(lint), request())
+    test.workerforbuilders["test-py3.9"] = Wfb(test, busy=True)
+    assert slots(everyone, Wfb(lint), request())  # one of two taken
+    lint.workerforbuilders["lint"] = Wfb(lint, busy=True)
+    other = worker("local-lint-s2")
+    assert not slots(builder(lint, other, test, reuse, deploy), Wfb(other), request())  # both taken
+    assert slots(builder(lint, other, test, reuse, deploy), Wfb(reuse), request(reused=True))  # reuse: always
+    assert JobSlots(2, ["a"]) == JobSlots(2, ["a"]) and JobSlots(2, ["a"]) != JobSlots(3, ["a"])
