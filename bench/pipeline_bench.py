@@ -16,6 +16,9 @@ and warm caches (one unmeasured warm-up pipeline first), every round measures:
      two forced builds.
 and, at the end, the master's peak RSS (VmHWM). Results: bench/results/<date>-<mode>.json and a
 timeline chart bench/results/<date>-<mode>.png (the median round).
+
+`--throughput` measures reuse, a tested tree on main and four branches at once instead
+(bench/throughput.py): bench/results/<date>-throughput.json and .png.
 """
 
 from __future__ import annotations
@@ -282,6 +285,36 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     return out
 
 
+def run_throughput_mode(args: argparse.Namespace) -> Path:
+    from bench.session import pipeline_defaults
+    from bench.throughput import run_throughput
+
+    defaults = pipeline_defaults()
+    machine = machine_info()
+    capacity = parallel_capacity(machine["cores"] or 1)
+    work = Path(tempfile.mkdtemp(prefix="namaskah-bench-throughput-"))
+    started = time.monotonic()
+    result = run_throughput(args.rounds, Path(args.cache_root).resolve(), work,
+                            args.poll_interval or defaults["repo"]["poll_interval"],
+                            defaults["repo"]["tree_stable_seconds"], capacity["capacity"], log)
+    machine["parallel_capacity"] = capacity
+    doc = {"schema": "namaskah-ci-throughput/1", "date": datetime.date.today().isoformat(), "mode": "local",
+           "machine": machine, "versions": versions("local"),
+           "settings": {"rounds": args.rounds, "bench_seconds": round(time.monotonic() - started, 1),
+                        "command": " ".join([Path(sys.executable).name, *sys.argv])}, **result}
+    out = Path(args.output_dir) / f"{doc['date']}-throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    from bench.throughput_chart import render_throughput
+
+    log(f"throughput: wrote {out} and {render_throughput(out.with_suffix('.png'), doc)}")
+    for figure in doc["figures"]:
+        log(f"  {figure['what']}: median {figure['median']} (min {figure['min']}, max {figure['max']}) "
+            f"target {figure['target']}: {'met' if figure['met'] else 'MISSED'}")
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per mode (default 3)")
@@ -293,9 +326,14 @@ def main(argv: list[str]) -> int:
                         help="pip caches and job venvs of the master and the sequential run")
     parser.add_argument("--output-dir", default=str(RESULTS))
     parser.add_argument("--skip-install", action="store_true", help="skip the cold vs warm install measurement")
+    parser.add_argument("--throughput", action="store_true",
+                        help="measure reuse, a tested tree on main and four branches at once instead (throughput.py)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.throughput:
+        run_throughput_mode(args)
+        return 0
     modes = ["local", "docker"] if args.mode == "both" else [args.mode]
     written = []
     for mode in modes:

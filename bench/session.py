@@ -102,7 +102,8 @@ def pipeline_defaults() -> dict:
 class BenchMaster:
     """One master for one worker mode; `push()` commits and announces, `collect()` reads a run back."""
 
-    def __init__(self, tmp: Path, mode: str, cache_root: Path, poll_interval: int, tree_stable: int):
+    def __init__(self, tmp: Path, mode: str, cache_root: Path, poll_interval: int, tree_stable: int,
+                 env: dict | None = None, secrets: dict | None = None):
         self.tmp = tmp
         self.mode = mode
         self.cache_root = cache_root
@@ -110,13 +111,14 @@ class BenchMaster:
         self.tree_stable = tree_stable
         self.instance = f"bench-{uuid.uuid4().hex[:10]}"
         self.repo = make_service_repo(tmp / "repo")
-        write_secrets(tmp / "secrets", default_secrets())
+        write_secrets(tmp / "secrets", secrets or default_secrets())
         env = {
             "PIPELINE_WWW_ADMINS": ADMIN_USER,
             **outside_urls_env(),
             "PIPELINE_WORKERS_CACHE_DIR": str(cache_root),
             "PIPELINE_REPO_POLL_INTERVAL": str(poll_interval),
             "PIPELINE_REPO_TREE_STABLE_SECONDS": str(tree_stable),
+            **(env or {}),
         }
         if mode == "docker":
             env.update(
@@ -140,13 +142,15 @@ class BenchMaster:
         self._counter = 0
 
     # --- pushes -------------------------------------------------------------------------------
-    def commit(self, label: str) -> str:
+    def commit(self, label: str, path: str = "app/BENCH_NOTES.txt", branch: str | None = None) -> str:
+        """A commit on `branch` (default: the checked-out one, main) touching `path`: under app/, an
+        input of every job, so nothing is reused (job_inputs.py)."""
         self._counter += 1
-        return commit_file(self.repo, "app/BENCH_NOTES.md", f"{label} {self._counter} {time.time()}\n", f"bench: {label}")
+        return commit_file(self.repo, path, f"{label} {self._counter} {time.time()}\n", f"bench: {label}", branch)
 
-    def announce(self, sha: str) -> None:
+    def announce(self, sha: str, branch: str = "main") -> None:
         """What GitHub does on a push: a signed push event to the change hook."""
-        body = json.dumps(push_payload(sha)).encode()
+        body = json.dumps(push_payload(sha, branch=branch)).encode()
         status, text = deliver(self.master, body, signature_headers(WEBHOOK_SECRET, body))
         if not 200 <= status < 300:
             raise RuntimeError(f"webhook refused: HTTP {status} {text[:200]}")

@@ -138,3 +138,18 @@ def test_results_shape_is_validated():
         stats.validate_results({k: v for k, v in good.items() if k != "ratios"})
     with pytest.raises(ValueError, match="cores"):
         stats.validate_results({**good, "machine": {"load_average": None}})
+
+
+def test_throughput_figures_are_checked_against_their_targets():
+    from bench.throughput import TARGETS, figures_of
+
+    def round_with(docs, deploy, floor, critical):
+        return {"ratios": {"docs_over_full": docs, "tree_equal_push_to_deploy_s": deploy,
+                           "four_branches_over_floor": floor, "full_over_critical_path": critical}}
+
+    figures = {f["key"]: f for f in figures_of([round_with(0.08, 3.7, 1.06, 1.07), round_with(0.12, 6.0, 1.2, 1.2)])}
+    assert set(figures) == {key for key, _, _ in TARGETS}
+    assert figures["docs_over_full"]["median"] == pytest.approx(0.1) and figures["docs_over_full"]["met"]
+    assert figures["tree_equal_push_to_deploy_s"]["median"] == pytest.approx(4.85)
+    assert figures["four_branches_over_floor"]["met"]  # median 1.13 <= 1.15
+    assert not figures["full_over_critical_path"]["met"]  # median 1.135 > 1.1
