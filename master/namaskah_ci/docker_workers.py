@@ -295,7 +295,10 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 build.setProperty(key, value, "service containers", runtime=True)
             self.build_network = None if network == "host" else network
             ready = threads.deferToThread(self._thd_wait_ready, client_args, started) if started else None
-            self.services_ready = ready
+            if ready is not None:  # fires True / False before anything else sees the readiness
+                gate: defer.Deferred = defer.Deferred()
+                ready.addCallbacks(lambda r: (gate.callback(True), r)[1], lambda f: (gate.callback(False), f)[1])
+                self.services_ready = gate
             outcomes = yield defer.DeferredList([super().start_instance(build), ready or defer.succeed(None)],
                                                 consumeErrors=True)
             self.services_ready = None
@@ -323,11 +326,16 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     def attached(self, conn):
         """A worker container that connects before its services are ready waits for them: no step of
         the build starts before PostgreSQL and Redis accept connections (or the build fails saying so)."""
-        ready = self.services_ready
-        if ready is not None and not ready.called:
+        gate = self.services_ready
+        if gate is not None:
             waiter: defer.Deferred = defer.Deferred()
-            ready.addBoth(lambda result: (waiter.callback(None), result)[1])
-            yield waiter
+            gate.addBoth(lambda ok: (waiter.callback(ok), ok)[1])
+            ready = yield waiter
+            if not ready:  # the start fails naming the service; this connection must not substantiate it
+                message = f"{self.workername}: its services never got ready: dropping the worker's connection"
+                log.msg(message)
+                self._deferwaiter.add(self._disconnect(conn))
+                raise RuntimeError(message)
         result = yield super().attached(conn)
         return result
 

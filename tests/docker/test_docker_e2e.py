@@ -144,6 +144,8 @@ def docker_master(tmp_path):
     started = []
 
     def start(only: str | None = None, **workers):
+        if only:  # one worker per builder: the tests name the one whose containers they look at
+            workers.setdefault("engine_jobs", "1")
         env = docker_env(instance, **workers)
         if only:  # the pipeline runs this check alone
             env["PIPELINE_CHECKS_DISABLED"] = json.dumps([c for c in CHECKS if c != only])

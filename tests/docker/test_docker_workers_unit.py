@@ -118,7 +118,7 @@ class ServiceWorkerTests(WorkerTestBase):
             roles = sorted(c["Labels"][ds.LABEL_ROLE] for c in self.engine.running())
             self.assertEqual(roles, ["postgres", "redis", "worker"])  # the worker did not wait for them
             self.assertFalse(starting.called)  # the build waits for both
-            self.assertIs(worker.services_ready, pending)
+            self.assertIsNotNone(worker.services_ready)
             pending.callback(None)
             yield starting
         self.assertIsNone(worker.services_ready)
@@ -134,16 +134,19 @@ class ServiceWorkerTests(WorkerTestBase):
             connecting = worker.attached("conn")
             self.assertFalse(connecting.called)
             attached.assert_not_called()
-            ready.callback(None)
+            ready.callback(True)
             self.assertEqual((yield connecting), "attached")
             attached.assert_called_once_with("conn")
-        worker.services_ready = failed = defer.Deferred()  # a readiness that failed: the start says why
-        failed.addErrback(lambda _: None)
+        worker.services_ready = failed = defer.Deferred()  # readiness failed: the start says why
         with mock.patch.object(buildbot_docker.DockerLatentWorker, "attached",
-                               side_effect=lambda conn: defer.succeed("attached")):
+                               side_effect=lambda conn: defer.succeed("attached")) as attached, \
+                mock.patch.object(worker, "_disconnect", return_value=defer.succeed(None)) as disconnect:
             connecting = worker.attached("conn")
-            failed.errback(RuntimeError("postgres never got ready"))
-            self.assertEqual((yield connecting), "attached")
+            failed.callback(False)
+            with self.assertRaises(RuntimeError):
+                yield connecting
+            attached.assert_not_called()  # the connection does not substantiate the worker
+            disconnect.assert_called_once_with("conn")
 
     @defer.inlineCallbacks
     def test_stop_removes_every_container_of_the_build(self):
