@@ -153,6 +153,10 @@ class RunningMaster:
             interval=2,
         )
 
+    def wait_idle(self, timeout: float = 300, interval: float = 2) -> None:
+        """Wait until no build of this master is unfinished."""
+        wait_for("all builds to finish", lambda: not self.api("builds", complete="false")["builds"], timeout, interval)
+
     def steps(self, build: dict) -> list[dict]:
         return self.api(f"builds/{build['buildid']}/steps")["steps"]
 

@@ -77,7 +77,7 @@ def setup(tmp_path_factory):
         yield master, repo, spans
     finally:
         try:
-            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 300, 2)
+            master.wait_idle(300, 2)
         finally:
             master.stop()
 

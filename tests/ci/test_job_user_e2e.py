@@ -88,7 +88,7 @@ def isolated(tmp_path_factory):
         yield master, tmp, builds
     finally:
         try:
-            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 300, 3)
+            master.wait_idle(300, 3)
         finally:
             master.stop()
 

@@ -127,7 +127,7 @@ def built(tmp_path_factory):
         wait_poller_ready(master)
         revision = commit_file(repo, "docs/metrics-note.md", "scraped\n", "docs: a note", branch=BRANCH)
         wait_for("the pipeline of the commit", lambda: finished_of(master, "pipeline", revision), BUILD_TIMEOUT, 2)
-        wait_for("every build to end", lambda: not master.api("builds", complete="false")["builds"], 300, 2)
+        master.wait_idle(300, 2)
         yield master, tmp
     finally:
         master.stop()

@@ -54,7 +54,7 @@ def pipeline_master(tmp_path):
     finally:
         # let running builds end (their servers are torn down by the builds themselves), then stop
         try:
-            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+            master.wait_idle(600, 3)
         finally:
             master.stop()
 

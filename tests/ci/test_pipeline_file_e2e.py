@@ -51,7 +51,7 @@ def fixture_master(tmp_path_factory):
         yield master, repo, tmp
     finally:
         try:
-            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+            master.wait_idle(600, 3)
         finally:
             master.stop()
 

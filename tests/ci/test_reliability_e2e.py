@@ -118,7 +118,7 @@ def settled(story, revision: str) -> tuple[dict, dict]:
 
     pipeline = wait_for(f"the pipeline of {revision[:7]} to complete", lambda: final("pipeline"), TIMEOUT, 1)
     deploy = wait_for(f"the deploy of {revision[:7]} to complete", lambda: final("deploy-production"), TIMEOUT, 1)
-    wait_for("no build left running", lambda: not story.master.api("builds", complete="false")["builds"], TIMEOUT, 1)
+    story.master.wait_idle(TIMEOUT, 1)
     return pipeline, deploy
 
 

@@ -105,7 +105,7 @@ def story(tmp_path_factory):
         yield story
     finally:
         try:
-            wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 300, 2)
+            master.wait_idle(300, 2)
         finally:
             master.stop()
             render.stop()

@@ -159,7 +159,7 @@ def docker_master(tmp_path):
     finally:
         for master in started:
             try:
-                wait_for("all builds to finish", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+                master.wait_idle(600, 3)
             finally:
                 master.stop()
         leftovers = labelled_containers(instance)
@@ -220,7 +220,7 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
     [integration] = builds_for(master, "integration", revision)
     assert integration["properties"]["REDIS_URL"][0].startswith("redis://127.0.0.1:")
     # nothing of the build remains: no container, no network; only the labelled cache volumes
-    wait_for("no running builds", lambda: not master.api("builds", complete="false")["builds"], 600, 3)
+    master.wait_idle(600, 3)
     wait_for("containers removed", lambda: not labelled_containers(instance), 60)
     assert labelled_networks(instance) == []
     assert all(name.startswith("namaskah-ci-cache-py") for name in labelled_volumes(instance))

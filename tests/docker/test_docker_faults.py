@@ -118,7 +118,7 @@ class FaultMaster:
         return wait_for(f"build {build['buildid']} to end", ended, timeout, interval=0.25)
 
     def idle(self, timeout: float = 300) -> None:
-        wait_for("no unfinished build", lambda: not self.master.api("builds", complete="false")["builds"], timeout, 2)
+        self.master.wait_idle(timeout, 2)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def engines(tmp_path_factory):
         yield master, second, instance, repo
     finally:
         try:
-            wait_for("no unfinished build", lambda: not master.api("builds", complete="false")["builds"], 300, 2)
+            master.wait_idle(300, 2)
         finally:
             master.stop()
             remove_labelled(instance)
