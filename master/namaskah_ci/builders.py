@@ -75,6 +75,8 @@ def make_builders(
         )
     ]
     job_factory = make_job_factory(config, setup)
+    # the lock also matters to JobSlots: a build that held a lock makes Buildbot look at every builder
+    # again when it ends, so a builder refused for want of a slot is retried once one frees up
     locks = JobLocks(job_slots(settings))
     can_start = JobSlots(job_slots(settings), registry.builders)
     for entry in registry.entries:
