@@ -59,5 +59,5 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
             MetricsService(public_view=settings.www.public_view),
         ],
         "secretsProviders": make_secret_providers(settings),
-        "www": make_www(settings),
+        "www": make_www(settings, pipeline_config=pipeline_config),
     }

@@ -35,6 +35,7 @@ def matrix_builder_name(job: str, python: str) -> str:
 PUSH_SCHEDULER = "pipeline-on-push"
 FIRST_RUN_SCHEDULER = "first-run"
 RERUN_SCHEDULER = "rerun_failed"  # the pipeline's "Re-run failed jobs" force form
+APPROVE_SCHEDULER = "approve_fork"  # the pipeline's "Approve and run a fork's pull request" form (local mode)
 
 
 def identifier(name: str) -> str:
@@ -114,6 +115,21 @@ PROP_RUN_EVERYTHING = "run_everything"  # forced pipelines: reuse nothing
 PROP_RERUN_OF = "rerun_of"  # pipeline: the number of the pipeline build whose failed jobs it re-runs
 PROP_RERUN_KEPT = "rerun_kept"  # pipeline: {builder: result} of that build's checks it keeps
 PROP_DEADLINE = "job_deadline"
+# pull requests (pull_requests.py): on the change, the pipeline and its job builds
+PROP_PR_NUMBER = "pr_number"
+PROP_PR_HEAD = "pr_head"  # the PR's head commit: commit statuses go there
+PROP_PR_BASE = "pr_base"  # the branch it merges into
+PROP_PR_HEAD_REPO = "pr_head_repo"  # owner/name the head comes from
+PROP_PR_FORK = "pr_fork"  # True: the head repository is not this one (no secrets, isolation)
+PROP_PR_CONFLICT = "pr_conflict"  # no merge result: the base it conflicts with
+PROP_PR_APPROVED_BY = "pr_approved_by"  # a fork's pipeline an admin approved (local mode)
+PR_PROPERTIES = (PROP_PR_NUMBER, PROP_PR_HEAD, PROP_PR_BASE, PROP_PR_HEAD_REPO, PROP_PR_FORK, PROP_PR_APPROVED_BY)
+
+
+def jobs_branch(branch, pr_base=None):
+    """The branch a job's `branches:` is matched against: a pull request's base, else the build's."""
+    return pr_base or branch
+
 
 # --- secrets ----------------------------------------------------------------------------------
 GITHUB_TOKEN = "github_token"

@@ -16,6 +16,11 @@
   script to the index page the server renders: opening the web UI at its root
   (no route, or `#/`) lands on the pipeline dashboard; the menu's *Home* still
   shows Buildbot's own page. Only for Buildbot 4.3.x.
+- Change hooks answer "no change found" to every request that recorded no
+  change itself, e.g. a push the git poller then records (and GitHub shows
+  that text for every delivery). `apply_change_hook_answer` lets a dialect
+  handler put its own answer on the request (`webhook.ANSWER`); without one
+  the stock text stays.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet import reactor, threads
+from twisted.internet import defer, reactor, threads
 
 from buildbot import version as buildbot_version
 from buildbot.util import pathmatch, unicode2bytes
 from buildbot.www import config as www_config
-from buildbot.www import rest
+from buildbot.www import change_hook, rest
 
 _original_compile = pathmatch.Matcher._compile
 
@@ -88,8 +93,35 @@ def apply_home_page(route: str = HOME_ROUTE) -> None:
     www_config.IndexResource._namaskah_home = route
 
 
+ANSWER_ATTRIBUTE = "_namaskah_answer"  # webhook.ANSWER
+
+
+def apply_change_hook_answer() -> None:
+    """A change hook's body is the handler's answer when it gives one (idempotent)."""
+    if getattr(change_hook.ChangeHookResource, "_namaskah_answer", False):
+        return
+
+    @defer.inlineCallbacks
+    def getAndSubmitChanges(self, request):
+        changes, src = yield self.getChanges(request)
+        answer = getattr(request, ANSWER_ATTRIBUTE, None)
+        if changes:
+            yield self.submitChanges(changes, request, src)
+        if answer is not None:
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(unicode2bytes(answer))
+        elif not changes:
+            request.write(b"no change found")
+        else:
+            request.write(unicode2bytes(f"{len(changes)} change found"))
+
+    change_hook.ChangeHookResource.getAndSubmitChanges = getAndSubmitChanges
+    change_hook.ChangeHookResource._namaskah_answer = True
+
+
 def apply_all() -> None:
     """Every fix of this module; master.cfg calls it before building the config."""
+    apply_change_hook_answer()
     apply_rest_write_fix()
     apply_matcher_compile_fix()
     apply_home_page()

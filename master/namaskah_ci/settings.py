@@ -137,6 +137,8 @@ class DeploySection:
 class GithubSection:
     api_url: str
     repository: str
+    max_payload_bytes: int  # the webhook refuses larger deliveries (GitHub sends up to 25 MB)
+    merge_ref_wait_seconds: int  # how long a pull request's merge ref is waited for before "conflicts"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,16 +1,20 @@
 """Change hooks under `/change_hook/`: GitHub (HMAC-signed) and an admin-only `base` hook.
 
-`/change_hook/github` (enabled when the `webhook_secret` secret exists) is the
-stock GitHub dialect in strict mode with a stricter event handler:
-- a signature is required: `X-Hub-Signature-256` (HMAC-SHA256) when GitHub
-  sends it, else `X-Hub-Signature` (HMAC-SHA1); compared in constant time;
-- the payload must be a JSON object whose fields have the types GitHub
-  documents; anything else is a 400, never the stock handler's 500;
-- only `ping`, `push` and `pull_request` events are accepted.
-A verified push makes the git pollers poll at once, so the push is built
-without waiting for the poll interval and the commit is recorded exactly once
-(by the poller, as if it had found it itself); pull requests become changes on
-`refs/pull/<n>/merge`.
+`/change_hook/github` (when the `webhook_secret` secret exists), `GitHubHook`:
+- a signature is required (`webhook_payloads.verify_signature`); the payload
+  must be JSON of the types GitHub documents, at most `[github]
+  max_payload_bytes` (GitHub sends up to 25 MB); anything else is a 400;
+- it answers at once, whatever GitHub's API does (it never calls it), with a
+  body saying what it recorded ("push to main at 1a2b3c4: polling now");
+  the slow work (fetching a pull request's merge result) runs after answering;
+- `ping` and events it does not use get a 2xx ("ignored"); a redelivery (an
+  `X-GitHub-Delivery` id already processed, `deliveries.py`) is ignored;
+- a push makes the git pollers poll at once (the poller records the commits
+  exactly once, as if it had found them itself; a new branch at an existing
+  commit builds its head once: `changes.py`); `[skip ci]` / `[ci skip]` in the
+  head commit: no pipeline (`schedulers.py` drops the change);
+- `pull_request` opened / reopened / synchronize record the merge result,
+  closed cancels the PR's builds (`pull_requests.py`).
 
 `/change_hook/base` takes Buildbot's plain form fields, and only with HTTP
 basic credentials of a user in `[www] admins` (checked against the
@@ -19,8 +23,6 @@ basic credentials of a user in `[www] admins` (checked against the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -30,106 +32,23 @@ from twisted.python import log
 from buildbot.changes.gitpoller import GitPoller
 from buildbot.process.properties import Properties
 from buildbot.www.hooks.base import BaseHookHandler
-from buildbot.www.hooks.github import GitHubEventHandler
 
+from namaskah_ci import deliveries
 from namaskah_ci.auth import SecretHtpasswdChecker, client_address, login_limiter
+from namaskah_ci.pull_requests import PullRequests
+from namaskah_ci.webhook_payloads import (
+    PayloadError,
+    PullRequest,
+    _require,
+    skips_ci,
+    validate_push,
+    verify_signature,
+)
 
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
-MAX_BODY_BYTES = 5 * 1024 * 1024
-
-
-class PayloadError(ValueError):
-    """The request is refused; the change hook answers 400 with this message."""
-
-
-def _require(value: Any, kind: type | tuple, where: str, optional: bool = False) -> Any:
-    if value is None and optional:
-        return value
-    if isinstance(value, bool) and kind in (int, (int, float)):
-        raise PayloadError(f"malformed payload: {where} must be {getattr(kind, '__name__', kind)}")
-    if not isinstance(value, kind):
-        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise PayloadError(f"malformed payload: {where} must be {name}")
-    return value
-
-
-def _person(value: Any, where: str) -> None:
-    _require(value, dict, where)
-    for key in ("name", "email"):
-        _require(value.get(key), str, f"{where}.{key}")
-
-
-def _commit(value: Any, where: str) -> None:
-    from dateutil.parser import parse as parse_date
-
-    _require(value, dict, where)
-    for key in ("id", "message", "timestamp", "url"):
-        _require(value.get(key), str, f"{where}.{key}")
-    try:
-        parse_date(value["timestamp"])
-    except (ValueError, OverflowError):
-        raise PayloadError(f"malformed payload: {where}.timestamp is not a date") from None
-    _person(value.get("author"), f"{where}.author")
-    _person(value.get("committer"), f"{where}.committer")
-    for kind in ("added", "modified", "removed"):
-        files = _require(value.get(kind, []), list, f"{where}.{kind}")
-        for name in files:
-            _require(name, str, f"{where}.{kind}[]")
-    _require(value.get("distinct", True), bool, f"{where}.distinct")
-
-
-def _repository(value: Any) -> None:
-    _require(value, dict, "repository")
-    for key in ("name", "full_name", "html_url"):
-        _require(value.get(key), str, f"repository.{key}")
-
-
-def validate_push(payload: dict) -> None:
-    """Raise PayloadError unless `payload` is a push event the GitHub handler can process."""
-    _require(payload.get("ref"), str, "ref")
-    _repository(payload.get("repository"))
-    deleted = _require(payload.get("deleted", False), bool, "deleted")
-    _require(payload.get("created", False), bool, "created")
-    commits = _require(payload.get("commits", []), list, "commits")
-    for index, commit in enumerate(commits):
-        _commit(commit, f"commits[{index}]")
-    head = payload.get("head_commit")
-    if not deleted:
-        _commit(head, "head_commit")
-
-
-def validate_pull_request(payload: dict) -> None:
-    _require(payload.get("number"), int, "number")
-    _require(payload.get("action"), str, "action")
-    _repository(payload.get("repository"))
-    pull = _require(payload.get("pull_request"), dict, "pull_request")
-    for key in ("title", "created_at"):
-        _require(pull.get(key), str, f"pull_request.{key}")
-    _require(pull.get("body"), str, "pull_request.body", optional=True)
-    _require(pull.get("commits"), int, "pull_request.commits")
-    _require(_require(pull.get("head"), dict, "pull_request.head").get("sha"), str, "pull_request.head.sha")
-    base = _require(pull.get("base"), dict, "pull_request.base")
-    _require(base.get("ref"), str, "pull_request.base.ref")
-    _require(_require(base.get("repo"), dict, "pull_request.base.repo").get("full_name"), str, "base.repo.full_name")
-    links = _require(pull.get("_links"), dict, "pull_request._links")
-    _require(_require(links.get("html"), dict, "pull_request._links.html").get("href"), str, "_links.html.href")
-    _require(_require(payload.get("sender"), dict, "sender").get("login"), str, "sender.login")
-
-
-def verify_signature(secret: str, body: bytes, sha256_header: str | None, sha1_header: str | None) -> None:
-    """Raise PayloadError unless a signature header is present and matches `body`."""
-    if sha256_header:
-        header, digestmod, algorithm = sha256_header, hashlib.sha256, "sha256"
-    elif sha1_header:
-        header, digestmod, algorithm = sha1_header, hashlib.sha1, "sha1"
-    else:
-        raise PayloadError("request has no signature (X-Hub-Signature-256)")
-    kind, _, received = header.partition("=")
-    if kind != algorithm or not received:
-        raise PayloadError("signature header is malformed")
-    expected = hmac.new(secret.encode("utf-8"), body, digestmod).hexdigest()
-    if not hmac.compare_digest(expected, received.strip().lower()):
-        raise PayloadError("signature mismatch")
+BUILT_ACTIONS = ("opened", "reopened", "synchronize")
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+ANSWER = "_namaskah_answer"  # the request attribute patches.apply_change_hook_answer sends as the body
 
 
 def _header(request: Any, name: bytes) -> str | None:
@@ -137,33 +56,52 @@ def _header(request: Any, name: bytes) -> str | None:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-class StrictGitHubEventHandler(GitHubEventHandler):
-    """GitHubEventHandler that verifies SHA-256 signatures, validates payloads and polls on push."""
+def _short(sha: Any) -> str:
+    return str(sha or "")[:7] or "?"
 
+
+class GitHubHook(BaseHookHandler):
+    """The GitHub dialect (see the module docstring); options: `secret`, `pipeline_config`,
+    `max_payload_bytes`, `repository` (owner/name; "" takes any), `merge_ref_waits`,
+    `fork_approval` (local mode: a fork's pipeline waits for an admin)."""
+
+    def __init__(self, master, options):
+        super().__init__(master, options)
+        self.secret = options["secret"]
+        self.max_bytes = int(options.get("max_payload_bytes") or DEFAULT_MAX_BYTES)
+        self.repository = options.get("repository", "")
+        self.fork_approval = bool(options.get("fork_approval"))
+        config = options.get("pipeline_config")
+        self.pull_requests = (
+            PullRequests(master, config, tuple(options.get("merge_ref_waits", (1.0, 3.0)))) if config else None
+        )
+        self.pending: set = set()  # work started after answering
+
+    # --- the request ------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def process(self, request):
-        event = _header(request, b"X-GitHub-Event")
+    def getChanges(self, request):
+        event = _header(request, b"X-GitHub-Event") or ""
         try:
-            payload = yield self._get_payload(request)
-            if event not in ACCEPTED_EVENTS:
-                raise PayloadError(f"event {event!r} is not handled (accepted: {', '.join(ACCEPTED_EVENTS)})")
-            result = yield getattr(self, f"handle_{event}")(payload, event)
+            payload = yield self.payload(request)
+            answer = yield self.answer(request, event, payload)
         except PayloadError as exc:
             log.msg(f"GitHub hook: refused {event or 'unnamed'} event: {exc}")
             raise
         except (KeyError, TypeError, AttributeError, IndexError, ValueError, OverflowError) as exc:
             log.msg(f"GitHub hook: refused {event or 'unnamed'} event: malformed payload ({type(exc).__name__})")
             raise PayloadError(f"malformed payload ({type(exc).__name__})") from None
-        return result
+        log.msg(f"GitHub hook: {answer}")
+        setattr(request, ANSWER, answer + "\n")
+        return [], "git"
 
     @defer.inlineCallbacks
-    def _get_payload(self, request):
-        body = request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadError("payload too large")
+    def payload(self, request):
+        body = request.content.read(self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            raise PayloadError(f"payload over {self.max_bytes} bytes ([github] max_payload_bytes)")
         props = Properties()
         props.master = self.master
-        secret = yield props.render(self._secret)
+        secret = yield props.render(self.secret)
         if not secret:
             raise PayloadError("the webhook secret is not configured")
         verify_signature(
@@ -185,23 +123,102 @@ class StrictGitHubEventHandler(GitHubEventHandler):
             raise PayloadError("payload must be a JSON object")
         return payload
 
+    @defer.inlineCallbacks
+    def answer(self, request, event: str, payload: dict):
+        """What the body says; records the delivery, starts the work that follows."""
+        if event not in ACCEPTED_EVENTS:
+            return f"event {event[:40]!r} ignored (this hook uses {', '.join(ACCEPTED_EVENTS)})"
+        if event == "ping":
+            return f"pong: hook {payload.get('hook_id', '?')} is set up; pushes and pull requests are used"
+        delivery = (_header(request, b"X-GitHub-Delivery") or "")[:100]
+        log_ = deliveries.for_master(self.master)
+        if delivery:
+            first = yield log_.first_time(delivery)
+            if not first:
+                return f"delivery {delivery} was already processed: ignored"
+        try:
+            answer = self.handle_push(payload) if event == "push" else self.handle_pull_request(payload)
+        except Exception:
+            if delivery:
+                log_.forget(delivery)
+            raise
+        if delivery:
+            self.after(log_.save())
+        return answer
+
+    def after(self, work: defer.Deferred) -> None:
+        """Keep `work` (started after answering) until it ends; log its failure."""
+        self.pending.add(work)
+
+        def done(result):
+            self.pending.discard(work)
+            return result
+
+        work.addBoth(done)
+        work.addErrback(log.err, "GitHub hook: work after answering failed")
+
+    def wrong_repository(self, payload: dict) -> str:
+        name = payload["repository"]["full_name"]
+        if self.repository and name.lower() != self.repository.lower():
+            return f"repository {name} is not {self.repository} ([github] repository): ignored"
+        return ""
+
+    # --- push -------------------------------------------------------------------------------
     def git_pollers(self) -> list:
         change_svc = getattr(self.master, "change_svc", None)
         return [source for source in (change_svc or []) if isinstance(source, GitPoller)]
 
-    def handle_push(self, payload, event):
+    @staticmethod
+    def polls(poller: GitPoller, branch: str) -> bool:
+        branches = poller.branches
+        if branches is True:
+            return True
+        if callable(branches):
+            return bool(branches(f"refs/heads/{branch}"))
+        return branch in (branches or []) or f"refs/heads/{branch}" in (branches or [])
+
+    def handle_push(self, payload: dict) -> str:
         validate_push(payload)
-        pollers = self.git_pollers()
+        ref = payload["ref"]
+        other = self.wrong_repository(payload)
+        if other:
+            return other
+        if not ref.startswith("refs/heads/"):
+            return f"push of {ref[:100]}: not a branch: ignored"
+        branch = ref[len("refs/heads/"):]
+        if payload.get("deleted"):
+            return f"push deleting {branch}: nothing to build"
+        head = payload["head_commit"]
+        what = f"push {'creating' if payload.get('created') else 'to'} {branch} at {_short(head['id'])}"
+        pollers = [poller for poller in self.git_pollers() if self.polls(poller, branch)]
         if not pollers:
-            return super().handle_push(payload, event)
-        log.msg(f"GitHub hook: push to {payload['ref']}: polling {', '.join(p.name for p in pollers)} now")
+            return f"{what}: not a branch this master polls ([repo] branches): ignored"
         for poller in pollers:
             poller.force()
-        return [], "git"
+        if skips_ci(head["message"]):
+            return f"{what}: [skip ci] in its head commit: no pipeline (polling now to record it)"
+        return f"{what}: polling now"
 
-    def handle_pull_request(self, payload, event):
-        validate_pull_request(payload)
-        return super().handle_pull_request(payload, event)
+    # --- pull_request -----------------------------------------------------------------------
+    def handle_pull_request(self, payload: dict) -> str:
+        pr = PullRequest.from_payload(payload)
+        other = self.wrong_repository(payload)
+        if other:
+            return other
+        what = f"pull request #{pr.number} {pr.action}"
+        if self.pull_requests is None:
+            return f"{what}: this master does not build pull requests: ignored"
+        if pr.action == "closed":
+            self.after(self.pull_requests.cancel(pr, f"pull request #{pr.number} was closed"))
+            return f"{what}: cancelling its builds"
+        if pr.action not in BUILT_ACTIONS:
+            return f"{what}: ignored (builds on {', '.join(BUILT_ACTIONS)}; closed cancels)"
+        self.after(self.pull_requests.record(pr))
+        text = f"{what} at {_short(pr.head_sha)} into {pr.base_ref}: fetching its merge result now"
+        if pr.fork:
+            then = "an admin approves it" if self.fork_approval else "it runs on isolated workers"
+            text += f" (from the fork {pr.head_repo or '(deleted)'}: no secrets; runs once {then})"
+        return text
 
 
 class AdminBaseHookHandler(BaseHookHandler):

@@ -25,27 +25,40 @@ from buildbot.www.auth import parse_user_info_from_token
 from namaskah_ci.auth import make_auth
 from namaskah_ci.authz import make_authz
 from namaskah_ci.dashboard_app import dashboard_entries
-from namaskah_ci.names import GITHUB_TOKEN, WEBHOOK_SECRET
+from namaskah_ci.names import WEBHOOK_SECRET
+from namaskah_ci.pipeline_source import PipelineConfig
 from namaskah_ci.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
-from namaskah_ci.webhook import AdminBaseHookHandler, StrictGitHubEventHandler
+from namaskah_ci.webhook import AdminBaseHookHandler, GitHubHook
 
 
-def make_change_hook_dialects(settings: Settings, has_secret: Callable[[str], bool]) -> dict:
-    """`c['www']['change_hook_dialects']`: base for admins; github when its secret exists."""
+def merge_ref_waits(total: int) -> tuple[float, ...]:
+    """The pauses between fetches of a PR's merge ref: 1, 2, 4 ... s, `total` s in all."""
+    waits: list[float] = []
+    step = 1.0
+    while sum(waits) < total:
+        waits.append(min(step, total - sum(waits)))
+        step *= 2
+    return tuple(waits)
+
+
+def make_change_hook_dialects(
+    settings: Settings, has_secret: Callable[[str], bool], pipeline_config: PipelineConfig | None = None
+) -> dict:
+    """`c['www']['change_hook_dialects']`: base for admins; github when its secret exists (pull
+    requests are recorded when the master's `pipeline_config` is given: its mirror holds them)."""
     dialects: dict = {"base": {"custom_class": AdminBaseHookHandler, "admins": list(settings.www.admins)}}
     if has_secret(WEBHOOK_SECRET):
-        github: dict = {
-            "class": StrictGitHubEventHandler,
+        dialects["github"] = {
+            "custom_class": GitHubHook,
             "secret": util.Secret(WEBHOOK_SECRET),
-            "strict": True,
-            "github_api_endpoint": settings.github.api_url,
-            "pullrequest_ref": "merge",
+            "max_payload_bytes": settings.github.max_payload_bytes,
+            "repository": settings.github.repository,
+            "merge_ref_waits": merge_ref_waits(settings.github.merge_ref_wait_seconds),
+            "fork_approval": settings.workers.mode == "local",
+            "pipeline_config": pipeline_config,
         }
-        if has_secret(GITHUB_TOKEN):
-            github["token"] = util.Secret(GITHUB_TOKEN)
-        dialects["github"] = github
     return dialects
 
 
@@ -122,7 +135,9 @@ def make_plugins(settings: Settings) -> dict:
     return plugins
 
 
-def make_www(settings: Settings, has_secret: Callable[[str], bool] | None = None) -> dict:
+def make_www(
+    settings: Settings, has_secret: Callable[[str], bool] | None = None, pipeline_config: PipelineConfig | None = None
+) -> dict:
     """A fresh `c['www']` dict; `has_secret(name)` defaults to looking at the configured providers."""
     if has_secret is None:
         def has_secret(name: str) -> bool:
@@ -133,6 +148,6 @@ def make_www(settings: Settings, has_secret: Callable[[str], bool] | None = None
         "plugins": make_plugins(settings),
         "auth": make_auth(settings, has_secret),
         "authz": make_authz(settings),
-        "change_hook_dialects": make_change_hook_dialects(settings, has_secret),
+        "change_hook_dialects": make_change_hook_dialects(settings, has_secret, pipeline_config),
         "avatar_methods": [],
     }

@@ -204,7 +204,6 @@ def bad_deliveries(sha: str) -> list[tuple[bytes, dict]]:
         (garbage, signature_headers(WEBHOOK_SECRET, garbage)),
         (b"[]", signature_headers(WEBHOOK_SECRET, b"[]")),
         (typed, signature_headers(WEBHOOK_SECRET, typed)),
-        (body, signature_headers(WEBHOOK_SECRET, body, event="issues")),
         (body + b" ", signature_headers(WEBHOOK_SECRET, body)),  # the body changed after signing
         (b"x" * 100_000, signature_headers(WEBHOOK_SECRET, b"y")),
         (deep, signature_headers(WEBHOOK_SECRET, deep)),  # signed, but nested past Python's recursion limit

@@ -1,6 +1,7 @@
 """The GitHub hook's handler without a master: signatures (SHA-256, SHA-1 fallback, none),
-payload validation (wrong types are 400s, never 500s), accepted events, and the hook dialects
-`www.py` configures."""
+payload validation (wrong types are 400s, never 500s), the answers it gives for each event
+(ping, ignored events, pushes, pull requests, redeliveries, the payload limit), and the hook
+dialects `www.py` configures."""
 
 from __future__ import annotations
 
@@ -10,35 +11,74 @@ import hmac
 import json
 
 import pytest
+from buildbot.changes.gitpoller import GitPoller
 from buildbot.test.fake.web import FakeRequest
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from namaskah_ci.settings import load_settings
-from namaskah_ci.webhook import (
-    AdminBaseHookHandler,
-    PayloadError,
-    StrictGitHubEventHandler,
-    validate_push,
-    verify_signature,
-)
-from namaskah_ci.www import make_change_hook_dialects
-from www_support import push_payload
+from namaskah_ci.webhook import ANSWER, AdminBaseHookHandler, GitHubHook, PayloadError
+from namaskah_ci.webhook_payloads import PullRequest, skips_ci, validate_push, verify_signature
+from namaskah_ci.www import make_change_hook_dialects, merge_ref_waits
+from www_support import pull_request_payload, push_payload
 
 SECRET = "test-webhook-secret"
 SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
 
 
-class NoPollers:
-    change_svc: list = []
+class FakePoller(GitPoller):
+    def __init__(self, branches=("main", "develop")):
+        self.name = "poller"
+        self.branches = list(branches) if branches is not True else True
+        self.forced = 0
+
+    def force(self):
+        self.forced += 1
 
 
-def handler() -> StrictGitHubEventHandler:
-    return StrictGitHubEventHandler(SECRET, True, master=NoPollers())
+class FakeState:
+    def __init__(self):
+        self.saved: dict = {}
+
+    def getObjectId(self, name, class_name):
+        return defer.succeed(1)
+
+    def getState(self, objectid, key, default):
+        return defer.succeed(self.saved.get(key, default))
+
+    def setState(self, objectid, key, value):
+        self.saved[key] = value
+        return defer.succeed(None)
+
+
+class FakeMaster:
+    def __init__(self, pollers=None):
+        self.change_svc = list(pollers if pollers is not None else [FakePoller()])
+        self.db = type("Db", (), {})()
+        self.db.state = FakeState()
+
+
+class FakePullRequests:
+    def __init__(self):
+        self.recorded: list = []
+        self.cancelled: list = []
+
+    def record(self, pr):
+        self.recorded.append(pr)
+        return defer.Deferred()  # still working after the answer
+
+    def cancel(self, pr, reason):
+        self.cancelled.append((pr, reason))
+        return defer.succeed(0)
+
+
+def handler(master=None, **options) -> GitHubHook:
+    hook = GitHubHook(master or FakeMaster(), {"secret": SECRET, **options})
+    return hook
 
 
 def request(body: bytes, event: str = "push", sha256: str | None = "good", sha1: str | None = None,
-            content_type: bytes = b"application/json") -> FakeRequest:
+            content_type: bytes = b"application/json", delivery: str | None = None) -> FakeRequest:
     req = FakeRequest(content=body)
     headers = {b"X-GitHub-Event": event.encode(), b"Content-Type": content_type}
     if sha256 == "good":
@@ -49,6 +89,8 @@ def request(body: bytes, event: str = "push", sha256: str | None = "good", sha1:
         headers[b"X-Hub-Signature-256"] = sha256.encode()
     if sha1:
         headers[b"X-Hub-Signature"] = sha1.encode()
+    if delivery:
+        headers[b"X-GitHub-Delivery"] = delivery.encode()
     req.received_headers = headers
     return req
 
@@ -63,21 +105,128 @@ def outcome(d: defer.Deferred):
     return results[0]
 
 
-def process(body: bytes, **kwargs):
-    return outcome(handler().process(request(body, **kwargs)))
+def answer(hook: GitHubHook, body: bytes, **kwargs) -> str:
+    req = request(body, **kwargs)
+    assert outcome(hook.getChanges(req)) == ([], "git")
+    return getattr(req, ANSWER)
 
 
-def test_a_signed_push_becomes_changes_when_no_poller_is_configured():
-    changes, vcs = process(json.dumps(push_payload(SHA)).encode())
-    assert vcs == "git"
-    assert [(c["revision"], c["branch"], c["repository"]) for c in changes] == [
-        (SHA, "main", "https://github.com/acme/namaskah")
-    ]
+def process(body: bytes, **kwargs) -> str:
+    return answer(handler(), body, **kwargs)
+
+
+def test_a_signed_push_polls_now_and_says_so():
+    poller = FakePoller()
+    hook = handler(FakeMaster([poller]))
+    text = answer(hook, json.dumps(push_payload(SHA)).encode())
+    assert text == f"push to main at {SHA[:7]}: polling now\n"
+    assert poller.forced == 1
+    bad = json.dumps(broken("commits", "x")).encode()
+    with pytest.raises(PayloadError):
+        outcome(hook.getChanges(request(bad)))
+    assert poller.forced == 1
 
 
 def test_legacy_sha1_signature_is_accepted_when_sha256_is_absent():
-    changes, _ = process(json.dumps(push_payload(SHA)).encode(), sha256=None, sha1="good")
-    assert len(changes) == 1
+    assert "polling now" in process(json.dumps(push_payload(SHA)).encode(), sha256=None, sha1="good")
+
+
+def test_pushes_the_master_does_not_build_are_answered_truthfully():
+    poller = FakePoller()
+    hook = handler(FakeMaster([poller]), repository="acme/namaskah")
+    feature = answer(hook, json.dumps(push_payload(SHA, branch="feature/x")).encode())
+    assert "push to feature/x" in feature and "not a branch this master polls" in feature
+    tag = push_payload(SHA)
+    tag["ref"] = "refs/tags/v1"
+    assert "not a branch: ignored" in answer(hook, json.dumps(tag).encode())
+    deleted = push_payload(SHA)
+    deleted.update(deleted=True, head_commit=None)
+    assert answer(hook, json.dumps(deleted).encode()) == "push deleting main: nothing to build\n"
+    other = push_payload(SHA)
+    other["repository"]["full_name"] = "someone/else"
+    assert "someone/else is not acme/namaskah" in answer(hook, json.dumps(other).encode())
+    assert poller.forced == 0
+    every = FakePoller(branches=True)
+    assert "polling now" in answer(handler(FakeMaster([every])), json.dumps(push_payload(SHA, branch="x")).encode())
+
+
+def test_skip_ci_and_branch_creation_are_named_in_the_answer():
+    assert skips_ci("fix docs [skip ci]") and skips_ci("[CI SKIP] x") and not skips_ci("skip ci")
+    skipped = process(json.dumps(push_payload(SHA, message="docs only [skip ci]")).encode())
+    assert "[skip ci] in its head commit: no pipeline" in skipped
+    created = push_payload(SHA, branch="develop")
+    created.update(created=True, commits=[])
+    assert process(json.dumps(created).encode()) == f"push creating develop at {SHA[:7]}: polling now\n"
+
+
+def test_ping_and_events_it_does_not_use_are_answered_2xx():
+    assert "pong" in process(b'{"zen": "hi", "hook_id": 42}', event="ping")
+    for event in ("issues", "create", "workflow_run", "", "__init__"):
+        assert "ignored" in process(json.dumps(push_payload(SHA)).encode(), event=event)
+
+
+def test_a_redelivery_is_recognised_by_its_delivery_id_even_after_a_restart():
+    master = FakeMaster()
+    body = json.dumps(push_payload(SHA)).encode()
+    first = handler(master)
+    assert "polling now" in answer(first, body, delivery="d-1")
+    assert "already processed: ignored" in answer(first, body, delivery="d-1")
+    assert master.change_svc[0].forced == 1
+    assert master.db.state.saved["recent"] == ["d-1"]
+    restarted = FakeMaster()
+    restarted.db.state = master.db.state
+    assert "already processed" in answer(handler(restarted), body, delivery="d-1")
+    assert "polling now" in answer(handler(restarted), body, delivery="d-2")
+    with pytest.raises(PayloadError):  # a refused delivery is not remembered: it may come again
+        answer(handler(restarted), json.dumps(broken("ref", 5)).encode(), delivery="d-3")
+    assert "d-3" not in restarted._namaskah_deliveries.ids
+
+
+def test_the_payload_limit_is_a_setting():
+    body = json.dumps(push_payload(SHA)).encode()
+    with pytest.raises(PayloadError, match="max_payload_bytes"):
+        answer(handler(max_payload_bytes=len(body) - 1), body)
+    assert "polling now" in answer(handler(max_payload_bytes=len(body)), body)
+
+
+def test_pull_requests_are_recorded_after_answering_and_closing_cancels():
+    hook = handler()
+    prs = FakePullRequests()
+    hook.pull_requests = prs
+    opened = pull_request_payload(7, SHA, action="opened")
+    text = answer(hook, json.dumps(opened).encode(), event="pull_request")
+    assert text.startswith(f"pull request #7 opened at {SHA[:7]} into main: fetching its merge result now")
+    assert [pr.number for pr in prs.recorded] == [7] and len(hook.pending) == 1  # still working
+    fork = pull_request_payload(8, SHA, action="synchronize", head_repo="mallory/namaskah")
+    assert "from the fork mallory/namaskah: no secrets" in answer(hook, json.dumps(fork).encode(), event="pull_request")
+    assert prs.recorded[-1].fork and not prs.recorded[0].fork
+    closed = pull_request_payload(7, SHA, action="closed")
+    assert "cancelling its builds" in answer(hook, json.dumps(closed).encode(), event="pull_request")
+    assert prs.cancelled[0][0].number == 7
+    labeled = pull_request_payload(7, SHA, action="labeled")
+    assert "labeled: ignored" in answer(hook, json.dumps(labeled).encode(), event="pull_request")
+    assert len(prs.recorded) == 2
+    assert "does not build pull requests" in answer(handler(), json.dumps(opened).encode(), event="pull_request")
+
+
+@pytest.mark.parametrize("path, value", [("number", "7"), ("number", 0), ("pull_request.head.sha", 5),
+                                         ("pull_request.head.repo", "x"), ("pull_request.base.ref", None)])
+def test_pull_requests_with_wrong_field_types_are_refused(path, value):
+    payload = pull_request_payload(7, SHA)
+    target = payload
+    *parents, last = path.split(".")
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    with pytest.raises(PayloadError, match="malformed payload"):
+        PullRequest.from_payload(payload)
+
+
+def test_a_deleted_fork_is_a_fork():
+    payload = pull_request_payload(9, SHA)
+    payload["pull_request"]["head"]["repo"] = None
+    pr = PullRequest.from_payload(payload)
+    assert pr.fork and pr.head_repo == "" and pr.merge_ref == "refs/pull/9/merge"
 
 
 @pytest.mark.parametrize(
@@ -150,46 +299,13 @@ def test_signed_pushes_with_wrong_field_types_are_refused(path, value):
         process(json.dumps(payload).encode())
 
 
-def test_unexpected_errors_in_the_stock_handler_become_payload_errors(monkeypatch):
-    def explode(self, payload, event):
+def test_unexpected_errors_in_a_handler_become_payload_errors(monkeypatch):
+    def explode(self, payload):
         raise TypeError("'int' object is not subscriptable")
 
-    monkeypatch.setattr(StrictGitHubEventHandler, "handle_push", explode)
+    monkeypatch.setattr(GitHubHook, "handle_push", explode)
     with pytest.raises(PayloadError, match="malformed payload"):
         process(json.dumps(push_payload(SHA)).encode())
-
-
-@pytest.mark.parametrize("event", ["issues", "workflow_run", "", "__init__"])
-def test_only_ping_push_and_pull_request_events_are_handled(event):
-    with pytest.raises(PayloadError, match="not handled"):
-        process(json.dumps(push_payload(SHA)).encode(), event=event)
-    assert process(b'{"zen": "hi"}', event="ping") == ([], "git")
-
-
-def test_a_push_polls_the_git_pollers_instead_of_trusting_the_payload():
-    from buildbot.changes.gitpoller import GitPoller
-
-    class FakePoller(GitPoller):
-        def __init__(self):
-            self.name = "poller"
-            self.forced = 0
-
-        def force(self):
-            self.forced += 1
-
-    poller = FakePoller()
-
-    class Master:
-        change_svc = [poller]
-
-    hook = StrictGitHubEventHandler(SECRET, True, master=Master())
-    body = json.dumps(push_payload(SHA)).encode()
-    assert outcome(hook.process(request(body))) == ([], "git")
-    assert poller.forced == 1
-    bad = json.dumps(broken("commits", "x")).encode()
-    with pytest.raises(PayloadError):
-        outcome(hook.process(request(bad)))
-    assert poller.forced == 1
 
 
 def test_verify_signature_is_exact():
@@ -203,13 +319,15 @@ def test_verify_signature_is_exact():
         verify_signature("other", body, good, None)
 
 
-def test_the_github_dialect_exists_only_with_its_secret_and_is_strict(tmp_path):
+def test_the_github_dialect_exists_only_with_its_secret(tmp_path):
     settings = load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path)})
     without = make_change_hook_dialects(settings, lambda name: False)
     assert set(without) == {"base"}
     assert without["base"]["custom_class"] is AdminBaseHookHandler
     with_secret = make_change_hook_dialects(settings, lambda name: name == "webhook_secret")
     github = with_secret["github"]
-    assert github["strict"] is True and github["class"] is StrictGitHubEventHandler
+    assert github["custom_class"] is GitHubHook and github["max_payload_bytes"] == 25 * 1024 * 1024
     assert repr(github["secret"]) == repr(copy.copy(github["secret"]))  # a util.Secret, not a value
     assert type(github["secret"]).__name__ == "Secret" and "token" not in github
+    assert github["fork_approval"] is True  # local mode
+    assert merge_ref_waits(6) == (1.0, 2.0, 3.0) and merge_ref_waits(0) == ()
