@@ -69,6 +69,7 @@ def make_builders(
                 disabled=tuple(settings.checks.disabled),
                 deploy_gate=make_deploy_gate(settings),
                 reuse=make_reuse_setup(settings, setup),
+                fork_approval=settings.workers.mode == "local",
             ),
             tags=["pipeline"],
             description="Reads the revision's .namaskah-ci.yml and fans out to its jobs",

@@ -1,4 +1,12 @@
-"""Change sources: the git poller on `[repo] url`: `[repo] branches`, or every branch with `all_branches`."""
+"""Change sources: the git poller on `[repo] url`: `[repo] branches`, or every branch with `all_branches`.
+
+A branch that appears at a commit the poller already knows (`develop` created
+from `main`) has no new commit: `buildPushesWithNoCommits` records its head
+once, so it is built (and deployed, for a deploy branch) without waiting for a
+new commit. A branch moved to another known commit is recorded the same way.
+`wanted(change)`: what the push scheduler builds: not a commit whose message
+says `[skip ci]` / `[ci skip]` (pull requests are checked when recorded).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,12 @@ from buildbot.plugins import changes
 
 from namaskah_ci import names
 from namaskah_ci.settings import Settings
+from namaskah_ci.webhook_payloads import skips_ci
+
+
+def wanted(change) -> bool:
+    """Does the push scheduler build this change? Not when its commit says [skip ci]."""
+    return change.category == "pull" or not skips_ci(change.comments)
 
 
 def make_change_sources(settings: Settings) -> list:
@@ -15,6 +29,7 @@ def make_change_sources(settings: Settings) -> list:
             branches=True if settings.repo.all_branches else list(settings.repo.branches),
             pollInterval=settings.repo.poll_interval,
             pollAtLaunch=True,
+            buildPushesWithNoCommits=True,
             workdir=str(settings.basedir / names.POLLER_DIR),
             project="namaskah",
         )

@@ -112,12 +112,13 @@ def find_revision(records: list[DeployRecord], revision: str) -> DeployRecord | 
 
 @defer.inlineCallbacks
 def find_pipeline_build(master, revision: str, scan: int = 200):
-    """The newest pipeline build of `revision` (complete or not), or None."""
+    """The newest pipeline build of `revision` (complete or not), or None; a pull request's pipeline
+    never counts (pull requests never deploy, not even by a forced deploy of their merge result)."""
     builds = yield master.data.get(("builders", names.PIPELINE, "builds"), order=["-number"], limit=scan)
     for build in builds or []:
         props = yield master.db.builds.getBuildProperties(build["buildid"])
         built = props.get("revision", (None, None))[0]
-        if same_revision(built, revision):
+        if same_revision(built, revision) and not props.get(names.PROP_PR_NUMBER, (None, None))[0]:
             return PipelineRecord(
                 number=build["number"],
                 buildid=build["buildid"],

@@ -24,13 +24,18 @@ def _has_analysis(step) -> bool:
 
 
 def make_pipeline_factory(
-    config: PipelineConfig, disabled: tuple[str, ...] = (), deploy_gate=None, reuse: ReuseSetup | None = None
+    config: PipelineConfig,
+    disabled: tuple[str, ...] = (),
+    deploy_gate=None,
+    reuse: ReuseSetup | None = None,
+    fork_approval: bool = False,
 ) -> BuildFactory:
     """Read the file, fan out, start the analysis jobs; `deploy_gate` (deploy.make_deploy_gate) then
     triggers the branch's deploy when every required check passed. With `reuse`, a job whose key
-    matches an earlier SUCCESS shows that result (reuse.py)."""
+    matches an earlier SUCCESS shows that result (reuse.py). `fork_approval` (local mode): a fork's
+    pull request waits for an admin (approval.py)."""
     factory = BuildFactory()
-    factory.addStep(LoadPipeline(config, disabled=disabled))
+    factory.addStep(LoadPipeline(config, disabled=disabled, fork_approval=fork_approval))
     factory.addStep(FanOut(disabled=disabled, reuse=reuse, config=config))
     factory.addStep(StartAnalysis(doStepIf=_has_analysis, hideStepIf=hide_skipped, reuse=reuse, config=config))
     if deploy_gate is not None:

@@ -5,11 +5,14 @@
   under the job's `context` in the revision's pipeline file (the build
   property `status_context`; the seed's: `test (Python 3.9)`, `lint`, ...). The repository is `[github] repository`
   when set (for masters that poll a mirror or a local path), else it is taken
-  from the change's GitHub URL. Deploy notifications live with the deploy
+  from the change's GitHub URL. A pull request's builds post to its head
+  commit (`pr_head`), where GitHub's branch protection looks, not to the
+  merge commit they built. Deploy notifications live with the deploy
   builders.
 - `OldBuildCanceller`: when a newer commit arrives on a branch that does not
-  deploy, the older commits' unfinished `pipeline` and job builds on that
-  branch are cancelled. On the deploy branches (`main`, `develop`) nothing is
+  deploy (a pull request's `refs/pull/<n>/merge` too: a newer synchronize),
+  the older commits' unfinished `pipeline` and job builds on that branch are
+  cancelled. On the deploy branches (`main`, `develop`) nothing is
   cancelled: pipelines run side by side (`workers.pipeline_slots`), an older
   one may pass and deploy first, and the deploy gate never deploys a revision
   older than one already deployed. Deploy and rollback builders are never
@@ -60,6 +63,14 @@ class CommitStatusPush(GitHubStatusPush):
     def reconfigService(self, token, repository: str = "", **kwargs):
         self.repository = repository
         return super().reconfigService(token, **kwargs)
+
+    def createStatus(self, repo_user, repo_name, sha, state, target_url=None, context=None, issue=None,
+                     description=None, props=None):
+        head = props.getProperty(names.PROP_PR_HEAD) if props is not None else None
+        return super().createStatus(
+            repo_user, repo_name, head or sha, state, target_url=target_url, context=context, issue=issue,
+            description=description, props=props,
+        )
 
     def _extract_github_info(self, sourcestamp):
         if self.repository:

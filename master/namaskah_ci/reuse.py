@@ -9,6 +9,11 @@ build in `namaskah_reused`: that build runs on the master's `reuse` worker
 there. Every other job build gets its key in `namaskah_reuse_key` and, when it
 ends SUCCESS, records it (`steps/reuse.RecordReuse`).
 
+Two builds of one key at once (a branch push and its pull request's merge
+result with the same tree) run it once: the first to start registers the key
+as running (`InFlight`); the other waits for it in its first step and shows its
+result when it succeeded, or runs when it did not.
+
 Records live in Buildbot's object-state table (`state` in the master's
 database, SQLite or PostgreSQL), so they survive restarts. A record whose build
 is gone, or did not succeed, is never used. `[pipeline] reuse = false`, or a
@@ -146,6 +151,47 @@ class ReuseStore:
     def remember(self, key: str, record: dict):
         objectid = yield self.objectid()
         yield self.master.db.state.setState(objectid, key, record)
+
+
+class InFlight:
+    """Reuse keys whose job is running now on this master: key -> (builder/number, waiters)."""
+
+    def __init__(self):
+        self.running: dict[str, tuple[str, list]] = {}
+
+    def claim(self, key: str, who: str) -> Optional[str]:
+        """Register `who` as running `key`; returns who already runs it instead (then nothing changes)."""
+        if key in self.running:
+            return self.running[key][0]
+        self.running[key] = (who, [])
+        return None
+
+    def wait(self, key: str) -> defer.Deferred:
+        """Fires when the build running `key` is done (at once when none is)."""
+        entry = self.running.get(key)
+        if entry is None:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        entry[1].append(waiter)
+        return waiter
+
+    def release(self, key: str, who: str) -> None:
+        entry = self.running.get(key)
+        if entry is None or entry[0] != who:
+            return
+        del self.running[key]
+        for waiter in entry[1]:
+            if not waiter.called:
+                waiter.callback(None)
+
+
+def in_flight(master) -> InFlight:
+    """The master's registry (one per master process)."""
+    existing = getattr(master, "_namaskah_in_flight", None)
+    if existing is None:
+        existing = InFlight()
+        master._namaskah_in_flight = existing
+    return existing
 
 
 def is_reused(request) -> bool:

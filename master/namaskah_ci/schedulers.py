@@ -1,5 +1,6 @@
 """Schedulers: push → `pipeline`; pipeline → job builders (Triggerable); schedules; force buttons
-(the pipeline also has "Re-run failed jobs", `rerun.py`).
+(the pipeline also has "Re-run failed jobs", `rerun.py`, and in local mode "Approve and run a
+fork's pull request", `approval.py`). A commit saying `[skip ci]` starts nothing (`changes.wanted`).
 
 Every job builder has a Triggerable (the pipeline's fan-out and its analysis
 step start it with the job's definition) and an admins-only force form
@@ -13,6 +14,8 @@ from __future__ import annotations
 from buildbot.plugins import schedulers, util
 
 from namaskah_ci import names
+from namaskah_ci.approval import make_approval_scheduler
+from namaskah_ci.changes import wanted
 from namaskah_ci.first_run import FirstRunScheduler
 from namaskah_ci.force_params import BranchParameter, ReasonParameter, RevisionParameter
 from namaskah_ci.job_registry import Registry
@@ -50,6 +53,7 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
             name=names.PUSH_SCHEDULER,
             treeStableTimer=settings.repo.tree_stable_seconds or None,
             builderNames=[names.PIPELINE],
+            change_filter=util.ChangeFilter(filter_fn=wanted),
         ),
         _force(
             names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch,
@@ -61,6 +65,8 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
         ),
     ]
     result.append(make_rerun_scheduler())
+    if settings.workers.mode == "local":
+        result.append(make_approval_scheduler())
     if settings.pipeline.first_run:
         result.append(
             FirstRunScheduler(

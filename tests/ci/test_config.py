@@ -115,7 +115,7 @@ def test_each_job_has_a_triggerable_and_a_force_scheduler(default_config):
 
 def test_force_schedulers_ask_for_branch_and_revision(default_config):
     for scheduler in default_config["schedulers"]:
-        if scheduler.name == names.RERUN_SCHEDULER:  # takes a build number; branch and revision are that build's
+        if scheduler.name in (names.RERUN_SCHEDULER, names.APPROVE_SCHEDULER):  # a build or PR number: its own
             continue
         if isinstance(scheduler, ForceScheduler) and set(scheduler.builderNames) <= set(PRESENT):
             (codebase,) = scheduler._config_kwargs["codebases"]

@@ -145,8 +145,8 @@ def force(scheduler, **params):
 
 
 def needed(scheduler) -> dict:
-    """Good values of the fields a form cannot go without (the re-run form's build number)."""
-    return {p.name: "3" for p in getattr(scheduler, "forcedProperties", []) if p.name == "rerun_of"}
+    """Good values of the fields a form cannot go without (a build number, a pull request number)."""
+    return {p.name: "3" for p in getattr(scheduler, "forcedProperties", []) if p.name in ("rerun_of", "pr_number")}
 
 
 def typed_fields(scheduler) -> set[str]:

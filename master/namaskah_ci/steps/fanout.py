@@ -32,12 +32,14 @@ from namaskah_ci.reuse import summary as reuse_summary
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it
 
 
-def job_properties(job: JobSpec, revision: str, origin: str) -> dict:
+def job_properties(job: JobSpec, revision: str, origin: str, pull: dict | None = None) -> dict:
+    """What a job build is triggered with; `pull`: the pipeline's pull request properties."""
     return {
         names.PROP_JOB: job.to_dict(),
         names.PROP_JOB_REVISION: revision,
         names.PROP_STATUS_CONTEXT: job.context,
         names.PROP_PIPELINE_FILE: origin,
+        **(pull or {}),
     }
 
 
@@ -102,10 +104,11 @@ class _PipelineTrigger(Trigger):
         if jobs:
             lines = [line for _, line in extra] if not off else [off]
             yield self.addCompleteLog("reuse", "\n".join(lines) + "\n")
+        pull = {name: self.getProperty(name) for name in names.PR_PROPERTIES if self.getProperty(name) is not None}
         return [
             {
                 "sched_name": names.check_scheduler_name(job.builder),
-                "props_to_set": {**job_properties(job, revision, origin), **props},
+                "props_to_set": {**job_properties(job, revision, origin, pull), **props},
                 "unimportant": False,
             }
             for job, (props, _) in zip(jobs, extra)
@@ -123,6 +126,10 @@ class _PipelineTrigger(Trigger):
     def pipeline(self):
         return getattr(self.build, "namaskah_pipeline", None)
 
+    def jobs_branch(self):
+        """What the jobs' `branches:` match: the build's branch, a pull request's base."""
+        return names.jobs_branch(self.getProperty("branch"), self.getProperty(names.PROP_PR_BASE))
+
 
 class FanOut(_PipelineTrigger):
     """Trigger the job builders of the verdict in parallel and wait for all of them."""
@@ -138,7 +145,7 @@ class FanOut(_PipelineTrigger):
         pipeline = self.pipeline()
         if pipeline is None:
             return []
-        branch = self.getProperty("branch")
+        branch = self.jobs_branch()
         skip = set(self.disabled) | set(self.kept())
         return [job for job in pipeline.verdict_jobs(branch) if job.builder not in skip]
 
@@ -222,7 +229,7 @@ class StartAnalysis(_PipelineTrigger):
 
     def selected_jobs(self) -> list[JobSpec]:
         pipeline = self.pipeline()
-        return pipeline.analysis_jobs(self.getProperty("branch")) if pipeline is not None else []
+        return pipeline.analysis_jobs(self.jobs_branch()) if pipeline is not None else []
 
     @defer.inlineCallbacks
     def run(self):

@@ -3,7 +3,8 @@
 `DeployGate` runs in the `pipeline` build after the fan-out: on a deploy
 branch, when every check of `[checks] required` ended "success" (a required
 check that did not run is not a success), it triggers the environment's deploy
-builder for this revision; otherwise it ends SKIPPED and says why. A re-run of
+builder for this revision; otherwise it ends SKIPPED and says why. A pull
+request's pipeline never deploys. A re-run of
 failed jobs (rerun.py) deploys only while its revision is still the newest
 change of the branch.
 `VerifyPipelinePassed` is the first real step of a deploy build: a build the
@@ -101,6 +102,10 @@ class DeployGate(Trigger):
             self.getProperty(names.PROP_PIPELINE_JOBS),
             self.getProperty(names.PROP_PIPELINE_FILE) or "",
         )
+        pull = self.getProperty(names.PROP_PR_NUMBER)
+        if pull:
+            self.gate_summary = f"pull request #{pull}: pull requests never deploy"
+            return SKIPPED
         if scheduler is None:
             self.gate_summary = f"branch {branch or '?'} does not deploy"
             return SKIPPED

@@ -5,12 +5,15 @@
   at it (`pipeline_source.py`), gives new jobs their builders
   (`builder_sync.py`) and hands the model to the fan-out. A bad file ends the
   build here: FAILURE, one line naming the file, line, key and problem, every
-  problem in the step's log; no job runs, nothing deploys.
+  problem in the step's log; no job runs, nothing deploys. A pull request
+  without a merge result ends here ("conflicts with <base>"), and so does, in
+  local mode, a fork's until an admin approves it (approval.py).
 - `LoadJob` (first step of every job builder): the job's definition from the
   pipeline's trigger, or, for a forced or scheduled build, from the file at the
   build's revision; writes the job's directory on the worker (`job.json`, the
   secrets as 0600 files, docker mode's helpers) and adds the job's steps; a
-  reused job (`reuse.py`) gets none: it links to the build it reuses.
+  reused job (`reuse.py`) gets none: it links to the build it reuses. A fork's
+  pull request gets no secret at all and records nothing for reuse.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from twisted.internet import defer, threads
 
 from buildbot.process import buildstep
 from buildbot.process.properties import Secret
-from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 
 from namaskah_ci import helpers, job_commands, names
+from namaskah_ci.approval import waiting_summary
 from namaskah_ci.builder_sync import BuilderSyncError, ensure_builders
 from namaskah_ci.job_factory import JobSetup, deadline_after, job_steps
 from namaskah_ci.pipeline import JobSpec, PipelineError
 from namaskah_ci.pipeline_source import PipelineConfig, SourceError, describe, short, source_for
+from namaskah_ci.reuse import ReuseStore, in_flight
 from namaskah_ci.reuse import summary as reuse_summary
 from namaskah_ci.steps.reuse import RecordReuse
 from namaskah_ci.workers import resolve_interpreter
@@ -72,14 +77,39 @@ class _Resolving(buildstep.BuildStep):
 class LoadPipeline(_Resolving):
     """Read the revision's pipeline file and prepare the fan-out (see the module docstring)."""
 
-    def __init__(self, config: PipelineConfig, disabled: tuple[str, ...] = (), **kwargs):
+    def __init__(self, config: PipelineConfig, disabled: tuple[str, ...] = (), fork_approval: bool = False, **kwargs):
         kwargs.setdefault("name", "pipeline file")
+        kwargs.setdefault("warnOnWarnings", True)  # a fork waiting for approval shows as WARNINGS
         super().__init__(config, **kwargs)
         self.disabled = tuple(disabled)
+        self.fork_approval = fork_approval
+
+    def pull_request_stop(self):
+        """A result that ends a pull request's pipeline before any job (conflict, fork unapproved)."""
+        number = self.getProperty(names.PROP_PR_NUMBER)
+        if not number:
+            return None
+        conflict = self.getProperty(names.PROP_PR_CONFLICT)
+        if conflict:
+            self.build_summary = f"conflicts with {conflict}"
+            return self.refuse(
+                f"pull request #{number} conflicts with {conflict}: GitHub has no merge result "
+                f"(refs/pull/{number}/merge): no job run"
+            )
+        if self.getProperty(names.PROP_PR_FORK) and self.fork_approval and not self.getProperty(
+            names.PROP_PR_APPROVED_BY
+        ):
+            self.summary = self.build_summary = waiting_summary(number, self.getProperty(names.PROP_PR_HEAD_REPO))
+            self.build.terminate = True  # the later steps that always run say why nothing deploys
+            return WARNINGS
+        return None
 
     @defer.inlineCallbacks
     def run(self):
-        branch = self.getProperty("branch")
+        stop = self.pull_request_stop()
+        if stop is not None:
+            return stop
+        branch = names.jobs_branch(self.getProperty("branch"), self.getProperty(names.PROP_PR_BASE))
         try:
             revision = yield self.pinned_revision("revision")
             self.setProperty("revision", revision, self.name)
@@ -92,9 +122,8 @@ class LoadPipeline(_Resolving):
             self.setProperty(names.PROP_PIPELINE_ERROR, str(exc), self.name)
             return self.refuse(str(exc))
         try:
-            added = yield ensure_builders(
-                self.master, self.config.registry_path, pipeline, branch == self.config.default_branch
-            )
+            default = branch == self.config.default_branch and not self.getProperty(names.PROP_PR_NUMBER)
+            added = yield ensure_builders(self.master, self.config.registry_path, pipeline, default)
         except BuilderSyncError as exc:
             return self.refuse(str(exc))
         origin = describe(pipeline, revision)
@@ -159,16 +188,52 @@ class LoadJob(CompositeStepMixin, _Resolving):
         if origin:
             self.setProperty(names.PROP_PIPELINE_FILE, origin, self.name)
         record = self.getProperty(names.PROP_REUSED)
+        if not record:
+            record = yield self.same_job_running()
         if isinstance(record, dict) and record.get("builder"):
             return (yield self.show_reused(record))
         interpreter = yield self.interpreter(job)
         missing = yield self.write_job_dir(job, revision, interpreter)
         steps = job_steps(job, self.setup, interpreter, missing)
-        if self.getProperty(names.PROP_REUSE_KEY):
-            steps.append(RecordReuse())
+        if self.getProperty(names.PROP_REUSE_KEY) and not self.getProperty(names.PROP_PR_FORK):
+            steps.append(RecordReuse())  # a fork's results are never offered to anyone else
         self.build.addStepsAfterCurrentStep(steps)
         self.summary = f"{job.builder} at {short(revision)}" + (f" ({origin})" if origin else "")
         return SUCCESS
+
+    @defer.inlineCallbacks
+    def same_job_running(self):
+        """Another build runs this job's key now (a branch push and its PR's merge result with the
+        same tree): wait for it, and return its record when it succeeded. Else claim the key."""
+        key = self.getProperty(names.PROP_REUSE_KEY)
+        if not key or self.getProperty(names.PROP_PR_FORK):
+            return None
+        running = in_flight(self.master)
+        who = f"{self.getProperty('buildername')}/{self.build.number}"
+        store = ReuseStore(self.master)
+        for attempt in range(1, 100):
+            record = yield store.lookup(key)  # it may have ended since the fan-out looked
+            if record:
+                self.setProperty(names.PROP_REUSED, record, self.name)
+                return record
+            other = running.claim(key, who)
+            if other is None:
+                self.build.waitUntilFinished().addBoth(lambda _: running.release(key, who))
+                return None
+            text = f"{other} runs this job on the same inputs now: waiting for it\n"
+            yield self.addCompleteLog("same job" if attempt == 1 else f"same job ({attempt})", text)
+            self.waiting = running.wait(key)
+            yield self.waiting
+            self.waiting = None
+            if self.stopped:
+                return None
+        return None
+
+    def interrupt(self, reason):
+        waiting = getattr(self, "waiting", None)
+        if waiting is not None and not waiting.called:
+            waiting.callback(None)
+        return super().interrupt(reason)
 
     @defer.inlineCallbacks
     def show_reused(self, record: dict):
@@ -214,7 +279,12 @@ class LoadJob(CompositeStepMixin, _Resolving):
                 )
         missing = set()
         lines = []
+        fork = self.getProperty(names.PROP_PR_FORK)
         for secret, variable in job_commands.secret_files(job).items():
+            if fork:
+                missing.add(secret)
+                lines.append(f"{variable}: not set (a pull request from a fork gets no secrets)")
+                continue
             try:
                 value = yield self.build.render(Secret(secret))  # registered for redaction in this build
             except KeyError:
