@@ -15,7 +15,9 @@ from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
 from namaskah_ci.job_registry import Registry, RegistryError, read_registry
 from namaskah_ci.metrics import MetricsService
+from namaskah_ci.pending_events import PendingPullRequests
 from namaskah_ci.pipeline_setup import make_job_setup, make_pipeline_config
+from namaskah_ci.pull_requests import merge_ref_waits
 from namaskah_ci.reporters import make_reporters
 from namaskah_ci.schedulers import make_schedulers
 from namaskah_ci.secrets import make_secret_providers, secret_available
@@ -57,6 +59,10 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
             ReportsJanitor(root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days),
             *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
             MetricsService(public_view=settings.www.public_view),
+            PendingPullRequests(
+                pipeline_config=pipeline_config,
+                merge_ref_waits=merge_ref_waits(settings.github.merge_ref_wait_seconds),
+            ),
         ],
         "secretsProviders": make_secret_providers(settings),
         "www": make_www(settings, pipeline_config=pipeline_config),

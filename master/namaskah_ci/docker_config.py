@@ -7,7 +7,9 @@ Python, or the tools image for jobs with `tools`), volumes, CPU share and
 service containers are rendered per build from the job's definition at the
 build's revision. `make_docker_plan(settings)` tells the job builds how jobs
 run in a container (the image's python3, helpers copied in, caches under
-`/cache`, services from the worker). Pure functions of the settings: no
+`/cache`, services from the worker). A fork's pull request gets a cache
+volume of its own (`-untrusted`) and never the Docker engine's socket (its
+`tools: [docker]` then finds no engine). Pure functions of the settings: no
 Docker call happens here.
 """
 
@@ -33,6 +35,7 @@ from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, builder_slots
 
 CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
+UNTRUSTED_SUFFIX = "-untrusted"  # the cache volume of forks' pull requests (never shared with the others)
 HELPERS_MOUNT = "../.namaskah-ci/helpers"  # the helpers are copied into each build's job directory
 DEFAULT_IMAGES = {
     "3.9": "namaskah-ci/worker:py3.9",
@@ -130,11 +133,13 @@ class _JobValues:
 
     def volumes(self, props) -> list[str]:
         job = self.job(props)
-        volumes = [f"{cache_volume(job['python'])}:{CACHE_MOUNT}"]
+        fork = bool(props.getProperty(names.PROP_PR_FORK))  # a fork's PR: its own cache, no engine
+        volume = cache_volume(job["python"]) + (UNTRUSTED_SUFFIX if fork else "")
+        volumes = [f"{volume}:{CACHE_MOUNT}"]
         url = self.settings.repo_url
         if is_local_path(url):
             volumes.append(f"{url}:{url}:ro")  # a local repository, cloned from inside
-        if "docker" in job.get("tools", ()):
+        if "docker" in job.get("tools", ()) and not fork:
             volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
         return volumes
 

@@ -60,6 +60,14 @@ class JobSetup:
     reports_root: str = ""
     reports_url: str = ""
 
+    def untrusted(self) -> "JobSetup":
+        """The setup of a fork's pull request: caches apart from everyone else's (local mode: under
+        `<cache>/untrusted`; docker mode mounts another volume, docker_config.py)."""
+        if self.mode == "docker":
+            return self
+        return dataclasses.replace(self, layout=dataclasses.replace(
+            self.layout, cache_root=f"{self.layout.cache_root.rstrip('/')}/untrusted"))
+
     @property
     def job_user(self) -> str:
         """The user the job's commands run as ("": the worker's own user)."""

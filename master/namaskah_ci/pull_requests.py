@@ -39,6 +39,16 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_FILES = 1000  # a change lists at most this many files (the reuse key reads the tree, not this list)
 
 
+def merge_ref_waits(total: int) -> tuple[float, ...]:
+    """The pauses between fetches of a PR's merge ref: 1, 2, 4 ... s, `total` s in all."""
+    waits: list[float] = []
+    step = 1.0
+    while sum(waits) < total:
+        waits.append(min(step, total - sum(waits)))
+        step *= 2
+    return tuple(waits)
+
+
 class PullRequests:
     """Records pull requests' merge results as changes (see the module docstring)."""
 
@@ -71,8 +81,17 @@ class PullRequests:
         return None
 
     @defer.inlineCallbacks
-    def record(self, pr: PullRequest):
-        """Record the PR's change; returns what happened (one line, also logged)."""
+    def recorded_at(self, pr: PullRequest):
+        """The revision of the newest change recorded for the PR (None: none yet)."""
+        changes = yield self.master.data.get(
+            ("changes",), filters=[resultspec.Filter("branch", "eq", [pr.merge_ref])], order=["-changeid"], limit=1
+        )
+        return changes[0]["revision"] if changes else None
+
+    @defer.inlineCallbacks
+    def record(self, pr: PullRequest, replay: bool = False):
+        """Record the PR's change; returns what happened (one line, also logged). `replay` (an event
+        saved before a restart, pending_events.py): nothing is recorded twice."""
         if not SHA.match(pr.head_sha):
             return self._say(pr, f"head {pr.head_sha[:60]!r} is not a commit id: nothing recorded")
         code, err = yield self.source.fetch(f"+{pr.head_ref_name}:{pr.head_ref_name}")
@@ -83,6 +102,8 @@ class PullRequests:
         if skips_ci(message):
             return self._say(pr, f"head {short(pr.head_sha)} says [skip ci]: no pipeline")
         merge = yield self._merge_result(pr)
+        if replay and (yield self.recorded_at(pr)) in (merge or pr.head_sha,):
+            return self._say(pr, f"{short(merge or pr.head_sha)} was recorded before the restart")
         properties = {
             names.PROP_PR_NUMBER: pr.number,
             names.PROP_PR_HEAD: pr.head_sha,

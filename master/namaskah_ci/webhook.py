@@ -14,7 +14,8 @@
   commit builds its head once: `changes.py`); `[skip ci]` / `[ci skip]` in the
   head commit: no pipeline (`schedulers.py` drops the change);
 - `pull_request` opened / reopened / synchronize record the merge result,
-  closed cancels the PR's builds (`pull_requests.py`).
+  closed cancels the PR's builds (`pull_requests.py`); the event is saved
+  before answering, so a crash loses none (`pending_events.py`).
 
 `/change_hook/base` takes Buildbot's plain form fields, and only with HTTP
 basic credentials of a user in `[www] admins` (checked against the
@@ -33,7 +34,7 @@ from buildbot.changes.gitpoller import GitPoller
 from buildbot.process.properties import Properties
 from buildbot.www.hooks.base import BaseHookHandler
 
-from namaskah_ci import deliveries
+from namaskah_ci import deliveries, pending_events
 from namaskah_ci.auth import SecretHtpasswdChecker, client_address, login_limiter
 from namaskah_ci.pull_requests import PullRequests
 from namaskah_ci.webhook_payloads import (
@@ -137,7 +138,10 @@ class GitHubHook(BaseHookHandler):
             if not first:
                 return f"delivery {delivery} was already processed: ignored"
         try:
-            answer = self.handle_push(payload) if event == "push" else self.handle_pull_request(payload)
+            if event == "push":
+                answer = self.handle_push(payload)
+            else:
+                answer = yield self.handle_pull_request(payload)
         except Exception:
             if delivery:
                 log_.forget(delivery)
@@ -200,7 +204,8 @@ class GitHubHook(BaseHookHandler):
         return f"{what}: polling now"
 
     # --- pull_request -----------------------------------------------------------------------
-    def handle_pull_request(self, payload: dict) -> str:
+    @defer.inlineCallbacks
+    def handle_pull_request(self, payload: dict):
         pr = PullRequest.from_payload(payload)
         other = self.wrong_repository(payload)
         if other:
@@ -208,12 +213,13 @@ class GitHubHook(BaseHookHandler):
         what = f"pull request #{pr.number} {pr.action}"
         if self.pull_requests is None:
             return f"{what}: this master does not build pull requests: ignored"
-        if pr.action == "closed":
-            self.after(self.pull_requests.cancel(pr, f"pull request #{pr.number} was closed"))
-            return f"{what}: cancelling its builds"
-        if pr.action not in BUILT_ACTIONS:
+        if pr.action not in (*BUILT_ACTIONS, "closed"):
             return f"{what}: ignored (builds on {', '.join(BUILT_ACTIONS)}; closed cancels)"
-        self.after(self.pull_requests.record(pr))
+        store = pending_events.store_for(self.master)
+        key = yield store.add(pr)  # saved before answering: a crash loses no event (pending_events.py)
+        self.after(pending_events.process(self.pull_requests, store, key, pr))
+        if pr.action == "closed":
+            return f"{what}: cancelling its builds"
         text = f"{what} at {_short(pr.head_sha)} into {pr.base_ref}: fetching its merge result now"
         if pr.fork:
             then = "an admin approves it" if self.fork_approval else "it runs on isolated workers"

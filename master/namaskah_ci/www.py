@@ -27,20 +27,11 @@ from namaskah_ci.authz import make_authz
 from namaskah_ci.dashboard_app import dashboard_entries
 from namaskah_ci.names import WEBHOOK_SECRET
 from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci.pull_requests import merge_ref_waits
 from namaskah_ci.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
 from namaskah_ci.webhook import AdminBaseHookHandler, GitHubHook
-
-
-def merge_ref_waits(total: int) -> tuple[float, ...]:
-    """The pauses between fetches of a PR's merge ref: 1, 2, 4 ... s, `total` s in all."""
-    waits: list[float] = []
-    step = 1.0
-    while sum(waits) < total:
-        waits.append(min(step, total - sum(waits)))
-        step *= 2
-    return tuple(waits)
 
 
 def make_change_hook_dialects(

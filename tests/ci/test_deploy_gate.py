@@ -81,6 +81,12 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
         self.assertEqual(self.get_nth_step(0).gate_summary, "branch feature/x does not deploy")
 
     @defer.inlineCallbacks
+    def test_a_pull_request_never_deploys_even_green_into_main(self):
+        triggered = yield self.run_gate("main", ALL_GREEN, pr_number=7, pr_base="main")
+        self.assertEqual(triggered, [])
+        self.assertEqual(self.get_nth_step(0).gate_summary, "pull request #7: pull requests never deploy")
+
+    @defer.inlineCallbacks
     def test_a_failed_required_check_blocks(self):
         triggered = yield self.run_gate("main", {"lint": "failure", "test-py3.11": "success"})
         self.assertEqual(triggered, [])

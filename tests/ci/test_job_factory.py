@@ -16,7 +16,14 @@ from buildbot.secrets.manager import SecretManager
 from buildbot.test.fake.secrets import FakeSecretStorage
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.process import remotetransfer
-from buildbot.test.steps import ExpectDownloadFile, ExpectRemoteRef, ExpectRmdir, ExpectShell, TestBuildStepMixin
+from buildbot.test.steps import (
+    ExpectDownloadFile,
+    ExpectMkdir,
+    ExpectRemoteRef,
+    ExpectRmdir,
+    ExpectShell,
+    TestBuildStepMixin,
+)
 
 from namaskah_ci import job_factory, names
 from namaskah_ci.job_commands import JobLayout
@@ -207,11 +214,12 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.setup_load(job)
         written: dict = {}
         rmdirs = [
-            ExpectRmdir(dir=f"wkdir/../.namaskah-ci/{part}", log_environ=False).exit(0)
+            ExpectRmdir(dir=f".namaskah-ci/{part}", log_environ=False).exit(0)
             for part in ("secrets", "tmp", "venv")
         ]
         self.expect_commands(
             *rmdirs,
+            ExpectMkdir(dir="wkdir", log_environ=False).exit(0),
             ExpectDownloadFile(
                 workerdest="../.namaskah-ci/job.json",
                 workdir="wkdir",

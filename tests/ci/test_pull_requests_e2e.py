@@ -13,7 +13,8 @@ In order: ping and an unused event; a push and a form-encoded push (built and de
 redelivery; `[skip ci]`; a branch created at an existing commit; a pull request (merge result built,
 statuses on its head, never deployed); the same tree as a branch push and a PR at once (jobs run
 once); a conflicting PR; synchronize cancelling the older pipeline and close cancelling the newer;
-and a fork's PR (waits for an admin's approval, then runs without any secret).
+a fork's PR (waits for an admin's approval, then runs without any secret); and a PR event answered
+just before the master is killed, recorded after the restart (its redelivery still ignored).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import os
 import secrets as pysecrets
 import subprocess
 import time
-import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from deploy_story import Story, stand_in_secrets, stand_in_settings
 from github_standin import GitHubStandin
+from github_support import Hook, pull_request
 from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
 from render_standin import RenderStandin
 from www_support import (
@@ -78,59 +78,6 @@ jobs:
       - {{name: master files, run: "ls {basedir} 2>&1 || true; head -c 200 {basedir}/twistd.log 2>&1 || true"}}
       - {{name: environment, run: "env | sort"}}
 """
-
-
-class Hook:
-    """Signed deliveries to the master, each answer timed."""
-
-    def __init__(self, master):
-        self.master = master
-        self.times: list[tuple[str, float]] = []
-        self.count = 0
-
-    def send(self, event: str, payload: dict, form: bool = False, delivery: str | None = None):
-        self.count += 1
-        delivery = delivery or f"delivery-{self.count}-{pysecrets.token_hex(4)}"
-        text = json.dumps(payload)
-        body = urllib.parse.urlencode({"payload": text}).encode() if form else text.encode()
-        headers = signature_headers(WEBHOOK_SECRET, body, event=event)
-        headers["X-GitHub-Delivery"] = delivery
-        if form:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        started = time.monotonic()
-        status, answer = deliver(self.master, body, headers)
-        self.times.append((event, time.monotonic() - started))
-        assert 200 <= status < 300, f"{event}: HTTP {status} {answer}"
-        return answer.strip(), delivery, body
-
-
-def pull_request(repo: Path, number: int, name: str, content: str, conflict: bool = False,
-                 keep_branch: bool = False, pipeline: str | None = None) -> tuple[str, str | None]:
-    """Make PR `number` as GitHub would: (head, merge commit or None when it conflicts)."""
-    branch = f"pr-{number}"
-    git(repo, "checkout", "-q", "-b", branch, "main")
-    if conflict:
-        (repo / "marker.txt").write_text(f"conflicting marker {number}\n")
-    (repo / name).write_text(content)
-    if pipeline:
-        (repo / ".namaskah-ci.yml").write_text(pipeline)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", f"pull request {number}")
-    head = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "main")
-    if conflict:
-        commit_file(repo, "marker.txt", f"main moved on before {number}\n", f"main changes the marker ({number})")
-    git(repo, "update-ref", f"refs/pull/{number}/head", head)
-    merged = subprocess.run(["git", "-C", str(repo), "merge-tree", "--write-tree", "main", head],
-                            capture_output=True, text=True)
-    merge = None
-    if merged.returncode == 0:
-        tree = merged.stdout.split()[0]
-        merge = git(repo, "commit-tree", tree, "-p", "main", "-p", head, "-m", f"Merge {head} into main")
-        git(repo, "update-ref", f"refs/pull/{number}/merge", merge)
-    if not keep_branch:
-        git(repo, "branch", "-q", "-D", branch)
-    return head, merge
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +185,12 @@ def test_a_redelivery_is_ignored(story):
     assert 200 <= status < 300 and f"delivery {delivery} was already processed: ignored" in answer
     time.sleep(3)  # a poll it might have started would have recorded the commit by now
     assert len(api(story.master, "changes")["changes"]) == before and not changes(story.master, revision=third)
-    answer, _, _ = story.hook.send("push", push_payload(third))  # a new delivery of it is used
+    big = push_payload(third)  # a new delivery of it is used, even at 6 MiB (GitHub sends up to 25 MB)
+    big["head_commit"]["modified"] = big["commits"][0]["modified"] = [
+        f"src/generated/module_{index:06d}.py" for index in range(110_000)]
+    assert len(json.dumps(big)) > 6 * 1024 * 1024
+    answer, _, _ = story.hook.send("push", big)
+    assert answer == f"push to main at {third[:7]}: polling now"
     wait_pipeline(story, revision=third)
 
 
@@ -370,3 +322,19 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
     wait_for("statuses on the fork's head", lambda: story.github.statuses_for(head).get("ci/probe") == "success",
              120, 1)
     assert len(story.deploys()) == deploys
+
+
+def test_a_pull_request_answered_just_before_a_crash_is_recorded_after_the_restart(story):
+    head, merge = pull_request(story.repo, 6, "crash.txt", "x\n", conflict=True)  # no merge ref: a 2 s wait
+    assert merge is None
+    answer, delivery, body = story.hook.send("pull_request", pull_request_payload(6, head, action="opened"))
+    story.master.kill()  # answered, still waiting for GitHub's merge ref
+    story.master.launch()
+    pipeline = wait_pipeline(story, pr_number=6)
+    assert "conflicts with main" in pipeline["state_string"]
+    assert len(changes(story.master, branch="refs/pull/6/merge")) == 1
+    headers = {**signature_headers(WEBHOOK_SECRET, body, event="pull_request"), "X-GitHub-Delivery": delivery}
+    status, text = deliver(story.master, body, headers)  # GitHub's redelivery after the restart
+    assert 200 <= status < 300 and "already processed: ignored" in text, text
+    time.sleep(4)  # a recording it might have started (merge ref waits: 2 s)
+    assert len(changes(story.master, branch="refs/pull/6/merge")) == 1

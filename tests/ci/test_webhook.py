@@ -19,7 +19,8 @@ from twisted.python.failure import Failure
 from namaskah_ci.settings import load_settings
 from namaskah_ci.webhook import ANSWER, AdminBaseHookHandler, GitHubHook, PayloadError
 from namaskah_ci.webhook_payloads import PullRequest, skips_ci, validate_push, verify_signature
-from namaskah_ci.www import make_change_hook_dialects, merge_ref_waits
+from namaskah_ci.pull_requests import merge_ref_waits
+from namaskah_ci.www import make_change_hook_dialects
 from www_support import pull_request_payload, push_payload
 
 SECRET = "test-webhook-secret"
@@ -63,9 +64,11 @@ class FakePullRequests:
         self.recorded: list = []
         self.cancelled: list = []
 
-    def record(self, pr):
-        self.recorded.append(pr)
-        return defer.Deferred()  # still working after the answer
+    finish = False  # False: still working after the answer
+
+    def record(self, pr, replay=False):
+        self.recorded.append((pr, replay) if self.finish else pr)
+        return defer.succeed("recorded") if self.finish else defer.Deferred()
 
     def cancel(self, pr, reason):
         self.cancelled.append((pr, reason))
@@ -207,6 +210,27 @@ def test_pull_requests_are_recorded_after_answering_and_closing_cancels():
     assert "labeled: ignored" in answer(hook, json.dumps(labeled).encode(), event="pull_request")
     assert len(prs.recorded) == 2
     assert "does not build pull requests" in answer(handler(), json.dumps(opened).encode(), event="pull_request")
+
+
+def test_a_pull_request_event_is_saved_before_the_answer_and_forgotten_once_done():
+    from namaskah_ci import pending_events
+
+    master = FakeMaster()
+    hook = handler(master)
+    prs = FakePullRequests()
+    hook.pull_requests = prs
+    answer(hook, json.dumps(pull_request_payload(7, SHA, action="opened")).encode(), event="pull_request")
+    (saved,) = master.db.state.saved["pending"].values()  # still being recorded: saved
+    assert saved["number"] == 7 and saved["head_sha"] == SHA
+    answer(hook, json.dumps(pull_request_payload(7, SHA, action="closed")).encode(), event="pull_request")
+    assert len(master.db.state.saved["pending"]) == 1  # the close is done: only the open stays
+    prs.recorded.clear()
+    prs.finish = True
+    restarted = FakeMaster()
+    restarted.db.state = master.db.state
+    outcome(pending_events.replay(restarted, prs))  # what a restarted master does at its start
+    assert [(pr.number, replay) for pr, replay in prs.recorded] == [(7, True)]
+    assert master.db.state.saved["pending"] == {}
 
 
 @pytest.mark.parametrize("path, value", [("number", "7"), ("number", 0), ("pull_request.head.sha", 5),

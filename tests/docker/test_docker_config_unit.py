@@ -67,6 +67,18 @@ class ContainerChoiceTests(unittest.TestCase):
         volumes = dc._JobValues(settings, REGISTRY.entry("lint")).volumes(Properties())
         self.assertEqual(volumes, ["namaskah-ci-cache-py3.11:/cache", "/srv/repo:/srv/repo:ro"])
 
+    def test_a_forks_pull_request_gets_its_own_cache_and_never_the_docker_socket(self):
+        settings = docker_settings()
+        values = dc._JobValues(settings, REGISTRY.entry("container-scan"))
+        trusted = values.volumes(Properties())
+        self.assertIn("namaskah-ci-cache-py3.11:/cache", trusted)
+        self.assertIn(f"{dc.DOCKER_SOCKET}:{dc.DOCKER_SOCKET}", trusted)
+        fork = Properties()
+        fork.setProperty("pr_fork", True, "test")
+        untrusted = values.volumes(fork)
+        self.assertIn("namaskah-ci-cache-py3.11-untrusted:/cache", untrusted)
+        self.assertFalse([v for v in untrusted if dc.DOCKER_SOCKET in v or v.startswith("namaskah-ci-cache-py3.11:")])
+
 
 class ConfigTests(unittest.TestCase):
     def test_every_job_builder_gets_a_docker_worker_and_the_pipeline_a_local_one(self):

@@ -69,6 +69,12 @@ class JobStep(ShellCommand):
         return summary
 
 
+def job_path(path_module, workdir: str, *parts: str) -> str:
+    """A path beside the checkout (`build/../.namaskah-ci/...`) without passing through `build`, which
+    a build stopped while cloning leaves missing (the worker could not resolve `build/..` then)."""
+    return path_module.normpath(path_module.join(workdir, *parts))
+
+
 class CleanupJob(CompositeStepMixin, buildstep.BuildStep):
     """Remove `<job dir>/secrets` and `<job dir>/tmp` (always runs, never fails the job)."""
 
@@ -86,7 +92,7 @@ class CleanupJob(CompositeStepMixin, buildstep.BuildStep):
     def run(self):
         failed = False
         for part in ("secrets", "tmp"):
-            path = self.build.path_module.join(self.workdir, self.job_dir, part)
+            path = job_path(self.build.path_module, self.workdir, self.job_dir, part)
             rc = yield self.runRmdir(path, abandonOnFailure=False)
             failed = failed or bool(rc)
         return results.WARNINGS if failed else results.SUCCESS

@@ -13,7 +13,8 @@
   build's revision; writes the job's directory on the worker (`job.json`, the
   secrets as 0600 files, docker mode's helpers) and adds the job's steps; a
   reused job (`reuse.py`) gets none: it links to the build it reuses. A fork's
-  pull request gets no secret at all and records nothing for reuse.
+  pull request gets no secret at all, caches of its own and records nothing
+  for reuse.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from namaskah_ci.pipeline import JobSpec, PipelineError
 from namaskah_ci.pipeline_source import PipelineConfig, SourceError, describe, short, source_for
 from namaskah_ci.reuse import ReuseStore, in_flight
 from namaskah_ci.reuse import summary as reuse_summary
+from namaskah_ci.steps.job import job_path
 from namaskah_ci.steps.reuse import RecordReuse
 from namaskah_ci.workers import resolve_interpreter
 
@@ -74,6 +76,23 @@ class _Resolving(buildstep.BuildStep):
         return super().getResultSummary()
 
 
+def pull_request_stop(get, fork_approval: bool):
+    """(result, step summary, build summary) ending a pull request's pipeline before any job, or None:
+    FAILURE when it has no merge result, WARNINGS for a fork's awaiting an admin (local mode)."""
+    number = get(names.PROP_PR_NUMBER)
+    if not number:
+        return None
+    conflict = get(names.PROP_PR_CONFLICT)
+    if conflict:
+        summary = (f"pull request #{number} conflicts with {conflict}: GitHub has no merge result "
+                   f"(refs/pull/{number}/merge): no job run")
+        return FAILURE, summary, f"conflicts with {conflict}"
+    if get(names.PROP_PR_FORK) and fork_approval and not get(names.PROP_PR_APPROVED_BY):
+        summary = waiting_summary(number, get(names.PROP_PR_HEAD_REPO))
+        return WARNINGS, summary, summary
+    return None
+
+
 class LoadPipeline(_Resolving):
     """Read the revision's pipeline file and prepare the fan-out (see the module docstring)."""
 
@@ -86,23 +105,13 @@ class LoadPipeline(_Resolving):
 
     def pull_request_stop(self):
         """A result that ends a pull request's pipeline before any job (conflict, fork unapproved)."""
-        number = self.getProperty(names.PROP_PR_NUMBER)
-        if not number:
+        stop = pull_request_stop(self.getProperty, self.fork_approval)
+        if stop is None:
             return None
-        conflict = self.getProperty(names.PROP_PR_CONFLICT)
-        if conflict:
-            self.build_summary = f"conflicts with {conflict}"
-            return self.refuse(
-                f"pull request #{number} conflicts with {conflict}: GitHub has no merge result "
-                f"(refs/pull/{number}/merge): no job run"
-            )
-        if self.getProperty(names.PROP_PR_FORK) and self.fork_approval and not self.getProperty(
-            names.PROP_PR_APPROVED_BY
-        ):
-            self.summary = self.build_summary = waiting_summary(number, self.getProperty(names.PROP_PR_HEAD_REPO))
+        result, self.summary, self.build_summary = stop
+        if result == WARNINGS:
             self.build.terminate = True  # the later steps that always run say why nothing deploys
-            return WARNINGS
-        return None
+        return result
 
     @defer.inlineCallbacks
     def run(self):
@@ -192,6 +201,8 @@ class LoadJob(CompositeStepMixin, _Resolving):
             record = yield self.same_job_running()
         if isinstance(record, dict) and record.get("builder"):
             return (yield self.show_reused(record))
+        if self.getProperty(names.PROP_PR_FORK):
+            self.setup = self.setup.untrusted()  # this build's own step object: caches apart
         interpreter = yield self.interpreter(job)
         missing = yield self.write_job_dir(job, revision, interpreter)
         steps = job_steps(job, self.setup, interpreter, missing)
@@ -255,8 +266,13 @@ class LoadJob(CompositeStepMixin, _Resolving):
     @defer.inlineCallbacks
     def write_job_dir(self, job: JobSpec, revision: str, interpreter: str):
         """job.json, the secrets (0600) and, in docker mode, the helpers; the secrets not configured."""
+        # the checkout directory may be gone (a build stopped while it cloned afresh): the job directory
+        # is removed by its own path, and written through `build/..` once `build` exists again, so
+        # nothing an earlier build left there (its secrets above all) reaches this one
         for part in ("secrets", "tmp", "venv"):
-            yield self.runRmdir(self.build.path_module.join(self.workdir, self._path(part)), abandonOnFailure=False)
+            path = job_path(self.build.path_module, self.workdir, self._path(part))
+            yield self.runRmdir(path, abandonOnFailure=False)
+        yield self.runMkdir(self.workdir, abandonOnFailure=False)
         document = job_commands.job_document(
             job,
             self.setup.layout,
