@@ -14,10 +14,12 @@ import collections
 from twisted.internet import defer
 from twisted.python import log
 
+from namaskah_ci.per_master import per_master
+
 OBJECT_NAME = "namaskah-webhook"
 OBJECT_CLASS = "GitHubDeliveries"
 STATE_KEY = "recent"
-LIMIT = 5000
+LIMIT = 2000
 
 
 class DeliveryLog:
@@ -79,8 +81,4 @@ class DeliveryLog:
 
 
 def for_master(master) -> DeliveryLog:
-    existing = getattr(master, "_namaskah_deliveries", None)
-    if existing is None:
-        existing = DeliveryLog(master)
-        master._namaskah_deliveries = existing
-    return existing
+    return per_master(master, "deliveries", DeliveryLog)

@@ -19,6 +19,7 @@ from twisted.python import log
 
 from buildbot.util import service
 
+from namaskah_ci.per_master import per_master
 from namaskah_ci.pull_requests import PullRequests
 from namaskah_ci.webhook_payloads import PullRequest
 
@@ -65,11 +66,7 @@ class PendingStore:
 
 
 def store_for(master) -> PendingStore:
-    existing = getattr(master, "_namaskah_pending_prs", None)
-    if existing is None:
-        existing = PendingStore(master)
-        master._namaskah_pending_prs = existing
-    return existing
+    return per_master(master, "pending_prs", PendingStore)
 
 
 @defer.inlineCallbacks

@@ -31,6 +31,7 @@ from twisted.internet import defer, threads, utils
 
 from namaskah_ci import helpers, names
 from namaskah_ci.hostenv import resolve_interpreter
+from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline import JobSpec
 
 STATE_OBJECT = ("namaskah-ci-reuse", "JobReuse")
@@ -186,12 +187,8 @@ class InFlight:
 
 
 def in_flight(master) -> InFlight:
-    """The master's registry (one per master process)."""
-    existing = getattr(master, "_namaskah_in_flight", None)
-    if existing is None:
-        existing = InFlight()
-        master._namaskah_in_flight = existing
-    return existing
+    """The master's registry (one per master)."""
+    return per_master(master, "in_flight", lambda _: InFlight())
 
 
 def is_reused(request) -> bool:

@@ -108,3 +108,12 @@ class InFlightTest(unittest.TestCase):
         self.assertTrue(waiting.called)
         self.assertTrue(running.wait("k").called)  # nobody runs it now
         self.assertIsNone(running.claim("k", "check/2"))
+
+
+def test_the_job_directory_is_reached_without_passing_through_the_checkout():
+    import posixpath
+
+    from namaskah_ci.steps.job import job_path
+
+    # a build stopped while cloning leaves no `build/`: `build/../.namaskah-ci` would not resolve
+    assert job_path(posixpath, "build", "../.namaskah-ci", "secrets") == ".namaskah-ci/secrets"

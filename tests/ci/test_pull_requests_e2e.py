@@ -286,7 +286,8 @@ def test_a_newer_synchronize_cancels_the_older_pipeline_and_closing_cancels_the_
     assert latest["results"] == 6, story.step_states(latest)
     for build in story.master.builds("check"):
         if story.prop(build, "pr_number") == 4:
-            assert build["complete"] and build["results"] in (2, 6), build  # stopped mid-step: its command failed
+            # cancelled, or its fetch of the merge ref failed first (the test moved the ref, as GitHub does)
+            assert build["complete"] and build["results"] in (2, 6), build
 
 
 def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(story):
