@@ -56,8 +56,9 @@ def run(rounds: int, api_delay: float) -> dict:
         git(repo, "init", "-q", "-b", "main")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "initial")
-        env = {**outside_urls_env(), "PIPELINE_GITHUB_API_URL": github.url, "PIPELINE_GITHUB_REPOSITORY": "acme/n",
-               "PIPELINE_CHECKS_REQUIRED": "check", "PIPELINE_CHECKS_DISABLED": "",
+        env = {**outside_urls_env(), "PIPELINE_GITHUB_API_URL": github.url,
+               "PIPELINE_GITHUB_REPOSITORY": "acme/namaskah", "PIPELINE_CHECKS_REQUIRED": "check",
+               "PIPELINE_CHECKS_DISABLED": "",
                "PIPELINE_REPO_POLL_INTERVAL": "3600", "PIPELINE_GITHUB_MERGE_REF_WAIT_SECONDS": "0"}
         master = start_master(tmp, repo, env=env, seed=False)
         try:
@@ -79,9 +80,11 @@ def run(rounds: int, api_delay: float) -> dict:
                 hook.send("pull_request", pull_request_payload(number, newer, action="closed"))
                 headers = {**signature_headers(WEBHOOK_SECRET, body), "X-GitHub-Delivery": delivery}
                 started = time.monotonic()
-                status, _ = deliver(master, body, headers)
+                status, text = deliver(master, body, headers)
                 hook.times.append(("redelivery", time.monotonic() - started))
-                assert 200 <= status < 300, status
+                assert 200 <= status < 300 and "already processed" in text, (status, text)
+            ignored = [text for text in hook.answers if "ignored" in text]
+            assert len(ignored) == rounds, ignored  # only the `create` events: every other one was used
             master.wait_idle(600, 2)
             api_calls = len(github.calls)
         finally:
@@ -97,7 +100,7 @@ def run(rounds: int, api_delay: float) -> dict:
         "met": overall["max"] is not None and overall["max"] <= TARGET_SECONDS,
         "overall": overall,
         "by_event": {kind: stats.summary(s for k, s in hook.times if k == kind) for kind in kinds},
-        "github_api_calls_after_answers": api_calls,  # commit statuses, posted in the background
+        "github_api_calls": api_calls,  # commit statuses begun before the master stopped (none by the hook)
     }
 
 

@@ -2,8 +2,8 @@
 
 `DeliveryLog.first_time(id)` answers (and notes the id at once, so two copies
 arriving together are told apart); the ids are saved in Buildbot's
-`object_state` table (SQLite or PostgreSQL) after the hook has answered, so a
-redelivery days later, after restarts, is still recognised. The newest `limit`
+`object_state` table (SQLite or PostgreSQL) before the hook answers, so a
+redelivery days later, after restarts or a crash, is still recognised. The newest `limit`
 ids are kept. One log per master (`for_master`).
 """
 
@@ -68,13 +68,13 @@ class DeliveryLog:
 
     @defer.inlineCallbacks
     def save(self):
-        """Write the ids to the database (serialised; call after answering)."""
+        """Write the ids to the database (serialised)."""
         yield self.saving.acquire()
         try:
             objectid = yield self._ready()
             if objectid is not None:
                 yield self.master.db.state.setState(objectid, STATE_KEY, list(self.ids))
-        except Exception as exc:  # the hook has answered: log, the ids stay in memory
+        except Exception as exc:  # the delivery was handled: log, the ids stay in memory
             log.msg(f"GitHub hook: cannot save the delivery ids: {exc}")
         finally:
             self.saving.release()

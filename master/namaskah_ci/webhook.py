@@ -147,7 +147,7 @@ class GitHubHook(BaseHookHandler):
                 log_.forget(delivery)
             raise
         if delivery:
-            self.after(log_.save())
+            yield log_.save()  # before the answer: a crash right after it still knows this delivery
         return answer
 
     def after(self, work: defer.Deferred) -> None:

@@ -21,6 +21,7 @@ class Hook:
     def __init__(self, master):
         self.master = master
         self.times: list[tuple[str, float]] = []
+        self.answers: list[str] = []
         self.count = 0
 
     def send(self, event: str, payload: dict, form: bool = False, delivery: str | None = None):
@@ -36,6 +37,7 @@ class Hook:
         status, answer = deliver(self.master, body, headers)
         self.times.append((event, time.monotonic() - started))
         assert 200 <= status < 300, f"{event}: HTTP {status} {answer}"
+        self.answers.append(answer.strip())
         return answer.strip(), delivery, body
 
 

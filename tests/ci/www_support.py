@@ -164,9 +164,10 @@ def builder_ids(master: RunningMaster) -> dict[str, int]:
 
 
 def force_scheduler_for(master: RunningMaster, builder: str) -> str:
-    """The force scheduler whose only builder is `builder` (for `pipeline`, not "Re-run failed jobs")."""
+    """The force scheduler whose only builder is `builder` (for `pipeline`: "Run the pipeline", not
+    "Re-run failed jobs" nor "Approve and run a fork's pull request")."""
     for scheduler in api(master, "forceschedulers")["forceschedulers"]:
-        if scheduler["builder_names"] == [builder] and scheduler["name"] != "rerun_failed":
+        if scheduler["builder_names"] == [builder] and scheduler["name"] not in ("rerun_failed", "approve_fork"):
             return scheduler["name"]
     raise AssertionError(f"no force scheduler for {builder}")
 
