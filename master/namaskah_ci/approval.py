@@ -22,7 +22,7 @@ from buildbot.plugins import schedulers, util
 from buildbot.schedulers.forcesched import CollectedValidationError
 
 from namaskah_ci import names
-from namaskah_ci.force_params import ReasonParameter
+from namaskah_ci.force_params import ReasonParameter, source_taken_elsewhere
 
 FIELD = names.PROP_PR_NUMBER
 LABEL = "Approve and run a fork's pull request"
@@ -89,14 +89,6 @@ def make_approval_scheduler() -> ApproveForkScheduler:
         label=LABEL,
         buttonName="Approve and run",
         reason=ReasonParameter(name="reason", label="Reason", default="reviewed the fork's change", size=20),
-        codebases=[
-            util.CodebaseParameter(
-                "",
-                branch=util.FixedParameter(name="branch", default=""),
-                revision=util.FixedParameter(name="revision", default=""),
-                repository=util.FixedParameter(name="repository", default=""),
-                project=util.FixedParameter(name="project", default="namaskah"),
-            )
-        ],
+        codebases=source_taken_elsewhere(),
         properties=[util.IntParameter(name=FIELD, label="Pull request number (#)", default=0, required=True)],
     )

@@ -141,3 +141,17 @@ class ReasonParameter(_Checked):
         if not value and self.required:
             raise ValidationError(f"{self.name}: is required")
         return value
+
+
+def source_taken_elsewhere() -> list:
+    """The `codebases` of a form whose source stamp comes from what it names (a build, a pull
+    request), not from fields: branch, revision and repository are fixed and empty."""
+    return [
+        util.CodebaseParameter(
+            "",
+            branch=util.FixedParameter(name="branch", default=""),
+            revision=util.FixedParameter(name="revision", default=""),
+            repository=util.FixedParameter(name="repository", default=""),
+            project=util.FixedParameter(name="project", default="namaskah"),
+        )
+    ]

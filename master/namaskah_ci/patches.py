@@ -93,7 +93,7 @@ def apply_home_page(route: str = HOME_ROUTE) -> None:
     www_config.IndexResource._namaskah_home = route
 
 
-ANSWER_ATTRIBUTE = "_namaskah_answer"  # webhook.ANSWER
+ANSWER_ATTRIBUTE = "_namaskah_answer"  # a dialect handler's answer on the request (webhook.py sets it)
 
 
 def apply_change_hook_answer() -> None:

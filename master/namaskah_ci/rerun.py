@@ -20,7 +20,7 @@ from buildbot.plugins import schedulers, util
 from buildbot.schedulers.forcesched import CollectedValidationError
 
 from namaskah_ci import names
-from namaskah_ci.force_params import ReasonParameter
+from namaskah_ci.force_params import ReasonParameter, source_taken_elsewhere
 
 FIELD = names.PROP_RERUN_OF
 KEPT_RESULTS = ("success", "warnings")  # what a re-run keeps; every other check runs again
@@ -94,15 +94,7 @@ def make_rerun_scheduler() -> RerunFailedScheduler:
         label="Re-run failed jobs",
         buttonName="Re-run failed jobs",
         reason=ReasonParameter(name="reason", label="Reason", default="re-run failed jobs", size=20),
-        codebases=[
-            util.CodebaseParameter(
-                "",
-                branch=util.FixedParameter(name="branch", default=""),
-                revision=util.FixedParameter(name="revision", default=""),
-                repository=util.FixedParameter(name="repository", default=""),
-                project=util.FixedParameter(name="project", default="namaskah"),
-            )
-        ],
+        codebases=source_taken_elsewhere(),
         properties=[
             util.IntParameter(name=FIELD, label="Pipeline build number (#) to re-run the failed jobs of",
                               default=0, required=True)

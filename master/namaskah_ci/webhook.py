@@ -36,6 +36,7 @@ from buildbot.www.hooks.base import BaseHookHandler
 
 from namaskah_ci import deliveries, pending_events
 from namaskah_ci.auth import SecretHtpasswdChecker, client_address, login_limiter
+from namaskah_ci.patches import ANSWER_ATTRIBUTE
 from namaskah_ci.pull_requests import PullRequests
 from namaskah_ci.webhook_payloads import (
     PayloadError,
@@ -49,7 +50,7 @@ from namaskah_ci.webhook_payloads import (
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
 BUILT_ACTIONS = ("opened", "reopened", "synchronize")
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-ANSWER = "_namaskah_answer"  # the request attribute patches.apply_change_hook_answer sends as the body
+ANSWER = ANSWER_ATTRIBUTE  # the request attribute patches.apply_change_hook_answer sends as the body
 
 
 def _header(request: Any, name: bytes) -> str | None:
