@@ -10,6 +10,8 @@ says `[skip ci]` / `[ci skip]` (pull requests are checked when recorded).
 
 from __future__ import annotations
 
+from twisted.internet import defer
+
 from buildbot.plugins import changes
 
 from namaskah_ci import names
@@ -22,9 +24,22 @@ def wanted(change) -> bool:
     return change.category == "pull" or not skips_ci(change.comments)
 
 
+class SteadyGitPoller(changes.GitPoller):
+    """Buildbot 4.3's GitPoller sets `lastRev = None` when a reconfiguration activates it again; a
+    poll running then (one the webhook forced) failed on it and its commits waited for the next poll.
+    The known heads are read back from the database instead."""
+
+    @defer.inlineCallbacks
+    def _process_changes(self, newRev, branch):
+        if self.lastRev is None:
+            self.lastRev = yield self.getState("lastRev", {})
+        result = yield super()._process_changes(newRev, branch)
+        return result
+
+
 def make_change_sources(settings: Settings) -> list:
     return [
-        changes.GitPoller(
+        SteadyGitPoller(
             repourl=settings.repo_url,
             branches=True if settings.repo.all_branches else list(settings.repo.branches),
             pollInterval=settings.repo.poll_interval,
