@@ -142,6 +142,21 @@ class GithubSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class LimitsSection:
+    """What one pipeline file, request, report or job may make the master do (each refusal names its key)."""
+
+    file_depth: int  # nesting of a pipeline file's YAML (mappings and lists inside each other)
+    file_nodes: int  # values in a pipeline file, aliases expanded
+    file_seconds: int  # time to parse and validate one pipeline file (in a thread, off the reactor)
+    pipeline_builders: int  # job builders one pipeline file may define (matrix entries expanded)
+    registered_builders: int  # job builders the master keeps registered (unused ones retired first)
+    request_bytes: int  # request bodies (REST, force forms, login) refused above this, by Content-Length
+    report_bytes: int  # a job's reports together, as collected for the upload
+    report_files: int  # files a job's reports may hold together
+    artifacts: int  # artifacts (paths) one job may hand to its dependents
+
+
+@dataclasses.dataclass(frozen=True)
 class NotifySection:
     email_to: list[str]
     email_from: str
@@ -161,6 +176,7 @@ SECTIONS: dict[str, type] = {
     "render": RenderSection,
     "notify": NotifySection,
     "github": GithubSection,
+    "limits": LimitsSection,
 }
 # deploy environments are open data: any [deploy.<env>] table; these keys may be left out
 DEPLOY_DEFAULTS = {
@@ -190,6 +206,7 @@ class Settings:
     deploy: dict[str, DeploySection]  # environment name -> its section; a branch of "" switches it off
     notify: NotifySection
     github: GithubSection
+    limits: LimitsSection
 
     @property
     def basedir(self) -> Path:

@@ -32,6 +32,9 @@ def check_values(merged: dict[str, dict[str, Any]]) -> None:
     if not merged["repo"]["default_branch"]:
         raise SettingsError("[repo] default_branch: must name a branch")
     _check_pipeline(merged)
+    for key, value in merged["limits"].items():
+        if value <= 0:
+            raise SettingsError(f"[limits] {key}: must be more than 0, got {value}")
     repository = merged["github"]["repository"]
     if repository and (repository.count("/") != 1 or not all(repository.split("/"))):
         raise SettingsError(f"[github] repository: expected owner/name, got {repository!r}")
