@@ -153,7 +153,6 @@ class LimitsSection:
     request_bytes: int  # request bodies (REST, force forms, login) refused above this, by Content-Length
     report_bytes: int  # a job's reports together, as collected for the upload
     report_files: int  # files a job's reports may hold together
-    artifacts: int  # artifacts (paths) one job may hand to its dependents
 
 
 @dataclasses.dataclass(frozen=True)
