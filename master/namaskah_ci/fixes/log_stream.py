@@ -1,0 +1,225 @@
+"""Log streaming: a reader that goes away never holds Buildbot's log-compression thread.
+
+The bug (Buildbot 4.3.0, `buildbot/db/logs.py` `_async_iter_on_pool`): a log
+is read by a producer thread in the `DBLogCompression` pool (one thread on a
+2-core machine) handing lines to an async generator on the reactor. After
+the last line the producer waits in `condition.wait_for(...)`, without a
+timeout, until the reader has taken every line handed over. The raw-log
+endpoint (`www/rest.py` `V2RootResource._render_raw`) stops reading when its
+client disconnects and drops the generator: the lines already handed over
+are never taken, the producer waits forever, every later log read and every
+log compression queues behind it (each log download times out, new build
+logs stop being stored), and at shutdown the pool's `join()` blocks the
+reactor thread for good (SIGTERM does nothing; only SIGKILL ends it).
+
+Upstream: the symptom matches buildbot/buildbot#8306 ("Scrolling through big
+log file quickly permanently breaks twisted", closed) but 4.3.0 still has the
+cause; not filed upstream as this cause; reproduction: a finished build with
+a ~100 KB stdio log (`seq 1 20000`), then `curl -s
+http://master:8010/api/v2/logs/<id>/raw | head -c 300` a few times (the
+client must close while the master still streams; 5 of 6 tries here); the
+next `curl .../raw` hangs, `py-spy dump` shows the `DBLogCompression` thread
+in `_provider_wrapped`'s `condition.wait_for(lambda: len(queue.pending) <= 0)`,
+and `buildbot stop` never ends after "BuildMaster is stopped".
+
+The fix (`apply()`):
+- `buildbot.db.logs._async_iter_on_pool` is replaced by `iter_on_pool`, the
+  same contract plus: the producer stops as soon as the async generator is
+  closed (by `aclose()`, an exception in its reader, or garbage collection of
+  the abandoned generator: its `finally` tells the producer), and none of its
+  waits is unbounded: it waits in slices of `POLL_SECONDS`, gives up when the
+  logs connector stops (the master is stopping), and gives up when its
+  reader takes nothing for `STALL_SECONDS` (a reader alive but stuck). Lines
+  not yet handed over then end the stream with `StreamStopped`, so a log is
+  never silently cut short; after the last line it just stops waiting;
+- `V2RootResource._render_raw` closes the log generator when it stops,
+  whether the download finished, failed or its client went away (it checks
+  before each line, as upstream does), instead of leaving it to the garbage
+  collector.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, AsyncGenerator, Callable, Generator, TypeVar
+
+from twisted.internet import defer, threads
+from twisted.python import log
+from twisted.python.failure import Failure
+
+_T = TypeVar("_T")
+POLL_SECONDS = 1.0  # a waiting producer looks at "reader gone" / "master stopping" at least this often
+STALL_SECONDS = 60.0  # a reader that takes nothing for this long is treated as gone (with an error)
+STOPPING = "_namaskah_stopping"  # attribute of a compression pool: an Event set while its connector stops
+_ORIGINALS: dict[str, Any] = {}
+
+
+class StreamStopped(Exception):
+    """The producer of a log stream gave up: the master is stopping, or its reader stalled."""
+
+
+def _stopping_event(pool: Any) -> threading.Event:
+    event = getattr(pool, STOPPING, None)
+    if event is None:
+        event = threading.Event()
+        setattr(pool, STOPPING, event)
+    return event
+
+
+async def iter_on_pool(
+    generator_sync: Callable[[], Generator[_T, None, None]],
+    *,
+    reactor: Any,
+    provider_threadpool: Any = None,
+    max_backlog: int = 1,
+    wait_backlog_consuption: bool = True,
+) -> AsyncGenerator[_T, None]:
+    """`buildbot.db.logs._async_iter_on_pool` with a producer that stops when its reader goes away
+    and waits boundedly (see the module docstring); same arguments, same items, same errors."""
+    from buildbot.config.master import get_is_in_unit_tests
+
+    if provider_threadpool is None:
+        provider_threadpool = reactor.getThreadPool()
+    if get_is_in_unit_tests():
+        from buildbot.test.fake.reactor import NonThreadPool
+
+        if isinstance(provider_threadpool, NonThreadPool):  # runs in the caller's thread: never wait
+            max_backlog, wait_backlog_consuption = 0, False
+
+    queue: defer.DeferredQueue = defer.DeferredQueue()
+    condition = threading.Condition()
+    reader_gone = threading.Event()
+    stopping = _stopping_event(provider_threadpool)
+    taken = [0]  # items the reader took (under `condition`): progress resets the stall clock
+    close = object()
+
+    def wait(ready: Callable[[], bool], handed_over: bool = False) -> bool:
+        """Wait until `ready()`; False when the reader is gone. Stopping or a stalled reader: mid-stream
+        StreamStopped (lines are missing); once every line is handed over (`handed_over`), False."""
+        with condition:
+            seen, deadline = taken[0], time.monotonic() + STALL_SECONDS
+            while True:
+                if reader_gone.is_set():
+                    return False
+                if ready():
+                    return True
+                if taken[0] != seen:
+                    seen, deadline = taken[0], time.monotonic() + STALL_SECONDS
+                left = deadline - time.monotonic()
+                if stopping.is_set() or left <= 0:
+                    if handed_over:
+                        return False
+                    raise StreamStopped(
+                        "the master is stopping" if stopping.is_set()
+                        else f"the log reader took nothing for {STALL_SECONDS:.0f} s"
+                    )
+                condition.wait(min(left, POLL_SECONDS))
+
+    def can_put() -> bool:
+        return max_backlog <= 0 or len(queue.pending) < max_backlog
+
+    def produce() -> None:
+        try:
+            for item in generator_sync():
+                if not wait(can_put):
+                    return
+                reactor.callFromThread(queue.put, item)
+        finally:
+            if wait_backlog_consuption:  # upstream: free the thread only once the reader took every line
+                wait(lambda: len(queue.pending) <= 0, handed_over=True)
+
+    def put_close(result: Any) -> Any:
+        queue.put(close)
+        return result
+
+    def after_reader_left(failure: Failure) -> None:
+        log.msg(f"log stream: the producer ended after its reader left: {failure.getErrorMessage()}")
+
+    task = threads.deferToThreadPool(reactor, provider_threadpool, produce).addBoth(put_close)
+    read_all = False
+    try:
+        while (item := await queue.get()) is not close:
+            with condition:
+                taken[0] += 1
+                condition.notify()
+            yield item
+        read_all = True
+    finally:
+        reader_gone.set()  # closed, failed or collected: the producer stops at its next step
+        with condition:
+            condition.notify_all()
+        if not read_all:
+            task.addErrback(after_reader_left)  # nobody will await its error
+    if isinstance(task.result, Failure):
+        await task  # the producer's error, raised to the reader
+
+
+async def _render_raw(self: Any, request: Any, ep: Any, rspec: Any, kwargs: dict) -> None:
+    """`V2RootResource._render_raw` of Buildbot 4.3.0 that closes the log stream when it stops."""
+    from buildbot.data.base import EndpointKind
+    from buildbot.util import unicode2bytes
+    from buildbot.www.rest import _is_request_finished
+
+    assert ep.kind in (EndpointKind.RAW, EndpointKind.RAW_INLINE)
+    try:
+        data = await ep.stream(rspec, kwargs)
+        is_stream = True
+    except NotImplementedError:
+        data = await ep.get(rspec, kwargs)
+        is_stream = False
+    if data is None:
+        self._write_not_found_rest_error(request, ep, rspec=rspec, kwargs=kwargs)
+        return
+    lines = data["raw"]
+    try:
+        request.setHeader(b"content-type", unicode2bytes(data["mime-type"]) + b"; charset=utf-8")
+        if ep.kind != EndpointKind.RAW_INLINE:
+            request.setHeader(b"content-disposition", b"attachment; filename=" + unicode2bytes(data["filename"]))
+        if not is_stream:
+            request.write(unicode2bytes(lines))
+            return
+        async for chunk in lines:
+            if _is_request_finished(request):  # the client went away: read no further
+                return
+            request.write(unicode2bytes(chunk))
+    finally:
+        if is_stream:
+            await lines.aclose()
+
+
+def _stop_service(original: Callable) -> Callable:
+    def stopService(self: Any) -> Any:  # noqa: N802 (Buildbot's name)
+        _stopping_event(self._compression_pool).set()  # waiting producers give up: the pool can join
+        return original(self)
+
+    stopService.namaskah_original = original  # type: ignore[attr-defined]
+    return stopService
+
+
+def _start_service(original: Callable) -> Callable:
+    def startService(self: Any) -> Any:  # noqa: N802
+        _stopping_event(self._compression_pool).clear()
+        return original(self)
+
+    startService.namaskah_original = original  # type: ignore[attr-defined]
+    return startService
+
+
+def apply() -> None:
+    """Install the bounded log stream, the closing raw-log renderer and the stop signal (idempotent)."""
+    from buildbot.db import logs
+    from buildbot.www import rest
+
+    if logs._async_iter_on_pool is iter_on_pool:
+        return
+    _ORIGINALS.update(
+        iter=logs._async_iter_on_pool,
+        render=rest.V2RootResource._render_raw,
+        stop=logs.LogsConnectorComponent.stopService,
+        start=logs.LogsConnectorComponent.startService,
+    )
+    logs._async_iter_on_pool = iter_on_pool
+    rest.V2RootResource._render_raw = _render_raw
+    logs.LogsConnectorComponent.stopService = _stop_service(_ORIGINALS["stop"])
+    logs.LogsConnectorComponent.startService = _start_service(_ORIGINALS["start"])
