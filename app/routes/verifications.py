@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
@@ -21,10 +21,16 @@ from sqlalchemy import select
 from app import codes
 from app.container import Container, get_container
 from app.models import STATUS_LOCKED, STATUS_PENDING, STATUS_VERIFIED, Verification, utcnow
-from app.schemas import CheckResult, VerificationCheck, VerificationCreate, VerificationOut
+from app.schemas import CheckResult, Problem, ValidationProblem, VerificationCheck, VerificationCreate, VerificationOut
 from app.sms import mask_phone
 
-router = APIRouter(prefix="/api/v1/verifications", tags=["verifications"])
+# what the error answers look like, in the OpenAPI schema (FastAPI's own 422 shape is not what app.errors sends)
+INVALID: Dict[Union[int, str], Dict[str, Any]] = {422: {"model": ValidationProblem, "description": "Invalid request"}}
+router = APIRouter(prefix="/api/v1/verifications", tags=["verifications"], responses=INVALID)
+
+
+def _problems(*statuses: int) -> Dict[Union[int, str], Dict[str, Any]]:
+    return {status: {"model": Problem} for status in statuses}
 
 
 def _problem(status_code: int, detail: str, headers: Optional[Dict[str, str]] = None, **extra: Any) -> JSONResponse:
@@ -35,7 +41,7 @@ def _remaining(container: Container, row: Verification) -> int:
     return max(container.settings.max_check_attempts - row.attempts, 0)
 
 
-@router.post("", status_code=201, response_model=VerificationOut, responses={429: {}, 502: {}, 503: {}})
+@router.post("", status_code=201, response_model=VerificationOut, responses=_problems(429, 502, 503))
 def create_verification(
     body: VerificationCreate, response: Response, container: Container = Depends(get_container)
 ) -> Any:
@@ -80,7 +86,7 @@ def create_verification(
 @router.post(
     "/{verification_id}/check",
     response_model=CheckResult,
-    responses={400: {}, 404: {}, 410: {}, 429: {}, 503: {}},
+    responses=_problems(400, 404, 410, 429, 503),
 )
 def check_verification(
     body: VerificationCheck,
