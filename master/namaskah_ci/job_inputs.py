@@ -131,12 +131,23 @@ def inputs_digest(entries: Iterable[tuple[str, str, str, str]], patterns: Iterab
     return f"files:{digest.hexdigest()}", taken
 
 
-def key_document(job: dict, inputs: str, runtime: dict) -> dict:
-    """What the reuse key is the hash of (a job's `JobSpec.to_dict()`)."""
+def key_document(job: dict, inputs: str, runtime: dict, history: str = "") -> dict:
+    """What the reuse key is the hash of (a job's `JobSpec.to_dict()`).
+
+    A `history: full` job reads more than its tree: every commit it fetches (a secret added and
+    removed again leaves the tree as it was). `history` says what that is (`reuse.history_facts`:
+    the revision, whose id fixes its ancestry, and every branch and tag the job fetches), and such
+    a job has no key without it."""
     definition = {name: value for name, value in job.items() if name not in NOT_IN_KEY}
-    return {"key_version": 1, "job": definition, "inputs": inputs, "runtime": runtime}
+    # key_version 2: a `history: full` job's key holds its history (records of version 1 never match)
+    document = {"key_version": 2, "job": definition, "inputs": inputs, "runtime": runtime}
+    if job.get("history") == "full":
+        if not history:
+            raise ValueError(f"{job.get('builder', 'the job')} reads the whole history: its key needs it")
+        document["history"] = history
+    return document
 
 
-def reuse_key(job: dict, inputs: str, runtime: dict) -> str:
-    text = json.dumps(key_document(job, inputs, runtime), sort_keys=True, separators=(",", ":"), default=list)
+def reuse_key(job: dict, inputs: str, runtime: dict, history: str = "") -> str:
+    text = json.dumps(key_document(job, inputs, runtime, history), sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

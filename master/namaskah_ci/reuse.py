@@ -2,7 +2,8 @@
 
 The pipeline's fan-out (`steps/fanout.py`) computes each job's reuse key
 (`job_inputs.reuse_key`: the job's definition, its inputs' content at the
-revision, where it runs) and asks `ReuseStore` for an earlier SUCCESS with that
+revision, where it runs and, for a `history: full` job, the history it reads:
+`history_facts`) and asks `ReuseStore` for an earlier SUCCESS with that
 key. A job found there is still triggered, as its own build, with the earlier
 build in `namaskah_reused`: that build runs on the master's `reuse` worker
 (`placement.select_worker`: no container, no checkout), ends SUCCESS at once and links
@@ -13,6 +14,13 @@ Two builds of one key at once (a branch push and its pull request's merge
 result with the same tree) run it once: the first to start registers the key
 as running (`InFlight`); the other waits for it in its first step and shows its
 result when it succeeded, or runs when it did not.
+
+A `history: full` job (e.g. the secrets scan) reads every commit it fetches,
+not only the tree: a secret added and removed in one push leaves the tree as it
+was. Its key holds the revision (whose id fixes its ancestry) and every branch
+and tag it fetches (`git ls-remote` of the repository when the pipeline fans
+out), so a new revision always runs it, and the same revision reuses only while
+no branch or tag moved. Reuse never shows a result a run could not have had.
 
 Records live in Buildbot's object-state table (`state` in the master's
 database, SQLite or PostgreSQL), so they survive restarts. A record whose build
@@ -25,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 from typing import Optional
 
 from twisted.internet import defer, threads, utils
@@ -121,6 +130,25 @@ def runtime_facts(setup: ReuseSetup, job: JobSpec):
     else:
         facts.update((yield _interpreter_facts(dict(setup.interpreters), job.python)))
     return facts
+
+
+class HistoryError(Exception):
+    """The history a `history: full` job reads cannot be listed; the message is one line."""
+
+
+@defer.inlineCallbacks
+def history_facts(repo_url: str, revision: str):
+    """What a `history: full` job reads beyond its tree, as it enters its key: the revision and a
+    digest of every branch and tag it fetches (job_commands.fetch_history_argv), listed now."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    out, _err, code = yield utils.getProcessOutputAndValue(
+        shutil.which("git") or "git", ["ls-remote", "--heads", "--tags", repo_url], env=env
+    )
+    if code:  # git's message may hold the repository URL, which may hold a credential
+        raise HistoryError(f"git ls-remote of the repository failed (exit code {code})")
+    refs = sorted(line for line in out.decode("utf-8", "replace").splitlines() if line.strip())
+    digest = hashlib.sha256("\n".join(refs).encode("utf-8")).hexdigest()
+    return f"revision:{revision} refs:{len(refs)}:{digest}"
 
 
 class ReuseStore:

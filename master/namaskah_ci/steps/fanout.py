@@ -26,7 +26,7 @@ from namaskah_ci import names
 from namaskah_ci.job_inputs import reuse_key
 from namaskah_ci.pipeline import JobSpec
 from namaskah_ci.pipeline_source import PipelineConfig, source_for
-from namaskah_ci.reuse import ReuseSetup, ReuseStore, runtime_facts
+from namaskah_ci.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
 from namaskah_ci.reuse import summary as reuse_summary
 
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it
@@ -72,17 +72,22 @@ class _PipelineTrigger(Trigger):
         return ""
 
     @defer.inlineCallbacks
-    def reuse_properties(self, job: JobSpec, revision: str, store: ReuseStore):
-        """(properties, log line): the job's reuse key, and the build it reuses if one matches."""
+    def reuse_properties(self, job: JobSpec, revision: str, store: ReuseStore, history: str | Exception = ""):
+        """(properties, log line): the job's reuse key, and the build it reuses if one matches.
+        `history`: `reuse.history_facts` for the pipeline's `history: full` jobs (or why it failed)."""
         try:
+            if isinstance(history, Exception) and job.history == "full":
+                raise history
             inputs = yield source_for(self.config).inputs_digest(revision, job.inputs)
             runtime = yield runtime_facts(self.reuse, job)
-            key = reuse_key(job.to_dict(), inputs, runtime)
+            key = reuse_key(job.to_dict(), inputs, runtime, history if job.history == "full" else "")
             record = yield store.lookup(key)
         except Exception as exc:  # reuse only saves time: a job whose key cannot be made runs
             log.err(exc, f"reuse: no key for {job.builder}")
             return {}, f"{job.builder}: runs (no reuse key: {str(exc)[:200]})"
         what = f"{len(job.inputs)} input pattern(s)" if job.inputs is not None else "the whole tree"
+        if job.history == "full":
+            what += ", the revision's history and every branch and tag"
         if record is None:
             return {names.PROP_REUSE_KEY: key}, f"{job.builder}: runs (key {key[:12]}, {what})"
         self.reused[job.builder] = record
@@ -98,8 +103,14 @@ class _PipelineTrigger(Trigger):
         off = self.reuse_off()
         if jobs and not off:
             store = ReuseStore(self.master)
+            history: str | Exception = ""
+            if any(job.history == "full" for job in jobs):  # listed once, for every job that reads it
+                try:
+                    history = yield history_facts(self.config.repo_url, revision)
+                except Exception as exc:  # those jobs run
+                    history = exc
             extra = yield defer.gatherResults(
-                [self.reuse_properties(job, revision, store) for job in jobs], consumeErrors=True
+                [self.reuse_properties(job, revision, store, history) for job in jobs], consumeErrors=True
             )
         if jobs:
             lines = [line for _, line in extra] if not off else [off]
