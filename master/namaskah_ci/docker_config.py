@@ -7,10 +7,13 @@ Python, or the tools image for jobs with `tools`), volumes, CPU share and
 service containers are rendered per build from the job's definition at the
 build's revision. `make_docker_plan(settings)` tells the job builds how jobs
 run in a container (the image's python3, helpers copied in, caches under
-`/cache`, services from the worker). A fork's pull request gets a cache
-volume of its own (`-untrusted`) and never the Docker engine's socket (its
-`tools: [docker]` then finds no engine). Pure functions of the settings: no
-Docker call happens here.
+`/cache`, services from the worker). Each ref being built gets a cache volume
+of its own, seeded from the default branch's (`docker_caches.py`); a fork's
+pull request's is never seeded and it never gets the Docker engine's socket
+(its `tools: [docker]` then finds no engine). Job containers run without
+CAP_NET_RAW: with the host's network they could otherwise capture the host's
+loopback traffic (other builds' worker connections). Pure functions of the
+settings: no Docker call happens here.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from buildbot.interfaces import IRenderable
 from buildbot.plugins import worker
 from buildbot.util import ComparableMixin
 
+from namaskah_ci import docker_caches
 from namaskah_ci import docker_services as ds
 from namaskah_ci import names
 from namaskah_ci.docker_workers import ServiceDockerWorker
@@ -34,8 +38,8 @@ from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers import WorkerPlan, builder_slots
 
-CACHE_MOUNT = "/cache"  # the named cache volume inside every worker container
-UNTRUSTED_SUFFIX = "-untrusted"  # the cache volume of forks' pull requests (never shared with the others)
+CACHE_MOUNT = docker_caches.CACHE_MOUNT  # the build's cache volume inside every worker container
+UNTRUSTED_SUFFIX = docker_caches.UNTRUSTED_SUFFIX  # ends the cache volume names of forks' pull requests
 HELPERS_MOUNT = "../.namaskah-ci/helpers"  # the helpers are copied into each build's job directory
 DEFAULT_IMAGES = {
     "3.9": "namaskah-ci/worker:py3.9",
@@ -84,7 +88,12 @@ def image_from(images: dict[str, str], builder: str, job: str, python: str, tool
 
 
 def cache_volume(python: str) -> str:
-    return f"namaskah-ci-cache-py{python}"
+    """The default branch's cache volume of a Python (each other ref's: `cache_plan`)."""
+    return docker_caches.default_volume(python)
+
+
+def cache_plan(settings: Settings, python: str, branch, fork: bool) -> docker_caches.CachePlan:
+    return docker_caches.plan_for(python, branch, settings.repo.default_branch, fork)
 
 
 def is_local_path(url: str) -> bool:
@@ -133,9 +142,8 @@ class _JobValues:
 
     def volumes(self, props) -> list[str]:
         job = self.job(props)
-        fork = bool(props.getProperty(names.PROP_PR_FORK))  # a fork's PR: its own cache, no engine
-        volume = cache_volume(job["python"]) + (UNTRUSTED_SUFFIX if fork else "")
-        volumes = [f"{volume}:{CACHE_MOUNT}"]
+        fork = bool(props.getProperty(names.PROP_PR_FORK))  # a fork's PR: no engine
+        volumes = [f"{self.cache(props).volume}:{CACHE_MOUNT}"]
         url = self.settings.repo_url
         if is_local_path(url):
             volumes.append(f"{url}:{url}:ro")  # a local repository, cloned from inside
@@ -145,10 +153,13 @@ class _JobValues:
 
     def hostconfig(self, props) -> dict:
         shares = CPU_SHARES.get(self.job(props).get("priority", "normal"), CPU_SHARES["normal"])
-        return {"network_mode": "host", "init": False, "cpu_shares": shares}
+        # no raw sockets: on the host's network they would capture every connection on it
+        return {"network_mode": "host", "init": False, "cpu_shares": shares, "cap_drop": ["NET_RAW"]}
 
-    def cache(self, props) -> str:
-        return cache_volume(self.job(props)["python"])
+    def cache(self, props) -> docker_caches.CachePlan:
+        """The build's cache volume: its ref's own (the default branch's for it), see docker_caches.py."""
+        fork = bool(props.getProperty(names.PROP_PR_FORK))
+        return cache_plan(self.settings, self.job(props)["python"], props.getProperty("branch"), fork)
 
     def services(self, props) -> tuple:
         return tuple(self.job(props).get("services", ()))
@@ -193,6 +204,7 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
         instance=settings.workers.instance_name or None,
         extra_env={"NAMASKAH_CI_BUILDER": entry.builder},  # the container's; job commands get job.json's
         cache_volume=JobValue(values, "cache"),
+        cache_record=str(settings.basedir / docker_caches.RECORD_FILE),
         service_kinds=JobValue(values, "services"),
         service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
         network_mode=settings.workers.network_mode,

@@ -31,7 +31,7 @@ LABEL_PREFIX = "org.namaskah.ci"
 LABEL_MASTER = f"{LABEL_PREFIX}.master"  # the master's instance name: every container of this master
 LABEL_INCARNATION = f"{LABEL_PREFIX}.incarnation"  # one master process; others' leftovers are reaped
 LABEL_BUILD = f"{LABEL_PREFIX}.build"  # the resources of one build share this value
-LABEL_ROLE = f"{LABEL_PREFIX}.role"  # worker | postgres | redis | cache
+LABEL_ROLE = f"{LABEL_PREFIX}.role"  # worker | postgres | redis | cache | branch-cache | cache-seed
 LABEL_WORKER = f"{LABEL_PREFIX}.worker"
 
 POSTGRES_USER = "namaskah"
@@ -307,9 +307,17 @@ def reap_leftovers(client, instance: str, incarnation: str) -> list[str]:
     return reaped
 
 
-def ensure_volume(client, name: str, labels: dict[str, str]) -> None:
-    """Create a named volume (the pip/virtualenv cache) with labels, unless it exists."""
+def volume_exists(client, name: str) -> bool:
     try:
         client.inspect_volume(name)
+        return True
     except Exception:
-        client.create_volume(name=name, labels=labels)
+        return False
+
+
+def ensure_volume(client, name: str, labels: dict[str, str]) -> bool:
+    """Create a named volume (a pip/virtualenv cache) with labels, unless it exists; True: created now."""
+    if volume_exists(client, name):
+        return False
+    client.create_volume(name=name, labels=labels)
+    return True

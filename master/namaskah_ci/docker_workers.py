@@ -4,10 +4,12 @@
 the job's definition at the build's revision: `docker_config.py`.)
 
 - `NamaskahDockerWorker`: the stock latent worker (``build_wait_timeout=0``)
-  whose containers carry this master's labels, mount the job Python's cache
-  volume (pip downloads and job virtualenvs under ``/cache``; its name may be
-  a renderable) and, on first use of a Docker host, remove the leftovers of
-  this master's earlier runs.
+  whose containers carry this master's labels, mount the build's cache
+  volume (pip downloads and job virtualenvs under ``/cache``: the volume of
+  the ref being built, a new one seeded from the default branch's before the
+  container starts, `docker_caches.py`; a renderable giving a
+  `docker_caches.CachePlan`) and, on first use of a Docker host, remove the
+  leftovers of this master's earlier runs and its unused branch volumes.
 - `ServiceDockerWorker` (every job builder's): it starts the build's services
   (a renderable: the job's `services`), PostgreSQL and/or Redis containers, all
   at once, then the worker container while they get ready (a worker that
@@ -40,6 +42,7 @@ from twisted.python import log
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.worker.docker import DockerLatentWorker
 
+from namaskah_ci import docker_caches
 from namaskah_ci import docker_services as ds
 from namaskah_ci import docker_watch
 
@@ -88,17 +91,20 @@ class NamaskahDockerWorker(DockerLatentWorker):
     build_key: str | None = None
     build_network: str | None = None
 
-    def checkConfig(self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs):
+    def checkConfig(self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None,
+                    cache_record=None, **kwargs):
         super().checkConfig(name, password, docker_host, **kwargs)
 
     @defer.inlineCallbacks
     def reconfigService(
-        self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, **kwargs
+        self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, cache_record=None,
+        **kwargs
     ):
         yield super().reconfigService(name, password, docker_host, **kwargs)
         self.instance_label = instance or default_instance_name(self.master.name)
         self.extra_env = dict(extra_env or {})
-        self.cache_volume_name = cache_volume
+        self.cache_volume_name = cache_volume  # a CachePlan, a volume name, or a renderable of either
+        self.cache_record = docker_caches.CacheRecord(cache_record) if cache_record else None
         # leftovers of this master's earlier runs go as soon as it is configured (once per run and
         # Docker host, in a thread; the first start_instance there waits for it)
         self.reap_leftovers_once()
@@ -135,15 +141,16 @@ class NamaskahDockerWorker(DockerLatentWorker):
     def _thd_reap(self, client_args, instance, current):
         client = self.raw_client(client_args)
         try:
-            return ds.reap_leftovers(client, instance, current)
+            reaped = ds.reap_leftovers(client, instance, current)
+            return reaped + docker_caches.prune(client, instance, self.cache_record, self.docker_host)
         finally:
             client.close()
 
-    def _thd_prepare(self, client_args, volume):
+    def _thd_prepare(self, client_args, plan, image):
         client = self.raw_client(client_args)
         try:
-            if volume:
-                ds.ensure_volume(client, volume, {ds.LABEL_MASTER: self.instance_label, ds.LABEL_ROLE: "cache"})
+            docker_caches.prepare(client, plan, image, self.container_labels(docker_caches.ROLE_SEED),
+                                  self.cache_record, self.docker_host, log=log.msg)
         finally:
             client.close()
 
@@ -152,8 +159,12 @@ class NamaskahDockerWorker(DockerLatentWorker):
         yield self.reap_leftovers_once()
         if self.build_key is None:
             self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
-        volume = yield build.render(self.cache_volume_name)  # the job's Python's cache volume
-        yield threads.deferToThread(self._thd_prepare, self._client_args(), volume)
+        plan = yield build.render(self.cache_volume_name)  # the cache volume of the ref being built
+        if isinstance(plan, str):
+            plan = docker_caches.CachePlan(plan) if plan else None
+        if plan:
+            image = yield build.render(self.image)  # a new branch volume is seeded in the job's image
+            yield threads.deferToThread(self._thd_prepare, self._client_args(), plan, image)
         result = yield super().start_instance(build)
         return result
 

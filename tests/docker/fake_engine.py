@@ -37,7 +37,9 @@ class FakeEngine(buildbot_fake_docker.Client):
         self.image_health: dict[str, str] = {}
         self.removed: list[str] = []
         self.networks_created: dict[str, dict] = {}
-        self.volumes: dict[str, dict] = {}
+        self.volume_store: dict[str, dict] = {}
+        self.volumes_in_use: set[str] = set()  # remove_volume refuses these (409), as the engine does
+        self.wait_status = 0  # what `wait` answers for a container (a seed copy's cp)
         self.host_configs: list[dict] = []
         self.fail_create: set[str] = set()
 
@@ -134,13 +136,30 @@ class FakeEngine(buildbot_fake_docker.Client):
         del self.networks_created[name]
 
     def inspect_volume(self, name):
-        if name not in self.volumes:
+        if name not in self.volume_store:
             raise buildbot_fake_docker.errors.NotFound(f"volume {name} not found")
-        return self.volumes[name]
+        return self.volume_store[name]
 
     def create_volume(self, name=None, labels=None, **kwargs):
-        self.volumes[name] = {"Name": name, "Labels": labels or {}}
-        return self.volumes[name]
+        self.volume_store[name] = {"Name": name, "Labels": labels or {}, "CreatedAt": "2026-12-01T10:00:00Z"}
+        return self.volume_store[name]
+
+    def volumes(self, filters=None):
+        found = list(self.volume_store.values())
+        for label in (filters or {}).get("label", []):
+            key, _, wanted = label.partition("=")
+            found = [v for v in found if v["Labels"].get(key) == wanted]
+        return {"Volumes": found, "Warnings": None}
+
+    def remove_volume(self, name, force=False):
+        if name in self.volumes_in_use:
+            raise RuntimeError(f"409 Conflict: remove {name}: volume is in use")
+        if name not in self.volume_store:
+            raise buildbot_fake_docker.errors.NotFound(f"volume {name} not found")
+        del self.volume_store[name]
+
+    def wait(self, container, timeout=None):
+        return {"StatusCode": self.wait_status}
 
 
 class FakeDockerModule:

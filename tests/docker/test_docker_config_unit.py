@@ -24,6 +24,12 @@ from twisted.trial import unittest
 from unit_support import PIPELINE, REGISTRY, docker_settings
 
 
+def on_branch(branch: str) -> Properties:
+    props = Properties()
+    props.setProperty("branch", branch, "test")
+    return props
+
+
 class ContainerChoiceTests(unittest.TestCase):
     """What `_JobValues` renders for a build, and `image_for`'s order of keys."""
 
@@ -64,19 +70,20 @@ class ContainerChoiceTests(unittest.TestCase):
     def test_a_local_repository_is_mounted_read_only(self):
         settings = docker_settings()
         settings = dataclasses.replace(settings, repo=dataclasses.replace(settings.repo, url="/srv/repo"))
-        volumes = dc._JobValues(settings, REGISTRY.entry("lint")).volumes(Properties())
+        volumes = dc._JobValues(settings, REGISTRY.entry("lint")).volumes(on_branch("main"))
         self.assertEqual(volumes, ["namaskah-ci-cache-py3.11:/cache", "/srv/repo:/srv/repo:ro"])
 
     def test_a_forks_pull_request_gets_its_own_cache_and_never_the_docker_socket(self):
         settings = docker_settings()
         values = dc._JobValues(settings, REGISTRY.entry("container-scan"))
-        trusted = values.volumes(Properties())
+        trusted = values.volumes(on_branch("main"))
         self.assertIn("namaskah-ci-cache-py3.11:/cache", trusted)
         self.assertIn(f"{dc.DOCKER_SOCKET}:{dc.DOCKER_SOCKET}", trusted)
-        fork = Properties()
+        fork = on_branch("refs/pull/7/merge")
         fork.setProperty("pr_fork", True, "test")
         untrusted = values.volumes(fork)
-        self.assertIn("namaskah-ci-cache-py3.11-untrusted:/cache", untrusted)
+        [cache] = [v for v in untrusted if v.endswith(":/cache")]
+        self.assertRegex(cache, r"^namaskah-ci-cache-py3\.11-refs-pull-7-merge-[0-9a-f]{12}-untrusted:/cache$")
         self.assertFalse([v for v in untrusted if dc.DOCKER_SOCKET in v or v.startswith("namaskah-ci-cache-py3.11:")])
 
 

@@ -45,8 +45,10 @@ class FakeBuild(Properties):
         self.steps_done.append(results)
 
 
-def build_with(job: dict | None = None) -> FakeBuild:
+def build_with(job: dict | None = None, branch: str = "main") -> FakeBuild:
+    """A build of `branch` (the default branch's: its cache volume is the Python's own)."""
     build = FakeBuild()
+    build.setProperty("branch", branch, "Build")
     if job is not None:
         build.setProperty(names.PROP_JOB, job, "Trigger")
     return build
@@ -268,7 +270,7 @@ class RenderedPerBuildTests(WorkerTestBase):
         self.assertEqual(call["image"], "namaskah-ci/worker:py3.9")
         self.assertEqual(self.engine.host_configs[-1]["binds"], ["namaskah-ci-cache-py3.9:/cache"])
         self.assertEqual(self.engine.host_configs[-1]["cpu_shares"], dc.CPU_SHARES["normal"])
-        self.assertEqual(self.engine.volumes["namaskah-ci-cache-py3.9"]["Labels"][ds.LABEL_ROLE], "cache")
+        self.assertEqual(self.engine.volume_store["namaskah-ci-cache-py3.9"]["Labels"][ds.LABEL_ROLE], "cache")
         yield worker.stop_instance()
 
     @defer.inlineCallbacks
@@ -283,7 +285,7 @@ class RenderedPerBuildTests(WorkerTestBase):
         self.assertIn("namaskah-ci-cache-py3.9:/cache", worker_host["binds"])
         self.assertIn("/var/run/docker.sock:/var/run/docker.sock", worker_host["binds"])
         self.assertEqual(worker_host["cpu_shares"], dc.CPU_SHARES["low"])
-        self.assertIn("namaskah-ci-cache-py3.9", self.engine.volumes)
+        self.assertIn("namaskah-ci-cache-py3.9", self.engine.volume_store)
         self.assertIsNotNone(build.getProperty("DATABASE_URL"))
         yield worker.stop_instance()
         self.assertEqual(self.engine.running(), [])
