@@ -110,10 +110,15 @@ def own_argv(layout: JobLayout) -> list[str]:
     return [layout.runner, layout.helper("ci_step.py"), "--job-dir", layout.job_dir, "own"]
 
 
-def collect_reports_argv(layout: JobLayout, job: JobSpec) -> list[str]:
+def collect_reports_argv(layout: JobLayout, job: JobSpec, max_bytes: int = 0, max_files: int = 0) -> list[str]:
     """As root, after the job's commands: copy the declared reports, never through a symlink, into
-    `<job dir>/reports` (the job user cannot write there), which the upload then reads."""
+    `<job dir>/reports` (the job user cannot write there), which the upload then reads; at most
+    `max_bytes` and `max_files` of them together ([limits] report_bytes / report_files; 0: no limit)."""
     argv = [layout.runner, layout.helper("ci_step.py"), "--job-dir", layout.job_dir, "collect-reports"]
+    if max_bytes:
+        argv += ["--max-bytes", str(max_bytes)]
+    if max_files:
+        argv += ["--max-files", str(max_files)]
     return argv + ["--", *(report.path for report in job.reports)]
 
 

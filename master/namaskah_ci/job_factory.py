@@ -4,8 +4,9 @@ Every job builder has the same two-step factory (`factories.make_job_factory`):
 `LoadJob` reads the job's definition (from the pipeline's trigger, or from the
 pipeline file at the revision) and then adds what `job_steps()` returns:
 
-    checkout (pinned) → [all branches and tags] → [job user] → [required tools] → [virtualenv]
-    → [services] → the file's steps → [collect reports] → [publish reports] → [stop services] → cleanup
+    checkout (pinned) → [all branches and tags] → [job user] → [report directories] → [required tools]
+    → [virtualenv] → [services] → the file's steps → [collect reports] → [publish reports]
+    → [stop services] → cleanup
 
 `JobSetup` is what the worker mode decides (where helpers live, which Python
 creates virtualenvs, the base environment); it is plain, comparable data.
@@ -14,10 +15,14 @@ With a job user (`setup.layout.user`: local mode, master running as root) the
 job's commands run as that unprivileged user, and nothing the job could have
 written is later trusted by root: the checkout is a fresh copy of a root-only
 clone (`method="copy"`: root's git never runs in a tree the job owned), which
-`job user` then hands to the user with the job's TMPDIR; `collect reports`
+`job user` then hands to the user with the job's TMPDIR; `report directories`
+runs after it, as a job command (as the user: a committed symlink such as
+`reports -> /` leads nowhere the user cannot write anyway); `collect reports`
 copies the declared reports as root without following a symlink into the job
 directory, where the upload reads them (a report symlinked to a secret file
-is skipped, never published).
+is skipped, never published). Reports are bounded, `[limits] report_bytes`
+and `report_files` for a job's reports together: in the collect step (bytes
+really read) and in the upload (the master never stores more).
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class JobSetup:
     coverage_min: int = 0
     reports_root: str = ""
     reports_url: str = ""
+    report_bytes: int = 0  # [limits] report_bytes: a job's reports together (0: no limit)
+    report_files: int = 0  # [limits] report_files: files (and directories) in them together
 
     def untrusted(self) -> "JobSetup":
         """The setup of a fork's pull request: caches apart from everyone else's (local mode: under
@@ -132,17 +139,6 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
     result: list = [
         PinnedGit(repourl=setup.repo_url, mode="full", method=method, haltOnFailure=True, progress=False),
     ]
-    report_dirs = sorted({posixpath.dirname(report.path) for report in job.reports} - {""})
-    if report_dirs:  # the declared reports' directories exist before the steps write into them
-        result.append(
-            JobStep(
-                name="report directories",
-                command=["mkdir", "-p", "--", *report_dirs],
-                haltOnFailure=True,
-                hideStepIf=lambda results, step: results == SUCCESS,
-                **timing,
-            )
-        )
     if job.history == "full":
         result.append(
             JobStep(
@@ -161,6 +157,18 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
                 descriptionDone=f"runs as {user}",
                 command=job_commands.own_argv(layout),
                 haltOnFailure=True,
+                **timing,
+            )
+        )
+    report_dirs = sorted({posixpath.dirname(report.path) for report in job.reports} - {""})
+    if report_dirs:  # the declared reports' directories exist before the steps write into them: made by
+        # a job command (the job user's), never by root through a path the branch controls
+        result.append(
+            JobStep(
+                name="report directories",
+                command=layout.wrap(["mkdir", "-p", "--", *report_dirs]),
+                haltOnFailure=True,
+                hideStepIf=lambda results, step: results == SUCCESS,
                 **timing,
             )
         )
@@ -199,7 +207,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
             result.append(
                 JobStep(
                     name="collect reports",
-                    command=job_commands.collect_reports_argv(layout, job),
+                    command=job_commands.collect_reports_argv(layout, job, setup.report_bytes, setup.report_files),
                     alwaysRun=True,
                     flunkOnFailure=False,
                     warnOnFailure=True,
@@ -215,6 +223,8 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
                 base_url=setup.reports_url,
                 reports=job.reports,
                 coverage_min=setup.coverage_min,
+                max_bytes=setup.report_bytes,
+                max_files=setup.report_files,
                 **where,
             )
         )

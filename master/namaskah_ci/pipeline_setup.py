@@ -86,5 +86,7 @@ def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
         services_in_worker=plan.services_in_worker,
         coverage_min=settings.checks.coverage_min,
         reports_root=str(settings.basedir / "reports"),
+        report_bytes=settings.limits.report_bytes,
+        report_files=settings.limits.report_files,
         reports_url=reports_url(settings.buildbot_url),
     )

@@ -97,7 +97,11 @@ def test_a_local_job_with_services_and_reports():
         "CleanupJob:cleanup",
     ]
     by_name = {step.name: step for step in steps}
-    assert by_name["report directories"].command == ["mkdir", "-p", "--", "cov", "out"]
+    # a job command (ci_step.py run: the job user's, when there is one), never root's own mkdir
+    assert by_name["report directories"].command == [
+        "/opt/master/bin/python", "/opt/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "run", "--",
+        "mkdir", "-p", "--", "cov", "out",
+    ]  # fmt: skip
     assert by_name["virtualenv (Python 3.11)"].command == [
         "/opt/master/bin/python",
         "/opt/helpers/ci_step.py",

@@ -1,11 +1,14 @@
 """PublishReports: upload each declared report (file or directory) under its own path, link it, read what
 it says (coverage percent, JUnit and SARIF counts), enforce `[checks] coverage_min`, and say which
-declared reports the job did not write."""
+declared reports the job did not write; a job's reports together never take more than `[limits]
+report_bytes` / `report_files` on the master, whatever the worker sends."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 import tempfile
 
 from twisted.internet import defer
@@ -150,3 +153,122 @@ class PublishReportsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         yield self.run_step()
         index = f"{BASE}test-py3.11/7/"
         assert (yield self.urls()) == [("coverage HTML", f"{index}reports/htmlcov/index.html"), ("reports", index)]
+
+
+def tar_of(members: dict[str, bytes]) -> bytes:
+    """A directory report as the worker sends it: a tar archive (the root entry first)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        root = tarfile.TarInfo("")
+        root.type = tarfile.DIRTYPE
+        archive.addfile(root)
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def sends(data: bytes, directory: bool = False):
+    """A worker that sends `data` whatever the maxsize it was given (the master must bound it)."""
+
+    def behavior(command):
+        writer = command.args["writer"]
+        writer.remote_write(data)
+        if directory:
+            writer.remote_unpack()
+        else:
+            writer.remote_close()
+
+    return behavior
+
+
+class ReportLimitsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    """`[limits] report_bytes` / `report_files` for a job's reports together, on the master."""
+
+    BIG = ReportSpec("reports/big.json", "json", "JSON")
+    setUp = PublishReportsTest.setUp
+    urls = PublishReportsTest.urls
+
+    @defer.inlineCallbacks
+    def setup_limited(self, *reports: ReportSpec, max_bytes: int = 0, max_files: int = 0):
+        step = PublishReports(
+            reports_root=util.Interpolate(f"{self.root}/%(prop:buildername)s/%(prop:buildnumber)s"),
+            base_url=BASE, reports=reports, max_bytes=max_bytes, max_files=max_files, name="publish",
+        )  # fmt: skip
+        yield self.setup_step(step)
+        self.build.results = SUCCESS
+        self.build.setProperty("buildername", "test-py3.11", "Builder")
+        self.build.setProperty("buildnumber", 7, "Build")
+
+    def stored(self) -> tuple[int, int]:
+        size = entries = 0
+        for directory, dirs, files in os.walk(self.root):
+            entries += len(files)
+            size += sum(os.path.getsize(os.path.join(directory, name)) for name in files)
+        return size, entries
+
+    def upload_file(self, report: ReportSpec, maxsize, data: bytes, rc: int = 0):
+        return [
+            ExpectStat(file=report.path, workdir="wkdir", log_environ=False).stat_file().exit(0),
+            ExpectUploadFile(workersrc=report.path, workdir="wkdir", blocksize=16384, maxsize=maxsize,
+                             keepstamp=False, writer=ExpectRemoteRef(remotetransfer.FileWriter))
+            .behavior(sends(data)).exit(rc),
+        ]  # fmt: skip
+
+    def upload_dir(self, report: ReportSpec, maxsize, members: dict[str, bytes]):
+        return [
+            ExpectStat(file=report.path, workdir="wkdir", log_environ=False).stat_dir().exit(0),
+            ExpectUploadDirectory(workersrc=report.path, workdir="wkdir", blocksize=16384, maxsize=maxsize,
+                                  compress=None, writer=ExpectRemoteRef(remotetransfer.DirectoryWriter))
+            .behavior(sends(tar_of(members), directory=True)).exit(0),
+        ]  # fmt: skip
+
+    @defer.inlineCallbacks
+    def test_a_file_over_what_is_left_is_not_stored_whatever_the_worker_says(self):
+        yield self.setup_limited(JUNIT, self.BIG, max_bytes=1000)
+        junit = JUNIT_XML.encode()
+        self.expect_commands(
+            *self.upload_file(JUNIT, 1001, junit),  # one byte more than is left: a file just as large fits
+            *self.upload_file(self.BIG, 1001 - len(junit), b"{" * 5000, rc=0),  # more than asked, and rc 0
+        )
+        refusal = "report reports/big.json skipped: the job's reports exceed 1000 bytes ([limits] report_bytes)"
+        self.expect_outcome(result=WARNINGS)
+        yield self.run_step()
+        assert refusal in self.get_nth_step(0).summary_text
+        assert self.stored() == (len(junit), 1)  # the JUnit report only
+        assert not os.path.exists(os.path.join(self.root, "test-py3.11", "7", "reports", "big.json"))
+
+    @defer.inlineCallbacks
+    def test_a_directory_with_too_many_files_is_not_unpacked(self):
+        yield self.setup_limited(HTML, max_files=3)
+        self.expect_commands(*self.upload_dir(HTML, None, {f"f{i}.html": b"x" for i in range(5)}))
+        self.expect_outcome(result=WARNINGS)
+        yield self.run_step()
+        assert "report reports/htmlcov skipped: the job's reports exceed 3 files ([limits] report_files)" in (
+            self.get_nth_step(0).summary_text)
+        assert self.stored() == (0, 0)
+        assert (yield self.urls()) == []
+
+    @defer.inlineCallbacks
+    def test_a_directory_whose_files_add_up_over_the_limit_is_not_unpacked(self):
+        yield self.setup_limited(HTML, max_bytes=1 << 20, max_files=100)
+        members = {"a.html": b"a" * (600 << 10), "b.html": b"b" * (600 << 10)}
+        self.expect_commands(*self.upload_dir(HTML, (1 << 20) + 2048 * 101 + 20480, members))
+        self.expect_outcome(result=WARNINGS)
+        yield self.run_step()
+        assert "report reports/htmlcov skipped: the job's reports exceed 1 MiB ([limits] report_bytes)" in (
+            self.get_nth_step(0).summary_text)
+        assert self.stored() == (0, 0)
+
+    @defer.inlineCallbacks
+    def test_what_fits_is_unpacked_and_counted(self):
+        yield self.setup_limited(HTML, JUNIT, max_bytes=10_000, max_files=3)
+        self.expect_commands(
+            *self.upload_dir(HTML, 10_000 + 2048 * 4 + 20480, {"index.html": b"<html/>"}),
+            # the root entry and index.html took two of three files; 7 bytes of 10000
+            *self.upload_file(JUNIT, 10_000 - 7 + 1, JUNIT_XML.encode()),
+        )
+        self.expect_outcome(result=SUCCESS, state_string="15 tests, 2 failed, 2 skipped")
+        yield self.run_step()
+        assert self.stored() == (7 + len(JUNIT_XML), 2)

@@ -200,7 +200,11 @@ def prepare_user(job_dir: str, user) -> str:
     return user_dir(tmp, "home", user)
 
 
-def _collect(top: int, parts: list, destination: str, uid: int) -> list:
+def _collect(top: int, parts: list, destination: str, uid: int, budget=None) -> list:
+    """Copy the report `parts` (a path under the checkout's descriptor `top`), never through a symlink.
+    `budget` ({"bytes", "files": what is left, None: no limit; "bytes_text", "files_text"}) is what
+    the job's reports may still take: counted in bytes really read (a sparse or growing file too),
+    each file and directory one file; a file over it is not kept, and "exceeded" counts the refusals."""
     fd = os.dup(top)
     try:
         for part in parts[:-1]:
@@ -212,24 +216,32 @@ def _collect(top: int, parts: list, destination: str, uid: int) -> list:
                 return [f"skipped {'/'.join(parts)}: {part} is not a directory (a symlink is never followed)"]
             os.close(fd)
             fd = child
-        return _copy_entry(fd, parts[-1], destination, "/".join(parts), uid)
+        return _copy_entry(fd, parts[-1], destination, "/".join(parts), uid, budget)
     finally:
         os.close(fd)
 
 
-def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int) -> list:
+def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return []
+    budget = budget if budget is not None else {"bytes": None, "files": None}
+    if budget["files"] is not None and (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        if budget["files"] < 1:
+            budget["exceeded"] = budget.get("exceeded", 0) + 1
+            return [f"report {shown} skipped: the job's reports exceed {budget['files_text']} ([limits] report_files)"]
+        budget["files"] -= 1
     if stat.S_ISDIR(st.st_mode):
-        return _copy_dir(dir_fd, name, destination, shown, uid)
+        return _copy_dir(dir_fd, name, destination, shown, uid, budget)
     if not stat.S_ISREG(st.st_mode):
         return [f"skipped {shown}: {'a symlink (never followed)' if stat.S_ISLNK(st.st_mode) else 'not a file'}"]
     try:
         fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         return [f"skipped {shown}: {exc.strerror}"]
+    left = budget["bytes"]
+    copied = 0
     with os.fdopen(fd, "rb") as source:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -238,11 +250,23 @@ def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int) 
             return [f"skipped {shown}: a hard link to a file the job does not own"]
         os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
         with open(destination, "wb") as copy:
-            shutil.copyfileobj(source, copy)
+            while left is None or copied <= left:  # at most one byte more than is left is ever read
+                chunk = source.read(1 << 20 if left is None else min(1 << 20, left - copied + 1))
+                if not chunk:
+                    break
+                copied += len(chunk)
+                if left is None or copied <= left:
+                    copy.write(chunk)
+    if left is not None and copied > left:
+        os.unlink(destination)
+        budget["exceeded"] = budget.get("exceeded", 0) + 1
+        return [f"report {shown} skipped: the job's reports exceed {budget['bytes_text']} ([limits] report_bytes)"]
+    if left is not None:
+        budget["bytes"] = left - copied
     return []
 
 
-def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int) -> list:
+def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError:
@@ -250,8 +274,13 @@ def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int) ->
     try:
         os.makedirs(destination, mode=0o700, exist_ok=True)
         notes: list = []
+        refused = (budget or {}).get("exceeded", 0)
         for entry in sorted(os.scandir(fd), key=lambda e: e.name):
-            notes += _copy_entry(fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid)
+            notes += _copy_entry(fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid,
+                                 budget)
+            if (budget or {}).get("exceeded", 0) > refused:  # over a limit: the rest would be too
+                notes.append(f"report {shown}: the rest of it was not copied")
+                break
         return notes
     finally:
         os.close(fd)

@@ -238,9 +238,17 @@ def own(job_dir: str) -> int:
     return 0
 
 
-def collect_reports(job_dir: str, paths: list) -> int:
+def collect_reports(job_dir: str, paths: list, max_bytes: int = 0, max_files: int = 0) -> int:
     """As root, after the job's commands: copy each report (a file or a directory, relative to the
-    checkout) into DIR/reports; symlinks, special files and other users' hard links are skipped."""
+    checkout) into DIR/reports; symlinks, special files and other users' hard links are skipped, and
+    so is what goes over `max_bytes` (bytes really read) or `max_files` (0: no limit); 1 when a
+    report went over a limit (each named in one line), else 0."""
+    budget = {
+        "bytes": max_bytes or None,
+        "files": max_files or None,
+        "bytes_text": f"{max_bytes >> 20} MiB" if max_bytes and not max_bytes % (1 << 20) else f"{max_bytes} bytes",
+        "files_text": f"{max_files} files",
+    }
     job = read_job(job_dir)
     try:
         user = job_user(job)
@@ -257,11 +265,11 @@ def collect_reports(job_dir: str, paths: list) -> int:
             if not parts or ".." in parts or relative.startswith("/"):
                 print(f"collect-reports: {relative}: not a path inside the checkout")
                 continue
-            for note in _collect(top, parts, os.path.join(target, *parts), uid):
+            for note in _collect(top, parts, os.path.join(target, *parts), uid, budget):
                 print(f"collect-reports: {note}")
     finally:
         os.close(top)
-    return 0
+    return 1 if budget.get("exceeded") else 0
 
 
 def main(argv: list) -> int:
@@ -276,6 +284,8 @@ def main(argv: list) -> int:
     r.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("own", help="as root: give the checkout and TMPDIR to the job user")
     c = sub.add_parser("collect-reports", help="as root: copy the declared reports into DIR/reports")
+    c.add_argument("--max-bytes", type=int, default=0, help="the job's reports together ([limits] report_bytes)")
+    c.add_argument("--max-files", type=int, default=0, help="files in them together ([limits] report_files)")
     c.add_argument("paths", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
@@ -284,7 +294,8 @@ def main(argv: list) -> int:
         if args.action == "own":
             return own(args.job_dir)
         if args.action == "collect-reports":
-            return collect_reports(args.job_dir, args.paths[1:] if args.paths[:1] == ["--"] else args.paths)
+            paths = args.paths[1:] if args.paths[:1] == ["--"] else args.paths
+            return collect_reports(args.job_dir, paths, args.max_bytes, args.max_files)
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run: no command given")

@@ -8,6 +8,9 @@ matters most). A `coverage` report sets the build property `coverage`
 (percent) and, when the job's steps passed, fails the job under `[checks]
 coverage_min`, or when it was not written at all. Another declared report
 that is missing makes the step warn; JUnit and SARIF counts go in the summary.
+A job's reports together take at most `[limits] report_bytes` and
+`report_files` on the master (`report_limits.py`): a report over either is
+not stored, and the step warns naming the limit.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from twisted.internet import defer, threads
 
 from buildbot.process import remotecommand
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
-from buildbot.steps.transfer import MultipleFileUpload
+from buildbot.steps.transfer import MultipleFileUpload, makeStatusRemoteCommand
 
 from namaskah_ci import names, report_kinds
 from namaskah_ci.pipeline import ReportSpec
+from namaskah_ci.steps.report_limits import LimitedDirectoryWriter, LimitedFileWriter, ReportBudget
 
 
 def reports_url(buildbot_url: str) -> str:
@@ -34,7 +38,8 @@ class PublishReports(MultipleFileUpload):
 
     renderables = ["reports_root"]
 
-    def __init__(self, reports_root, base_url: str, reports: tuple[ReportSpec, ...], coverage_min: int = 0, **kwargs):
+    def __init__(self, reports_root, base_url: str, reports: tuple[ReportSpec, ...], coverage_min: int = 0,
+                 max_bytes: int = 0, max_files: int = 0, **kwargs):
         kwargs.setdefault("name", "publish reports")
         kwargs.setdefault("alwaysRun", True)
         super().__init__(workersrcs=[r.path for r in reports], masterdest=".", **kwargs)
@@ -42,7 +47,33 @@ class PublishReports(MultipleFileUpload):
         self.base_url = base_url
         self.declared = tuple(reports)
         self.coverage_min = coverage_min
+        self.max_bytes = max_bytes  # [limits] report_bytes (0: no limit)
+        self.max_files = max_files  # [limits] report_files
         self.summary_text = ""
+
+    @defer.inlineCallbacks
+    def _upload(self, kind: str, source: str, destination: str, budget: ReportBudget):
+        """Buildbot's uploadFile / uploadDirectory with bounded writers: (result, refusal or '')."""
+        directory = kind == "dir"
+        if directory:
+            writer = LimitedDirectoryWriter(destination, budget, self.compress, 0o600)
+            args = {"compress": self.compress}
+        else:
+            writer = LimitedFileWriter(destination, budget.bytes_left, self.mode)
+            args = {"keepstamp": self.keepstamp}
+        args.update(workdir=self.workdir, writer=writer, maxsize=budget.worker_maxsize(directory),
+                    blocksize=self.blocksize, workersrc=source)
+        cmd = makeStatusRemoteCommand(self, "uploadDirectory" if directory else "uploadFile", args)
+        result = yield self.runTransferCommand(cmd, writer)
+        if directory and writer.unpacked is not None:
+            yield writer.unpacked
+        refused = "bytes" if writer.overflow else getattr(writer, "refused", "")
+        if refused:
+            yield threads.deferToThread(writer.purge)  # whatever the worker said of it: not kept
+            return result, budget.refusal(source, refused) if refused in ("bytes", "files") else refused
+        if result == SUCCESS:
+            budget.spend(*(writer.stored if directory else (writer.received, 1)))
+        return result, ""
 
     @defer.inlineCallbacks
     def _kind_of(self, path: str):
@@ -60,16 +91,24 @@ class PublishReports(MultipleFileUpload):
         steps_passed = self.build.results == SUCCESS
         relative = os.path.join(self.getProperty("buildername"), str(self.getProperty("buildnumber")))
         index = f"{self.base_url}{relative}/"
-        published, missing, notes, failures = [], [], [], []
+        published, missing, notes, failures, skipped = [], [], [], [], []
+        budget = ReportBudget(self.max_bytes, self.max_files)
         for report in self.declared:
             kind = yield self._kind_of(report.path)
             destination = os.path.join(self.reports_root, report.path)
             if kind is None:
                 missing.append(report)
                 continue
-            yield threads.deferToThread(os.makedirs, os.path.dirname(destination), exist_ok=True)
-            upload = self.uploadDirectory if kind == "dir" else self.uploadFile
-            result = yield upload(report.path, destination)
+            refusal = budget.refusal(report.path, "files") if budget.no_file_left() else ""
+            if not refusal:
+                yield threads.deferToThread(os.makedirs, os.path.dirname(destination), exist_ok=True)
+                result, refusal = yield self._upload(kind, report.path, destination, budget)
+            if refusal:
+                skipped.append(refusal)
+                yield self.stdio_log.addStdout(refusal + "\n")
+                if report.kind == "coverage" and steps_passed and self.coverage_min > 0:
+                    failures.append(refusal)
+                continue
             if result != SUCCESS:
                 failures.append(f"{report.path}: upload failed")
                 continue
@@ -95,7 +134,7 @@ class PublishReports(MultipleFileUpload):
             yield self.stdio_log.addStdout(f"{report.path}: not written by the job\n")
             if report.kind == "coverage" and steps_passed and self.coverage_min > 0:
                 failures.append(f"coverage report {report.path} was not written")
-        parts = failures + notes
+        parts = failures + notes + [text for text in skipped if text not in failures]
         if missing:
             parts.append(f"not written: {', '.join(r.path for r in missing)}")
         self.summary_text = "; ".join(parts) or f"published {len(published)} report(s)"
@@ -103,7 +142,7 @@ class PublishReports(MultipleFileUpload):
         self.build_text = "; ".join(failures + [n for n in notes if "finding" in n and not n.startswith("0 ")])
         if failures:
             return FAILURE
-        return WARNINGS if missing and steps_passed else SUCCESS
+        return WARNINGS if skipped or (missing and steps_passed) else SUCCESS
 
     def getResultSummary(self):
         if self.summary_text:
