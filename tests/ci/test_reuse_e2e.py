@@ -73,10 +73,16 @@ def make_repo(path: Path) -> Path:
     return path
 
 
+def job_python() -> str:
+    """A Python 3.11 the job user can run (a pyenv under /root is private to root)."""
+    system = Path("/usr/bin/python3.11")
+    return str(system) if system.exists() else shutil.which("python3.11") or sys.executable
+
+
 def other_interpreter(tmp: Path) -> Path:
-    """A second install of this Python (a copied binary: another real path, as after an upgrade)."""
+    """A second install of the jobs' Python (a copied binary: another real path, as after an upgrade)."""
     target = tmp / "python-copy"
-    subprocess.run([sys.executable, "-m", "venv", "--copies", "--without-pip", str(target)], check=True, timeout=120)
+    subprocess.run([job_python(), "-m", "venv", "--copies", "--without-pip", str(target)], check=True, timeout=120)
     return target / "bin" / "python3"
 
 
@@ -85,7 +91,7 @@ def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reuse")
     python_link = tmp / "py" / "python3.11"
     python_link.parent.mkdir()
-    python_link.symlink_to(shutil.which("python3.11") or sys.executable)
+    python_link.symlink_to(job_python())
     render = RenderStandin(build_seconds=0.5, update_seconds=0.2).start()
     write_secrets(tmp / "secrets", stand_in_secrets(render))
     repo = make_repo(tmp / "repo")
