@@ -28,6 +28,7 @@ from namaskah_ci.dashboard_deploys import load_deploy_history
 from namaskah_ci.dashboard_html import EMBEDDED, STANDALONE, Links, message_page, pipelines_page
 from namaskah_ci.dashboard_trends import load_trends
 from namaskah_ci.dashboard_views import deploys_page, trends_page
+from namaskah_ci.www_headers import sandboxed
 
 PER_PAGE = 25
 DEFAULT_TRENDS = 30
@@ -88,6 +89,7 @@ class DashboardApp:
         return trends_page(load_trends(source, last=last, cache=self.cache, now=now), last, links)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        start_response = sandboxed(start_response)  # defence in depth: every build value is escaped too
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return self._answer(start_response, "405 Method Not Allowed", b"GET only\n", "text/plain")

@@ -223,11 +223,14 @@ def _names(path: str) -> list[str]:
 
 
 def build_page(
-    title: str, reports: Sequence[Report], links: Links, build_href: Optional[str] = None, up_label: str = "all builds"
+    title: str, reports: Sequence[Report], links: Links, build_href: Optional[str] = None, up_label: str = "all builds",
+    files: str = "",
 ) -> str:
+    """`files`: where the files of this directory are linked ("": beside the page; else the URL of the
+    same directory on another origin, `[www] reports_url`)."""
     rows = []
     for report in reports:
-        href = quote(report.path)
+        href = files + quote(report.path)
         rows.append(
             f'<tr class="nci-report nci-kind-{esc(report.kind)}"><td><a href="{href}">{esc(report.name)}</a></td>'
             f"<td>{esc(report.kind)}</td><td>{esc(report.summary)}</td></tr>"

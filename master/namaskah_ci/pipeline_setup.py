@@ -88,5 +88,5 @@ def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
         reports_root=str(settings.basedir / "reports"),
         report_bytes=settings.limits.report_bytes,
         report_files=settings.limits.report_files,
-        reports_url=reports_url(settings.buildbot_url),
+        reports_url=reports_url(settings.buildbot_url, settings.www.reports_url),
     )

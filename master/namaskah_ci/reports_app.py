@@ -11,29 +11,80 @@ directories are listed as reports (`dashboard_reports`):
   directory with an `index.html` (an HTML report) serves that page instead.
 `/index.html` (what the web UI's Reports menu entry fetches) is the first
 page, with links that work from the web UI's root.
+
+A report is a branch's file, so nothing here is ever active content in the web UI's origin: every
+answer carries `www_headers.HEADERS` (CSP `sandbox`, `nosniff`); a branch's scripts are served as
+text, and files of a type a browser would not just show are downloads. `files_url` (`[www]
+reports_url`: another origin serving the same directory, docs/web-ui.md) is where a build's listing
+links its files. `PATH_INFO` arrives percent-decoded (WSGI); a path no file can have (not UTF-8, a
+control character, a name or path longer than the file system takes) answers 404.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import unicodedata
 from typing import Any, Callable, Iterable, Optional
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs, quote
 
 from namaskah_ci.dashboard_html import EMBEDDED, Links
 from namaskah_ci.dashboard_reports import ReportReader, build_page, builder_page, root_page
+from namaskah_ci.www_headers import sandboxed
 
 MOUNT = "plugins/wsgi_dashboards/reports/"
+NAME_MAX = 255  # bytes in one file name (Linux)
+PATH_MAX = 4096  # bytes in a path
+# besides text/* and image/*, the types a browser shows (under the sandbox) rather than hands elsewhere
+SHOWN = ("application/json", "application/xml")
+SCRIPT_TYPES = {"text/javascript", "application/javascript", "application/x-javascript"}
+
+
+def report_path(path_info: str) -> Optional[str]:
+    """The path below the root that `PATH_INFO` names (WSGI: decoded, bytes as ISO-8859-1), or None
+    when no report can have that name."""
+    try:
+        relative = path_info.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
+    if len(relative.encode()) > PATH_MAX or any(len(part.encode()) > NAME_MAX for part in relative.split("/")):
+        return None
+    if any(unicodedata.category(ch) == "Cc" for ch in relative):
+        return None
+    return relative.lstrip("/")
+
+
+def file_headers(path: str, size: int) -> list[tuple[str, str]]:
+    """Content-Type (never a script's) and, for a type a browser would not just show, a download."""
+    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if path.endswith((".sarif", ".json")):
+        ctype = "application/json"
+    if ctype in SCRIPT_TYPES:
+        ctype = "text/plain"
+    headers = [("Content-Type", ctype), ("Content-Length", str(size))]
+    if not ctype.startswith(("text/", "image/")) and ctype not in SHOWN:
+        headers.append(("Content-Disposition", "attachment"))
+    return headers
 
 
 class ReportsApp:
-    def __init__(self, root: str):
+    def __init__(self, root: str, files_url: str = ""):
         self.root = os.path.realpath(root)
+        self.files_url = files_url  # "" or ending in "/"
         self.reader = ReportReader()
         self.buildbot_api: Any = None  # set by the wsgi_dashboards plugin
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        relative = unquote(environ.get("PATH_INFO", "/")).lstrip("/")
+        start_response = sandboxed(start_response)
+        relative = report_path(environ.get("PATH_INFO", "/"))
+        if relative is None:
+            return self._plain(start_response, "404 Not Found", "not found\n")
+        try:
+            return self._serve(relative, environ, start_response)
+        except (OSError, ValueError):  # e.g. a file removed meanwhile: nothing to serve
+            return self._plain(start_response, "404 Not Found", "not found\n")
+
+    def _serve(self, relative: str, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = os.path.realpath(os.path.join(self.root, relative))
         if path != self.root and not path.startswith(self.root + os.sep):
             return self._plain(start_response, "404 Not Found", "not found\n")
@@ -54,12 +105,9 @@ class ReportsApp:
                 return self._html(start_response, self._listing(relative, path, query))
         if not os.path.isfile(path):
             return self._plain(start_response, "404 Not Found", "not found\n")
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        if path.endswith((".sarif", ".json")):
-            ctype = "application/json"
         with open(path, "rb") as handle:
             body = handle.read()
-        start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        start_response("200 OK", file_headers(path, len(body)))
         return [body]
 
     def _listing(self, relative: str, path: str, query: dict) -> str:
@@ -80,7 +128,8 @@ class ReportsApp:
                 href = f"{links.root}#/builders/{builderid}/builds/{parts[1]}"
         title = "Reports of " + " ".join([parts[0], f"#{parts[1]}", *parts[2:]])
         up = "all builds" if len(parts) == 2 else "up"
-        return build_page(title, self.reader.build_reports(path), links, build_href=href, up_label=up)
+        files = f"{self.files_url}{quote('/'.join(parts))}/" if self.files_url else ""
+        return build_page(title, self.reader.build_reports(path), links, build_href=href, up_label=up, files=files)
 
     def _builderid(self, name: str) -> Optional[int]:
         """The builder's id for a link to the build (None outside a master, or when it is gone)."""

@@ -45,6 +45,7 @@ class WwwSection:
     admin_groups: list[str]
     login_max_failures: int  # failed web logins per user and per client address in the window (0: no limit)
     login_window_seconds: int
+    reports_url: str  # another origin serving <basedir>/reports, linked instead of the UI ("": the UI, sandboxed)
 
 
 @dataclasses.dataclass(frozen=True)

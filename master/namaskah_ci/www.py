@@ -12,13 +12,19 @@
   REST access rules do not cover) then answers only logged-in users.
 - No avatars: the stock gravatar lookup would send users' e-mail hashes to a
   third party.
+- Every dashboard answer is sandboxed (`www_headers`): a branch's report never runs in the UI's
+  origin. `[www] reports_url` (another origin serving `<basedir>/reports`) is where the builds and
+  the Reports dashboard link report files then; it must not be the UI's own origin. The session
+  cookie is HttpOnly and SameSite=Lax (`fixes/session_cookie.py`).
 """
 
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
+from buildbot.config.errors import error as config_error
 from buildbot.plugins import util
 from buildbot.www.auth import parse_user_info_from_token
 
@@ -31,7 +37,9 @@ from namaskah_ci.pull_requests import merge_ref_waits
 from namaskah_ci.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
+from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.webhook import AdminBaseHookHandler, GitHubHook
+from namaskah_ci.www_headers import sandboxed
 
 
 def make_change_hook_dialects(
@@ -90,8 +98,27 @@ class LoggedInOnly:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if self.logged_in(environ):
             return self.app(environ, start_response)
-        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+        sandboxed(start_response)("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"log in to see the reports\n"]
+
+
+def separate_reports_url(settings: Settings) -> str:
+    """`[www] reports_url` ending in "/", or "" (the web UI serves the reports, sandboxed); a config
+    error unless it is an http(s) URL of another origin than the web UI's."""
+    value = settings.www.reports_url
+    if not value:
+        return ""
+    url, ui = urlsplit(value), urlsplit(settings.buildbot_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        config_error(f"[www] reports_url: must be an http(s) URL such as https://reports.example.com/, got {value!r}")
+        return ""
+    if (url.scheme, url.hostname, url.port) == (ui.scheme, ui.hostname, ui.port):
+        config_error(
+            f"[www] reports_url {value!r} is the web UI's own origin: a report's scripts would run with the "
+            "logged-in user's session; serve <basedir>/reports from another host, or leave it empty"
+        )
+        return ""
+    return reports_url(settings.buildbot_url, value)
 
 
 def make_plugins(settings: Settings) -> dict:
@@ -105,7 +132,7 @@ def make_plugins(settings: Settings) -> dict:
     def guard(app: Callable) -> Callable:
         return app if settings.www.public_view else LoggedInOnly(app)
 
-    reports = guard(ReportsApp(str(settings.basedir / "reports")))
+    reports = guard(ReportsApp(str(settings.basedir / "reports"), files_url=separate_reports_url(settings)))
     plugins: dict = {
         "waterfall_view": {},
         "console_view": {},

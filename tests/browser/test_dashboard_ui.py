@@ -16,7 +16,6 @@ Screenshots go to `test-artifacts/browser/dashboard-*.png`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -90,16 +89,6 @@ def story(tmp_path_factory):
         finally:
             master.stop()
             render.stop()
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        yield driver
 
 
 @pytest.fixture

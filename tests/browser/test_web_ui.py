@@ -12,7 +12,6 @@ to a host other than the master's is aborted and reported. Screenshots go to
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -34,16 +33,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
 from namaskah_ci.reports_app import ReportsApp
+from namaskah_ci.www_headers import CSP
+
+
+def path_info(url_path: str) -> str:
+    """PATH_INFO as Twisted's WSGI container hands it over: each segment percent-decoded, bytes as
+    ISO-8859-1 (PEP 3333)."""
+    return b"/".join(unquote_to_bytes(part) for part in url_path.split("/")).decode("latin-1")
 
 
 class Response:
     def __init__(self, app: ReportsApp, path: str, query: str = "", **headers: str):
+        """`path`: as a browser sends it (percent-encoded)."""
         self.status = ""
         self.headers: dict[str, str] = {}
-        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": query, **headers}
+        environ = {"PATH_INFO": path_info(path), "REQUEST_METHOD": "GET", "QUERY_STRING": query, **headers}
         self.body = b"".join(app(environ, self.start_response))
 
     def start_response(self, status, headers):
@@ -241,3 +250,102 @@ def test_a_build_page_links_to_the_build_when_the_master_knows_the_builder(app):
     app.buildbot_api = Api()
     assert 'href="../../../../../#/builders/4/builds/7">the build</a>' in get(app, "/test-py3.11/7/").text
     assert "the build</a>" not in get(app, "/lint/").text
+
+
+# --- nothing served is active content in the web UI's origin (issue 21) ------------------------
+SANDBOX = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+
+
+def sandboxed(response: Response) -> bool:
+    return all(response.headers.get(name) == value for name, value in SANDBOX.items())
+
+
+def test_the_policy_is_at_least_the_one_jenkins_serves_artifacts_with():
+    directives = [d.strip() for d in CSP.split(";")]
+    assert directives[0] == "sandbox"  # no allow-scripts, no allow-same-origin: an opaque origin, no script
+    assert {"default-src 'none'", "img-src 'self' data:", "style-src 'self' 'unsafe-inline'"} <= set(directives)
+
+
+@pytest.fixture
+def branch_files(root) -> Path:
+    """What a branch's job may publish: HTML and SVG with scripts, a script, a JSON report."""
+    build = root / "lint" / "5"
+    (build / "htmlcov").mkdir(parents=True)
+    (build / "report.html").write_text("<script>fetch('/api/v2/forceschedulers/x', {method: 'POST'})</script>")
+    (build / "chart.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    (build / "htmlcov" / "index.html").write_text('<link rel="stylesheet" href="style.css"><p>87%</p>')
+    (build / "htmlcov" / "style.css").write_text("p { color: green }")
+    (build / "htmlcov" / "coverage_html.js").write_text("document.title = 'ran'")
+    (build / "audit.json").write_text('{"dependencies": []}')
+    (build / "report.pdf").write_bytes(b"%PDF-1.4")
+    return build
+
+
+@pytest.mark.parametrize(
+    "path, ctype",
+    [
+        ("/lint/5/report.html", "text/html"),
+        ("/lint/5/chart.svg", "image/svg+xml"),
+        ("/lint/5/audit.json", "application/json"),
+        ("/lint/5/htmlcov/", "text/html"),
+        ("/lint/5/htmlcov/style.css", "text/css"),
+        ("/test-py3.11/7/coverage.xml", None),
+    ],
+)
+def test_every_file_is_served_sandboxed(app, branch_files, path, ctype):
+    response = get(app, path)
+    assert response.code == 200 and sandboxed(response), response.headers
+    assert ctype is None or response.headers["Content-Type"] == ctype
+    assert "Content-Disposition" not in response.headers  # shown, not downloaded
+
+
+def test_a_branch_script_is_served_as_text_and_other_types_download(app, branch_files):
+    script = get(app, "/lint/5/htmlcov/coverage_html.js")
+    assert (script.code, script.headers["Content-Type"]) == (200, "text/plain") and sandboxed(script)
+    pdf = get(app, "/lint/5/report.pdf")
+    assert pdf.headers["Content-Disposition"] == "attachment" and sandboxed(pdf)
+
+
+@pytest.mark.parametrize("path", ["/", "/lint/", "/lint/5/", "/index.html", "/lint/5", "/nope/", "/../secret.txt"])
+def test_every_listing_redirect_and_refusal_is_sandboxed(app, branch_files, path):
+    response = get(app, path)
+    assert response.code in (200, 301, 404) and sandboxed(response), (path, response.headers)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/%00",
+        "/lint/5/report.html%00",
+        "/lint/%005/",
+        "/%01",
+        "/lint/5/a%0Ab",
+        "/%7F",
+        "/%C2%85",  # a C1 control character
+        "/%ff",
+        "/%c3%28",
+        "/lint/%ed%a0%80",  # an encoded surrogate
+        "/lint/5/" + "x" * 256,
+        "/" + "/".join(["y" * 200] * 25),
+    ],
+    ids=lambda path: path[:40],
+)
+def test_paths_no_report_can_have_answer_404(app, branch_files, path):
+    response = get(app, path)
+    assert response.code == 404 and sandboxed(response)
+
+
+def test_non_ascii_and_percent_names_are_served(app, root):
+    (root / "lint" / "caf\u00e9 100%.txt").write_text("ok")
+    assert get(app, "/lint/caf%C3%A9%20100%25.txt").text == "ok"
+
+
+def test_with_a_reports_origin_a_build_links_its_files_there(root, reports):
+    app = ReportsApp(str(root), files_url="https://reports.example.net/")
+    page = get(app, "/test-py3.11/8/").text
+    assert '<a href="https://reports.example.net/test-py3.11/8/coverage.xml">coverage.xml</a>' in page
+    assert 'href="https://reports.example.net/test-py3.11/8/reports/html/">reports/html</a>' in page
+    assert '<a href="../">all builds</a>' in page  # the listings stay in the web UI
+    nested = get(app, "/test-py3.11/8/reports/").text
+    assert 'href="https://reports.example.net/test-py3.11/8/reports/junit.xml"' in nested
+    assert get(app, "/test-py3.11/8/coverage.xml").code == 200  # and the UI still serves them, sandboxed

@@ -18,8 +18,16 @@ from buildbot.www.oauth2 import GitHubAuth
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
+from twisted.web.resource import Resource
+from twisted.web.test.requesthelper import DummyChannel
+from buildbot.www.service import BuildbotSite
 
-from namaskah_ci import auth
+from namaskah_ci import auth, fixes
+from namaskah_ci.dashboard_app import DashboardApp
+from namaskah_ci.fixes import session_cookie
+from namaskah_ci.pipeline_setup import make_job_setup
+from namaskah_ci.workers import make_plan
+from namaskah_ci.www_headers import CSP
 from namaskah_ci.job_registry import Registry
 from namaskah_ci.pipeline import load_pipeline_file
 from namaskah_ci.settings import ROOT as REPO_ROOT
@@ -228,3 +236,106 @@ def test_private_reports_need_a_logged_in_session(settings):
         assert calls.pop() == "403 Forbidden", cookie
     app({"HTTP_COOKIE": f"TWISTED_SESSION={token}", "PATH_INFO": "/"}, start)
     assert calls.pop() != "403 Forbidden"
+
+
+# --- nothing a dashboard answers runs in the web UI's origin (issue 21) ------------------------
+
+def answer(app, path: str, method: str = "GET", cookie: str = "") -> tuple[str, dict]:
+    said = {}
+    app({"PATH_INFO": path, "REQUEST_METHOD": method, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
+        lambda status, headers: said.update(status=status, headers=dict(headers)))
+    return said["status"], said["headers"]
+
+
+def test_every_dashboard_answer_is_sandboxed_and_the_private_refusal_too(settings):
+    sandbox = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+
+    def failing_source(api):
+        raise RuntimeError("no master here")
+
+    for name in ("pipelines", "deploys", "trends"):
+        app = DashboardApp(name, source_factory=failing_source)
+        for path, method in (("/", "GET"), ("/index.html", "GET"), ("", "GET"), ("/nope", "GET"), ("/", "POST")):
+            status, headers = answer(app, path, method)
+            assert {k: headers.get(k) for k in sandbox} == sandbox, (name, path, method, status)
+    private = dataclasses.replace(settings, www=dataclasses.replace(settings.www, public_view=False))
+    for dashboard in make_www(private, none)["plugins"]["wsgi_dashboards"]:
+        status, headers = answer(dashboard["app"], "/")
+        assert status == "403 Forbidden" and {k: headers.get(k) for k in sandbox} == sandbox, dashboard["name"]
+
+
+def with_reports_url(settings, value: str):
+    return dataclasses.replace(settings, www=dataclasses.replace(settings.www, reports_url=value))
+
+
+def reports_app(www: dict):
+    [dashboard] = [d for d in www["plugins"]["wsgi_dashboards"] if d["name"] == "reports"]
+    return dashboard["app"]
+
+
+def test_reports_are_linked_from_the_web_ui_unless_a_reports_origin_is_set(settings):
+    plan = make_plan(settings)
+    assert settings.www.reports_url == ""
+    assert reports_app(make_www(settings, none)).files_url == ""
+    assert make_job_setup(settings, plan).reports_url == settings.buildbot_url + "plugins/wsgi_dashboards/reports/"
+    separate = with_reports_url(settings, "https://reports.example.net")
+    assert reports_app(make_www(separate, none)).files_url == "https://reports.example.net/"
+    assert make_job_setup(separate, plan).reports_url == "https://reports.example.net/"  # the build's links
+    env = {"PIPELINE_MASTER_BASEDIR": str(settings.basedir), "PIPELINE_WWW_REPORTS_URL": "http://10.0.0.5:8080/r/"}
+    assert load_settings(env).www.reports_url == "http://10.0.0.5:8080/r/"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("reports.example.net", "must be an http"),
+    ("ftp://reports.example.net/", "must be an http"),
+    ("http://localhost:8010/reports/", "the web UI's own origin"),
+])
+def test_a_reports_origin_must_be_another_http_origin(settings, value, message):
+    assert settings.buildbot_url == "http://localhost:8010/"
+    with pytest.raises(ConfigErrors, match=message):
+        make_www(with_reports_url(settings, value), none)
+
+
+# --- the session cookie (fixes/session_cookie.py) ----------------------------------------------
+
+class Config:
+    def __init__(self, url: str):
+        self.master = type("Master", (), {"config": type("Config", (), {"buildbotURL": url})})()
+
+
+def site_request(url: str = "http://localhost:8010/"):
+    session_cookie.apply()
+    session_cookie.apply()  # idempotent
+    site = BuildbotSite(Resource(), logPath=None, rotateLength=1, maxRotatedFiles=1)
+    site.setSessionSecret("s" * 64)
+    site.master = Config(url).master
+    request = site.requestFactory(DummyChannel())
+    request.site, request.sitepath = site, []
+    return site, request
+
+
+def set_cookies(request) -> list[str]:
+    return [cookie.decode() for cookie in request.cookies]
+
+
+def test_session_cookies_are_httponly_and_samesite_lax():
+    assert "session_cookie" in fixes.MODULES  # master.cfg applies it
+    site, request = site_request()
+    request.getSession()  # a new anonymous session (Twisted sets it)
+    session = site.makeSession()
+    session.user_info = {"username": "admin"}
+    session.updateSession(request)  # a login (Buildbot sets it)
+    request.addCookie(b"other", b"1", path=b"/")
+    anonymous, logged_in, other = set_cookies(request)
+    for cookie in (anonymous, logged_in):
+        assert cookie.startswith("TWISTED_SESSION=") and "; HttpOnly" in cookie and "; SameSite=lax" in cookie
+        assert "; Secure" not in cookie and "; Path=/" in cookie
+    assert other == "other=1; Path=/"  # other cookies as they were
+    assert getattr(BuildbotSite.requestFactory, "_namaskah_session_cookie")
+
+
+def test_the_session_cookie_is_secure_behind_an_https_url():
+    _, request = site_request("https://ci.example.com/")
+    request.getSession()
+    [cookie] = set_cookies(request)
+    assert "; Secure" in cookie and "; HttpOnly" in cookie and "; SameSite=lax" in cookie

@@ -29,7 +29,11 @@ from namaskah_ci.pipeline import ReportSpec
 from namaskah_ci.steps.report_limits import LimitedDirectoryWriter, LimitedFileWriter, ReportBudget
 
 
-def reports_url(buildbot_url: str) -> str:
+def reports_url(buildbot_url: str, separate: str = "") -> str:
+    """Where a build links its reports: `[www] reports_url` (another origin serving the reports
+    directory, checked by `www.separate_reports_url`) when set, else the web UI's reports dashboard."""
+    if separate:
+        return separate.rstrip("/") + "/"
     return f"{buildbot_url}plugins/wsgi_dashboards/reports/"
 
 
