@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from namaskah_ci.job_inputs import (
@@ -42,6 +44,12 @@ TREE = [
         (["requirement?.txt", "scripts/[a-r]*.sh"], ["requirements.txt", "scripts/run.sh"]),
         (["scripts/[!a-r]*.sh"], []),
         (["nothing/"], []),
+        (["app/**/*.html"], ["app/templates/index.html"]),  # `**/` may match no directory or several
+        (["**/fixtures"], ["tests/fixtures/big.json"]),
+        (["*/main.py", "docs/*"], ["app/main.py", "docs/guide.md"]),
+        (["tests/**/big.json", "/app/templates/"], ["app/templates/index.html", "tests/fixtures/big.json"]),
+        (["ap"], []),  # a name, not a prefix
+        (["a?p/[!x]ain.py"], ["app/main.py"]),
     ],
 )
 def test_patterns_take_the_paths_gitignore_would(patterns, taken):
@@ -49,11 +57,35 @@ def test_patterns_take_the_paths_gitignore_would(patterns, taken):
     assert sorted(path for *_, path in TREE if matcher(path)) == sorted(taken)
 
 
-@pytest.mark.parametrize("pattern", ["", "!", "/", "../secrets", "app/../..", "app/[ab"])
+@pytest.mark.parametrize("pattern", ["", "!", "/", "../secrets", "app/../..", "app/[ab", "app/]x["])
 def test_unusable_patterns_are_refused_naming_the_pattern(pattern):
     with pytest.raises(PatternError) as raised:
         compile_pattern(pattern)
     assert repr(pattern) in str(raised.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "pattern, path",
+    [
+        ("*a*a*a*a*a*a*a*ab", "a" * 50),  # issue 21: 8 s in the master's `checks` step, each `*a` x5
+        ("*a" * 99 + "b", "a" * 50),  # patterns may be 200 characters
+        ("*a" * 99 + "b", "a" * 4000 + "bc"),  # the path holds every plain run: only the automaton decides
+        ("**/" * 60 + "*a" * 30 + "x", "a/" * 2000 + "b"),
+        ("*a" + "?" * 150, "".join("ab"[(n * 7) % 3 == 0] for n in range(4000))),  # a DFA of 2^150 states
+    ],
+    ids=["issue", "200-characters", "no-quick-refusal", "directories", "many-states"],
+)
+def test_any_pattern_is_matched_in_linear_time(pattern, path):
+    matcher = InputMatcher([pattern])
+    started = time.monotonic()
+    matcher(path)
+    # a backtracking regex takes longer than the universe; the automaton reads each character once
+    assert time.monotonic() - started < 5
+
+
+def test_a_class_never_takes_a_slash():
+    assert not InputMatcher(["a[!x]b"])("a/b") and InputMatcher(["a[!x]b"])("acb")
 
 
 def test_a_pipeline_file_with_a_bad_input_pattern_fails_naming_file_line_and_key():
