@@ -7,6 +7,11 @@ applies the top-level defaults and checks the master's policy (`[pipeline]
 job_secrets`, reserved builder names, known interpreters). Any problem raises
 `PipelineError`, whose `summary` is one line: `file:line: key: problem`.
 
+What one file may cost is bounded (`[limits]`): its bytes, its nesting depth
+and values (`pipeline_yaml`), the job builders it expands to, and a deadline
+checked while it is parsed, validated and expanded; the master runs this in a
+thread (`pipeline_source.py`), never on the reactor.
+
 Builders, schedulers, factories, reporters and `scripts/run_ci_checks.py` all
 take this model; a job travels to its build as `JobSpec.to_dict()` (the
 `namaskah_job` property). This module imports no Buildbot.
@@ -22,10 +27,12 @@ from pydantic import ValidationError
 
 from namaskah_ci import names
 from namaskah_ci.pipeline_file import JobFile, PipelineFile, known_keys, pattern_hint, version_problem
-from namaskah_ci.pipeline_yaml import Lines, YamlProblem, parse
+from namaskah_ci.pipeline_yaml import DEFAULT_DEPTH, DEFAULT_NODES, Deadline, Limits, Lines, YamlProblem, parse
 
 FILE_NAME = ".namaskah-ci.yml"
 DEFAULT_MAX_BYTES = 64 * 1024
+DEFAULT_MAX_SECONDS = 5.0  # [limits] file_seconds
+DEFAULT_MAX_BUILDERS = 64  # [limits] pipeline_builders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,15 +131,25 @@ class PipelinePolicy:
     environments: tuple[str, ...] = ("production", "staging")
     known_pythons: Optional[tuple[str, ...]] = None  # docker mode: versions with a worker image
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_DEPTH
+    max_nodes: int = DEFAULT_NODES
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    max_builders: int = DEFAULT_MAX_BUILDERS
 
     @classmethod
     def from_settings(cls, settings, known_pythons: Optional[tuple[str, ...]] = None) -> "PipelinePolicy":
-        """`[pipeline] job_secrets` and `max_file_bytes`, the deploy environments' names."""
+        """`[pipeline] job_secrets` and `max_file_bytes`, `[limits] file_*` and `pipeline_builders`, the
+        deploy environments' names."""
+        limits = settings.limits
         return cls(
             job_secrets=tuple(settings.pipeline.job_secrets),
             environments=tuple(settings.deploy),
             known_pythons=known_pythons,
             max_bytes=settings.pipeline.max_file_bytes,
+            max_depth=limits.file_depth,
+            max_nodes=limits.file_nodes,
+            max_seconds=limits.file_seconds,
+            max_builders=limits.pipeline_builders,
         )
 
 
@@ -281,13 +298,30 @@ def _check_policy(key: str, job: JobFile, policy: PipelinePolicy, problems: _Pro
             problems.add((*where, "context"), f"unknown placeholder {exc} (only {{python}} is known)")
 
 
-def _build(data: PipelineFile, source: str, policy: PipelinePolicy, problems: _Problems) -> Pipeline:
+def _check_deadline(source: str, deadline: Deadline) -> None:
+    if deadline.passed():
+        summary = f"{source}: {deadline.problem}"
+        raise PipelineError(summary, [summary])
+
+
+def _build(
+    data: PipelineFile, source: str, policy: PipelinePolicy, problems: _Problems, deadline: Deadline
+) -> Pipeline:
     jobs: list[JobSpec] = []
     made_by: dict[str, str] = {}
+    count = sum(len(job.matrix.python) if job.matrix else 1 for job in data.jobs.values())
+    if count > policy.max_builders:
+        problems.add(
+            ("jobs",),
+            f"{count} job builders (matrix entries expanded) is over the limit of {policy.max_builders} "
+            "([limits] pipeline_builders)",
+        )
+        problems.raise_if_any()
     for key, job in data.jobs.items():
         _check_policy(key, job, policy, problems)
     problems.raise_if_any()
     for key, job in data.jobs.items():
+        _check_deadline(source, deadline)
         pythons = job.matrix.python if job.matrix else [job.python or data.python]
         for python in pythons:
             builder = names.matrix_builder_name(key, python) if job.matrix else key
@@ -326,8 +360,9 @@ def load_pipeline(text: bytes | str, source: str, policy: PipelinePolicy | None 
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PipelineError(f"{source}:1: (file): not UTF-8 text ({exc.reason} at byte {exc.start})", []) from None
+    deadline = Deadline(policy.max_seconds)
     try:
-        data, lines = parse(decoded)
+        data, lines = parse(decoded, Limits(depth=policy.max_depth, nodes=policy.max_nodes, deadline=deadline))
     except YamlProblem as exc:
         summary = f"{source}:{exc.line}: {exc.message}" if exc.line else f"{source}: {exc.message}"
         raise PipelineError(summary, [summary]) from None
@@ -344,7 +379,8 @@ def load_pipeline(text: bytes | str, source: str, policy: PipelinePolicy | None 
         for error in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
             problems.add(*_describe(error))
         problems.raise_if_any()
-    return _build(model, source, policy, problems)
+    _check_deadline(source, deadline)  # validation is linear in the values counted: a backstop
+    return _build(model, source, policy, problems, deadline)
 
 
 def load_pipeline_file(path: str, source: str | None = None, policy: PipelinePolicy | None = None) -> Pipeline:

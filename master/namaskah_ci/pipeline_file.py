@@ -30,6 +30,11 @@ TOOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 # the job's base environment is the master's: a file may not replace it
 RESERVED_ENV = ("PATH", "HOME", "TMPDIR", "VIRTUAL_ENV")
 RESERVED_ENV_PREFIX = "NAMASKAH_CI_"
+# control characters but tab (C0, DEL, C1) and the Unicode line and paragraph separators: a newline
+# in a value would forge lines in the job's `environment` log
+CONTROL_CHARACTERS = "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029"  # a regex class's inside
+ENV_VALUE_PATTERN = f"^[^{CONTROL_CHARACTERS}]*$"  # for the JSON Schema
+ENV_VALUE_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def _python_version(value: Any) -> Any:
@@ -49,6 +54,12 @@ def _env_value(value: Any) -> Any:
         raise ValueError('needs a value (write an empty string as "")')
     if not isinstance(value, str):
         raise ValueError("must be a string, a number or true/false")
+    control = ENV_VALUE_CONTROL.search(value)
+    if control:
+        raise ValueError(
+            f"holds a control character ({control.group()!r}): an environment value is one line "
+            "(tabs allowed); write longer text into a file a step reads"
+        )
     return value
 
 
@@ -70,7 +81,13 @@ def _input_pattern(value: Any) -> Any:
 
 PythonVersion = Annotated[str, BeforeValidator(_python_version), StringConstraints(pattern=r"^[0-9]+\.[0-9]+$")]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
-EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=Union[str, int, float, bool])]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(
+        _env_value,
+        json_schema_input_type=Union[Annotated[str, StringConstraints(pattern=ENV_VALUE_PATTERN)], int, float, bool],
+    ),
+]
 RelativePath = Annotated[str, BeforeValidator(_relative_path)]
 JobName = Annotated[str, StringConstraints(pattern=JOB_NAME_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]

@@ -340,3 +340,108 @@ def test_every_declared_report_is_named_by_a_step(seed):
                 stem in commands or report.path in commands or f"--output-dir {report.path.split('/')[0]}" in commands
             )
             assert named, (spec.builder, report.path)
+
+
+# --- what one file may cost: bounded parsing ([limits], issue 21) ---------------------------------
+
+GOOD = "version: 1\njobs:\n  a:\n    steps: [x]\n"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "nesting",
+    [
+        "x: " + "[" * 30_000 + "]" * 30_000,  # 60 KB: PyYAML took 48 s, then RecursionError
+        "x: " + "{a: " * 12_000 + "}" * 12_000,
+        "x:\n" + "- " * 20_000 + "a",  # block sequences
+        "x: &deep " + "[" * 20 + "]" * 20 + "\ny: " + "[" * 20 + "*deep" + "]" * 20,  # 41 levels through an alias
+    ],
+    ids=["flow-lists", "flow-mappings", "block-lists", "alias"],
+)
+def test_nesting_deeper_than_the_limit_is_one_line_naming_the_limit(nesting):
+    summary = problem(GOOD + nesting + "\n")
+    assert re.fullmatch(r"\.namaskah-ci\.yml:[56]: nesting deeper than 32 levels \(\[limits\] file_depth\)", summary)
+
+
+def test_the_depth_limit_is_the_policys():
+    assert load(GOOD, max_depth=4).builders == ["a"]  # mapping, jobs, a, steps
+    assert problem(GOOD, max_depth=3) == ".namaskah-ci.yml:4: nesting deeper than 3 levels ([limits] file_depth)"
+
+
+def test_values_over_the_limit_are_one_line_naming_the_limit():
+    text = GOOD + "x: [" + ", ".join(["v"] * 40) + "]\n"
+    assert problem(text, max_nodes=30) == ".namaskah-ci.yml:5: more than 30 values, aliases expanded ([limits] file_nodes)"
+    with pytest.raises(PipelineError, match="x: unknown key"):
+        load(text, max_nodes=60)
+
+
+def test_an_alias_inside_the_collection_it_names_is_refused():
+    # composed, it is a list holding itself: turning it into data recursed until RecursionError
+    assert problem(GOOD + "x: &a [*a]\n") == ".namaskah-ci.yml:5: alias *a is inside the collection it names"
+
+
+def test_the_time_limit_stops_the_work_and_names_the_limit():
+    text = GOOD + "".join(f"x{i}: [a, b, c]\n" for i in range(2000))
+    summary = problem(text, max_seconds=1e-9)
+    assert re.fullmatch(r"\.namaskah-ci\.yml(:\d+)?: reading the file took more than 1e-09 s \(\[limits\] file_seconds\)",
+                        summary), summary
+
+
+def test_the_deadline_is_checked_as_the_parse_goes():
+    from namaskah_ci.pipeline_yaml import Deadline, Limits, YamlProblem, parse
+
+    ticks = iter(range(1000))  # a clock one second further at each look
+    deadline = Deadline(5, clock=lambda: next(ticks))
+    with pytest.raises(YamlProblem, match=r"took more than 5 s \(\[limits\] file_seconds\)") as caught:
+        parse(GOOD + "x: [" + ", ".join(["v"] * 100) + "]\n", Limits(deadline=deadline))
+    assert next(ticks) < 10  # it stopped at the first look past the deadline
+
+
+def test_job_builders_over_the_limit_are_refused_naming_the_count_and_the_key():
+    text = 'version: 1\njobs:\n  a:\n    matrix: {python: ["3.9", "3.10", "3.11"]}\n    steps: [x]\n  b:\n    steps: [y]\n'
+    assert load(text, max_builders=4).builders == ["a-py3.9", "a-py3.10", "a-py3.11", "b"]
+    assert problem(text, max_builders=3) == (
+        ".namaskah-ci.yml:2: jobs: 4 job builders (matrix entries expanded) is over the limit of 3 "
+        "([limits] pipeline_builders)"
+    )
+    # a few KB expanding to thousands of builders through aliases: refused by the default limit (64)
+    versions = "&v [" + ", ".join(f'"3.{n}"' for n in range(40)) + "]"
+    many = "version: 1\njobs:\n" + "".join(
+        f"  j{n}:\n    matrix: {{python: {versions if n == 0 else '*v'}}}\n    steps: [x]\n" for n in range(50)
+    )
+    assert len(many) < 4096
+    assert problem(many).startswith(".namaskah-ci.yml:2: jobs: 2000 job builders (matrix entries expanded) is over "
+                                    "the limit of 64 ([limits] pipeline_builders)")
+
+
+def test_the_policy_takes_the_limits_from_the_settings():
+    from namaskah_ci.settings import load_settings
+
+    env = {"PIPELINE_LIMITS_FILE_DEPTH": "7", "PIPELINE_LIMITS_PIPELINE_BUILDERS": "9"}
+    policy = PipelinePolicy.from_settings(load_settings(env))
+    assert (policy.max_depth, policy.max_nodes, policy.max_seconds, policy.max_builders) == (7, 20000, 5, 9)
+
+
+@pytest.mark.parametrize("value", ['"one\\nINJECTED=1"', '"a\\rb"', '"bell\\a"', '"nul\\0"', '"x\\u2028y"', '"\\x85"'])
+@pytest.mark.parametrize("where", ["top", "job"])
+def test_an_env_value_with_a_newline_or_control_character_is_refused_naming_the_key(value, where):
+    text = f"version: 1\nenv: {{A: {value}}}\njobs:\n  a:\n    steps: [x]\n" if where == "top" else job(
+        f"env: {{A: {value}}}\nsteps: [x]"
+    )
+    summary = problem(text)
+    key = "env.A" if where == "top" else "jobs.a.env.A"
+    assert re.match(rf"^\.namaskah-ci\.yml:\d+: {re.escape(key)}: holds a control character \(", summary), summary
+    assert "an environment value is one line" in summary
+
+
+def test_an_env_value_may_hold_tabs_and_any_printable_text():
+    assert load(job('env: {A: "a\\tb", B: "é ü ✓ <x>"}\nsteps: [x]')).job("a").environment == {
+        "A": "a\tb", "B": "é ü ✓ <x>"}
+
+
+def test_the_json_schema_refuses_a_newline_in_an_env_value_too():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate({"version": 1, "env": {"A": "a\tb"}, "jobs": {"a": {"steps": ["x"]}}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"version": 1, "env": {"A": "a\nb"}, "jobs": {"a": {"steps": ["x"]}}}, schema)
