@@ -5,25 +5,37 @@ ls-tree` / `git cat-file` from the git poller's bare repository (which already
 holds every commit it reported) or, for a revision it never fetched, from a
 bare mirror the master keeps beside it (fetched on a miss; one fetch at a
 time). A revision without the file gets the default pipeline (`[pipeline]
-default_file`). Results are cached per revision: a revision's file never
-changes. Every git call is a child process the reactor waits on
+default_file`). Every git call is a child process the reactor waits on
 (`getProcessOutputAndValue`); nothing from the file is ever executed here.
+
+A file is parsed and validated in a thread (`load_pipeline`, bounded by
+`[limits]`), never on the reactor, and so is the digest of a job's inputs. The
+result, a pipeline or a bad file's one line, is kept per file content (its git
+blob id and the master's policy), for the process's life, shared by every
+reader (the `pipeline` build's LoadPipeline, each job build's LoadJob, any
+revision holding the same file) and across reconfigurations; readers asking
+while it is parsed wait for that one parse. So a bad file costs its parse once,
+however often it is read.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import os
 import re
 import shutil
 
 from twisted.internet import defer, threads, utils
+from twisted.python import log
+from twisted.python.failure import Failure
 
 from namaskah_ci.job_inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
 from namaskah_ci.pipeline import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
 
 CACHE_SIZE = 128
+DEFAULT_REGISTERED = 256  # [limits] registered_builders
 
 
 class SourceError(Exception):
@@ -42,6 +54,7 @@ class PipelineConfig:
     registry_path: str
     default_branch: str
     policy: PipelinePolicy = PipelinePolicy()
+    max_registered: int = DEFAULT_REGISTERED  # job builders the registry keeps ([limits] registered_builders)
 
 
 REVISION = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -145,7 +158,8 @@ class PipelineSource:
             text = yield threads.deferToThread(read_default)
         except OSError as exc:
             raise SourceError(f"the default pipeline {self.config.default_file} cannot be read: {exc.strerror}")
-        return load_pipeline(text, self.config.default_label, self.config.policy)
+        key = ("default", hashlib.sha256(text).hexdigest(), self.config.default_label, self.config.policy)
+        return (yield parsed(key, text, self.config.default_label, self.config.policy))
 
     @defer.inlineCallbacks
     def pipeline_at(self, revision: str):
@@ -154,7 +168,7 @@ class PipelineSource:
             self.cache.move_to_end(revision)
             cached = self.cache[revision]
             if isinstance(cached, PipelineError):
-                raise cached
+                raise PipelineError(cached.summary, cached.problems)
             return cached
         git_dir, entry = yield self.read(revision)
         try:
@@ -178,10 +192,13 @@ class PipelineSource:
             raise PipelineError(
                 f"{FILE_NAME}:1: (file): {size} bytes is over the limit of {limit} ([pipeline] max_file_bytes)", []
             )
-        out, err, code = yield self.git(git_dir, "cat-file", "blob", blob)
-        if code:
-            raise SourceError(f"cannot read {FILE_NAME} at {short(revision)}: {err}")
-        return load_pipeline(out, FILE_NAME, self.config.policy)
+        key = ("blob", blob, FILE_NAME, self.config.policy)
+        text = b""
+        if not known(key):
+            text, err, code = yield self.git(git_dir, "cat-file", "blob", blob)
+            if code:
+                raise SourceError(f"cannot read {FILE_NAME} at {short(revision)}: {err}")
+        return (yield parsed(key, text, FILE_NAME, self.config.policy))
 
     @defer.inlineCallbacks
     def inputs_digest(self, revision: str, patterns):
@@ -196,7 +213,7 @@ class PipelineSource:
             digest = f"{WHOLE_TREE}:{out.decode().strip()}"
         else:
             out, err, code = yield self.git(git_dir, "ls-tree", "-r", "-z", "--full-tree", f"{revision}^{{commit}}")
-            digest = inputs_digest(parse_ls_tree(out), patterns)[0] if not code else ""
+            digest = "" if code else (yield threads.deferToThread(_digest, out, tuple(patterns)))
         if code:
             raise SourceError(f"cannot list the files of {short(revision)}: {err}")
         self.digests[key] = digest
@@ -208,6 +225,62 @@ class PipelineSource:
         self.cache[revision] = value
         while len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
+
+
+def _digest(ls_tree: bytes, patterns: tuple) -> str:
+    return inputs_digest(parse_ls_tree(ls_tree), patterns)[0]
+
+
+# file content key -> Pipeline or PipelineError, for every PipelineSource of the process (reconfigs too)
+_RESULTS: collections.OrderedDict = collections.OrderedDict()
+_PARSING: dict = {}  # key -> the Deferreds of readers waiting for the parse under way
+
+
+def known(key: tuple) -> bool:
+    """Whether the file of `key` is parsed or being parsed (its text is not needed again)."""
+    return key in _RESULTS or key in _PARSING
+
+
+def _parse_file(text: bytes, label: str, policy: PipelinePolicy):
+    """In a thread: the pipeline, or the PipelineError returned (kept like a pipeline)."""
+    try:
+        return load_pipeline(text, label, policy)
+    except PipelineError as exc:
+        return exc
+
+
+def _settle(value, key: tuple, label: str):
+    """The parse of `key` ended: keep its result and hand it to every reader waiting for it."""
+    if isinstance(value, Failure):  # a bug, not the file's fault: one line for the build, the traceback logged
+        log.err(value, f"pipeline: reading {label} failed")
+        summary = f"{label}: could not be read ({value.type.__name__}; see the master's twistd.log)"
+        value = PipelineError(summary, [summary])
+    _RESULTS[key] = value
+    while len(_RESULTS) > CACHE_SIZE:
+        _RESULTS.popitem(last=False)
+    for waiting in _PARSING.pop(key):
+        waiting.callback(value)
+    return value
+
+
+def parsed(key: tuple, text: bytes, label: str, policy: PipelinePolicy):
+    """A Deferred of the pipeline of `text` (or PipelineError), parsed in a thread once per `key`."""
+    if key in _RESULTS:
+        _RESULTS.move_to_end(key)
+        result = defer.succeed(_RESULTS[key])
+    elif key in _PARSING:
+        result = defer.Deferred()
+        _PARSING[key].append(result)
+    else:
+        _PARSING[key] = []
+        result = threads.deferToThread(_parse_file, text, label, policy).addBoth(_settle, key, label)
+    return result.addCallback(_raise_error)
+
+
+def _raise_error(value):
+    if isinstance(value, PipelineError):
+        raise PipelineError(value.summary, value.problems)  # a copy: the kept one gathers no traceback
+    return value
 
 
 _SOURCES: dict[str, PipelineSource] = {}

@@ -7,9 +7,11 @@ revision has no file, and the one-line errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from twisted.trial import unittest
 
 from namaskah_ci.job_registry import Registry, RegistryError, read_registry, write_registry
 from namaskah_ci.pipeline import PipelineError, PipelinePolicy, load_pipeline
+from namaskah_ci import pipeline_source
 from namaskah_ci.pipeline_source import PipelineConfig, PipelineSource, SourceError, describe
 from namaskah_ci.schedule import CronError, parse_cron
 
@@ -130,6 +133,44 @@ class PipelineSourceTest(unittest.TestCase):
             PipelineError, match=r"^\.namaskah-ci\.yml:1: \(file\): \d+ bytes is over the limit of 2048"
         ):
             yield self.source.pipeline_at(big)
+
+    @defer.inlineCallbacks
+    def test_a_bad_file_costs_one_parse_for_every_reader_and_reconfig(self):
+        """Issue 21: 60 KB of nesting froze the master 47 s at every read. Now it fails at once in one
+        line, and its result is kept per file content: another revision with the same file, a new
+        reader after a reconfig and readers asking at the same time all get the one parse's result."""
+        nested = FILE_V1 + "x: " + "[" * 30_000 + "]" * 30_000 + "\n"
+        self.config = dataclasses.replace(self.config, policy=PipelinePolicy(max_bytes=64 * 1024))
+        self.source = PipelineSource(self.config)
+        bad = commit(self.repo, {".namaskah-ci.yml": nested}, "nesting")
+        again = commit(self.repo, {"README": "y\n"}, "the same file, another revision")
+        started = time.monotonic()
+        with pytest.raises(PipelineError) as caught:
+            yield self.source.pipeline_at(bad)
+        assert time.monotonic() - started < 5  # 47 s and a RecursionError before
+        assert caught.value.summary == ".namaskah-ci.yml:5: nesting deeper than 32 levels ([limits] file_depth)"
+        (key,) = [key for key in pipeline_source._RESULTS if key[3] == self.config.policy and key[0] == "blob"]
+        kept = pipeline_source._RESULTS[key]
+        after_reconfig = PipelineSource(dataclasses.replace(self.config, default_label="changed"))
+        readers = [after_reconfig.pipeline_at(again), self.source.pipeline_at(again), after_reconfig.pipeline_at(bad)]
+        results = yield defer.DeferredList(readers, consumeErrors=True)
+        assert [failure.value.summary for _, failure in results] == [caught.value.summary] * 3
+        assert pipeline_source._RESULTS[key] is kept and not pipeline_source._PARSING  # parsed once
+
+    @defer.inlineCallbacks
+    def test_readers_asking_at_once_share_one_parse(self):
+        revision = commit(self.repo, {".namaskah-ci.yml": FILE_V2 + "# shared\n"}, "shared")
+        first, second = yield defer.gatherResults([self.source.pipeline_at(revision), PipelineSource(
+            self.config).pipeline_at(revision)])
+        assert first is second and first.builders == ["lint", "docs"]
+
+    @defer.inlineCallbacks
+    def test_the_inputs_digest_takes_a_pattern_a_regex_backtracks_on_at_once(self):
+        revision = commit(self.repo, {"a" * 50: "x\n", "a" * 20 + "b": "y\n"}, "a file named a x 50")
+        started = time.monotonic()
+        digest = yield self.source.inputs_digest(revision, ["*a" * 9 + "b"])  # a regex: ~25 s
+        assert time.monotonic() - started < 5
+        assert digest == (yield self.source.inputs_digest(revision, ["a" * 20 + "b"]))  # the one file it takes
 
     @defer.inlineCallbacks
     def test_a_symlink_is_not_followed(self):
