@@ -9,9 +9,16 @@ virtual builders: a virtual builder has no force button or scheduler of its
 own and is listed among "old builders" whenever idle (buildbot#4885), while a
 configured builder keeps its history, badge, force form and commit-status
 context like any other.
+
+The registry is bounded (`[limits] registered_builders`, `job_registry.py`):
+when a pipeline's new builders take it past the limit, the builders unused
+longest are retired in the same reconfiguration, never one this pipeline needs
+or one running a build.
 """
 
 from __future__ import annotations
+
+import time
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.python import log
@@ -33,26 +40,44 @@ def configured(master, builder: str) -> bool:
     return builder in master.botmaster.builders and names.check_scheduler_name(builder) in schedulers
 
 
-def _update(path: str, pipeline: Pipeline, on_default_branch: bool) -> bool:
-    """Merge and write the registry (in a thread); whether it changed."""
+def _update(path: str, pipeline: Pipeline, on_default_branch: bool, limit: int | None, keep: set) -> tuple:
+    """Merge, bound and write the registry (in a thread): (whether the configuration changed, retired)."""
     current = read_registry(path)
-    updated = current.merge(pipeline, on_default_branch)
-    if updated == current:
-        return False
-    write_registry(path, updated)
-    return True
+    updated = current.merge(pipeline, on_default_branch, used_at=int(time.time()))
+    if limit is not None:
+        updated = updated.retire(limit, keep)
+    if updated.to_json() != current.to_json():  # also when only the builders' last use moved
+        write_registry(path, updated)
+    retired = sorted(set(current.builders) - set(updated.builders))
+    return updated != current, retired
 
 
 @defer.inlineCallbacks
 def ensure_builders(
-    master, registry_path: str, pipeline: Pipeline, on_default_branch: bool, timeout: float = RECONFIG_TIMEOUT
+    master,
+    registry_path: str,
+    pipeline: Pipeline,
+    on_default_branch: bool,
+    timeout: float = RECONFIG_TIMEOUT,
+    limit: int | None = None,
 ):
-    """The builders this call added (empty when every one existed)."""
+    """The builders this call added (empty when every one existed); the registry keeps at most `limit`."""
+    if limit is not None and len(pipeline.builders) > limit:
+        raise BuilderSyncError(
+            f"the pipeline needs {len(pipeline.builders)} job builders, more than the {limit} the master keeps "
+            "([limits] registered_builders)"
+        )
+    running = {name for name, builder in master.botmaster.builders.items() if getattr(builder, "building", None)}
     yield _LOCK.acquire()
     try:
-        changed = yield threads.deferToThread(_update, registry_path, pipeline, on_default_branch)
+        changed, retired = yield threads.deferToThread(
+            _update, registry_path, pipeline, on_default_branch, limit, set(pipeline.builders) | running
+        )
     finally:
         _LOCK.release()
+    if retired:
+        log.msg(f"pipeline: retiring the job builders unused longest ([limits] registered_builders): "
+                f"{', '.join(retired)}")
     missing = [builder for builder in pipeline.builders if not configured(master, builder)]
     if not changed and not missing:
         return []

@@ -132,7 +132,9 @@ class LoadPipeline(_Resolving):
             return self.refuse(str(exc))
         try:
             default = branch == self.config.default_branch and not self.getProperty(names.PROP_PR_NUMBER)
-            added = yield ensure_builders(self.master, self.config.registry_path, pipeline, default)
+            added = yield ensure_builders(
+                self.master, self.config.registry_path, pipeline, default, limit=self.config.max_registered
+            )
         except BuilderSyncError as exc:
             return self.refuse(str(exc))
         origin = describe(pipeline, revision)
