@@ -45,6 +45,7 @@ def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig
         registry_path=str(settings.basedir / REGISTRY_FILE),
         default_branch=settings.repo.default_branch,
         policy=make_policy(settings, plan),
+        max_registered=settings.limits.registered_builders,
     )
 
 
