@@ -8,7 +8,8 @@ its first run (the newest revision of main) gives them their builders. The tests
 - every job ran that file's commands and each result matches the local runner on the same revision;
 - no job sees the master's environment, in its output or any step's log header;
 - a commit that adds a job (with an allowed secret) runs it; a branch without it does not;
-- every kind of bad file fails its pipeline at once, in one line, with no job and no deploy;
+- every kind of bad file (over a limit of `[limits]` too) fails its pipeline at once, in one line, with
+  no job and no deploy;
 - the deploy gate blocks on the master's required checks the file does not define.
 """
 
@@ -200,6 +201,14 @@ BAD_FILES = {
     "secret": ("jobs:\n  a:\n    secrets: [render_deploy_hook]\n    steps: [x]\n",
                ".namaskah-ci.yml:4: jobs.a.secrets[0]: 'render_deploy_hook' belongs to the master"),
     "too-large": ("jobs:\n  a:\n    steps: [x]\n" + "# padding\n" * 500, ".namaskah-ci.yml:1: (file): 5037 bytes is over"),
+    # issue 21: the limits of one file, and env values that would forge lines in the `environment` log
+    "too-deep": ("jobs:\n  a:\n    steps: [x]\nx: " + "[" * 40 + "]" * 40 + "\n",
+                 ".namaskah-ci.yml:5: nesting deeper than 32 levels ([limits] file_depth)"),
+    "too-many-builders": ("jobs:\n  a:\n    matrix: {python: [" + ", ".join(f'"3.{n}"' for n in range(65)) + "]}\n"
+                          "    steps: [x]\n", ".namaskah-ci.yml:2: jobs: 65 job builders (matrix entries expanded) is "
+                          "over the limit of 64 ([limits] pipeline_builders)"),
+    "env-newline": ('env: {A: "one\\nINJECTED=1"}\njobs:\n  a:\n    steps: [x]\n',
+                    ".namaskah-ci.yml:2: env.A: holds a control character ('\\n')"),
 }
 
 
