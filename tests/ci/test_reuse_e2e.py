@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ import pytest
 from deploy_story import Story, stand_in_secrets, stand_in_settings
 from harness import commit_file, git, start_master, wait_for, wait_poller_ready
 from render_standin import RenderStandin
+from test_secrets_scan import job_python
 from www_support import ADMIN_USER, outside_urls_env, write_secrets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -71,12 +70,6 @@ def make_repo(path: Path) -> Path:
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial")
     return path
-
-
-def job_python() -> str:
-    """A Python 3.11 the job user can run (a pyenv under /root is private to root)."""
-    system = Path("/usr/bin/python3.11")
-    return str(system) if system.exists() else shutil.which("python3.11") or sys.executable
 
 
 def other_interpreter(tmp: Path) -> Path:
