@@ -5,13 +5,19 @@ Every command of a job goes through `ci_step.py` (a helper that comes with the
 master), which starts it with the job's own environment: the document below,
 never the worker's (for local workers, the master's) environment. When the
 layout names a `user` (local mode, master running as root: `[workers] job_user`),
-`ci_step.py` runs each command as that unprivileged user instead. This module
-imports no Buildbot.
+`ci_step.py` runs each command as that unprivileged user instead. In local mode
+(`layout.sandbox`) every command runs in a bubblewrap sandbox (`ci_sandbox.py`)
+and the caches are the ref's own: `<cache>/refs/<ref key>/` (`venvs/`,
+`pip-<python>/`) for the branch, or `refs/pull/N/merge`, being built; a job of
+another ref sees the default branch's cache read-only, as a seed, and no other.
+This module imports no Buildbot.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from typing import Mapping, Optional
 
 from namaskah_ci import names
@@ -31,6 +37,9 @@ class JobLayout:
     cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
     job_dir: str = JOB_DIR
     user: str = ""  # local mode as root: the user the job's commands run as (ci_step.py drops to it); "": as is
+    sandbox: bool = False  # local mode: each command in a bubblewrap sandbox, caches per ref
+    default_branch: str = "main"  # its cache seeds every other ref's (read-only)
+    hidden: tuple[str, ...] = ()  # never visible in the sandbox: the master's basedir, secrets, the whole cache
 
     def helper(self, script: str) -> str:
         return f"{self.helpers_dir}/{script}"
@@ -70,7 +79,7 @@ def job_document(
             "NAMASKAH_CI_REVISION": revision,
             "NAMASKAH_CI_BRANCH": branch,
             "NAMASKAH_CI_BUILD_URL": build_url,
-            "PIP_CACHE_DIR": pip_cache(layout, job),
+            "PIP_CACHE_DIR": pip_cache(layout, job, branch),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
     )
@@ -86,11 +95,33 @@ def job_document(
         document["nice"] = PRIORITY_NICENESS[job.priority]
     if layout.user:
         document["user"] = layout.user
+    if layout.sandbox:
+        own, seed = ref_cache(layout, branch), ref_cache(layout, layout.default_branch)
+        document["sandbox"] = {
+            "cache": own,
+            "seed": "" if seed == own else seed,
+            "hide": sorted({*layout.hidden, layout.cache_root}),
+            "tools": list(job.tools),
+        }
     return document
 
 
-def pip_cache(layout: JobLayout, job: JobSpec) -> str:
-    return f"{layout.cache_root}/pip-{job.python}"
+def ref_key(ref: str) -> str:
+    """A directory name for a branch or ref: readable, and distinct for distinct refs (`a/b` vs `a-b`)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip(".-")[:48] or "ref"
+    return f"{readable}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
+
+
+def ref_cache(layout: JobLayout, branch: str) -> str:
+    """The cache a job writes: its ref's own in local mode (no branch: the default branch, as the
+    build's revision then is), else the layout's whole cache (docker mode: its volume)."""
+    if not layout.sandbox:
+        return layout.cache_root
+    return f"{layout.cache_root.rstrip('/')}/refs/{ref_key(branch or layout.default_branch)}"
+
+
+def pip_cache(layout: JobLayout, job: JobSpec, branch: str = "") -> str:
+    return f"{ref_cache(layout, branch)}/pip-{job.python}"
 
 
 def tools_argv(layout: JobLayout, job: JobSpec) -> list[str]:

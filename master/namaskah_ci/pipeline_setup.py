@@ -70,7 +70,9 @@ def make_reuse_setup(settings: Settings, setup: JobSetup) -> ReuseSetup:
 
 def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
     layout = JobLayout(
-        runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root, user=plan.job_user
+        runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root, user=plan.job_user,
+        sandbox=plan.mode == "local", default_branch=settings.repo.default_branch,  # local: bwrap, caches per ref
+        hidden=(str(settings.basedir), str(settings.secrets_dir), str(settings.cache_dir)),
     )
     worker_env = {**dict(plan.base_env), **settings.scanner_env, **settings.workers.job_env}
     return JobSetup(

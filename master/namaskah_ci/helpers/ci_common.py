@@ -24,10 +24,18 @@ def job_secret(tool: str, variable: str, secret: str) -> Optional[str]:
 
 
 def ensure_cli(tool: str, program: str, requirement: str) -> int:
-    """Install the pinned `requirement` into the current environment when `program` is missing."""
+    """Install the pinned `requirement` into the current environment when `program` is missing; into
+    TMPDIR/ci-tools when that environment is read-only (a local job's cached virtualenv), made
+    this process's PATH and PYTHONPATH for the commands it starts."""
     if shutil.which(program) is not None:
         return 0
-    rc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement]).returncode
+    command = [sys.executable, "-m", "pip", "install", "-q", requirement]
+    if not os.access(sys.prefix, os.W_OK):
+        target = os.path.join(os.environ.get("TMPDIR") or "/tmp", "ci-tools")
+        command += ["--target", target]
+        os.environ["PATH"] = os.pathsep.join((os.path.join(target, "bin"), os.environ.get("PATH", "")))
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (target, os.environ.get("PYTHONPATH")) if p)
+    rc = subprocess.run(command).returncode
     if rc:
         print(f"{tool}: could not install {requirement}", file=sys.stderr)
     return rc

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The job user's side of ci_step.py: switching a job's commands to an unprivileged user, handing it
 the files it must write, and copying its reports out without following a symlink it planted.
+(What the user's commands can see is ci_sandbox.py's: all jobs share this one uid.)
 
 Imported by ci_step.py from its own directory (a root master in local mode runs every job's
 commands as `[workers] job_user`). Stdlib only; Python 3.9+.
@@ -183,14 +184,17 @@ def user_dir(parent: str, name: str, user) -> str:
     return os.path.join(parent, name)
 
 
-def prepare_user(job_dir: str, user) -> str:
+def prepare_user(job_dir: str, user, private: bool = False) -> str:
     """As root, before a command: TMPDIR is the user's, the way to the checkout open (again: something
-    may have closed a directory above it since `own`). Returns the user's HOME: its home when that is a
-    directory of its own, else DIR/tmp/home."""
+    may have closed a directory above it since `own`). Returns the user's HOME: DIR/tmp/home when
+    `private` (a sandboxed job: a HOME of this build's own) or the user has no home of its own, else
+    its home."""
     tmp = os.path.join(os.path.abspath(job_dir), "tmp")
     if os.geteuid() == 0:
         user_dir(os.path.dirname(tmp), "tmp", user)  # DIR is root's: `tmp` itself cannot be a planted link
         open_way(os.getcwd(), user)
+    if private:
+        return user_dir(tmp, "home", user)
     try:
         st = os.stat(user.pw_dir)
         if stat.S_ISDIR(st.st_mode) and st.st_uid == user.pw_uid:

@@ -17,10 +17,18 @@ secrets, upper-cased. Nothing else of the worker's environment (the master's,
 for local workers) reaches the command. `venv` finds or builds the job's
 cached virtualenv (ci_venv.py) and records it in DIR/venv for later commands.
 
-When `job.json` names a `user` (local mode, master running as root), this
-helper starts as root, reads the secret files, and runs the command as that
-user: no supplementary groups, the user's own group, HOME its home (or
-DIR/tmp/home), no way back to root. `venv` runs ci_venv.py as the user, over
+When `job.json` has a `sandbox` (local mode), each command runs in a bubblewrap
+sandbox (ci_sandbox.py): its own PID namespace, the checkout and DIR/tmp
+writable, HOME DIR/tmp/home (this build's), its ref's caches (`sandbox.cache`;
+the default branch's `sandbox.seed` read-only) writable only by `venv`, the
+virtualenv read-only to every other command, nothing of the master's basedir
+or secrets; every process of the command dies when it ends, when the build is
+stopped and when the master dies (this helper waits for the sandbox, dies with
+its parent, and reports a command killed by a signal as killed by it). When
+`job.json` names a `user` (local mode, master running as root), this helper
+starts as root, reads the secret files, and runs the command as that user (in
+a sandbox: bwrap as root, then setpriv): no supplementary groups, the user's
+own group, no way back to root. `venv` runs ci_venv.py as the user, over
 cache directories it first hands to it; a helper started with the master's
 Python runs with the job's interpreter if the user cannot run the master's.
 `own` gives the checkout and TMPDIR to the user; `collect-reports` copies the
@@ -42,6 +50,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_sandbox import Unavailable, check, die_with_parent, exit_like, find_bwrap, find_setpriv  # noqa: E402
+from ci_sandbox import host_readonly, inside  # noqa: E402
+from ci_sandbox import sandbox_argv  # noqa: E402
+from ci_venv import prune_refs, ref_dir  # noqa: E402
 from ci_job_user import (  # noqa: E402
     DIR_FLAGS,
     REPORTS,
@@ -54,6 +66,7 @@ from ci_job_user import (  # noqa: E402
     job_user,
     open_way,
     prepare_user,
+    private_dir,
     runnable_by,
 )
 
@@ -111,6 +124,53 @@ def job_environment(job_dir: str, job: dict, environ: dict, with_venv: bool = Tr
     return env
 
 
+def job_home(job_dir: str, job: dict, user) -> str:
+    """HOME for the command ('' outside a sandbox without a user: the worker's); as root, made the user's."""
+    if user:
+        return prepare_user(job_dir, user, private="sandbox" in job)
+    if "sandbox" not in job:
+        return ""
+    home = os.path.join(os.path.abspath(job_dir), "tmp", "home")
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    return home
+
+
+def checkout_root(job_dir: str) -> str:
+    """The checkout the command works in: the directory beside DIR that holds the working directory."""
+    cwd = os.getcwd()
+    builder = os.path.dirname(os.path.abspath(job_dir))
+    relative = os.path.relpath(cwd, builder)
+    if relative == "." or relative.startswith(".."):
+        return cwd
+    return os.path.join(builder, relative.split(os.sep)[0])
+
+
+def sandbox(job_dir: str, job: dict, env: dict, user, writable: list, readonly: list) -> list:
+    """The bwrap command line (up to the command) for this job: the checkout and TMPDIR writable, plus
+    `writable`; the system, the interpreter, the base PATH, the helpers and `readonly` read-only. Run
+    as root, bwrap sets the sandbox up and setpriv then becomes the user."""
+    box, base_path = job["sandbox"], job.get("path", os.defpath)
+    shown = host_readonly(job.get("interpreter", ""), base_path, HERE)
+    if user:  # what the user cannot reach on the host stays out of its sandbox too (a pyenv under /root)
+        shown = [path for path in shown if not private_dir(os.path.join(path, "x"), user)]
+    as_root = os.geteuid() == 0
+    return sandbox_argv(
+        find_bwrap(base_path),
+        workdir=os.getcwd(),
+        writable=[checkout_root(job_dir), env["TMPDIR"], *writable],
+        readonly=shown + readonly,
+        hidden=box.get("hide", []),
+        tools=box.get("tools", []),
+        as_root=as_root,
+        switch_to=(find_setpriv(base_path), user.pw_uid, user.pw_gid) if user and as_root else (),
+    )
+
+
+def job_python(job: dict) -> str:
+    """The job's interpreter (helpers run on it inside a sandbox: the master's Python is not there)."""
+    return shutil.which(job.get("interpreter", ""), path=job.get("path", os.defpath)) or "python3"
+
+
 def lower_priority(job: dict) -> None:
     niceness = int(job.get("nice", 0))
     if niceness > 0:
@@ -123,10 +183,11 @@ def lower_priority(job: dict) -> None:
 def run(job_dir: str, argv: list) -> int:
     job = read_job(job_dir)
     user = job_user(job)
-    home = prepare_user(job_dir, user) if user else ""
-    env = job_environment(job_dir, job, dict(os.environ), home=home)
+    env = job_environment(job_dir, job, dict(os.environ), home=job_home(job_dir, job, user))
     os.makedirs(env["TMPDIR"], exist_ok=True)
     lower_priority(job)
+    if "sandbox" in job:
+        return run_sandboxed(job_dir, job, env, user, argv)
     if user:
         drop_to(user)  # the secrets are in `env` already: their files are root's
         if argv[0] == sys.executable and not os.access(argv[0], os.X_OK):
@@ -144,17 +205,35 @@ def run(job_dir: str, argv: list) -> int:
     return 0  # not reached
 
 
-def version_problem(python: str, expected: str, env: dict, user=None) -> str:
+def run_sandboxed(job_dir: str, job: dict, env: dict, user, argv: list) -> int:
+    """The command in its sandbox, as the user; its virtualenv read-only, its branch's pip cache writable."""
+    if argv[0] == sys.executable:
+        argv = [job_python(job), *argv[1:]]  # a helper: on the job's Python
+    box = job["sandbox"]
+    venv, pip_cache = recorded_venv(job_dir), env.get("PIP_CACHE_DIR", "")
+    writable = [pip_cache] if inside(pip_cache, box.get("cache", "")) else []
+    caches = [os.path.join(cache, "venvs") for cache in (box.get("cache"), box.get("seed")) if cache]
+    readonly = [venv] if inside(venv, *caches) else []
+    if venv and not readonly:
+        print(f"ci_step: {venv} is not a virtualenv of this ref's cache or the default branch's", file=sys.stderr)
+        return 2
+    command = sandbox(job_dir, job, env, user, writable, readonly) + argv
+    check(command[0])
+    die_with_parent()  # a master that dies takes this process, and so the sandbox, with it
+    return exit_like(subprocess.run(command, env=env).returncode)
+
+
+def version_problem(python: str, expected: str, env: dict, run_as: dict, prefix: list = ()) -> str:
     """'' when `python` is the Python version the job asks for (NAMASKAH_CI_PYTHON)."""
     program = shutil.which(python, path=env["PATH"]) or python
     try:
         done = subprocess.run(
-            [program, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            [*prefix, program, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True,
             text=True,
             timeout=60,
             env=env,
-            **as_user(user),
+            **run_as,
         )
     except OSError:
         return ""  # ci_venv.py names a missing interpreter
@@ -181,30 +260,59 @@ def share_cache(cache_root: str, pip_cache: str, user) -> None:
         chown_tree(pip_cache, user, prune_from=1)
 
 
-def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
-    job = read_job(job_dir)
-    user = job_user(job)
-    home = prepare_user(job_dir, user) if user else ""
-    env = job_environment(job_dir, job, dict(os.environ), with_venv=False, home=home)
-    os.makedirs(env["TMPDIR"], exist_ok=True)
-    lower_priority(job)
-    helper_python = sys.executable
+def venv_caches(job: dict, env: dict, user, cache_root: str) -> tuple:
+    """(the cache the virtualenv step writes, the seed it reads), ready for it: in a sandbox the ref's
+    own (`sandbox.cache`, under root's `refs/`) and the default branch's (`sandbox.seed`); the job
+    user's to write (as root), refs unused for long removed."""
+    box = job.get("sandbox")
+    seed = ""
+    if box is not None:
+        cache_root, seed = box.get("cache") or cache_root, box.get("seed", "")
+        ref_dir(cache_root)
     if user:
-        program = shutil.which(python, path=env["PATH"]) or python
-        if not runnable_by(user, program):
-            raise Refused(cannot_run(user, program))
         share_cache(os.path.abspath(cache_root), env.get("PIP_CACHE_DIR", ""), user)
         open_way(os.path.abspath(cache_root), user)
-        if not runnable_by(user, sys.executable):
-            helper_python = program  # the master's Python is root's: ci_venv.py runs on the job's
-    problem = version_problem(python, job.get("env", {}).get("NAMASKAH_CI_PYTHON", ""), env, user)
+    elif box is not None:
+        for path in filter(None, (os.path.join(cache_root, "venvs"), env.get("PIP_CACHE_DIR", ""))):
+            os.makedirs(path, exist_ok=True)
+    if box is not None:
+        removed = prune_refs(cache_root, (seed,))
+        if removed:
+            print(f"ci_step: removed the caches unused for 14 days of: {', '.join(removed)}")
+        seed = seed if seed and os.path.isdir(seed) and not os.path.islink(seed) else ""
+    return cache_root, seed
+
+
+def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
+    """Find or build the virtualenv; sandboxed, in the branch's own cache (`sandbox.cache`, the only
+    command that writes it) or, read-only, the default branch's (`sandbox.seed`)."""
+    job = read_job(job_dir)
+    user = job_user(job)
+    env = job_environment(job_dir, job, dict(os.environ), with_venv=False, home=job_home(job_dir, job, user))
+    os.makedirs(env["TMPDIR"], exist_ok=True)
+    lower_priority(job)
+    program = shutil.which(python, path=env["PATH"]) or python
+    if user and not runnable_by(user, program):
+        raise Refused(cannot_run(user, program))
+    cache_root, seed = venv_caches(job, env, user, cache_root)
+    helper_python = program if user and not runnable_by(user, sys.executable) else sys.executable
+    prefix: list = []
+    run_as = as_user(user)
+    if "sandbox" in job:
+        helper_python = program  # the master's Python is not in the sandbox
+        prefix = sandbox(job_dir, job, env, user, [cache_root], [seed] if seed else [])
+        check(prefix[0])
+        die_with_parent()
+        run_as = {}  # bwrap starts as this process's user; the sandbox switches to the job user
+    problem = version_problem(python, job.get("env", {}).get("NAMASKAH_CI_PYTHON", ""), env, run_as, prefix)
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    command = [helper_python, os.path.join(HERE, "ci_venv.py"), "--python", python, "--cache-root", cache_root]
+    command = [*prefix, helper_python, os.path.join(HERE, "ci_venv.py"), "--python", python, "--cache-root", cache_root]
+    command += ["--seed", seed] if seed else []
     for path in requirements:
         command += ["-r", path]
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, **as_user(user))
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, **run_as)
     sys.stdout.write(done.stdout)
     found = [line[len("VENV=") :].strip() for line in done.stdout.splitlines() if line.startswith("VENV=")]
     if done.returncode or not found:
@@ -224,12 +332,15 @@ def own(job_dir: str) -> int:
     builder_dir = os.path.dirname(os.path.abspath(job_dir))
     for path in (builder_dir, os.path.abspath(job_dir)):  # root's: the user may enter, not list or write
         os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o711)
-    home = prepare_user(job_dir, user)
+    home = prepare_user(job_dir, user, private="sandbox" in job)
     changed, left = chown_tree(".", user)
     for opened in open_way(os.getcwd(), user):
         print(f"ci_step: {opened} made enterable by other users (o+x, not listable) to reach the checkout")
     print(f"ci_step: the job's commands run as {user.pw_name} (uid {user.pw_uid}, gid {user.pw_gid}), HOME={home}")
     print(f"ci_step: the checkout and TMPDIR are {user.pw_name}'s ({changed} entries handed over)")
+    if "sandbox" in job:
+        print("ci_step: each command runs in a bubblewrap sandbox: its own processes only, this build's HOME "
+              "and /tmp, its branch's caches, the virtualenv read-only, nothing of the master's files")
     if left:
         print(f"ci_step: {left} file(s) with several hard links kept their owner")
     interpreter = job.get("interpreter", "")
@@ -300,7 +411,7 @@ def main(argv: list) -> int:
         if not command:
             parser.error("run: no command given")
         return run(args.job_dir, command)
-    except Refused as exc:
+    except (Refused, Unavailable) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

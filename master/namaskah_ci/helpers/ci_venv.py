@@ -9,7 +9,13 @@ requirement files (and the files they include with -r), so every job with the
 same Python and requirements shares one venv, and a change to a requirement
 file gets a new one. A lock file serialises concurrent builders; the stamp is
 written last, so a crash half-way leaves no stamp and the next build starts
-over. pip downloads go to PIP_CACHE_DIR. Stdlib only; Python 3.9+.
+over. pip downloads go to PIP_CACHE_DIR.
+
+    ci_venv.py ... --cache-root CACHE --seed SEED
+    → VENV=SEED/venvs/py3.9-<hash> when CACHE has no such venv and SEED (read-only: the default
+      branch's cache, which a local job of another branch sees as a seed) has it, built and usable
+
+Stdlib only; Python 3.9+.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import time
 
 STAMP = ".namaskah-stamp"
+REF_CACHE_DAYS = 14  # local mode: a ref's cache unused this long goes (prune_refs)
 
 
 def requirement_files(paths: list[str]) -> list[str]:
@@ -70,6 +77,49 @@ def fingerprint(version: str, files: list[str]) -> str:
     return digest.hexdigest()
 
 
+def ref_dir(own: str) -> None:
+    """Local mode, outside the sandbox: `<cache>/refs/` a real directory of the caller's (root's on a root
+    master: no job writes it), so the ref's cache `own` inside it is never a link a job planted."""
+    refs = os.path.dirname(os.path.abspath(own))
+    for path in (refs, own):
+        if os.path.islink(path):
+            os.unlink(path)
+    os.makedirs(refs, exist_ok=True)
+    if os.stat(refs).st_uid != os.geteuid():
+        os.chown(refs, os.geteuid(), os.getegid())
+        os.chmod(refs, 0o755)
+
+
+def prune_refs(own: str, keep: tuple, days: int = REF_CACHE_DAYS) -> list[str]:
+    """Local mode, outside the sandbox: mark the ref's cache `own` (`<cache>/refs/<ref>`) used, and
+    remove the other refs' caches beside it not used for `days` days, but those in `keep` (the default
+    branch's). Returns the names removed."""
+    refs = os.path.dirname(os.path.abspath(own))
+    os.utime(own)
+    removed: list[str] = []
+    if os.path.basename(refs) != "refs":
+        return removed
+    for entry in os.scandir(refs):
+        if entry.path in keep or entry.path == os.path.abspath(own) or not entry.is_dir(follow_symlinks=False):
+            continue
+        if time.time() - entry.stat(follow_symlinks=False).st_mtime > days * 86400:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def complete(venv: str, stamp: str) -> bool:
+    """The venv was built for `stamp` to the end (the stamp is written last) and runs."""
+    path = os.path.join(venv, STAMP)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read().strip() != stamp:
+                return False
+    except OSError:
+        return False
+    return usable(venv)
+
+
 def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
     started = time.monotonic()
     shutil.rmtree(venv, ignore_errors=True)
@@ -97,6 +147,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--python", required=True, help="interpreter to create the venv with")
     parser.add_argument("--cache-root", required=True, help="directory holding the shared venvs")
     parser.add_argument("-r", "--requirement", action="append", default=[], help="requirements file (repeatable)")
+    parser.add_argument("--seed", default="", help="a read-only cache whose venv is used when CACHE has none")
     args = parser.parse_args(argv)
 
     python = shutil.which(args.python) or (args.python if os.path.isfile(args.python) else None)
@@ -116,14 +167,16 @@ def main(argv: list[str]) -> int:
     short = ".".join(version.split()[0].split(".")[:2])
     venvs = os.path.join(os.path.abspath(args.cache_root), "venvs")
     os.makedirs(venvs, exist_ok=True)
-    venv = os.path.join(venvs, f"py{short}-{stamp[:16]}")
+    name = f"py{short}-{stamp[:16]}"
+    venv = os.path.join(venvs, name)
+    seeded = os.path.join(os.path.abspath(args.seed), "venvs", name) if args.seed else ""
     with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another builder may be building the same venv
-        stamp_path = os.path.join(venv, STAMP)
-        fresh = os.path.isfile(stamp_path) and open(stamp_path, encoding="utf-8").read().strip() == stamp
-        fresh = fresh and usable(venv)
-        if fresh:
+        if complete(venv, stamp):
             print(f"ci_venv: reusing {venv}", file=sys.stderr)
+        elif seeded and complete(seeded, stamp):
+            print(f"ci_venv: reusing {seeded} (the default branch's, read-only)", file=sys.stderr)
+            venv = seeded
         else:
             rc = build(python, venv, args.requirement, stamp)
             if rc:
