@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the unprivileged user a root master runs local jobs' commands as ([workers] job_user), if missing:
-# a system user with its own group, no login shell and a private home /var/lib/<user>.
+# a system user with its own group, no login shell and a private home /var/lib/<user> (which jobs never
+# see: each command runs in a bubblewrap sandbox whose HOME is its build's own, ci_sandbox.py).
 #     scripts/create_job_user.sh [USER]      (default: namaskah-job; "" does nothing)
 # `scripts/master_ctl.sh up` calls it when running as root. Harmless when the user exists.
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Install the system packages Namaskah CI needs, when they are missing (Debian/Ubuntu; root or sudo).
 # Used by `make up` and `make test`; does nothing when everything is present.
 #   PostgreSQL 15 + Redis 7: per-build servers for the integration and migration jobs
-#   git, curl, make: checkouts, health probes, the Makefile
+#   git, curl, make: checkouts, health probes, the Makefile;  bubblewrap: local jobs' sandbox
 #   chromium: the browser tests;  prometheus: the metrics test scrapes /metrics;  libcairo2: the status badges
 #   gitleaks: the secrets-scan job (workers/tools/install-gitleaks.sh: the pinned release, else Debian's)
 set -euo pipefail
@@ -26,6 +26,7 @@ pg_bin() { ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || have initdb; 
 pg_bin || missing+=(postgresql-15)
 have redis-server || missing+=(redis-server)
 have git || missing+=(git)
+have bwrap || missing+=(bubblewrap)  # every local job's command runs in a bubblewrap sandbox (ci_sandbox.py)
 have curl || missing+=(curl)
 have make || missing+=(make)
 "${PYTHON:-python3.11}" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3.11-venv)
