@@ -33,6 +33,44 @@ running_in() {
 }
 running() { running_in "$BASEDIR"; }
 
+# `down` ends the master within ~30 s whatever a client, a build or a worker is doing: a clean
+# shutdown (no new builds; running ones may finish) for STOP_CLEAN_SECONDS, then SIGTERM (Buildbot
+# stops the running builds: RETRY, run again at the next start; triggered jobs CANCELLED) for
+# STOP_TERM_SECONDS, then SIGKILL of the master's process group. Each escalation is said.
+STOP_CLEAN_SECONDS=${STOP_CLEAN_SECONDS:-10}
+STOP_TERM_SECONDS=${STOP_TERM_SECONDS:-15}
+alive() {  # alive PID: the process exists and is not a zombie
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+gone_within() {  # gone_within PID SECONDS: wait (bounded) until the process is gone
+    local deadline=$((SECONDS + $2))
+    while alive "$1"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+stop_master() {
+    local pid pgid
+    pid=$(tr -dc '0-9' <"$BASEDIR/twistd.pid")
+    "$BUILDBOT" stop --clean --no-wait --quiet "$BASEDIR" >/dev/null 2>&1 || true
+    gone_within "$pid" "$STOP_CLEAN_SECONDS" && return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    echo "clean shutdown did not finish in $STOP_CLEAN_SECONDS s: sent SIGTERM (running builds end RETRY and run again at the next start)"
+    gone_within "$pid" "$STOP_TERM_SECONDS" && return 0
+    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -dc '0-9')
+    if [ -n "$pgid" ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -dc '0-9')" ]; then
+        kill -KILL -- "-$pgid" 2>/dev/null || true
+        echo "SIGTERM did not stop the master in $STOP_TERM_SECONDS s: sent SIGKILL to its process group $pgid"
+    else
+        kill -KILL "$pid" 2>/dev/null || true
+        echo "SIGTERM did not stop the master in $STOP_TERM_SECONDS s: sent SIGKILL to process $pid"
+    fi
+    gone_within "$pid" 5 || { echo "master process $pid survived SIGKILL" >&2; exit 1; }
+    rm -f "$BASEDIR/twistd.pid"  # SIGKILL left it; `up` would ignore it anyway
+}
+
 # Without PIPELINE_CONFIG, `down` and `status` also look at the master `up` started last.
 if [ "${1:-}" != up ] && [ -z "${PIPELINE_CONFIG:-}" ] && ! running && [ -f "$POINTER" ]; then
     recorded=$(sed -n 's/^BASEDIR=//p' "$POINTER")
@@ -71,7 +109,7 @@ up)
     ;;
 down)
     if running; then
-        "$BUILDBOT" stop --clean "$BASEDIR" >/dev/null 2>&1 || "$BUILDBOT" stop "$BASEDIR"
+        stop_master
         echo "master stopped"
     else
         echo "master not running"
