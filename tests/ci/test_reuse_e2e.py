@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from deploy_story import Story, stand_in_secrets, stand_in_settings
-from harness import commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
 from render_standin import RenderStandin
 from test_secrets_scan import job_python
 from www_support import ADMIN_USER, outside_urls_env, write_secrets
@@ -30,6 +30,7 @@ from www_support import ADMIN_USER, outside_urls_env, write_secrets
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 BRANCH = "feature/reuse"
+MARKERS = ROOT / ".state" / "rerun-markers"
 JOBS = ("app", "docs", "whole", "gate")
 PIPELINE = """\
 version: 1
@@ -95,6 +96,8 @@ def story(tmp_path_factory):
         "PIPELINE_CHECKS_REQUIRED": ",".join(JOBS),
         "PIPELINE_CHECKS_DISABLED": "",
         "PIPELINE_WORKERS_INTERPRETERS": f"3.11={python_link}",
+        # the rerun test's marker directory: on the jobs' base PATH, which their sandbox shows read-only
+        "PIPELINE_WORKERS_JOB_PATH": f"{MARKERS}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
     master = start_master(tmp, repo, env=env, seed=False)
     try:
@@ -236,7 +239,11 @@ def test_a_tested_tree_pushed_to_main_reuses_every_job_and_deploys(story, first)
 def test_rerun_failed_runs_exactly_the_failed_jobs_then_deploys(story, first):
     """`gate` fails on main for a reason outside the repository (a marker file is missing); once it is
     there, "Re-run failed jobs" runs `gate` alone and the pipeline deploys the same revision."""
-    marker = Path(f"/tmp/namaskah-rerun-{os.getpid()}-{secrets.token_hex(4)}")
+    # a job sees only what its sandbox mounts: this directory is on its base PATH (the story's job_path)
+    markers = MARKERS
+    markers.mkdir(parents=True, exist_ok=True)
+    markers.chmod(0o755)
+    marker = markers / f"namaskah-rerun-{os.getpid()}-{secrets.token_hex(4)}"
     git(story.repo, "checkout", "-q", "main")
     gate_step = f'test ! -e flag && test -e {marker}'
     text = pipeline_text(mode="b", app_step='echo "step two $MODE"').replace(
