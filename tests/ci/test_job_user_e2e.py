@@ -4,9 +4,10 @@ One real master (as root, `[workers] job_user` at its default, the user created 
 scripts/create_job_user.sh as `make up` does) builds a scratch repository whose pipeline file has
 a job that tries to read a deploy secret from the master's `[secrets] dir`, the master's
 state.sqlite and twistd.log, and to publish a "report" that is a symlink to that secret; it
-prints `id`. Its log must show the job user and "Permission denied" for each read, the secret's
+prints `id`. Its log must show the job user and that none of those files is even there (each
+command's sandbox shows only the job's own directory of the basedir), the secret's
 value must appear in no log, report or property, and the job's own secret and checkout must still
-work (a file at the top of the checkout, `git log`, a virtualenv in the shared cache).
+work (a file at the top of the checkout, `git log`, a virtualenv in main's cache).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ jobs:
       - {{name: deploy secret, run: "if cat '{secret}'; then exit 1; fi"}}
       - {{name: database, run: "if head -c 64 '{basedir}/state.sqlite'; then exit 1; fi"}}
       - {{name: master log, run: "if head -c 64 '{basedir}/twistd.log'; then exit 1; fi"}}
-      - {{name: master basedir, run: "if ls '{basedir}'; then exit 1; fi"}}
+      - {{name: master basedir, run: "ls -A '{basedir}'; if ls -A '{basedir}' | grep -q state.sqlite; then exit 1; fi"}}
       - {{name: job secret, run: 'printf %s "$CODECOV_TOKEN" | sha256sum'}}
       - name: own checkout
         run: |
@@ -116,9 +117,11 @@ def test_the_jobs_commands_run_as_the_job_user_and_cannot_read_the_masters_files
     job_user = pwd.getpwnam(USER)
     (line,) = [line for line in probe["who"][1].splitlines() if line.startswith("uid=")]
     assert line == f"uid={job_user.pw_uid}({USER}) gid={job_user.pw_gid}({USER}) groups={job_user.pw_gid}({USER})"
-    for name in ("deploy secret", "database", "master log", "master basedir"):
+    for name in ("deploy secret", "database", "master log"):  # not even there: outside the job's sandbox
         step, text = probe[name]
-        assert step["results"] == 0 and "Permission denied" in text, (name, text[-800:])
+        assert step["results"] == 0 and "No such file or directory" in text, (name, text[-800:])
+    step, text = probe["master basedir"]  # only the way to the job's own directory
+    assert step["results"] == 0 and "workers" in text and "twistd.log" not in text, text[-800:]
     assert probe["job user"][0]["state_string"] == f"runs as {USER}"
 
 
@@ -129,7 +132,7 @@ def test_the_jobs_own_secret_checkout_and_virtualenv_still_work(isolated):
     assert probe["own checkout"][0]["results"] == 0 and "commit=" in probe["own checkout"][1]
     assert builds["venv"]["results"] == 0, step_logs(master, builds["venv"])
     venv = step_logs(master, builds["venv"])["venv"][1]
-    assert str(tmp / "cache" / "venvs") in venv and f" {pwd.getpwnam(USER).pw_uid}" in venv
+    assert str(tmp / "cache" / "refs" / "main-") in venv and f" {pwd.getpwnam(USER).pw_uid}" in venv
 
 
 def test_a_report_symlinked_to_a_secret_is_skipped_and_the_secret_is_nowhere(isolated):

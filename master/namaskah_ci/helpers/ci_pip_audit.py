@@ -34,8 +34,13 @@ def default_cache_root() -> str | None:
 
 
 def requirements_venv(requirement: str, cache_root: str) -> str | None:
+    """The cached venv of `requirement`; a local job's caches are read-only to its steps (its sandbox):
+    one found there is used as is, else it is built in TMPDIR for this build."""
     command = [sys.executable, os.path.join(HERE, "ci_venv.py"), "--python", sys.executable,
                "--cache-root", cache_root, "-r", requirement]
+    if not os.access(cache_root, os.W_OK):
+        build_in = os.path.join(os.environ.get("TMPDIR") or tempfile.gettempdir(), "ci-pip-audit")
+        command[command.index("--cache-root") + 1:command.index("--cache-root") + 2] = [build_in, "--seed", cache_root]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("VENV="):

@@ -213,8 +213,8 @@ def run_sandboxed(job_dir: str, job: dict, env: dict, user, argv: list) -> int:
     venv, pip_cache = recorded_venv(job_dir), env.get("PIP_CACHE_DIR", "")
     writable = [pip_cache] if inside(pip_cache, box.get("cache", "")) else []
     caches = [os.path.join(cache, "venvs") for cache in (box.get("cache"), box.get("seed")) if cache]
-    readonly = [venv] if inside(venv, *caches) else []
-    if venv and not readonly:
+    readonly = [path for path in caches if inside(path, os.path.dirname(path))]  # the ref's and the seed's venvs
+    if venv and not inside(venv, *caches):
         print(f"ci_step: {venv} is not a virtualenv of this ref's cache or the default branch's", file=sys.stderr)
         return 2
     command = sandbox(job_dir, job, env, user, writable, readonly) + argv
