@@ -316,7 +316,7 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
     lines = [line.strip() for line in text.splitlines()]
     assert "TOKEN-UNSET" in lines and "TOKEN-SET" not in lines
     assert "a pull request from a fork gets no secrets" in text
-    assert text.count("Permission denied") >= 2, text[-2000:]
+    assert text.count("No such file or directory") >= 2, text[-2000:]  # outside the job's sandbox
     for value in story.secret_values:
         assert value not in text and hashlib.sha256(value.encode()).hexdigest() not in text
     assert [s["name"] for s in story.master.steps(probe)].count("record for reuse") == 0
