@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from namaskah_ci.job_commands import JobLayout
 from namaskah_ci.job_factory import JobSetup, job_steps
 from namaskah_ci.pipeline import load_pipeline
 from namaskah_ci.settings import load_settings
+from test_job_user import scratch  # noqa: F401 (the fixture: a directory every user may enter)
 
 LIMITS = load_settings({}).limits  # the shipped defaults: 256 MiB, 10000 files
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the job user needs a master running as root")
@@ -52,17 +51,6 @@ jobs:
 """
 PIPELINE = load_pipeline(FILE, ".namaskah-ci.yml")
 MANY = LIMITS.report_files + 50
-
-
-@pytest.fixture
-def scratch():
-    """A directory every user may enter (not list), removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="namaskah-reports-", dir="/tmp"))
-    path.chmod(0o711)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def builder_dir(path: Path, job: str, user: str = "") -> tuple[JobLayout, Path, Path]:

@@ -25,16 +25,11 @@ from pathlib import Path
 
 import pytest
 from buildbot.process.properties import Properties
-from buildbot.test.fake import fakemaster
-from buildbot.test.reactor import TestReactorMixin
-from buildbot.worker import docker as buildbot_docker
-from fake_engine import FakeDockerModule
 from namaskah_ci import docker_caches
 from namaskah_ci import docker_config as dc
 from namaskah_ci import docker_services as ds
-from namaskah_ci import docker_workers as dw
+from test_docker_workers_unit import WorkerTestBase, build_with
 from twisted.internet import defer
-from twisted.trial import unittest
 from unit_support import REGISTRY, docker_settings
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # what Docker accepts
@@ -81,33 +76,22 @@ def test_no_branch_build_mounts_the_default_branchs_volume_and_no_job_has_raw_so
 # --- the worker against the fake engine ---------------------------------------------------------
 
 
-class BranchVolumeTests(TestReactorMixin, unittest.TestCase):
+class BranchVolumeTests(WorkerTestBase):
     @defer.inlineCallbacks
     def setUp(self):
-        self.setup_test_reactor()
-        self.docker = FakeDockerModule()
-        self.engine = self.docker.engine
-        self.patch(buildbot_docker, "docker", self.docker)
-        self.patch(dw, "_reaps", {})
-        self.master = yield fakemaster.make_master(self, wantData=True)
-        self.record_path = os.path.join(self.mktemp())
-        os.makedirs(self.record_path)
-        self.record = docker_caches.CacheRecord(os.path.join(self.record_path, docker_caches.RECORD_FILE))
+        yield super().setUp()
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.record = docker_caches.CacheRecord(os.path.join(directory, docker_caches.RECORD_FILE))
 
     @defer.inlineCallbacks
     def worker(self, builder="test-py3.11"):
-        settings = docker_settings(instance_name="unit-master")
-        worker = dc.make_job_worker(settings, REGISTRY.entry(builder), settings.workers.docker_host)
-        worker.setServiceParent(self.master)
-        yield self.master.startService()
-        self.addCleanup(self.master.stopService)
+        worker = yield self.make_worker(builder)
         worker.cache_record = self.record
         return worker
 
     @staticmethod
     def build(branch: str):
-        from test_docker_workers_unit import build_with
-
         return build_with(branch=branch)
 
     def seeds(self):
@@ -132,7 +116,6 @@ class BranchVolumeTests(TestReactorMixin, unittest.TestCase):
         labels = self.engine.volume_store[branch]["Labels"]
         self.assertEqual((labels[ds.LABEL_ROLE], labels[docker_caches.LABEL_REF]), ("branch-cache", "feature/x"))
         self.assertEqual(self.record.get(worker.docker_host, branch)["seeded"], True)
-        self.assertNotIn(seed["Id"] if "Id" in seed else None, [c["Id"] for c in self.engine.running()])
         self.assertEqual([c["Labels"][ds.LABEL_ROLE] for c in self.engine.running()], ["worker"])  # seed removed
         yield worker.stop_instance()
         yield worker.start_instance(self.build("feature/x"))  # an existing branch volume: no seed again
