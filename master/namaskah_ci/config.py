@@ -11,6 +11,7 @@ from namaskah_ci.builders import builder_names, make_builders
 from namaskah_ci.changes import make_change_sources
 from namaskah_ci.database import make_db_config
 from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
+from namaskah_ci.fixes.request_limits import RequestBodyLimits
 from namaskah_ci.janitor import ReportsJanitor
 from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
 from namaskah_ci.job_registry import Registry, RegistryError, read_registry
@@ -59,6 +60,8 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
             ReportsJanitor(root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days),
             *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
             MetricsService(public_view=settings.www.public_view),
+            RequestBodyLimits(request_bytes=settings.limits.request_bytes,
+                              hook_bytes=settings.github.max_payload_bytes),
             PendingPullRequests(
                 pipeline_config=pipeline_config,
                 merge_ref_waits=merge_ref_waits(settings.github.merge_ref_wait_seconds),

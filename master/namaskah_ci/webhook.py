@@ -3,7 +3,10 @@
 `/change_hook/github` (when the `webhook_secret` secret exists), `GitHubHook`:
 - a signature is required (`webhook_payloads.verify_signature`); the payload
   must be JSON of the types GitHub documents, at most `[github]
-  max_payload_bytes` (GitHub sends up to 25 MB); anything else is a 400;
+  max_payload_bytes` (GitHub sends up to 25 MB; the web server refuses a
+  larger body before reading it, fixes/request_limits.py, and the hook
+  refuses a larger declared `Content-Length` without reading); anything
+  else is a 400;
 - it answers at once, whatever GitHub's API does (it never calls it), with a
   body saying what it recorded ("push to main at 1a2b3c4: polling now");
   the slow work (fetching a pull request's merge result) runs after answering;
@@ -98,6 +101,10 @@ class GitHubHook(BaseHookHandler):
 
     @defer.inlineCallbacks
     def payload(self, request):
+        declared = (_header(request, b"Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:  # refused without reading it
+            raise PayloadError(f"payload of {int(declared)} bytes is over {self.max_bytes} bytes "
+                               "([github] max_payload_bytes)")
         body = request.content.read(self.max_bytes + 1)
         if len(body) > self.max_bytes:
             raise PayloadError(f"payload over {self.max_bytes} bytes ([github] max_payload_bytes)")

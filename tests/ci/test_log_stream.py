@@ -79,7 +79,7 @@ class AbandonedLogStreams(unittest.TestCase):
             return [line async for line in lines]
 
         failure = yield self.assertFailure(defer.Deferred.fromCoroutine(read_rest()), log_stream.StreamStopped)
-        self.assertIn("took nothing for 0 s", str(failure).replace("0.5", "0"))
+        self.assertIn("the log reader took nothing", str(failure))
 
     @defer.inlineCallbacks
     def test_a_stopping_master_frees_a_waiting_producer(self):

@@ -192,6 +192,15 @@ def test_the_payload_limit_is_a_setting():
     assert "polling now" in answer(handler(max_payload_bytes=len(body)), body)
 
 
+def test_a_declared_body_over_the_limit_is_refused_without_reading_it():
+    body = json.dumps(push_payload(SHA)).encode()
+    req = request(body)
+    req.received_headers[b"Content-Length"] = str(500 * 1024 * 1024).encode()
+    with pytest.raises(PayloadError, match=r"of 524288000 bytes is over 1000 bytes \(\[github\] max_payload_bytes\)"):
+        outcome(handler(max_payload_bytes=1000).getChanges(req))
+    assert req.content.tell() == 0, "the body was read"
+
+
 def test_pull_requests_are_recorded_after_answering_and_closing_cancels():
     hook = handler()
     prs = FakePullRequests()

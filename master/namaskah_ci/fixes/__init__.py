@@ -20,7 +20,7 @@ import buildbot
 CHECKED_AGAINST = "4.3.0"
 
 # the fix modules, in the order they are applied (each: `apply()`, idempotent)
-MODULES: tuple[str, ...] = ("log_stream", "mq_delivery", "clean_shutdown", "shutdown_retry", "session_cookie", "redaction")
+MODULES: tuple[str, ...] = ("log_stream", "mq_delivery", "clean_shutdown", "shutdown_retry", "request_limits", "session_cookie", "redaction")
 
 
 class FixError(Exception):

@@ -44,7 +44,7 @@ _ORIGINALS: dict[str, Callable] = {}
 
 
 def _clean_shutdown(original: Callable) -> Callable:
-    def cleanShutdown(self: Any, quickMode: bool = False, stopReactor: bool = True) -> defer.Deferred:  # noqa: N802,N803
+    def cleanShutdown(self: Any, quickMode: bool = False, stopReactor: bool = True) -> defer.Deferred:  # noqa: N802
         if self.shuttingDown:
             if not (quickMode and getattr(self, MODE, None) == "clean"):
                 return original(self, quickMode=quickMode, stopReactor=stopReactor)  # returns at once

@@ -67,6 +67,66 @@ def _stopping_event(pool: Any) -> threading.Event:
     return event
 
 
+class _Handover:
+    """One stream's hand-over between its producer thread and its reader on the reactor."""
+
+    def __init__(self, queue: defer.DeferredQueue, stopping: threading.Event, max_backlog: int):
+        self.queue, self.stopping, self.max_backlog = queue, stopping, max_backlog
+        self.condition = threading.Condition()
+        self.reader_gone = threading.Event()
+        self.taken = 0  # items the reader took (under `condition`): progress resets the stall clock
+
+    def can_put(self) -> bool:
+        return self.max_backlog <= 0 or len(self.queue.pending) < self.max_backlog
+
+    def drained(self) -> bool:
+        return len(self.queue.pending) <= 0
+
+    def wait(self, ready: Callable[[], bool], handed_over: bool = False) -> bool:
+        """Wait until `ready()`; False when the reader is gone. Stopping or a stalled reader: mid-stream
+        StreamStopped (lines are missing); once every line is handed over (`handed_over`), False."""
+        with self.condition:
+            seen, deadline = self.taken, time.monotonic() + STALL_SECONDS
+            while not self.reader_gone.is_set():
+                if ready():
+                    return True
+                if self.taken != seen:
+                    seen, deadline = self.taken, time.monotonic() + STALL_SECONDS
+                left = deadline - time.monotonic()
+                if self.stopping.is_set() or left <= 0:
+                    if handed_over:
+                        return False
+                    why = "the master is stopping" if self.stopping.is_set() else "the log reader took nothing"
+                    raise StreamStopped(f"{why} ({STALL_SECONDS:.0f} s at most)")
+                self.condition.wait(min(left, POLL_SECONDS))
+            return False
+
+    def produce(self, generator_sync: Callable[[], Generator[Any, None, None]], reactor: Any, drain: bool) -> None:
+        """The producer thread: hand each item over while the reader is there."""
+        try:
+            for item in generator_sync():
+                if not self.wait(self.can_put):
+                    return
+                reactor.callFromThread(self.queue.put, item)
+        finally:
+            if drain:  # upstream: free the thread only once the reader took every line
+                self.wait(self.drained, handed_over=True)
+
+    def took_one(self) -> None:
+        with self.condition:
+            self.taken += 1
+            self.condition.notify()
+
+    def reader_left(self) -> None:
+        self.reader_gone.set()  # closed, failed or collected: the producer stops at its next step
+        with self.condition:
+            self.condition.notify_all()
+
+
+def _after_reader_left(failure: Failure) -> None:
+    log.msg(f"log stream: the producer ended after its reader left: {failure.getErrorMessage()}")
+
+
 async def iter_on_pool(
     generator_sync: Callable[[], Generator[_T, None, None]],
     *,
@@ -88,69 +148,26 @@ async def iter_on_pool(
             max_backlog, wait_backlog_consuption = 0, False
 
     queue: defer.DeferredQueue = defer.DeferredQueue()
-    condition = threading.Condition()
-    reader_gone = threading.Event()
-    stopping = _stopping_event(provider_threadpool)
-    taken = [0]  # items the reader took (under `condition`): progress resets the stall clock
+    handover = _Handover(queue, _stopping_event(provider_threadpool), max_backlog)
     close = object()
-
-    def wait(ready: Callable[[], bool], handed_over: bool = False) -> bool:
-        """Wait until `ready()`; False when the reader is gone. Stopping or a stalled reader: mid-stream
-        StreamStopped (lines are missing); once every line is handed over (`handed_over`), False."""
-        with condition:
-            seen, deadline = taken[0], time.monotonic() + STALL_SECONDS
-            while True:
-                if reader_gone.is_set():
-                    return False
-                if ready():
-                    return True
-                if taken[0] != seen:
-                    seen, deadline = taken[0], time.monotonic() + STALL_SECONDS
-                left = deadline - time.monotonic()
-                if stopping.is_set() or left <= 0:
-                    if handed_over:
-                        return False
-                    raise StreamStopped(
-                        "the master is stopping" if stopping.is_set()
-                        else f"the log reader took nothing for {STALL_SECONDS:.0f} s"
-                    )
-                condition.wait(min(left, POLL_SECONDS))
-
-    def can_put() -> bool:
-        return max_backlog <= 0 or len(queue.pending) < max_backlog
-
-    def produce() -> None:
-        try:
-            for item in generator_sync():
-                if not wait(can_put):
-                    return
-                reactor.callFromThread(queue.put, item)
-        finally:
-            if wait_backlog_consuption:  # upstream: free the thread only once the reader took every line
-                wait(lambda: len(queue.pending) <= 0, handed_over=True)
 
     def put_close(result: Any) -> Any:
         queue.put(close)
         return result
 
-    def after_reader_left(failure: Failure) -> None:
-        log.msg(f"log stream: the producer ended after its reader left: {failure.getErrorMessage()}")
-
-    task = threads.deferToThreadPool(reactor, provider_threadpool, produce).addBoth(put_close)
+    task = threads.deferToThreadPool(
+        reactor, provider_threadpool, handover.produce, generator_sync, reactor, wait_backlog_consuption
+    ).addBoth(put_close)
     read_all = False
     try:
         while (item := await queue.get()) is not close:
-            with condition:
-                taken[0] += 1
-                condition.notify()
+            handover.took_one()
             yield item
         read_all = True
     finally:
-        reader_gone.set()  # closed, failed or collected: the producer stops at its next step
-        with condition:
-            condition.notify_all()
+        handover.reader_left()
         if not read_all:
-            task.addErrback(after_reader_left)  # nobody will await its error
+            task.addErrback(_after_reader_left)  # nobody will await its error
     if isinstance(task.result, Failure):
         await task  # the producer's error, raised to the reader
 
