@@ -39,26 +39,27 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.python import log
 
-MODE = "_namaskah_shutdown_mode"  # BotMaster attribute: "clean" or "quick", the shutdown in progress
+MODE = "_namaskah_shutdown"  # BotMaster attribute: ("clean" | "quick", token) of the shutdown in progress
 _ORIGINALS: dict[str, Callable] = {}
 
 
 def _clean_shutdown(original: Callable) -> Callable:
     def cleanShutdown(self: Any, quickMode: bool = False, stopReactor: bool = True) -> defer.Deferred:  # noqa: N802
         if self.shuttingDown:
-            if not (quickMode and getattr(self, MODE, None) == "clean"):
+            if not (quickMode and getattr(self, MODE, ("", None))[0] == "clean"):
                 return original(self, quickMode=quickMode, stopReactor=stopReactor)  # returns at once
             log.msg("clean shutdown: the master is being stopped while builds still run: stopping them "
                     "(RETRY, run again at the next start; triggered jobs CANCELLED)")
             self.shuttingDown = False  # the clean shutdown's wait ends without stopping the reactor
             self.brd.distribute_only_waited_childs = False  # no job starts once the distributor is gone
-        setattr(self, MODE, "quick" if quickMode else "clean")
+        this = ("quick" if quickMode else "clean", object())
+        setattr(self, MODE, this)
         done = original(self, quickMode=quickMode, stopReactor=False)
 
         @done.addCallback
         def stop_reactor(result: Any) -> Any:
             # what upstream does with stopReactor, unless this shutdown was cancelled or taken over
-            if stopReactor and self.shuttingDown and getattr(self, MODE, None) == ("quick" if quickMode else "clean"):
+            if stopReactor and self.shuttingDown and getattr(self, MODE, None) is this:
                 log.msg("Stopping reactor")
                 self.master.reactor.stop()
             return result
