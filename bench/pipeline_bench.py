@@ -203,8 +203,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     from bench import runs
     from bench.chart import render_timeline
     from bench.session import BenchMaster, pipeline_defaults
-    from namaskah_ci.job_commands import PRIORITY_NICENESS
-    from namaskah_ci.pipeline import load_pipeline_file
+    from namaskah_ci.jobs.commands import PRIORITY_NICENESS
+    from namaskah_ci.pipeline.model import load_pipeline_file
 
     defaults = pipeline_defaults()
     poll_interval = args.poll_interval or defaults["repo"]["poll_interval"]

@@ -144,7 +144,7 @@ class BenchMaster:
     # --- pushes -------------------------------------------------------------------------------
     def commit(self, label: str, path: str = "app/BENCH_NOTES.txt", branch: str | None = None) -> str:
         """A commit on `branch` (default: the checked-out one, main) touching `path`: under app/, an
-        input of every job, so nothing is reused (job_inputs.py)."""
+        input of every job, so nothing is reused (pipeline/inputs.py)."""
         self._counter += 1
         return commit_file(self.repo, path, f"{label} {self._counter} {time.time()}\n", f"bench: {label}", branch)
 

@@ -31,10 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "master"))
 
-from namaskah_ci import job_commands, report_kinds  # noqa: E402
+from namaskah_ci.jobs import commands as job_commands  # noqa: E402
+from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.helpers import HELPERS_DIR  # noqa: E402
-from namaskah_ci.hostenv import host_ca_env, resolve_interpreter  # noqa: E402
-from namaskah_ci.pipeline import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402
+from namaskah_ci.jobs.hostenv import host_ca_env, resolve_interpreter  # noqa: E402
+from namaskah_ci.pipeline.model import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402
 from namaskah_ci.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 

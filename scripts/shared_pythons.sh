@@ -3,7 +3,7 @@
 # which cannot enter a private home such as /root, where pyenv keeps its Pythons. For each version
 # asked for (default: the matrix's 3.9 and 3.11) that is not on the system PATH but only in a pyenv
 # under such a home, copy that pyenv version to /opt/namaskah-ci/python/<version> (world-readable;
-# the master's interpreter lookup, namaskah_ci/hostenv.py, looks there before pyenv; a job's sandbox
+# the master's interpreter lookup, namaskah_ci/jobs/hostenv.py, looks there before pyenv; a job's sandbox
 # mounts the installation of its interpreter read-only, which the job user must be able to enter). Root only;
 # does nothing when every version is reachable. Used by scripts/install_deps.sh.
 set -euo pipefail

@@ -2,29 +2,29 @@
 
 The job builders are the ones the repository's pipeline files defined so far
 (the job registry in the basedir); a pipeline that brings a new job
-reconfigures the master, which calls this again (`builder_sync.py`).
+reconfigures the master, which calls this again (`jobs/builder_sync.py`).
 """
 
 from __future__ import annotations
 
-from namaskah_ci.builders import builder_names, make_builders
-from namaskah_ci.changes import make_change_sources
+from namaskah_ci.builders.jobs import builder_names, make_builders
+from namaskah_ci.triggers.changes import make_change_sources
 from namaskah_ci.database import make_db_config
-from namaskah_ci.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
+from namaskah_ci.builders.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
 from namaskah_ci.fixes.request_limits import RequestBodyLimits
-from namaskah_ci.janitor import ReportsJanitor
-from namaskah_ci.job_registry import FILE_NAME as REGISTRY_FILE
-from namaskah_ci.job_registry import Registry, RegistryError, read_registry
-from namaskah_ci.metrics import MetricsService
-from namaskah_ci.pending_events import PendingPullRequests
-from namaskah_ci.pipeline_setup import make_job_setup, make_pipeline_config
-from namaskah_ci.pull_requests import merge_ref_waits
-from namaskah_ci.reporters import make_reporters
-from namaskah_ci.schedulers import make_schedulers
+from namaskah_ci.reports.janitor import ReportsJanitor
+from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
+from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry
+from namaskah_ci.www.metrics import MetricsService
+from namaskah_ci.github.pending_events import PendingPullRequests
+from namaskah_ci.builders.setup import make_job_setup, make_pipeline_config
+from namaskah_ci.github.pull_requests import merge_ref_waits
+from namaskah_ci.github.reporters import make_reporters
+from namaskah_ci.triggers.schedulers import make_schedulers
 from namaskah_ci.secrets import make_secret_providers, secret_available
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers import make_plan, make_workers
-from namaskah_ci.www import make_www
+from namaskah_ci.workers.local import make_plan, make_workers
+from namaskah_ci.www.config import make_www
 
 
 class ConfigError(Exception):

@@ -109,13 +109,13 @@ PROP_JOB_REVISION = "namaskah_revision"  # job builds: the revision the definiti
 PROP_STATUS_CONTEXT = "status_context"  # job builds: the commit-status context
 PROP_COVERAGE = "coverage"  # jobs with a coverage report: percent of lines covered
 PROP_VENV = "venv"
-PROP_REUSE_KEY = "namaskah_reuse_key"  # job builds: the job's reuse key (reuse.py), recorded on SUCCESS
+PROP_REUSE_KEY = "namaskah_reuse_key"  # job builds: the job's reuse key (jobs/reuse.py), recorded on SUCCESS
 PROP_REUSED = "namaskah_reused"  # job builds: the earlier SUCCESS build this one reuses
 PROP_RUN_EVERYTHING = "run_everything"  # forced pipelines: reuse nothing
 PROP_RERUN_OF = "rerun_of"  # pipeline: the number of the pipeline build whose failed jobs it re-runs
 PROP_RERUN_KEPT = "rerun_kept"  # pipeline: {builder: result} of that build's checks it keeps
 PROP_DEADLINE = "job_deadline"
-# pull requests (pull_requests.py): on the change, the pipeline and its job builds
+# pull requests (github/pull_requests.py): on the change, the pipeline and its job builds
 PROP_PR_NUMBER = "pr_number"
 PROP_PR_HEAD = "pr_head"  # the PR's head commit: commit statuses go there
 PROP_PR_BASE = "pr_base"  # the branch it merges into

@@ -29,7 +29,7 @@ from buildbot.secrets.providers.base import SecretProviderBase
 from buildbot.secrets.providers.file import SecretInAFile
 
 from namaskah_ci import names
-from namaskah_ci.auth import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, htpasswd_problems
+from namaskah_ci.access.auth import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, htpasswd_problems
 from namaskah_ci.settings import Settings
 
 WORKER_PASSWORD_SECRET = names.WORKER_PASSWORD

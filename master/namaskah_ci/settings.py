@@ -102,7 +102,7 @@ class PipelineSection:
     job_secrets: list[str]  # secrets a pipeline file may hand to its jobs
     max_file_bytes: int
     first_run: bool  # a new master builds the newest revision of [repo] default_branch once
-    reuse: bool  # a job whose reuse key equals an earlier SUCCESS's shows that result (job_inputs.py)
+    reuse: bool  # a job whose reuse key equals an earlier SUCCESS's shows that result (pipeline/inputs.py)
     max_pipelines: int  # pipeline builds at once (0: see workers.pipeline_slots)
 
 

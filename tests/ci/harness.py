@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from namaskah_ci.pipeline import load_pipeline, load_pipeline_file
+from namaskah_ci.pipeline.model import load_pipeline, load_pipeline_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE = ROOT / "master" / "default-pipeline.yml"
@@ -246,7 +246,7 @@ dir = "{basedir.parent / 'secrets'}"
 def seed_registry(basedir: Path, repo: Path) -> None:
     """The job builders of `repo`'s pipeline file (or the default one), as if the master had run its
     pipeline on main before: force buttons and builder lists exist from the start."""
-    from namaskah_ci.job_registry import Registry, write_registry
+    from namaskah_ci.pipeline.registry import Registry, write_registry
 
     text = git(repo, "show", "HEAD:.namaskah-ci.yml") if (repo / ".namaskah-ci.yml").exists() else None
     pipeline = load_pipeline(text, ".namaskah-ci.yml") if text else load_pipeline_file(str(DEFAULT_PIPELINE))

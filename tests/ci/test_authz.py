@@ -1,4 +1,4 @@
-"""The access table (`authz.py`) as data: deploy and rollback rows first, deny-by-default control,
+"""The access table (`access/authz.py`) as data: deploy and rollback rows first, deny-by-default control,
 the public_view switch, and who gets which role."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from buildbot.www.authz import endpointmatchers
 
-from namaskah_ci.authz import (
+from namaskah_ci.access.authz import (
     ADMINS,
     USERS,
     AccessRule,

@@ -8,9 +8,9 @@ from pathlib import Path
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from namaskah_ci.builder_sync import BuilderSyncError, ensure_builders
-from namaskah_ci.job_registry import Registry, read_registry
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
+from namaskah_ci.pipeline.registry import Registry, read_registry
+from namaskah_ci.pipeline.model import load_pipeline
 
 PIPELINE = load_pipeline("version: 1\njobs:\n  lint:\n    steps: [x]\n  docs:\n    steps: [y]\n", "f")
 

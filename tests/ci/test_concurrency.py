@@ -8,11 +8,12 @@ import os
 import pytest
 from buildbot.process.properties import Properties
 
-from namaskah_ci import names, workers
-from namaskah_ci.builders import JOB_SLOTS_LOCK, JobLocks
+from namaskah_ci import names
+from namaskah_ci.workers import local as workers
+from namaskah_ci.builders.jobs import JOB_SLOTS_LOCK, JobLocks
 from namaskah_ci.config import build_config
-from namaskah_ci.job_registry import Registry
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.settings import SettingsError, load_settings
 
 FILE = """

@@ -16,14 +16,15 @@ from buildbot.schedulers.forcesched import ForceScheduler
 from buildbot.schedulers.timed import Nightly
 from buildbot.schedulers.triggerable import Triggerable
 
-from namaskah_ci import names, workers
+from namaskah_ci import names
+from namaskah_ci.workers import local as workers
 from namaskah_ci.config import ConfigError, build_config
-from namaskah_ci.job_registry import Registry
-from namaskah_ci.pipeline import load_pipeline_file
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.model import load_pipeline_file
 from namaskah_ci.secrets import SECRET_NAMES, OwnerOnlySecretInAFile, make_secret_providers
 from namaskah_ci.settings import ROOT, load_settings
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
-from namaskah_ci.steps.gate import DeployGate
+from namaskah_ci.steps.deploy.gate import DeployGate
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
 
 CHECKS = ["test-py3.9", "test-py3.11", "lint", "integration", "migration-test", "security", "container-scan",
@@ -78,7 +79,7 @@ def test_a_new_master_has_the_pipeline_and_deploy_builders_only(env):
 
 
 def test_the_registry_in_the_basedir_gives_the_job_builders(env):
-    from namaskah_ci.job_registry import write_registry
+    from namaskah_ci.pipeline.registry import write_registry
 
     basedir = Path(env["PIPELINE_MASTER_BASEDIR"])
     write_registry(str(basedir / "pipeline-builders.json"), SEED_REGISTRY)

@@ -16,16 +16,16 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, SKIPPED, SUCCESS, WARNINGS
 
-from namaskah_ci import charts
-from namaskah_ci.dashboard_app import DashboardApp, dashboard_entries
-from namaskah_ci.dashboard_data import FinishedCache, first_failing_step
-from namaskah_ci.dashboard_deploys import load_deploy_history
-from namaskah_ci.dashboard_html import EMBEDDED, STANDALONE, pipelines_page
-from namaskah_ci.dashboard_pipelines import load_pipeline_page
-from namaskah_ci.dashboard_trends import load_trends
-from namaskah_ci.dashboard_views import deploys_page, trends_page
+from namaskah_ci.dashboard import charts
+from namaskah_ci.dashboard.app import DashboardApp, dashboard_entries
+from namaskah_ci.dashboard.data import FinishedCache, first_failing_step
+from namaskah_ci.dashboard.deploys import load_deploy_history
+from namaskah_ci.dashboard.layout import EMBEDDED, STANDALONE, pipelines_page
+from namaskah_ci.dashboard.pipelines import load_pipeline_page
+from namaskah_ci.dashboard.trends import load_trends
+from namaskah_ci.dashboard.views import deploys_page, trends_page
 from namaskah_ci.settings import load_settings
-from namaskah_ci.www import LoggedInOnly, make_plugins
+from namaskah_ci.www.config import LoggedInOnly, make_plugins
 
 T0 = 1_800_000_000.0
 EVIL = '<script>alert("x")</script>'

@@ -14,12 +14,12 @@ from buildbot.schedulers.triggerable import Triggerable
 from twisted.internet import defer
 
 from namaskah_ci.config import build_config
-from namaskah_ci.deploy import DeployBuild, deploy_builder_names, make_deploy_gate
-from namaskah_ci.deploy_history import supersede_queued
+from namaskah_ci.builders.deploy import DeployBuild, deploy_builder_names, make_deploy_gate
+from namaskah_ci.steps.deploy.history import supersede_queued
 from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.load import LoadPipeline
-from namaskah_ci.steps.gate import DeployGate
+from namaskah_ci.steps.deploy.gate import DeployGate
 
 DEPLOY_BUILDERS = ["deploy-production", "rollback-production", "deploy-staging", "rollback-staging"]
 

@@ -9,7 +9,7 @@ from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.trigger import Trigger
 from buildbot.test import fakedb
 
-from namaskah_ci.steps.gate import DeployGate, VerifyPipelinePassed, required_checks_verdict
+from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed, required_checks_verdict
 from test_deploy_support import OLD, REV, DeployStepCase, make_target
 
 REQUIRED = ["lint", "test-py3.11"]

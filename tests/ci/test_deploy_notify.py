@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, SUCCESS
 
-from namaskah_ci.steps.notify import Notify, github_slug, outcome_text
+from namaskah_ci.steps.deploy.notify import Notify, github_slug, outcome_text
 from test_deploy_support import ANY, GITHUB_TOKEN, OLD, REV, SECRETS, WEBHOOK, DeployStepCase, make_target
 
 
@@ -300,7 +300,7 @@ class SendMailTest(unittest.TestCase):
     def test_message_is_delivered(self):
         from twisted.internet import reactor
 
-        from namaskah_ci.steps.notify import send_mail
+        from namaskah_ci.steps.deploy.notify import send_mail
 
         from twisted.internet.task import deferLater
 

@@ -9,8 +9,8 @@ import types
 
 from buildbot.process.results import CANCELLED, FAILURE, SUCCESS, WARNINGS
 
-from namaskah_ci.deploy_history import good_deploys, previous_good
-from namaskah_ci.steps.rollback import ChooseRollbackTarget, RollBack, rollback_needed
+from namaskah_ci.steps.deploy.history import good_deploys, previous_good
+from namaskah_ci.steps.deploy.rollback import ChooseRollbackTarget, RollBack, rollback_needed
 from test_deploy_support import (
     AUTH,
     HOOK,

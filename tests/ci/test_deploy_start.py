@@ -1,4 +1,4 @@
-"""Step tests of starting a deploy (`steps/start_deploy.py`): the Render API first, the hook without an
+"""Step tests of starting a deploy (`steps/deploy/start.py`): the Render API first, the hook without an
 API key, one bounded retry policy (429 waits as told; 5xx backs off with jitter), resuming a deploy
 already started instead of deploying twice, and never deploying an older revision after a newer one."""
 
@@ -12,8 +12,8 @@ from twisted.trial import unittest
 
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps import render
-from namaskah_ci.steps.start_deploy import NotOutdated, StartDeploy
+from namaskah_ci.steps.deploy import render
+from namaskah_ci.steps.deploy.start import NotOutdated, StartDeploy
 from test_deploy_support import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 
 HOOK_REF = f"{HOOK}&ref={REV}"

@@ -18,7 +18,7 @@ from buildbot.test.fake import httpclientservice as fakehttp
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 
-from namaskah_ci.steps.deploy_base import DeployTarget
+from namaskah_ci.steps.deploy.base import DeployTarget
 
 HOOK = "https://api.render.example/deploy/srv-SECRETSVC?key=HOOKSECRET"
 ROLLBACK_HOOK = "https://api.render.example/rollback/srv-SECRETSVC?key=RBSECRET"

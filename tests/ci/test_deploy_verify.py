@@ -7,7 +7,7 @@ from twisted.trial import unittest
 
 from buildbot.process.results import FAILURE, SUCCESS
 
-from namaskah_ci.steps.verify import HealthCheck, SmokeTests
+from namaskah_ci.steps.deploy.verify import HealthCheck, SmokeTests
 from test_deploy_support import REV, SITE, DeployStepCase, make_target
 
 

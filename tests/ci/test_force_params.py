@@ -1,6 +1,6 @@
-"""Force-form fields (namaskah_ci/force_params.py): what each accepts and refuses, and that every
+"""Force-form fields (namaskah_ci/triggers/force_params.py): what each accepts and refuses, and that every
 ForceScheduler of the real config refuses bad input with a message naming the field and queues
-nothing. Also the REST overrides' pure parts (patches_rest.py): numeric ids and integer fields.
+nothing. Also the REST overrides' pure parts (fixes/rest_errors.py): numeric ids and integer fields.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from buildbot.schedulers.forcesched import CollectedValidationError, ForceScheduler, IntParameter, ValidationError
 from twisted.internet import defer
 
-from namaskah_ci import patches_rest
+from namaskah_ci.fixes import rest_errors as patches_rest
 from namaskah_ci.config import build_config
-from namaskah_ci.force_params import (
+from namaskah_ci.triggers.force_params import (
     BranchParameter,
     ReasonParameter,
     RevisionParameter,
@@ -228,4 +228,4 @@ def test_master_cfg_applies_the_rest_overrides():
     from pathlib import Path
 
     cfg = (Path(__file__).resolve().parents[2] / "master" / "master.cfg").read_text()
-    assert "patches_rest import apply_all as apply_rest_fixes" in cfg and "\napply_rest_fixes()" in cfg
+    assert "rest_errors import apply_all as apply_rest_fixes" in cfg and "\napply_rest_fixes()" in cfg

@@ -14,7 +14,7 @@ from buildbot.config.errors import ConfigErrors
 from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 
-from namaskah_ci.janitor import ReportsJanitor, remove_old_reports
+from namaskah_ci.reports.janitor import ReportsJanitor, remove_old_reports
 
 DAY = 86400
 NOW = 1_800_000_000.0

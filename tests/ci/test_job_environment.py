@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci import job_commands
+from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.helpers import HELPERS_DIR, scripts
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.pipeline.model import load_pipeline
 
 STEP = Path(HELPERS_DIR) / "ci_step.py"
 FILE = """

@@ -25,11 +25,12 @@ from buildbot.test.steps import (
     TestBuildStepMixin,
 )
 
-from namaskah_ci import job_factory, names
-from namaskah_ci.job_commands import JobLayout
-from namaskah_ci.job_factory import JobSetup, job_steps, remaining_time
-from namaskah_ci.pipeline import load_pipeline
-from namaskah_ci.pipeline_source import PipelineConfig
+from namaskah_ci import names
+from namaskah_ci.steps import job_steps as job_factory
+from namaskah_ci.jobs.commands import JobLayout
+from namaskah_ci.steps.job_steps import JobSetup, job_steps, remaining_time
+from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.steps.job import CleanupJob, JobStep, PinnedGit
 from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.steps.reports import PublishReports

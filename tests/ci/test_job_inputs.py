@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from namaskah_ci.job_inputs import (
+from namaskah_ci.pipeline.inputs import (
     InputMatcher,
     PatternError,
     compile_pattern,
@@ -15,7 +15,7 @@ from namaskah_ci.job_inputs import (
     parse_ls_tree,
     reuse_key,
 )
-from namaskah_ci.pipeline import PipelineError, load_pipeline
+from namaskah_ci.pipeline.model import PipelineError, load_pipeline
 
 TREE = [
     ("100644", "blob", "a" * 40, "app/main.py"),
@@ -101,7 +101,7 @@ def test_inputs_travel_with_the_job_definition():
     pipeline = load_pipeline(text, ".namaskah-ci.yml")
     assert pipeline.job("lint").inputs == ("app/", "!app/vendor/")
     assert pipeline.job("all").inputs is None  # the whole tree
-    from namaskah_ci.pipeline import JobSpec
+    from namaskah_ci.pipeline.model import JobSpec
 
     assert JobSpec.from_dict(pipeline.job("lint").to_dict()) == pipeline.job("lint")
 

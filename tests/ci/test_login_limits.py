@@ -1,4 +1,4 @@
-"""Failed-login limits (namaskah_ci/auth.py): per user and per client address in a sliding window,
+"""Failed-login limits (namaskah_ci/access/auth.py): per user and per client address in a sliding window,
 refused without checking the password, a success clearing only its own pair, bounded memory, and
 `/auth/login` answering 429 with Retry-After, logging no password.
 """
@@ -12,7 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.python import log
 from twisted.web.test.requesthelper import DummyRequest
 
-from namaskah_ci import auth
+from namaskah_ci.access import auth
 from namaskah_ci.settings import load_settings
 
 

@@ -19,7 +19,7 @@ from buildbot.test import fakedb
 from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 
-from namaskah_ci.metrics import MAX_BRANCHES, RESOURCE_NAME, BuildMetrics, BuilderInfo, MetricsService
+from namaskah_ci.www.metrics import MAX_BRANCHES, RESOURCE_NAME, BuildMetrics, BuilderInfo, MetricsService
 
 T0 = datetime.datetime(2026, 1, 31, 12, 0, 0, tzinfo=datetime.timezone.utc)
 PIPELINE = BuilderInfo("pipeline")

@@ -1,4 +1,4 @@
-"""The Buildbot 4.3 fixes master.cfg applies (namaskah_ci/patches.py), checked on Buildbot's own classes."""
+"""The Buildbot 4.3 fixes master.cfg applies (namaskah_ci/fixes/patches.py), checked on Buildbot's own classes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from buildbot.util import pathmatch
 
-from namaskah_ci import patches
+from namaskah_ci.fixes import patches
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_master_cfg_applies_every_fix():
 def test_the_index_page_opens_the_dashboard_at_the_root(monkeypatch, tmp_path):
     from buildbot.www import config as www_config
 
-    from namaskah_ci import patches
+    from namaskah_ci.fixes import patches
 
     monkeypatch.setattr(www_config.IndexResource, "__init__", www_config.IndexResource.__init__)
     monkeypatch.setattr(www_config.IndexResource, "_namaskah_home", None, raising=False)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci.pipeline import JobSpec, PipelineError, PipelinePolicy, load_pipeline, load_pipeline_file
-from namaskah_ci.pipeline_file import schema_document
+from namaskah_ci.pipeline.model import JobSpec, PipelineError, PipelinePolicy, load_pipeline, load_pipeline_file
+from namaskah_ci.pipeline.schema import schema_document
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_FILE = ROOT / ".namaskah-ci.yml"
@@ -389,7 +389,7 @@ def test_the_time_limit_stops_the_work_and_names_the_limit():
 
 
 def test_the_deadline_is_checked_as_the_parse_goes():
-    from namaskah_ci.pipeline_yaml import Deadline, Limits, YamlProblem, parse
+    from namaskah_ci.pipeline.loader import Deadline, Limits, YamlProblem, parse
 
     ticks = iter(range(1000))  # a clock one second further at each look
     deadline = Deadline(5, clock=lambda: next(ticks))

@@ -125,7 +125,7 @@ def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):
 
 
 def ET_counts(path) -> dict:
-    from namaskah_ci.report_kinds import junit_counts
+    from namaskah_ci.reports.kinds import junit_counts
 
     counts, problem = junit_counts(str(path))
     assert counts is not None, problem

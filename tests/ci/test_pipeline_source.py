@@ -18,11 +18,11 @@ import pytest
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from namaskah_ci.job_registry import Registry, RegistryError, read_registry, write_registry
-from namaskah_ci.pipeline import PipelineError, PipelinePolicy, load_pipeline
-from namaskah_ci import pipeline_source
-from namaskah_ci.pipeline_source import PipelineConfig, PipelineSource, SourceError, describe
-from namaskah_ci.schedule import CronError, parse_cron
+from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry, write_registry
+from namaskah_ci.pipeline.model import PipelineError, PipelinePolicy, load_pipeline
+from namaskah_ci.pipeline import source as pipeline_source
+from namaskah_ci.pipeline.source import PipelineConfig, PipelineSource, SourceError, describe
+from namaskah_ci.pipeline.schedule import CronError, parse_cron
 
 FILE_V1 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n"
 FILE_V2 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n  docs:\n    steps: [sphinx-build docs out]\n"

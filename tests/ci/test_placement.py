@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from buildbot.process.properties import Properties
 
 from namaskah_ci import names
-from namaskah_ci.placement import JobSlots, engine_load, select_worker
+from namaskah_ci.jobs.placement import JobSlots, engine_load, select_worker
 
 
 class Wfb:

@@ -12,11 +12,11 @@ from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from namaskah_ci.job_commands import JobLayout
-from namaskah_ci.job_factory import JobSetup
-from namaskah_ci.pipeline_source import PipelineConfig
-from namaskah_ci.reporters import CommitStatusPush
-from namaskah_ci.reuse import InFlight
+from namaskah_ci.jobs.commands import JobLayout
+from namaskah_ci.steps.job_steps import JobSetup
+from namaskah_ci.pipeline.source import PipelineConfig
+from namaskah_ci.github.reporters import CommitStatusPush
+from namaskah_ci.jobs.reuse import InFlight
 from namaskah_ci.steps.load import LoadPipeline, pull_request_stop
 
 CONFIG = PipelineConfig(
@@ -92,7 +92,7 @@ class UntrustedSetupTest(unittest.TestCase):
         setup = JobSetup(mode="local", layout=layout, repo_url="/r", base_path="/usr/bin")
         self.assertEqual(setup.untrusted().layout.cache_root, "/var/cache/namaskah/untrusted")
         docker = JobSetup(mode="docker", layout=layout, repo_url="/r", base_path="/usr/bin")
-        self.assertIs(docker.untrusted(), docker)  # another volume (docker_config.py)
+        self.assertIs(docker.untrusted(), docker)  # another volume (workers/docker/config.py)
 
 
 class InFlightTest(unittest.TestCase):

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci import job_commands
+from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.helpers import HELPERS_DIR
-from namaskah_ci.job_commands import JobLayout
-from namaskah_ci.job_factory import JobSetup, job_steps
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.jobs.commands import JobLayout
+from namaskah_ci.steps.job_steps import JobSetup, job_steps
+from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.settings import load_settings
 from test_job_user import scratch  # noqa: F401 (the fixture: a directory every user may enter)
 

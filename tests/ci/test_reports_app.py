@@ -10,8 +10,8 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 
-from namaskah_ci.reports_app import ReportsApp
-from namaskah_ci.www_headers import CSP
+from namaskah_ci.dashboard.reports_app import ReportsApp
+from namaskah_ci.www.headers import CSP
 
 
 def path_info(url_path: str) -> str:

@@ -1,4 +1,4 @@
-"""The REST API under concurrent clients: every response complete (buildbot#9065 fix in patches.py)."""
+"""The REST API under concurrent clients: every response complete (buildbot#9065 fix in fixes/patches.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 def test_concurrent_rest_reads_are_complete(tmp_path):
     from buildbot.www import rest
 
-    from namaskah_ci import patches
+    from namaskah_ci.fixes import patches
 
     master = start_master(tmp_path, make_service_repo(tmp_path / "repo"))
     errors: list[str] = []

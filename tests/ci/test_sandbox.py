@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci import job_commands
+from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_sandbox import sandbox_argv
 from namaskah_ci.helpers.ci_venv import STAMP, fingerprint, python_version, requirement_files
-from namaskah_ci.job_commands import JobLayout
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.jobs.commands import JobLayout
+from namaskah_ci.pipeline.model import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP = str(Path(HELPERS_DIR) / "ci_step.py")

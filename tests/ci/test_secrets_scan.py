@@ -23,9 +23,9 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from harness import ROOT, commit_file, git
-from namaskah_ci.job_inputs import key_document, reuse_key
-from namaskah_ci.pipeline import load_pipeline
-from namaskah_ci.reuse import HistoryError, history_facts
+from namaskah_ci.pipeline.inputs import key_document, reuse_key
+from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.jobs.reuse import HistoryError, history_facts
 
 needs_gitleaks = pytest.mark.skipif(
     shutil.which("gitleaks") is None, reason="gitleaks is not installed (make test installs it)"

@@ -16,9 +16,9 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 
 from namaskah_ci import names
-from namaskah_ci.pipeline import load_pipeline
-from namaskah_ci.pipeline_source import PipelineConfig
-from namaskah_ci.reuse import ReuseSetup
+from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.pipeline.source import PipelineConfig
+from namaskah_ci.jobs.reuse import ReuseSetup
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis, overall_result
 
 MASTER_ID = 9

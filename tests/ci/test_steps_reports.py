@@ -20,7 +20,7 @@ from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectRemoteRef, ExpectStat, ExpectUploadDirectory, ExpectUploadFile, TestBuildStepMixin
 
-from namaskah_ci.pipeline import ReportSpec
+from namaskah_ci.pipeline.model import ReportSpec
 from namaskah_ci.steps.reports import PublishReports, reports_url
 
 BASE = reports_url("http://ci.example/")

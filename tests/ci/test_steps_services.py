@@ -9,8 +9,8 @@ from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 
-from namaskah_ci.job_commands import JobLayout, services_argv
-from namaskah_ci.pipeline import load_pipeline
+from namaskah_ci.jobs.commands import JobLayout, services_argv
+from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, parse_service_env
 
 DB_URL = "postgresql://ci@127.0.0.1:45432/app"

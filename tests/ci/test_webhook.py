@@ -1,7 +1,7 @@
 """The GitHub hook's handler without a master: signatures (SHA-256, SHA-1 fallback, none),
 payload validation (wrong types are 400s, never 500s), the answers it gives for each event
 (ping, ignored events, pushes, pull requests, redeliveries, the payload limit), and the hook
-dialects `www.py` configures."""
+dialects `www/config.py` configures."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from namaskah_ci.settings import load_settings
-from namaskah_ci.webhook import ANSWER, AdminBaseHookHandler, GitHubHook, PayloadError
-from namaskah_ci.webhook_payloads import PullRequest, skips_ci, validate_push, verify_signature
-from namaskah_ci.pull_requests import merge_ref_waits
-from namaskah_ci.www import make_change_hook_dialects
+from namaskah_ci.github.webhook import ANSWER, AdminBaseHookHandler, GitHubHook, PayloadError
+from namaskah_ci.github.payloads import PullRequest, skips_ci, validate_push, verify_signature
+from namaskah_ci.github.pull_requests import merge_ref_waits
+from namaskah_ci.www.config import make_change_hook_dialects
 from www_support import pull_request_payload, push_payload
 
 SECRET = "test-webhook-secret"
@@ -222,7 +222,7 @@ def test_pull_requests_are_recorded_after_answering_and_closing_cancels():
 
 
 def test_a_pull_request_event_is_saved_before_the_answer_and_forgotten_once_done():
-    from namaskah_ci import pending_events
+    from namaskah_ci.github import pending_events
 
     master = FakeMaster()
     hook = handler(master)

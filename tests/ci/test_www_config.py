@@ -22,18 +22,19 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 from buildbot.www.service import BuildbotSite
 
-from namaskah_ci import auth, fixes
-from namaskah_ci.dashboard_app import DashboardApp
+from namaskah_ci import fixes
+from namaskah_ci.access import auth
+from namaskah_ci.dashboard.app import DashboardApp
 from namaskah_ci.fixes import session_cookie
-from namaskah_ci.pipeline_setup import make_job_setup
-from namaskah_ci.workers import make_plan
-from namaskah_ci.www_headers import CSP
-from namaskah_ci.job_registry import Registry
-from namaskah_ci.pipeline import load_pipeline_file
+from namaskah_ci.builders.setup import make_job_setup
+from namaskah_ci.workers.local import make_plan
+from namaskah_ci.www.headers import CSP
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.model import load_pipeline_file
 from namaskah_ci.settings import ROOT as REPO_ROOT
 
 SEED = Registry().merge(load_pipeline_file(str(REPO_ROOT / ".namaskah-ci.yml")), default_branch=True)
-from namaskah_ci.reporters import (
+from namaskah_ci.github.reporters import (
     CANCELLER_NAME,
     CommitStatusPush,
     make_build_canceller,
@@ -41,7 +42,7 @@ from namaskah_ci.reporters import (
     status_contexts,
 )
 from namaskah_ci.settings import load_settings
-from namaskah_ci.www import LoggedInOnly, make_www
+from namaskah_ci.www.config import LoggedInOnly, make_www
 from www_support import htpasswd_text
 
 SEED_CONTEXTS = ["test (Python 3.9)", "test (Python 3.11)", "lint", "integration", "migration-test", "security",

@@ -1,4 +1,4 @@
-"""Docker mode: no branch writes a cache volume another branch's jobs read (docker_caches.py).
+"""Docker mode: no branch writes a cache volume another branch's jobs read (workers/docker/caches.py).
 
 - The plan (no engine): the default branch's builds mount the Python's
   volume; every other ref (a branch, a pull request's merge ref) its own,
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 from buildbot.process.properties import Properties
-from namaskah_ci import docker_caches
-from namaskah_ci import docker_config as dc
-from namaskah_ci import docker_services as ds
+from namaskah_ci.workers.docker import caches as docker_caches
+from namaskah_ci.workers.docker import config as dc
+from namaskah_ci.workers.docker import services as ds
 from test_docker_workers_unit import WorkerTestBase, build_with
 from twisted.internet import defer
 from unit_support import REGISTRY, docker_settings

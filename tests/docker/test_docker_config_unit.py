@@ -11,12 +11,13 @@ import dataclasses
 
 from buildbot.process.properties import Properties
 from buildbot.util import ComparableMixin
-from namaskah_ci import docker_config as dc
-from namaskah_ci import docker_workers as dw
-from namaskah_ci import job_commands, names
+from namaskah_ci.workers.docker import config as dc
+from namaskah_ci.workers.docker import latent as dw
+from namaskah_ci import names
+from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.config import build_config
-from namaskah_ci.job_factory import job_steps
-from namaskah_ci.pipeline_setup import make_job_setup, make_policy
+from namaskah_ci.steps.job_steps import job_steps
+from namaskah_ci.builders.setup import make_job_setup, make_policy
 from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.steps.services import StartServices

@@ -10,7 +10,7 @@ import time
 import docker
 import pytest
 from docker_harness import build_never_ready_image, require_engine_and_images
-from namaskah_ci import docker_services as ds
+from namaskah_ci.workers.docker import services as ds
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 

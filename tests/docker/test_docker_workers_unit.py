@@ -19,10 +19,10 @@ from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.worker import docker as buildbot_docker
 from fake_engine import FakeDockerModule
-from namaskah_ci import docker_config as dc
-from namaskah_ci import docker_watch
-from namaskah_ci import docker_services as ds
-from namaskah_ci import docker_workers as dw
+from namaskah_ci.workers.docker import config as dc
+from namaskah_ci.workers.docker import watch as docker_watch
+from namaskah_ci.workers.docker import services as ds
+from namaskah_ci.workers.docker import latent as dw
 from namaskah_ci import names
 from twisted.internet import defer
 from twisted.trial import unittest

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from namaskah_ci.job_registry import Registry
-from namaskah_ci.pipeline import load_pipeline, load_pipeline_file
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.model import load_pipeline, load_pipeline_file
 from namaskah_ci.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ loaded (`check-<builder>` for each job of the verdict that runs on the branch,
 minus `[checks] disabled`), each triggered with its job's definition
 (`namaskah_job`) and the pinned revision, so the job builds run exactly what
 that revision's file says. A job whose reuse key matches an earlier SUCCESS
-is triggered with that build's record and shows its result (reuse.py); the
+is triggered with that build's record and shows its result (jobs/reuse.py); the
 `reuse` log says, for each job, whether it runs or what it reuses. It sets the build property `check_results`
 ({builder: result name}) for the deploy gate and lists every job's result in
 its summary. `StartAnalysis` starts the jobs outside the verdict (e.g. codeql)
@@ -23,11 +23,11 @@ from buildbot.process.results import CANCELLED, SUCCESS, Results, worst_status
 from buildbot.steps.trigger import Trigger
 
 from namaskah_ci import names
-from namaskah_ci.job_inputs import reuse_key
-from namaskah_ci.pipeline import JobSpec
-from namaskah_ci.pipeline_source import PipelineConfig, source_for
-from namaskah_ci.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
-from namaskah_ci.reuse import summary as reuse_summary
+from namaskah_ci.pipeline.inputs import reuse_key
+from namaskah_ci.pipeline.model import JobSpec
+from namaskah_ci.pipeline.source import PipelineConfig, source_for
+from namaskah_ci.jobs.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
+from namaskah_ci.jobs.reuse import summary as reuse_summary
 
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it
 
@@ -161,7 +161,7 @@ class FanOut(_PipelineTrigger):
         return [job for job in pipeline.verdict_jobs(branch) if job.builder not in skip]
 
     def kept(self) -> dict[str, str]:
-        """A re-run of failed jobs (rerun.py): the checks of the earlier build it keeps, {builder: result}."""
+        """A re-run of failed jobs (triggers/rerun.py): the checks of the earlier build it keeps, {builder: result}."""
         kept = self.getProperty(names.PROP_RERUN_KEPT)
         return dict(kept) if isinstance(kept, dict) else {}
 

@@ -2,17 +2,17 @@
 
 - `LoadPipeline` (first step of `pipeline`): pins the revision (a forced build
   of a branch gets the branch's newest), reads and validates `.namaskah-ci.yml`
-  at it (`pipeline_source.py`), gives new jobs their builders
-  (`builder_sync.py`) and hands the model to the fan-out. A bad file ends the
+  at it (`pipeline/source.py`), gives new jobs their builders
+  (`jobs/builder_sync.py`) and hands the model to the fan-out. A bad file ends the
   build here: FAILURE, one line naming the file, line, key and problem, every
   problem in the step's log; no job runs, nothing deploys. A pull request
   without a merge result ends here ("conflicts with <base>"), and so does, in
-  local mode, a fork's until an admin approves it (approval.py).
+  local mode, a fork's until an admin approves it (triggers/approval.py).
 - `LoadJob` (first step of every job builder): the job's definition from the
   pipeline's trigger, or, for a forced or scheduled build, from the file at the
   build's revision; writes the job's directory on the worker (`job.json`, the
   secrets as 0600 files, docker mode's helpers) and adds the job's steps; a
-  reused job (`reuse.py`) gets none: it links to the build it reuses. A fork's
+  reused job (`jobs/reuse.py`) gets none: it links to the build it reuses. A fork's
   pull request gets no secret at all, caches of its own and records nothing
   for reuse.
 """
@@ -29,17 +29,18 @@ from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
 
-from namaskah_ci import helpers, job_commands, names
-from namaskah_ci.approval import waiting_summary
-from namaskah_ci.builder_sync import BuilderSyncError, ensure_builders
-from namaskah_ci.job_factory import JobSetup, deadline_after, job_steps
-from namaskah_ci.pipeline import JobSpec, PipelineError
-from namaskah_ci.pipeline_source import PipelineConfig, SourceError, describe, short, source_for
-from namaskah_ci.reuse import ReuseStore, in_flight
-from namaskah_ci.reuse import summary as reuse_summary
+from namaskah_ci import helpers, names
+from namaskah_ci.jobs import commands as job_commands
+from namaskah_ci.triggers.approval import waiting_summary
+from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
+from namaskah_ci.steps.job_steps import JobSetup, deadline_after, job_steps
+from namaskah_ci.pipeline.model import JobSpec, PipelineError
+from namaskah_ci.pipeline.source import PipelineConfig, SourceError, describe, short, source_for
+from namaskah_ci.jobs.reuse import ReuseStore, in_flight
+from namaskah_ci.jobs.reuse import summary as reuse_summary
 from namaskah_ci.steps.job import job_path
 from namaskah_ci.steps.reuse import RecordReuse
-from namaskah_ci.workers import resolve_interpreter
+from namaskah_ci.workers.local import resolve_interpreter
 
 
 class _Resolving(buildstep.BuildStep):

@@ -2,8 +2,8 @@
 
 Each report (a file or a directory, relative to the checkout) lands in
 `<master basedir>/reports/<builder>/<build number>/<its path>`, is served by
-the web UI's "reports" dashboard (`www.py`) and removed after the retention
-period (`janitor.py`). The step always runs (a failed test run's JUnit report
+the web UI's "reports" dashboard (`www/config.py`) and removed after the retention
+period (`reports/janitor.py`). The step always runs (a failed test run's JUnit report
 matters most). A `coverage` report sets the build property `coverage`
 (percent) and, when the job's steps passed, fails the job under `[checks]
 coverage_min`, or when it was not written at all. Another declared report
@@ -24,8 +24,9 @@ from buildbot.process import remotecommand
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.steps.transfer import MultipleFileUpload, makeStatusRemoteCommand
 
-from namaskah_ci import names, report_kinds
-from namaskah_ci.pipeline import ReportSpec
+from namaskah_ci import names
+from namaskah_ci.reports import kinds as report_kinds
+from namaskah_ci.pipeline.model import ReportSpec
 from namaskah_ci.steps.report_limits import LimitedDirectoryWriter, LimitedFileWriter, ReportBudget
 
 

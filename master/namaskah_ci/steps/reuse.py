@@ -1,4 +1,4 @@
-"""`RecordReuse`: the last step of a job build that has a reuse key (see reuse.py).
+"""`RecordReuse`: the last step of a job build that has a reuse key (see jobs/reuse.py).
 
 A build that ended SUCCESS records its key with itself, so a later pipeline
 whose job has the same key shows this result instead of running the job again.
@@ -16,7 +16,7 @@ from buildbot.process.results import SKIPPED, SUCCESS, Results
 from buildbot.reporters.utils import getURLForBuild
 
 from namaskah_ci import names
-from namaskah_ci.reuse import ReuseStore
+from namaskah_ci.jobs.reuse import ReuseStore
 
 
 class RecordReuse(buildstep.BuildStep):

@@ -1,0 +1,1 @@
+"""The master's builders: `pipeline`, one per job, deploy and rollback per environment, and their factories."""

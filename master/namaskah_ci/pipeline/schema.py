@@ -1,0 +1,279 @@
+"""The pipeline file's schema, version 1 (`.namaskah-ci.yml`), as pydantic models.
+
+These models say what a file may contain; `pipeline/model.py` turns a validated file
+into the typed pipeline model (matrix expanded, defaults applied, the master's
+policy checked). `schema_document()` is the JSON Schema shipped for editors
+(`master/namaskah-ci.schema.json`, the yaml-language-server convention).
+Every model forbids unknown keys and coerces nothing, except that environment
+values may be numbers or booleans (written out as strings, as YAML users expect).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+
+from namaskah_ci.pipeline.inputs import pattern_problem
+from namaskah_ci.pipeline.schedule import CronError, parse_cron
+
+SCHEMA_VERSION = 1
+SERVICES = ("postgres", "redis")
+REPORT_KINDS = ("junit", "coverage", "sarif", "html", "json", "csv", "text")
+PRIORITIES = ("high", "normal", "low")
+HISTORY = ("revision", "full")
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+TOOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+# the job's base environment is the master's: a file may not replace it
+RESERVED_ENV = ("PATH", "HOME", "TMPDIR", "VIRTUAL_ENV")
+RESERVED_ENV_PREFIX = "NAMASKAH_CI_"
+# control characters but tab (C0, DEL, C1) and the Unicode line and paragraph separators: a newline
+# in a value would forge lines in the job's `environment` log
+CONTROL_CHARACTERS = "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029"  # a regex class's inside
+ENV_VALUE_PATTERN = f"^[^{CONTROL_CHARACTERS}]*$"  # for the JSON Schema
+ENV_VALUE_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def _python_version(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        raise ValueError(f'write the version as a string, e.g. python: "{value}" (YAML reads {value} as a number)')
+    return value
+
+
+def _env_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        raise ValueError('needs a value (write an empty string as "")')
+    if not isinstance(value, str):
+        raise ValueError("must be a string, a number or true/false")
+    control = ENV_VALUE_CONTROL.search(value)
+    if control:
+        raise ValueError(
+            f"holds a control character ({control.group()!r}): an environment value is one line "
+            "(tabs allowed); write longer text into a file a step reads"
+        )
+    return value
+
+
+def _relative_path(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = value.split("/")
+        if value.startswith("/") or ".." in parts or not value.strip():
+            raise ValueError(f"{value!r} must be a path inside the repository (relative, no '..')")
+    return value
+
+
+def _input_pattern(value: Any) -> Any:
+    if isinstance(value, str):
+        problem = pattern_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+PythonVersion = Annotated[str, BeforeValidator(_python_version), StringConstraints(pattern=r"^[0-9]+\.[0-9]+$")]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(
+        _env_value,
+        json_schema_input_type=Union[Annotated[str, StringConstraints(pattern=ENV_VALUE_PATTERN)], int, float, bool],
+    ),
+]
+RelativePath = Annotated[str, BeforeValidator(_relative_path)]
+JobName = Annotated[str, StringConstraints(pattern=JOB_NAME_PATTERN)]
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
+InputPattern = Annotated[str, BeforeValidator(_input_pattern), StringConstraints(min_length=1, max_length=200)]
+Environment = dict[EnvName, EnvValue]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(f"{name} is set by Namaskah CI and cannot be set here")
+    return env
+
+
+def _step_shorthand(value: Any) -> Any:
+    return {"run": value} if isinstance(value, str) else value
+
+
+class StepFile(Strict):
+    """One step: a shell line run by `bash -e -o pipefail` from the checkout root."""
+
+    name: Optional[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(
+        None, description="shown in the UI (default: the command's first line)"
+    )
+    run: Annotated[str, StringConstraints(min_length=1)] = Field(description="the shell line or script")
+    continue_: bool = Field(False, alias="continue", description="later steps still run; the job still fails")
+    allow_failure: bool = Field(False, description="a failure only warns; the job does not fail")
+    only_with_secret: Optional[SecretName] = Field(
+        None, description="run only when this secret (listed in the job's secrets) is configured; else skipped"
+    )
+
+
+class ReportFile(Strict):
+    path: RelativePath = Field(description="file or directory, relative to the checkout root")
+    kind: Literal["junit", "coverage", "sarif", "html", "json", "csv", "text"]
+    title: Optional[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = None
+
+
+class MatrixFile(Strict):
+    python: Annotated[list[PythonVersion], Field(min_length=1)] = Field(
+        description="one builder per version: <job>-py<version>"
+    )
+
+    @field_validator("python")
+    @classmethod
+    def _unique(cls, versions: list[str]) -> list[str]:
+        if len(set(versions)) != len(versions):
+            raise ValueError("lists a version twice")
+        return versions
+
+
+class JobFile(Strict):
+    python: Optional[PythonVersion] = Field(None, description="interpreter version (default: the top-level one)")
+    requirements: Optional[list[RelativePath]] = Field(
+        None, description="installed into the job's cached virtualenv; [] = no virtualenv"
+    )
+    env: Environment = Field(default_factory=dict, description="merged over the top-level env")
+    matrix: Optional[MatrixFile] = None
+    context: Optional[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        None, description="commit-status context; {python} is the job's Python version"
+    )
+    timeout: Annotated[int, Field(ge=1, le=1440)] = Field(30, description="minutes")
+    services: list[Literal["postgres", "redis"]] = Field(default_factory=list)
+    secrets: list[SecretName] = Field(
+        default_factory=list, description="exported upper-cased; see [pipeline] job_secrets"
+    )
+    tools: list[ToolName] = Field(default_factory=list, description="programs checked before the job starts")
+    history: Literal["revision", "full"] = Field("revision", description="full: every branch and tag fetched too")
+    steps: Annotated[
+        list[Annotated[StepFile, BeforeValidator(_step_shorthand, json_schema_input_type=Union[str, StepFile])]],
+        Field(min_length=1, description="shell lines, or {name, run, continue, allow_failure, only_with_secret}"),
+    ]
+    reports: list[ReportFile] = Field(default_factory=list)
+    inputs: Optional[Annotated[list[InputPattern], Field(min_length=1)]] = Field(
+        None,
+        description="path patterns (.gitignore style, !pattern excludes) of the files the job reads; a revision "
+        "whose inputs, job and runtime equal an earlier success reuses it (default: the whole tree)",
+    )
+    branches: Optional[list[Annotated[str, StringConstraints(min_length=1)]]] = Field(
+        None, description="branch names or globs the job runs on (default: every branch)"
+    )
+    verdict: bool = Field(True, description="false: outside the pipeline's result, started after the checks")
+    schedule: Optional[str] = Field(None, description="cron (UTC) on the default branch, e.g. '35 19 * * 6'")
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal", description="CPU priority on a shared machine (default low when verdict is false)"
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+    @field_validator("services", "secrets", "tools")
+    @classmethod
+    def _no_repeats(cls, values: list[str]) -> list[str]:
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} twice")
+        return values
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                parse_cron(value)
+            except CronError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class PipelineFile(Strict):
+    """`.namaskah-ci.yml`, schema version 1."""
+
+    version: Literal[1] = Field(description="schema version")
+    python: PythonVersion = Field("3.11", description="default interpreter version of every job")
+    requirements: list[RelativePath] = Field(
+        default_factory=list, description="default requirement files of every job ([] = no virtualenv)"
+    )
+    env: Environment = Field(default_factory=dict, description="non-secret environment of every job")
+    jobs: Annotated[dict[JobName, JobFile], Field(min_length=1)]
+
+    @field_validator("env")
+    @classmethod
+    def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+
+def known_keys(path: tuple) -> list[str]:
+    """The keys allowed at a key path (for "unknown key" messages)."""
+    model: Any = PipelineFile
+    rest = list(path)
+    while rest:
+        part = rest.pop(0)
+        if model is PipelineFile and part == "jobs":
+            model = JobFile
+            if rest:
+                rest.pop(0)  # the job's name
+            else:
+                return []
+        elif model is JobFile and part in ("steps", "reports", "matrix"):
+            model = {"steps": StepFile, "reports": ReportFile, "matrix": MatrixFile}[part]
+            if rest and isinstance(rest[0], int):
+                rest.pop(0)
+        else:
+            return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def schema_document() -> dict:
+    """The JSON Schema of version 1, for editors (`master/namaskah-ci.schema.json`)."""
+    schema = PipelineFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Namaskah CI pipeline file (.namaskah-ci.yml), version 1"
+    return schema
+
+
+def version_problem(data: Any) -> str | None:
+    """A clear line for a missing or unsupported `version` (checked before the rest)."""
+    if not isinstance(data, dict):
+        return "the file must be a mapping with `version: 1` and `jobs:`"
+    if "version" not in data:
+        return "is required (write `version: 1` at the top)"
+    version = data["version"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        return f"unsupported schema version {version!r} (this master reads version {SCHEMA_VERSION})"
+    return None
+
+
+_PATTERN_HINTS = {
+    JOB_NAME_PATTERN: "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 60",
+    ENV_NAME_PATTERN: "an environment variable name (letters, digits, '_')",
+    SECRET_NAME_PATTERN: "a secret name (lower-case letters, digits, '_')",
+    TOOL_PATTERN: "a program name",
+    r"^[0-9]+\.[0-9]+$": 'a version such as "3.11"',
+}
+
+
+def pattern_hint(message: str) -> str:
+    """pydantic says "String should match pattern '...'": say what the pattern means."""
+    found = re.search(r"pattern '(.+)'", message)
+    if found and found.group(1) in _PATTERN_HINTS:
+        return f"must be {_PATTERN_HINTS[found.group(1)]}"
+    return message

@@ -1,0 +1,94 @@
+"""Approving a fork's pull request in local mode (the "Approve and run a fork's pull request" form).
+
+In local mode a job's commands run on the master's machine, so a pipeline
+whose pull request comes from a fork does not start its jobs: it ends at once
+(WARNINGS) saying it waits for an admin (steps/load.py). An admin reads the
+PR, then gives its number in this form on the `pipeline` builder (admins
+only, like every force form); `ApproveForkScheduler` finds the newest change
+recorded for that PR and starts its pipeline again with `pr_approved_by` (the
+admin). The approval covers that revision only: a newer push to the PR waits
+again. Even approved, a fork's jobs get no secret (steps/load.py), never
+record results for reuse, and never deploy. A number that is no fork PR is
+refused in the form, naming the problem. Docker mode needs no approval (its
+jobs run in containers), so the form exists in local mode only.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from buildbot.data import resultspec
+from buildbot.plugins import schedulers, util
+from buildbot.schedulers.forcesched import CollectedValidationError
+
+from namaskah_ci import names
+from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
+
+FIELD = names.PROP_PR_NUMBER
+LABEL = "Approve and run a fork's pull request"
+
+
+def _refuse(message: str):
+    raise CollectedValidationError({FIELD: message})
+
+
+def waiting_summary(number, head_repo: str) -> str:
+    """What a fork's unapproved pipeline says (steps/load.py)."""
+    return (
+        f"pull request #{number} from the fork {head_repo}: waiting for an admin's approval "
+        f"(pipeline → {LABEL!r}, number {number})"
+    )
+
+
+class ApproveForkScheduler(schedulers.ForceScheduler):
+    """A ForceScheduler on `pipeline` whose one field is the fork PR's number (see the docstring)."""
+
+    @defer.inlineCallbacks
+    def newest_change(self, number):
+        if not isinstance(number, int) or number < 1:
+            _refuse(f"{number!r} is not a pull request number")
+        changes = yield self.master.data.get(
+            ("changes",),
+            filters=[resultspec.Filter("branch", "eq", [f"refs/pull/{number}/merge"])],
+            order=["-changeid"],
+            limit=1,
+        )
+        if not changes:
+            _refuse(f"no pull request #{number} has been recorded (its webhook delivery makes the record)")
+        return changes[0]
+
+    @defer.inlineCallbacks
+    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, **kwargs):
+        number = properties.getProperty(FIELD)
+        change = yield self.newest_change(number)
+        recorded = {name: value for name, (value, _) in (change.get("properties") or {}).items()}
+        if not recorded.get(names.PROP_PR_FORK):
+            _refuse(f"pull request #{number} is not from a fork: its pipeline runs without approval")
+        who = properties.getProperty("owner") or "an admin"
+        for name, value in recorded.items():
+            properties.setProperty(name, value, LABEL)
+        properties.setProperty(names.PROP_PR_APPROVED_BY, who, LABEL)
+        source = {
+            "codebase": change.get("codebase") or "",
+            "repository": change.get("repository") or "",
+            "branch": f"refs/pull/{number}/merge",
+            "revision": change["revision"],
+            "project": change.get("project") or "namaskah",
+        }
+        reason = f"fork pull request #{number} at {str(change['revision'])[:8]} approved by {who}: {reason}"
+        result = yield super().addBuildsetForSourceStampsWithDefaults(
+            reason, sourcestamps=[source], properties=properties, **kwargs
+        )
+        return result
+
+
+def make_approval_scheduler() -> ApproveForkScheduler:
+    return ApproveForkScheduler(
+        name=names.APPROVE_SCHEDULER,
+        builderNames=[names.PIPELINE],
+        label=LABEL,
+        buttonName="Approve and run",
+        reason=ReasonParameter(name="reason", label="Reason", default="reviewed the fork's change", size=20),
+        codebases=source_taken_elsewhere(),
+        properties=[util.IntParameter(name=FIELD, label="Pull request number (#)", default=0, required=True)],
+    )

@@ -1,0 +1,1 @@
+"""Workers: local workers in the master (`local`) and Docker latent workers with per-build services (`docker/`)."""

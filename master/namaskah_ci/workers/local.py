@@ -1,0 +1,262 @@
+"""Workers: one LocalWorker per builder in local mode; containers in docker mode (workers/docker/config.py).
+
+Local mode runs every build on the master's host. Namaskah CI's helpers run
+with the master's own Python from the master's package (`helpers/`); each
+job's virtualenv is created with the interpreter `[workers] interpreters`
+names for its Python version, found on the PATH or under pyenv
+(`jobs/hostenv.py`). A missing interpreter is reported by the job's virtualenv
+step, naming what to install.
+
+A master running as root runs its jobs' commands as `[workers] job_user`
+(`plan.job_user`; ci_step.py drops to it). When such a master starts, its
+local workers (`JobUserLocalWorker`) close the master's files to that user and
+open the way to the builder directories: the basedir 0711 (enter, not list),
+`workers/` and each worker's directory 0711, every other entry of the basedir
+(the database, twistd.log and its rotations, the poller's repository, the
+reports) without group or other access, `[secrets] dir` 0700, the database
+file 0600; a directory above the basedir or the cache that the user cannot
+enter gets o+x (never r), unless it is someone's home, which is left alone and
+named. A missing user does not stop the master: it says so, and each job then
+fails naming the user and the fix. Any other master says, once, that local
+mode trusts every branch and docker mode is the boundary.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import sys
+from dataclasses import dataclass
+
+from twisted.internet import defer, threads
+from twisted.python import log
+
+from buildbot.plugins import worker
+
+from namaskah_ci.helpers import HELPERS_DIR
+from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
+from namaskah_ci.jobs.hostenv import host_ca_env, interpreter_candidates, resolve_interpreter  # noqa: F401
+from namaskah_ci.names import PIPELINE, REUSE_WORKER, docker_worker_name, worker_name
+from namaskah_ci.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What the job builds need to know about where a job runs."""
+
+    runner: str  # the Python that runs Namaskah CI's helpers on the worker
+    cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
+    helpers_dir: str = HELPERS_DIR  # the helpers on the worker (local: the master's own copy)
+    # docker mode (docker_config.make_docker_plan):
+    mode: str = "local"
+    transfer_helpers: bool = False  # copied into each build's job directory
+    services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
+    hosts: int = 1  # Docker hosts: `slots` workers per job builder on each
+    slots: int = 1  # workers per job builder (per host): how many of its builds may run at once
+    base_env: tuple = ()  # (name, value) pairs: every job's base environment on this kind of worker
+    known_pythons: tuple | None = None  # versions with a worker image (None: any interpreter on the host)
+    # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
+    nice_commands: bool = False
+    job_user: str = ""  # local mode, master running as root: the user the jobs' commands run as
+
+    def job_workers(self, builder: str) -> list[str]:
+        """The workers a check builder runs on."""
+        if self.mode == "docker":
+            return [docker_worker_name(builder, index, slot) for slot in range(self.slots)
+                    for index in range(self.hosts)]
+        return [worker_name(builder, slot) for slot in range(self.slots)]
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def engine_jobs(settings: Settings) -> int:
+    """Docker mode: job builds each engine runs at once."""
+    return settings.workers.engine_jobs or cores()
+
+
+def job_slots(settings: Settings) -> int:
+    """Job builds running at once across every pipeline and branch (`[workers] max_jobs`; 0: local mode
+    the machine's cores, docker mode engines x `engine_jobs`); `builders.JobLocks` holds it."""
+    if settings.workers.max_jobs:
+        return settings.workers.max_jobs
+    if settings.workers.mode == "docker":
+        return (1 + len(settings.workers.extra_docker_hosts)) * engine_jobs(settings)
+    return cores()
+
+
+def builder_slots(settings: Settings) -> int:
+    """Workers each job builder has (on each engine): one builder may use every slot."""
+    if settings.workers.mode == "docker":
+        return min(engine_jobs(settings), job_slots(settings))
+    return job_slots(settings)
+
+
+def pipeline_slots(settings: Settings) -> int:
+    """Pipeline builds at once: they only wait on their jobs, so more than the job slots keeps those busy."""
+    return settings.pipeline.max_pipelines or max(4, 2 * job_slots(settings))
+
+
+def make_plan(settings: Settings) -> WorkerPlan:
+    if settings.workers.mode == "docker":
+        from namaskah_ci.workers.docker.config import make_docker_plan
+
+        return make_docker_plan(settings)
+    return WorkerPlan(
+        runner=sys.executable,
+        cache_root=str(settings.cache_dir),
+        nice_commands=True,
+        base_env=host_ca_env(),
+        job_user=settings.workers.job_user if os.geteuid() == 0 else "",
+        slots=builder_slots(settings),
+    )
+
+
+def pipeline_workers(settings: Settings) -> list[str]:
+    return [worker_name(PIPELINE, slot) for slot in range(pipeline_slots(settings))]
+
+
+def trust_notice(euid: int, job_user: str) -> str:
+    """What the log says, once, about who runs local jobs ('' when they run as `job_user`)."""
+    if euid != 0:
+        who = pwd.getpwuid(euid).pw_name if euid in {p.pw_uid for p in pwd.getpwall()} else f"uid {euid}"
+        return (f"local mode: the master runs as {who}, not root, so jobs run as {who} too and every branch's code "
+                "can read what the master can (its secrets, database and logs): local mode trusts every branch; "
+                'docker mode ([workers] mode = "docker") is the boundary for branches you do not trust')
+    if not job_user:
+        return ('local mode: [workers] job_user is "": jobs run as root and every branch\'s code can read the '
+                "master's secrets, database and logs: local mode trusts every branch; set job_user, or use docker "
+                "mode, for branches you do not trust")
+    return ""
+
+
+def close_basedir(basedir: str, cache_dir: str) -> None:
+    """The basedir 0711, `workers/` and each worker's directory 0711, the rest only the master's."""
+    os.chmod(basedir, 0o711)
+    cache = os.path.realpath(cache_dir)
+    for entry in os.scandir(basedir):
+        if entry.is_symlink() or os.path.realpath(entry.path) == cache:
+            continue
+        if entry.name == "workers" and entry.is_dir():
+            os.chmod(entry.path, 0o711)
+            for each in os.scandir(entry.path):
+                if each.is_dir(follow_symlinks=False):
+                    os.chmod(each.path, 0o711)
+        else:
+            os.chmod(entry.path, entry.stat().st_mode & 0o700)
+
+
+def close_master_files(basedir: str, user, secrets_dir: str, cache_dir: str, db_path: str) -> list[str]:
+    """As root: close the master's files to the job user, open the way to the builder directories (see the
+    module docstring). Returns what to log."""
+    lines = []
+    close_basedir(basedir, cache_dir)
+    if os.path.isdir(secrets_dir):
+        os.chmod(secrets_dir, 0o700)
+    for path in [db_path + suffix for suffix in ("", "-journal", "-wal", "-shm")] if db_path else []:
+        if os.path.isfile(path):
+            os.chmod(path, 0o600)
+    os.makedirs(cache_dir, exist_ok=True)
+    for target in (basedir, cache_dir):  # each job's `own` step checks again (ci_step.py)
+        try:
+            lines += [f"job user {user.pw_name}: {opened} made enterable by other users (o+x, not listable) "
+                      f"to reach {target}" for opened in open_way(target, user)]
+        except Refused as exc:
+            lines.append(str(exc).replace("ci_step: ", "", 1))
+    for what, path in (("Namaskah CI's helpers", os.path.join(HELPERS_DIR, "ci_step.py")),
+                       ("the master's Python (helpers then run on the job's)", sys.executable)):
+        if private_dir(path, user):
+            lines.append(f"job user {user.pw_name} cannot reach {what}: {private_dir(path, user)} is private")
+    return lines
+
+
+def protect_logs(basedir: str, db_path: str) -> None:
+    """twistd.log, its rotations and the database stay 0600 (run before each build: a cheap backstop)."""
+    for path in glob.glob(os.path.join(glob.escape(basedir), "twistd.log*")) + ([db_path] if db_path else []):
+        if os.path.isfile(path) and os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
+def private_twistd_log() -> bool:
+    """The master's LogFile creates twistd.log (and each rotation) 0600, not by the umask."""
+    from twisted.logger import globalLogPublisher
+    from twisted.python.logfile import BaseLogFile
+
+    for observer in getattr(globalLogPublisher, "_observers", []):
+        legacy = getattr(observer, "legacyObserver", None)
+        logfile = getattr(getattr(getattr(legacy, "__self__", None), "write", None), "__self__", None)
+        if isinstance(logfile, BaseLogFile):
+            logfile.defaultMode = 0o600
+            return True
+    return False
+
+
+_STARTED: set = set()  # (basedir, job_user) this process has prepared and announced
+
+
+class JobUserLocalWorker(worker.LocalWorker):
+    """A LocalWorker whose jobs' commands run as `job_user` (see the module docstring)."""
+
+    def checkConfig(self, name, job_user="", secrets_dir="", cache_dir="", db_path="", **kwargs):
+        super().checkConfig(name, **kwargs)
+
+    @defer.inlineCallbacks
+    def reconfigService(self, name, job_user="", secrets_dir="", cache_dir="", db_path="", **kwargs):
+        yield super().reconfigService(name, **kwargs)
+        self.job_user, self.db_path = job_user, db_path
+        key = (self.master.basedir, job_user)
+        if key in _STARTED:
+            return
+        _STARTED.add(key)
+        notice = trust_notice(os.geteuid(), job_user)
+        if notice:
+            log.msg(notice)
+            return
+        try:
+            user = pwd.getpwnam(job_user)
+        except KeyError:
+            log.msg(f"local mode: the job user {job_user!r} does not exist: every job fails until it does: "
+                    f"create it with scripts/create_job_user.sh {job_user} as root (`make up` does), or set "
+                    '[workers] job_user = "" (local mode then trusts every branch)')
+            return
+        if not private_twistd_log():
+            log.msg("job user: twistd.log's next rotation may be readable until a build starts (LogFile not found)")
+        basedir = os.path.abspath(self.master.basedir)
+        try:
+            lines = yield threads.deferToThread(close_master_files, basedir, user, secrets_dir, cache_dir, db_path)
+        except OSError as exc:
+            lines = [f"job user {job_user}: could not close the master's files to it: {exc}"]
+        log.msg(f"local mode: jobs' commands run as {job_user} (uid {user.pw_uid}), not root: it cannot read "
+                "[secrets] dir, the master's database or its logs")
+        for line in lines:
+            log.msg(line)
+
+    def buildStarted(self, wfb):
+        super().buildStarted(wfb)
+        if self.job_user and os.geteuid() == 0:
+            threads.deferToThread(protect_logs, os.path.abspath(self.master.basedir), self.db_path).addErrback(log.err)
+
+
+def make_workers(settings: Settings, builder_names: list[str], registry) -> list:
+    """A fresh list of workers: the pipeline's, each job builder's slots (docker mode: containers), `reuse`."""
+    jobs = [name for name in builder_names if name != PIPELINE]
+    if settings.workers.mode == "docker":
+        from namaskah_ci.workers.docker.config import make_docker_workers
+
+        pipelines = [worker.LocalWorker(name) for name in pipeline_workers(settings)]
+        return [*pipelines, *make_docker_workers(settings, jobs, registry), reuse_worker()]
+    plan = make_plan(settings)
+    guarded = {"secrets_dir": str(settings.secrets_dir), "cache_dir": str(settings.cache_dir)}
+    database = settings.database_url
+    guarded["db_path"] = database[len("sqlite:///"):] if database.startswith("sqlite:///") else ""
+    names = [*pipeline_workers(settings)]
+    for builder in jobs:  # job builders have their slots; the deploy builders one worker each (one at a time)
+        names += plan.job_workers(builder) if registry.entry(builder) else [worker_name(builder)]
+    return [*(JobUserLocalWorker(name, job_user=plan.job_user, **guarded) for name in names), reuse_worker()]
+
+
+def reuse_worker():
+    """The master-side worker of reused job builds: they only link to the earlier build (jobs/reuse.py)."""
+    return worker.LocalWorker(REUSE_WORKER, max_builds=None)

@@ -1,0 +1,1 @@
+"""The web UI's configuration: plugins, dashboards, change hooks, security headers, /metrics."""
