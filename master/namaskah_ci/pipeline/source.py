@@ -65,12 +65,15 @@ def short(revision: str) -> str:
     return revision[:8] if revision else "?"
 
 
+_MIRROR_LOCKS: dict[str, defer.DeferredLock] = {}  # mirror directory -> its lock, shared by every reader of it
+
+
 class PipelineSource:
     """One per mirror directory (`source_for`), so its lock and cache outlive reconfigs."""
 
     def __init__(self, config: PipelineConfig):
         self.config = config
-        self.lock = defer.DeferredLock()
+        self.lock = _MIRROR_LOCKS.setdefault(config.mirror_dir, defer.DeferredLock())  # one git at a time per mirror
         self.cache: collections.OrderedDict = collections.OrderedDict()
         self.digests: dict = {}  # (revision, patterns) -> inputs digest (a revision's files never change)
 
