@@ -16,6 +16,7 @@ from typing import List
 import psycopg
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 
 pytestmark = pytest.mark.integration
 
@@ -86,15 +87,18 @@ def check_servers(state: Path, urls: dict) -> None:
     with psycopg.connect(urls["DATABASE_URL"], connect_timeout=10) as conn:
         version = conn.execute("SHOW server_version").fetchone()
         listen = conn.execute("SHOW listen_addresses").fetchone()
-        sockets = conn.execute("SHOW unix_socket_directories").fetchone()
         user = conn.execute("SELECT current_user").fetchone()
     assert version is not None and version[0].startswith("15.")
     assert listen is not None and listen[0] == "127.0.0.1"
-    assert sockets is not None and (sockets[0] == "" or sockets[0].startswith(str(pg_root)))
+    # the job's role may not read it (pg_read_all_settings): the server's configuration says
+    conf = (pg_root / "data" / "postgresql.conf").read_text()
+    sockets = conf.rsplit("unix_socket_directories = '", 1)[1].split("'", 1)[0]
+    assert sockets == "" or sockets.startswith(str(pg_root))
     assert user is not None and user[0] == "namaskah"
     client = Redis.from_url(urls["REDIS_URL"], socket_timeout=5)
-    assert client.info()["redis_version"].startswith("7.")
-    assert client.config_get("save")["save"] == "" and client.config_get("appendonly")["appendonly"] == "no"
+    info = client.info()
+    assert info["redis_version"].startswith("7.")
+    assert info["aof_enabled"] == 0
     client.close()
 
 
@@ -121,21 +125,24 @@ def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, rea
         assert "@127.0.0.1:" in urls["DATABASE_URL"] and urls["DATABASE_URL"].endswith("/namaskah")
         assert urls["REDIS_URL"].startswith("redis://127.0.0.1:") and urls["REDIS_URL"].endswith("/0")
         check_servers(state, urls)
-        pg_root = Path(json.loads((state / "state.json").read_text())["postgres"]["root"])
+        recorded = json.loads((state / "state.json").read_text())
+        pg_root, redis_root = Path(recorded["postgres"]["root"]), Path(recorded["redis"]["root"])
         if os.geteuid() == 0:
             assert (pg_root == state / "pg") == reachable
+            assert (redis_root == state / "redis") == reachable
         pg_port = int(urls["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
         redis_port = int(urls["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
         pg_pid = int((pg_root / "data" / "postmaster.pid").read_text().split()[0])
-        redis_pid = int((state / "redis" / "redis.pid").read_text())
+        redis_pid = int((redis_root / "redis.pid").read_text())
         if os.geteuid() == 0:
             assert Path(f"/proc/{pg_pid}").stat().st_uid != 0, "PostgreSQL must not run as root"
+            assert Path(f"/proc/{redis_pid}").stat().st_uid != 0, "Redis must not run as root"
     finally:
         stopped = services_ctl.run("stop", "--state-dir", str(state), timeout=90)
         if reachable:
             shutil.rmtree(parent, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stderr
-    assert not state.exists() and not pg_root.exists()
+    assert not state.exists() and not pg_root.exists() and not redis_root.exists()
     assert wait_until(lambda: not port_open(pg_port) and not port_open(redis_port))
     assert wait_until(lambda: not processes_mentioning(str(pg_root)))
     for pid in (pg_pid, redis_pid):
@@ -163,7 +170,7 @@ def test_starting_over_a_leftover_state_dir_stops_the_old_servers(services_ctl, 
     state = tmp_path / "reused"
     first = services_ctl.run("start", "--state-dir", str(state), "--redis")
     assert first.returncode == 0, first.stderr
-    old_pid = int((state / "redis" / "redis.pid").read_text())
+    old_pid = int(Path(json.loads((state / "state.json").read_text())["redis"]["pidfile"]).read_text())
     second = services_ctl.run("start", "--state-dir", str(state), "--redis")
     try:
         assert second.returncode == 0, second.stderr
@@ -173,3 +180,43 @@ def test_starting_over_a_leftover_state_dir_stops_the_old_servers(services_ctl, 
     finally:
         assert services_ctl.run("stop", "--state-dir", str(state)).returncode == 0
     assert not state.exists()
+
+
+def test_a_job_cannot_make_its_servers_run_anything_or_write_files_elsewhere(services_ctl, tmp_path: Path) -> None:
+    """The servers run outside the job's sandbox (as `postgres` on a root master, the master's user
+    otherwise): the job's role is no superuser and Redis has no command that writes where it chooses."""
+    state = tmp_path / "attacked"
+    marker = Path(tempfile.gettempdir()) / f"ci-services-probe-{os.getpid()}-{time.monotonic_ns()}"
+    urls = services_ctl.start(state, ["--postgres", "--redis"])
+    try:
+        with psycopg.connect(urls["DATABASE_URL"], autocommit=True, connect_timeout=10) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pg_execute_server_program"):
+                conn.execute(f"COPY (SELECT 1) TO PROGRAM 'touch {marker}'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"COPY (SELECT 1) TO '{marker}'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE ROLE intruder SUPERUSER")
+            role = conn.execute(
+                "SELECT rolsuper, rolcreaterole, rolreplication, rolbypassrls, rolcreatedb FROM pg_roles"
+                " WHERE rolname = current_user"
+            ).fetchone()
+            assert role == (False, False, False, False, True)
+            # what migrations and test suites need: its own schema, trusted extensions, more databases
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+            assert conn.execute("SELECT length(gen_random_bytes(4))").fetchone() == (4,)
+            conn.execute("CREATE TABLE probe (id serial PRIMARY KEY)")
+            conn.execute("DROP TABLE probe")
+            conn.execute("CREATE DATABASE probe_copy")
+            conn.execute("DROP DATABASE probe_copy WITH (FORCE)")
+        client = Redis.from_url(urls["REDIS_URL"], socket_timeout=5)
+        try:
+            for command in (("CONFIG", "SET", "dir", "/tmp"), ("CONFIG", "GET", "dir"), ("SLAVEOF", "127.0.0.1", "1"),
+                            ("REPLICAOF", "NO", "ONE"), ("MODULE", "LOAD", str(marker)), ("DEBUG", "SLEEP", "0")):
+                with pytest.raises(ResponseError, match="unknown command"):
+                    client.execute_command(*command)
+            assert client.set("still", "works") and client.get("still") == b"works"
+        finally:
+            client.close()
+    finally:
+        services_ctl.stop(state)
+    assert not marker.exists()

@@ -12,8 +12,16 @@ and its user, starts redis-server without persistence, waits until both answer
     DATABASE_URL=postgresql://USER:PASS@127.0.0.1:PORT/DB
     REDIS_URL=redis://127.0.0.1:PORT/0
 
-As root, PostgreSQL runs as the `postgres` user (or `nobody`) through runuser, in
-a directory that user owns (a private /tmp directory when it cannot reach DIR). On
+The servers run outside the job's sandbox, so what a job can make them do is
+bounded. USER (`namaskah`) is not a superuser: it owns DB, may create databases
+and trusted extensions, nothing more (no `COPY ... TO PROGRAM`, no server files,
+no untrusted language); the superuser's random password is used once to create
+it and printed nowhere. Redis has CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF
+switched off (no file written where the job chooses, no replication to or from
+elsewhere).
+
+As root, both servers run as the `postgres` user (or `nobody`) through runuser, in
+directories that user owns (private /tmp directories when it cannot reach DIR). On
 failure `start` stops what it started, removes DIR and exits 1 naming the service;
 a missing binary exits 2 naming the package. `stop` stops both (pg_ctl fast, then
 immediate; redis by its pidfile), removes DIR and exits 0, also when nothing runs.
@@ -40,7 +48,10 @@ from typing import Dict, List, Optional
 
 PG_DIRS = ("/usr/lib/postgresql/15/bin",)
 PG_MAJOR, REDIS_MAJOR = 15, 7
-DB_NAME = DB_USER = "namaskah"
+DB_NAME = DB_USER = "namaskah"  # the job's role, owner of its database (not a superuser)
+ADMIN_USER = "postgres"  # the superuser: its password never leaves this process
+# Redis commands a job never needs that reach beyond its own data (files, modules, replication)
+REDIS_DISABLED = ("CONFIG", "MODULE", "DEBUG", "SLAVEOF", "REPLICAOF")
 STATE_FILE, ENV_FILE = "state.json", "services.env"
 
 
@@ -96,35 +107,43 @@ def free_port() -> int:
 
 
 def run_as_prefix() -> List[str]:
-    """`runuser -u USER --` when root (initdb and pg_ctl refuse to run as root), else nothing."""
+    """`runuser -u USER --` when root (initdb and pg_ctl refuse to run as root; a Redis that a job
+    talks to never runs as root either), else nothing."""
     if os.geteuid() != 0:
         return []
     runuser = shutil.which("runuser")
     if runuser is None:
-        raise ServiceError("running as root needs runuser to start PostgreSQL: apt-get install util-linux", 2)
+        raise ServiceError("running as root needs runuser to start PostgreSQL and Redis: apt-get install util-linux", 2)
     for user in ("postgres", "nobody"):
         try:
             pwd.getpwnam(user)
             return [runuser, "-u", user, "--"]
         except KeyError:
             continue
-    raise ServiceError("running as root needs a 'postgres' or 'nobody' user to run PostgreSQL")
+    raise ServiceError("running as root needs a 'postgres' or 'nobody' user to run PostgreSQL and Redis")
 
 
-def run(command: List[str], timeout: float, cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> str:
-    """Run `command` in its own process group; on timeout kill the whole group (runuser's children too)."""
+def run(
+    command: List[str],
+    timeout: float,
+    cwd: Optional[str] = None,
+    env: Optional[Dict[str, str]] = None,
+    stdin: Optional[str] = None,
+) -> str:
+    """Run `command` in its own process group; on timeout kill the whole group (runuser's children too).
+    `stdin`: text to feed it (e.g. SQL holding a password, never on a command line)."""
     proc = subprocess.Popen(
         command,
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=max(timeout, 1))
+        out, err = proc.communicate(stdin, timeout=max(timeout, 1))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -155,16 +174,23 @@ def save_state(state_dir: str, state: dict) -> None:
         json.dump(state, handle, indent=2)
 
 
-def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, prefix: List[str]) -> str:
-    root = os.path.join(state_dir, "pg")
+def server_dir(state_dir: str, name: str, prefix: List[str]) -> str:
+    """DIR/<name>, or, as root when the server's user cannot reach DIR, a private /tmp directory; the
+    server's user owns it."""
+    root = os.path.join(state_dir, name)
     os.makedirs(root)
     if prefix:
         user = prefix[2]
         shutil.chown(root, user, user)
         if subprocess.run(prefix + ["test", "-w", root], capture_output=True, timeout=15).returncode != 0:
             # DIR is not reachable for that user, nor may the job's TMPDIR be (it lives beside the checkout)
-            root = tempfile.mkdtemp(prefix="ci-services-pg-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            root = tempfile.mkdtemp(prefix=f"ci-services-{name}-", dir="/tmp" if os.path.isdir("/tmp") else None)
             shutil.chown(root, user, user)
+    return root
+
+
+def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, prefix: List[str]) -> str:
+    root = server_dir(state_dir, "pg", prefix)
     data, port, password = os.path.join(root, "data"), free_port(), secrets.token_hex(16)
     sockets = os.path.join(root, "run")
     state["postgres"] = {"bindir": bindir, "prefix": prefix, "root": root, "data": data, "port": port}
@@ -176,8 +202,8 @@ def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, pr
     if prefix:
         for path in (pwfile, sockets):
             shutil.chown(path, prefix[2], prefix[2])
-    initdb = [os.path.join(bindir, "initdb"), "-D", data, "-U", DB_USER, f"--pwfile={pwfile}", "-E", "UTF8"]
-    initdb += ["--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]
+    initdb = [os.path.join(bindir, "initdb"), "-D", data, "-U", ADMIN_USER, f"--pwfile={pwfile}", "-E", "UTF8"]
+    initdb += ["--locale=C", "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--no-sync"]
     run(prefix + initdb, deadline - time.monotonic(), cwd=root)
     os.unlink(pwfile)
     socket_dir = sockets if len(sockets) < 90 else ""  # sun_path: 108 bytes with "/.s.PGSQL.NNNNN"
@@ -195,23 +221,33 @@ def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, pr
         raise ServiceError(f"postgres did not start: {exc}") from None
     if not wait_for(port, None, b"", deadline):
         raise ServiceError(f"postgres did not accept connections on 127.0.0.1:{port} in time")
-    psql = [os.path.join(bindir, "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER, "-d", "postgres"]
+    psql = [os.path.join(bindir, "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", ADMIN_USER, "-d", "postgres"]
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5")
-    run(psql + ["-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}"], 30, env=env)
-    return f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
+    job_password = secrets.token_hex(16)
+    # not a superuser: owner of its database (PG 15: of its public schema too), CREATEDB; PG 13+ lets a
+    # database owner create trusted extensions (pgcrypto, citext, hstore, ...)
+    sql = (
+        f"CREATE ROLE {DB_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+        f"PASSWORD '{job_password}';\nCREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
+    )
+    run(psql + ["-v", "ON_ERROR_STOP=1", "-q", "-f", "-"], 30, env=env, stdin=sql)
+    return f"postgresql://{DB_USER}:{job_password}@127.0.0.1:{port}/{DB_NAME}"
 
 
-def start_redis(state_dir: str, state: dict, deadline: float, binary: str) -> str:
+def start_redis(state_dir: str, state: dict, deadline: float, binary: str, prefix: List[str]) -> str:
     port = free_port()
-    workdir = os.path.join(state_dir, "redis")
-    os.makedirs(workdir)
+    workdir = server_dir(state_dir, "redis", prefix)
     pidfile = os.path.join(workdir, "redis.pid")
-    state["redis"] = {"pidfile": pidfile, "port": port}
+    state["redis"] = {"pidfile": pidfile, "port": port, "root": workdir}
     save_state(state_dir, state)
     command = [binary, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", str(port)]
     command += ["--dir", workdir, "--daemonize", "yes", "--pidfile", pidfile]
     command += ["--logfile", os.path.join(workdir, "redis.log")]
-    run(command, deadline - time.monotonic())
+    # Redis 7's defaults, said here (they cannot change at runtime), and the commands switched off
+    command += ["--enable-protected-configs", "no", "--enable-debug-command", "no", "--enable-module-command", "no"]
+    for name in REDIS_DISABLED:
+        command += ["--rename-command", name, ""]
+    run(prefix + command, deadline - time.monotonic(), cwd=workdir)
     if not wait_for(port, b"PING\r\n", b"+PONG", deadline):
         raise ServiceError(f"redis did not answer PING on 127.0.0.1:{port} in time")
     return f"redis://127.0.0.1:{port}/0"
@@ -225,8 +261,8 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
         raise ServiceError(f"{state_dir} exists and is not a ci_services state directory; choose another")
     # find every binary before starting anything, so a missing one fails fast with exit code 2
     bindir = find_postgres() if postgres else ""
-    prefix = run_as_prefix() if postgres else []
     redis_binary = find_redis() if redis else ""
+    prefix = run_as_prefix()
     deadline = time.monotonic() + timeout
     os.makedirs(state_dir, exist_ok=True)
     state: dict = {}
@@ -237,7 +273,7 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
             lines.append(f"DATABASE_URL={start_postgres(state_dir, state, deadline, bindir, prefix)}")
         service = "redis"
         if redis:
-            lines.append(f"REDIS_URL={start_redis(state_dir, state, deadline, redis_binary)}")
+            lines.append(f"REDIS_URL={start_redis(state_dir, state, deadline, redis_binary, prefix)}")
     except (ServiceError, OSError, subprocess.SubprocessError) as exc:
         log(f"{service} failed to start within {timeout:g}s: {exc}")
         stop(state_dir, quiet=True)
@@ -299,9 +335,11 @@ def stop_redis(info: dict) -> None:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             ours = f":{info['port']}".encode() in handle.read()  # not a pid reused by another program
     except OSError:
-        return
+        ours = False
     if pid and ours:
         _kill(pid)
+    if info.get("root"):
+        shutil.rmtree(info["root"], ignore_errors=True)
 
 
 def stop(state_dir: str, quiet: bool = False) -> int:
