@@ -1,4 +1,5 @@
-"""The Buildbot 4.3 fixes master.cfg applies (namaskah_ci/fixes/patches.py), checked on Buildbot's own classes."""
+"""The Buildbot 4.3 fixes master.cfg applies (namaskah_ci/fixes/), checked on Buildbot's own classes, and their
+one version policy."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from pathlib import Path
 import pytest
 from buildbot.util import pathmatch
 
-from namaskah_ci.fixes import patches
+from namaskah_ci import fixes
+from namaskah_ci.fixes import home_page, matcher_compile
 
 
 @pytest.fixture
 def fixed_matcher(monkeypatch):
     monkeypatch.setattr(pathmatch.Matcher, "_compile", pathmatch.Matcher._compile)  # undone after the test
-    patches.apply_matcher_compile_fix()
+    matcher_compile.apply()
     compiled = []
     compile_once = pathmatch.Matcher._compile
 
@@ -27,7 +29,7 @@ def fixed_matcher(monkeypatch):
 
 def test_upstream_recompiles_on_every_lookup(monkeypatch):
     """The bug the fix is for: still there in the installed Buildbot (drop the fix when this fails)."""
-    monkeypatch.setattr(pathmatch.Matcher, "_compile", patches._original_compile)
+    monkeypatch.setattr(pathmatch.Matcher, "_compile", matcher_compile._original_compile)
     matcher = pathmatch.Matcher()
     matcher[("builds",)] = "builds"
     matcher[("builds", "n:buildid")] = "build"
@@ -54,19 +56,34 @@ def test_the_table_is_compiled_once_per_change(fixed_matcher):
 
 def test_master_cfg_applies_every_fix():
     cfg = (Path(__file__).resolve().parents[2] / "master" / "master.cfg").read_text()
-    assert "apply_all as apply_buildbot_fixes" in cfg and "\napply_buildbot_fixes()" in cfg
+    assert "from namaskah_ci.fixes import FixError, apply_all" in cfg and "\n    apply_all()" in cfg
+
+
+def test_every_fix_module_is_applied_or_imported_by_its_one_user():
+    folder = Path(fixes.__file__).parent
+    modules = {path.stem for path in folder.glob("*.py")} - {"__init__"}
+    accessors = {"poller_reconfig", "status_repository", "metrics_resource"}  # no apply(): imported by their user
+    assert set(fixes.MODULES) | accessors == modules
+    for name in fixes.MODULES:
+        assert "apply" in (folder / f"{name}.py").read_text(), name
+
+
+def test_another_buildbot_version_refuses_to_start_in_one_line():
+    fixes.check_version(fixes.CHECKED_AGAINST)
+    with pytest.raises(fixes.FixError) as refused:
+        fixes.apply_all("4.4.0")
+    message = str(refused.value)
+    assert "\n" not in message and "4.4.0" in message and "4.3.0" in message
 
 
 def test_the_index_page_opens_the_dashboard_at_the_root(monkeypatch, tmp_path):
     from buildbot.www import config as www_config
 
-    from namaskah_ci.fixes import patches
-
     monkeypatch.setattr(www_config.IndexResource, "__init__", www_config.IndexResource.__init__)
     monkeypatch.setattr(www_config.IndexResource, "_namaskah_home", None, raising=False)
     (tmp_path / "index.html").write_text("<head>\n  <!-- BUILDBOT_CONFIG_PLACEHOLDER -->\n</head>")
-    patches.apply_home_page()
-    patches.apply_home_page()  # idempotent
+    home_page.apply()
+    home_page.apply()  # idempotent
     index = www_config.IndexResource.__new__(www_config.IndexResource)
     www_config.IndexResource.__init__(index, master=None, staticdir=str(tmp_path))
     assert index.index_template.count('"#/pipelines"') == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, WARNINGS
+from buildbot.reporters.github import GitHubStatusPush
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
@@ -74,15 +75,15 @@ class StatusTargetTest(unittest.TestCase):
             return defer.succeed(None)
 
         push = CommitStatusPush.__new__(CommitStatusPush)
-        original = CommitStatusPush.__mro__[1].createStatus
-        CommitStatusPush.__mro__[1].createStatus = create
+        original = GitHubStatusPush.createStatus
+        GitHubStatusPush.createStatus = create
         try:
             props = Properties()
             push.createStatus("acme", "namaskah", "m" * 40, "success", props=props)
             props.setProperty("pr_head", "h" * 40, "test")
             push.createStatus("acme", "namaskah", "m" * 40, "success", props=props)
         finally:
-            CommitStatusPush.__mro__[1].createStatus = original
+            GitHubStatusPush.createStatus = original
         self.assertEqual(posted, ["m" * 40, "h" * 40])
 
 

@@ -1,4 +1,4 @@
-"""The REST API under concurrent clients: every response complete (buildbot#9065 fix in fixes/patches.py)."""
+"""The REST API under concurrent clients: every response complete (buildbot#9065 fix in fixes/rest_write.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 def test_concurrent_rest_reads_are_complete(tmp_path):
     from buildbot.www import rest
 
-    from namaskah_ci.fixes import patches
+    from namaskah_ci.fixes import rest_write
 
     master = start_master(tmp_path, make_service_repo(tmp_path / "repo"))
     errors: list[str] = []
@@ -46,5 +46,5 @@ def test_concurrent_rest_reads_are_complete(tmp_path):
     assert not errors, errors[:5]
     assert done[0] == 20 * 25 * 3
     # the patch replaces the thread-writing upstream function (applied by master.cfg in the master process)
-    patches.apply_rest_write_fix()
-    assert rest.V2RootResource._write_json_data is patches._write_json_data
+    rest_write.apply()
+    assert rest.V2RootResource._write_json_data is rest_write._write_json_data

@@ -17,7 +17,8 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from namaskah_ci.settings import load_settings
-from namaskah_ci.github.webhook import ANSWER, AdminBaseHookHandler, GitHubHook, PayloadError
+from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
+from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook, PayloadError
 from namaskah_ci.github.payloads import PullRequest, skips_ci, validate_push, verify_signature
 from namaskah_ci.github.pull_requests import merge_ref_waits
 from namaskah_ci.www.config import make_change_hook_dialects
@@ -111,7 +112,7 @@ def outcome(d: defer.Deferred):
 def answer(hook: GitHubHook, body: bytes, **kwargs) -> str:
     req = request(body, **kwargs)
     assert outcome(hook.getChanges(req)) == ([], "git")
-    return getattr(req, ANSWER)
+    return getattr(req, ANSWER_ATTRIBUTE)
 
 
 def process(body: bytes, **kwargs) -> str:

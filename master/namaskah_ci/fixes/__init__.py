@@ -5,6 +5,12 @@ the upstream issue or says where the reproduction was filed) and exposes
 `apply()`, which is idempotent. Nothing is patched at import: `master.cfg`
 calls `apply_all()` before it builds the config.
 
+A few modules are not patches but the one place a private API is used by
+subclassing or reaching into Buildbot's objects (`poller_reconfig`,
+`status_repository`, `metrics_resource`): they have no `apply()` and are
+imported by the one module that needs them; the version policy covers them
+too, since `apply_all()` runs before the config is built.
+
 Version policy: the fixes were checked against Buildbot `CHECKED_AGAINST`,
 the version `pyproject.toml` pins. On any other version `apply_all()` refuses
 to start the master with one line saying so, rather than apply private-API
@@ -20,7 +26,20 @@ import buildbot
 CHECKED_AGAINST = "4.3.0"
 
 # the fix modules, in the order they are applied (each: `apply()`, idempotent)
-MODULES: tuple[str, ...] = ("log_stream", "mq_delivery", "clean_shutdown", "shutdown_retry", "request_limits", "session_cookie", "redaction")
+MODULES: tuple[str, ...] = (
+    "rest_write",  # buildbot#9065
+    "matcher_compile",
+    "home_page",  # buildbot#8758
+    "change_hook_answer",
+    "rest_errors",
+    "log_stream",
+    "mq_delivery",
+    "clean_shutdown",
+    "shutdown_retry",  # buildbot#6029
+    "request_limits",
+    "session_cookie",  # buildbot#6209
+    "redaction",  # buildbot#4793
+)
 
 
 class FixError(Exception):

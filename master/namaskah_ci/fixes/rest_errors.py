@@ -1,8 +1,8 @@
 """REST answers for unknown ids and bad control calls: 4xx, never 500 (Buildbot 4.3.0 overrides).
 
-Applied explicitly by master.cfg (`apply_all`), never at import, and only on
-the Buildbot version they were written against (`PATCHED_VERSION`); on any
-other version they are left out with one log line, to be checked again.
+Not filed upstream as one issue: each bullet below is its own reproduction
+(a request and the 500 or 200 it got). Applied by `fixes.apply_all()` under
+the package's version policy.
 
 What Buildbot 4.3.0 does by itself, and what changes here:
 - GET of an unknown id (`builds/999999`, `steps/…`, `logs/…/raw`,
@@ -41,9 +41,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 from twisted.internet import defer
-from twisted.python import log
 
-import buildbot
 from buildbot.data import builders, buildrequests, builds, changes, exceptions, forceschedulers, schedulers, types
 from buildbot.data import workers
 from buildbot.data.resultspec import ResultSpec
@@ -52,7 +50,6 @@ from buildbot.util import pathmatch
 from buildbot.www import rest
 from buildbot.www.rest import JSONRPC_CODES, BadJsonRpc2
 
-PATCHED_VERSION = "4.3."
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 
@@ -231,16 +228,8 @@ def _bounded_value(self, arg: Any) -> int:
     return value
 
 
-def version_supported(version: str | None = None) -> bool:
-    return (version or buildbot.version).startswith(PATCHED_VERSION)
-
-
-def apply_all(version: str | None = None) -> bool:
-    """Apply every override (idempotent); False (and one log line) on a Buildbot they were not written for."""
-    version = version or buildbot.version
-    if not version_supported(version):
-        log.msg(f"patches_rest: written for Buildbot {PATCHED_VERSION}x, running {version}: not applied")
-        return False
+def apply() -> None:
+    """Apply every override of this module (idempotent)."""
     pathmatch.Matcher.type_fns = {**_original(pathmatch.Matcher, "type_fns"), "n": db_integer}
     for cls, (noun, actions) in CONTROLLED_ENDPOINTS.items():
         cls.control = _existing_only(cls, noun, actions)
@@ -258,4 +247,3 @@ def apply_all(version: str | None = None) -> bool:
     changes.ChangesEndpoint.get = _changes_get(_original(changes.ChangesEndpoint, "get"))
     schedulers.SchedulerEndpoint.get = _scheduler_get(_original(schedulers.SchedulerEndpoint, "get"))
     rest.V2RootResource.handleErrors = _handle_errors(_original(rest.V2RootResource, "handleErrors"))
-    return True

@@ -28,8 +28,9 @@ from buildbot.reporters.generators.buildrequest import BuildRequestGenerator
 from buildbot.reporters.message import MessageFormatterRenderable
 
 from namaskah_ci import names
-from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.fixes.status_repository import FixedRepositoryMixin
 from namaskah_ci.names import GITHUB_TOKEN, PIPELINE
+from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.settings import Settings
 
 CANCELLER_NAME = "cancel-superseded-builds"
@@ -52,7 +53,7 @@ def context_renderer(contexts: dict[str, str]):
     return context
 
 
-class CommitStatusPush(GitHubStatusPush):
+class CommitStatusPush(FixedRepositoryMixin, GitHubStatusPush):
     """GitHubStatusPush that can post to a configured `owner/name` instead of the change's repository."""
 
     name = "CommitStatusPush"
@@ -71,12 +72,6 @@ class CommitStatusPush(GitHubStatusPush):
             repo_user, repo_name, head or sha, state, target_url=target_url, context=context, issue=issue,
             description=description, props=props,
         )
-
-    def _extract_github_info(self, sourcestamp):
-        if self.repository:
-            owner, name = self.repository.split("/")
-            return owner, name
-        return super()._extract_github_info(sourcestamp)
 
 
 def make_status_push(settings: Settings, registry: Registry) -> CommitStatusPush:

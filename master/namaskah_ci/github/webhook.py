@@ -40,7 +40,7 @@ from buildbot.www.hooks.base import BaseHookHandler
 from namaskah_ci.github import deliveries
 from namaskah_ci.github import pending_events
 from namaskah_ci.access.auth import SecretHtpasswdChecker, client_address, login_limiter
-from namaskah_ci.fixes.patches import ANSWER_ATTRIBUTE
+from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
 from namaskah_ci.github.pull_requests import PullRequests
 from namaskah_ci.github.payloads import (
     PayloadError,
@@ -54,7 +54,6 @@ from namaskah_ci.github.payloads import (
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
 BUILT_ACTIONS = ("opened", "reopened", "synchronize")
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-ANSWER = ANSWER_ATTRIBUTE  # the request attribute patches.apply_change_hook_answer sends as the body
 
 
 def _header(request: Any, name: bytes) -> str | None:
@@ -97,7 +96,7 @@ class GitHubHook(BaseHookHandler):
             log.msg(f"GitHub hook: refused {event or 'unnamed'} event: malformed payload ({type(exc).__name__})")
             raise PayloadError(f"malformed payload ({type(exc).__name__})") from None
         log.msg(f"GitHub hook: {answer}")
-        setattr(request, ANSWER, answer + "\n")
+        setattr(request, ANSWER_ATTRIBUTE, answer + "\n")
         return [], "git"
 
     @defer.inlineCallbacks

@@ -37,7 +37,7 @@ from namaskah_ci.fixes.metrics_resource import attach_child, detach_child
 from namaskah_ci.www.config import LoggedInOnly
 
 PREFIX = "namaskah_ci_"
-RESOURCE_NAME = b"metrics"  # served at /metrics (patches_metrics.attach_child)
+RESOURCE_NAME = b"metrics"  # served at /metrics (fixes/metrics_resource.attach_child)
 MAX_BRANCHES = 50  # coverage series kept; the least recently updated branch goes first
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200, float("inf"))
 QUEUE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
