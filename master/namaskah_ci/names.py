@@ -125,6 +125,31 @@ PROP_PR_CONFLICT = "pr_conflict"  # no merge result: the base it conflicts with
 PROP_PR_APPROVED_BY = "pr_approved_by"  # a fork's pipeline an admin approved (local mode)
 PR_PROPERTIES = (PROP_PR_NUMBER, PROP_PR_HEAD, PROP_PR_BASE, PROP_PR_HEAD_REPO, PROP_PR_FORK, PROP_PR_APPROVED_BY)
 
+# deploy and rollback builds (steps/deploy/)
+PROP_TARGET_DEPLOY_ID = "rollback_target_deploy_id"
+PROP_ROLLBACK_AT = "rollback_at"
+PROP_ROLLBACK_LIVE = "rollback_live_failure"
+PROP_ROLLBACK_HEALTH = "rollback_health"
+PROP_SUPERSEDED = "deploy_superseded"  # why this deploy was skipped (a newer revision, or already done)
+PROP_REDEPLOY = "redeploy"  # the force form's "deploy again" checkbox
+PROP_RESUMED = "deploy_resumed"  # the Render deploy this build took over instead of starting one
+PROP_ENVIRONMENT = "deploy_environment"
+PROP_REVISION = "deploy_revision"  # deploy: the revision deployed; rollback: the target
+PROP_DEPLOY_ID = "render_deploy_id"  # the Render deploy that is (to be) live
+PROP_STARTED = "deploy_started"  # the hook (or rollback) was accepted: production may have changed
+PROP_ATTEMPTED = "deploy_attempted"  # the deploy or rollback was tried (the notification is due)
+PROP_HOOK_AT = "deploy_hook_at"  # epoch seconds the hook accepted the deploy
+PROP_FAILURE = "deploy_failure"  # the first thing that failed, in words
+PROP_ROLLED_BACK_TO = "rolled_back_to"  # revision an automatic rollback went back to
+PROP_ROLLBACK_DEPLOY_ID = "rollback_deploy_id"
+PROP_ROLLBACK_STARTED = "rollback_started"
+PROP_ROLLBACK_RESULT = "rollback_result"  # "healthy", "unhealthy", "failed: ...", "nothing to roll back to"
+PROP_NOT_CONFIGURED = "deploy_not_configured"  # why the build ended SKIPPED
+PROP_GATE_PIPELINE = "gate_pipeline"  # set by the pipeline's deploy gate when it triggers a deploy
+PROP_GATE_OVERRIDE = "gate_override"  # a forced deploy whose pipeline did not pass
+PROP_OVERRIDE_REQUEST = "override_gate"  # the force form's checkbox
+PROP_ROLLBACK_REQUEST = "rollback_target"  # the rollback force form's revision field
+
 
 def jobs_branch(branch, pr_base=None):
     """The branch a job's `branches:` is matched against: a pull request's base, else the build's."""

@@ -29,10 +29,15 @@ from buildbot.secrets.providers.base import SecretProviderBase
 from buildbot.secrets.providers.file import SecretInAFile
 
 from namaskah_ci import names
-from namaskah_ci.access.auth import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, htpasswd_problems
+from namaskah_ci.access.auth import htpasswd_problems
 from namaskah_ci.settings import Settings
+from namaskah_ci.names import (
+    ADMIN_HTPASSWD,
+    GITHUB_OAUTH_CLIENT_ID,
+    GITHUB_OAUTH_CLIENT_SECRET,
+    WORKER_PASSWORD,
+)
 
-WORKER_PASSWORD_SECRET = names.WORKER_PASSWORD
 # DESIGN.md's secret names (the seed's two environments; any other `<env>` adds its own three)
 SECRET_NAMES = (
     *names.SEED_ENVIRONMENT_SECRETS["production"][:2],
@@ -47,7 +52,7 @@ SECRET_NAMES = (
     ADMIN_HTPASSWD,
 )
 # switch features on when present: GitHub login (both), docker-mode worker logins
-OPTIONAL_SECRET_NAMES = (GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, WORKER_PASSWORD_SECRET)
+OPTIONAL_SECRET_NAMES = (GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET, WORKER_PASSWORD)
 
 # values taken out of os.environ by SecretInEnvironment, kept for reconfigs: {env var: value}
 _CAPTURED_ENV: dict[str, str] = {}
@@ -157,7 +162,7 @@ def secret_available(settings: Settings, name: str, environ: Mapping[str, str] |
 
 def worker_password() -> util.Secret:
     """The password docker-mode workers log in with (the `worker_password` secret)."""
-    return util.Secret(WORKER_PASSWORD_SECRET)
+    return util.Secret(WORKER_PASSWORD)
 
 
 def make_secret_providers(settings: Settings) -> list:

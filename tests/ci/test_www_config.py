@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 from buildbot.www.service import BuildbotSite
 
-from namaskah_ci import fixes
+from namaskah_ci import fixes, names
 from namaskah_ci.access import auth
 from namaskah_ci.dashboard.app import DashboardApp
 from namaskah_ci.fixes import session_cookie
@@ -157,7 +157,7 @@ def test_private_view_drops_the_public_badges(settings):
 
 
 def test_github_login_needs_both_secrets_and_real_admin_logins(settings):
-    one = make_www(settings, lambda name: name == auth.GITHUB_OAUTH_CLIENT_ID)
+    one = make_www(settings, lambda name: name == names.GITHUB_OAUTH_CLIENT_ID)
     assert isinstance(one["auth"], auth.BcryptHTPasswdAuth)
     with pytest.raises(ConfigErrors, match="GitHub logins"):
         make_www(settings, lambda name: name.startswith("github_oauth"))

@@ -48,10 +48,8 @@ from buildbot.www.auth import TwistedICredAuthBase
 from buildbot.www.oauth2 import GitHubAuth
 
 from namaskah_ci import names
+from namaskah_ci.names import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET
 
-ADMIN_HTPASSWD = names.ADMIN_HTPASSWD
-GITHUB_OAUTH_CLIENT_ID = names.GITHUB_OAUTH_CLIENT_ID
-GITHUB_OAUTH_CLIENT_SECRET = names.GITHUB_OAUTH_CLIENT_SECRET
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # checked when the user is unknown, so a wrong name costs as long as a wrong password
 _DUMMY_HASH = b"$2b$12$18FPunYvX4XcRtbcTu9XnObQSE2D4WJOvO//uJvRxMy0SKvQINgXe"

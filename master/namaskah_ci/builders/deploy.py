@@ -24,22 +24,12 @@ from namaskah_ci.steps.deploy.history import supersede_queued
 from namaskah_ci.triggers.force_params import ReasonParameter, RevisionParameter
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps import hide_skipped
-from namaskah_ci.steps.deploy.base import (
-    PROP_NOT_CONFIGURED,
-    PROP_OVERRIDE_REQUEST,
-    PROP_ROLLBACK_DEPLOY_ID,
-    PROP_ROLLBACK_REQUEST,
-    PROP_ROLLED_BACK_TO,
-    DeployTarget,
-)
+from namaskah_ci.steps.deploy.base import DeployTarget
 from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed
 from namaskah_ci.steps.deploy.notify import Notify, github_slug
 from namaskah_ci.steps.deploy.render import CheckDeployConfigured, WaitUntilLive, is_configured
-from namaskah_ci.steps.deploy.start import PROP_REDEPLOY, PROP_SUPERSEDED, NotOutdated, StartDeploy, is_superseded
+from namaskah_ci.steps.deploy.start import NotOutdated, StartDeploy, is_superseded
 from namaskah_ci.steps.deploy.rollback import (
-    PROP_ROLLBACK_AT,
-    PROP_ROLLBACK_HEALTH,
-    PROP_ROLLBACK_LIVE,
     ChooseRollbackTarget,
     RollBack,
     rollback_needed,
@@ -57,6 +47,18 @@ from namaskah_ci.names import (
     worker_name,
 )
 from namaskah_ci.workers.local import WorkerPlan
+from namaskah_ci.names import (
+    PROP_NOT_CONFIGURED,
+    PROP_OVERRIDE_REQUEST,
+    PROP_REDEPLOY,
+    PROP_ROLLBACK_AT,
+    PROP_ROLLBACK_DEPLOY_ID,
+    PROP_ROLLBACK_HEALTH,
+    PROP_ROLLBACK_LIVE,
+    PROP_ROLLBACK_REQUEST,
+    PROP_ROLLED_BACK_TO,
+    PROP_SUPERSEDED,
+)
 
 
 def deploy_builder_names(settings: Settings) -> list[str]:

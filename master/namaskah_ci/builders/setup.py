@@ -21,9 +21,8 @@ from namaskah_ci.jobs.reuse import ReuseSetup
 from namaskah_ci.settings import ROOT, Settings
 from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.workers.local import WorkerPlan
+from namaskah_ci.names import MIRROR_DIR, POLLER_DIR
 
-POLLER_DIR = names.POLLER_DIR
-MIRROR_DIR = names.MIRROR_DIR
 
 
 def make_policy(settings: Settings, plan: WorkerPlan) -> PipelinePolicy:

@@ -22,7 +22,8 @@ from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci import names
 from namaskah_ci.dashboard.data import Build, Builder, DataSource, Query, index_builders, to_build
-from namaskah_ci.steps.deploy.base import (
+from namaskah_ci.steps.deploy.base import same_revision, short
+from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_FAILURE,
     PROP_GATE_OVERRIDE,
@@ -30,14 +31,12 @@ from namaskah_ci.steps.deploy.base import (
     PROP_NOT_CONFIGURED,
     PROP_REVISION,
     PROP_ROLLBACK_DEPLOY_ID,
+    PROP_ROLLBACK_HEALTH,
     PROP_ROLLBACK_RESULT,
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
-    same_revision,
-    short,
 )
 
-PROP_ROLLBACK_HEALTH = "rollback_health"  # steps/deploy/rollback.py: "healthy" / "unhealthy" after an automatic rollback
 HISTORY_PROPS = (
     PROP_REVISION,
     PROP_DEPLOY_ID,

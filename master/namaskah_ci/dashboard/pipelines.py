@@ -29,7 +29,7 @@ from namaskah_ci.dashboard.data import (
     index_builders,
     to_build,
 )
-from namaskah_ci.steps.deploy.base import PROP_DEPLOY_ID, PROP_ENVIRONMENT, PROP_REVISION
+from namaskah_ci.names import PROP_DEPLOY_ID, PROP_ENVIRONMENT, PROP_REVISION
 
 ANALYSIS_TAG = "analysis"
 PIPELINE_PROPS = (

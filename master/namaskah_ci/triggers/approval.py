@@ -23,13 +23,13 @@ from buildbot.schedulers.forcesched import CollectedValidationError
 
 from namaskah_ci import names
 from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
+from namaskah_ci.names import PROP_PR_NUMBER
 
-FIELD = names.PROP_PR_NUMBER
 LABEL = "Approve and run a fork's pull request"
 
 
 def _refuse(message: str):
-    raise CollectedValidationError({FIELD: message})
+    raise CollectedValidationError({PROP_PR_NUMBER: message})
 
 
 def waiting_summary(number, head_repo: str) -> str:
@@ -59,7 +59,7 @@ class ApproveForkScheduler(schedulers.ForceScheduler):
 
     @defer.inlineCallbacks
     def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, **kwargs):
-        number = properties.getProperty(FIELD)
+        number = properties.getProperty(PROP_PR_NUMBER)
         change = yield self.newest_change(number)
         recorded = {name: value for name, (value, _) in (change.get("properties") or {}).items()}
         if not recorded.get(names.PROP_PR_FORK):
@@ -90,5 +90,5 @@ def make_approval_scheduler() -> ApproveForkScheduler:
         buttonName="Approve and run",
         reason=ReasonParameter(name="reason", label="Reason", default="reviewed the fork's change", size=20),
         codebases=source_taken_elsewhere(),
-        properties=[util.IntParameter(name=FIELD, label="Pull request number (#)", default=0, required=True)],
+        properties=[util.IntParameter(name=PROP_PR_NUMBER, label="Pull request number (#)", default=0, required=True)],
     )

@@ -21,8 +21,8 @@ from buildbot.schedulers.forcesched import CollectedValidationError
 
 from namaskah_ci import names
 from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
+from namaskah_ci.names import PROP_RERUN_OF
 
-FIELD = names.PROP_RERUN_OF
 KEPT_RESULTS = ("success", "warnings")  # what a re-run keeps; every other check runs again
 
 
@@ -33,7 +33,7 @@ def kept_and_rerun(check_results: dict) -> tuple[dict, list]:
 
 
 def _refuse(message: str):
-    raise CollectedValidationError({FIELD: message})
+    raise CollectedValidationError({PROP_RERUN_OF: message})
 
 
 def _prop(properties: dict, name: str):
@@ -62,7 +62,7 @@ class RerunFailedScheduler(schedulers.ForceScheduler):
 
     @defer.inlineCallbacks
     def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, **kwargs):
-        number = properties.getProperty(FIELD)
+        number = properties.getProperty(PROP_RERUN_OF)
         build, props, stamp = yield self.original(number)
         check_results = _prop(props, names.PROP_CHECK_RESULTS)
         revision = _prop(props, "revision") or stamp.get("revision")
@@ -96,7 +96,7 @@ def make_rerun_scheduler() -> RerunFailedScheduler:
         reason=ReasonParameter(name="reason", label="Reason", default="re-run failed jobs", size=20),
         codebases=source_taken_elsewhere(),
         properties=[
-            util.IntParameter(name=FIELD, label="Pipeline build number (#) to re-run the failed jobs of",
+            util.IntParameter(name=PROP_RERUN_OF, label="Pipeline build number (#) to re-run the failed jobs of",
                               default=0, required=True)
         ],
     )

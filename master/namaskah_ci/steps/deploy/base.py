@@ -23,26 +23,10 @@ from buildbot.process.properties import Secret
 from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 from buildbot.util import asyncSleep
 from buildbot.util.httpclientservice import HTTPSession
+from namaskah_ci.names import PROP_FAILURE, RENDER_API_KEY
 
 # Build properties the deploy and rollback builds set (and the deploy history reads).
-PROP_ENVIRONMENT = "deploy_environment"
-PROP_REVISION = "deploy_revision"  # deploy: the revision deployed; rollback: the target
-PROP_DEPLOY_ID = "render_deploy_id"  # the Render deploy that is (to be) live
-PROP_STARTED = "deploy_started"  # the hook (or rollback) was accepted: production may have changed
-PROP_ATTEMPTED = "deploy_attempted"  # the deploy or rollback was tried (the notification is due)
-PROP_HOOK_AT = "deploy_hook_at"  # epoch seconds the hook accepted the deploy
-PROP_FAILURE = "deploy_failure"  # the first thing that failed, in words
-PROP_ROLLED_BACK_TO = "rolled_back_to"  # revision an automatic rollback went back to
-PROP_ROLLBACK_DEPLOY_ID = "rollback_deploy_id"
-PROP_ROLLBACK_STARTED = "rollback_started"
-PROP_ROLLBACK_RESULT = "rollback_result"  # "healthy", "unhealthy", "failed: ...", "nothing to roll back to"
-PROP_NOT_CONFIGURED = "deploy_not_configured"  # why the build ended SKIPPED
-PROP_GATE_PIPELINE = "gate_pipeline"  # set by the pipeline's deploy gate when it triggers a deploy
-PROP_GATE_OVERRIDE = "gate_override"  # a forced deploy whose pipeline did not pass
-PROP_OVERRIDE_REQUEST = "override_gate"  # the force form's checkbox
-PROP_ROLLBACK_REQUEST = "rollback_target"  # the rollback force form's revision field
 
-API_KEY_SECRET = "render_api_key"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +49,7 @@ class DeployTarget:
     request_timeout_seconds: int
     deploy_builder: str
     rollback_builder: str
-    api_key_secret: str = API_KEY_SECRET
+    api_key_secret: str = RENDER_API_KEY
 
     @property
     def history_builders(self) -> tuple[str, str]:

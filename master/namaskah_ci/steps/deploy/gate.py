@@ -25,14 +25,8 @@ from buildbot.steps.trigger import Trigger
 
 from namaskah_ci import names
 from namaskah_ci.steps.deploy.history import find_pipeline_build, newest_branch_revision
-from namaskah_ci.steps.deploy.base import (
-    PROP_GATE_OVERRIDE,
-    PROP_GATE_PIPELINE,
-    PROP_OVERRIDE_REQUEST,
-    PROP_REVISION,
-    DeployStep,
-    short,
-)
+from namaskah_ci.steps.deploy.base import DeployStep, short
+from namaskah_ci.names import PROP_GATE_OVERRIDE, PROP_GATE_PIPELINE, PROP_OVERRIDE_REQUEST, PROP_REVISION
 
 SUCCESS_NAME = "success"
 

@@ -25,7 +25,8 @@ from buildbot.data import resultspec
 from buildbot.process.results import SUCCESS
 
 from namaskah_ci import names
-from namaskah_ci.steps.deploy.base import PROP_DEPLOY_ID, PROP_REVISION, same_revision
+from namaskah_ci.steps.deploy.base import same_revision
+from namaskah_ci.names import PROP_DEPLOY_ID, PROP_REVISION
 
 
 @dataclasses.dataclass(frozen=True)

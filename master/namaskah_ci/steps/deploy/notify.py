@@ -25,7 +25,10 @@ from buildbot.reporters.utils import getURLForBuild
 
 from namaskah_ci import names
 from namaskah_ci.steps import hide_skipped
-from namaskah_ci.steps.deploy.base import (
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment, short
+from namaskah_ci.names import (
+    GITHUB_TOKEN,
+    NOTIFY_WEBHOOK_URL,
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
     PROP_ENVIRONMENT,
@@ -33,19 +36,14 @@ from namaskah_ci.steps.deploy.base import (
     PROP_GATE_OVERRIDE,
     PROP_REVISION,
     PROP_ROLLBACK_DEPLOY_ID,
+    PROP_ROLLBACK_HEALTH,
+    PROP_ROLLBACK_LIVE,
     PROP_ROLLBACK_RESULT,
     PROP_ROLLBACK_STARTED,
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
-    DeployStep,
-    HttpFailure,
-    segment,
-    short,
 )
-from namaskah_ci.steps.deploy.rollback import PROP_ROLLBACK_HEALTH, PROP_ROLLBACK_LIVE
 
-WEBHOOK_SECRET = "notify_webhook_url"
-GITHUB_TOKEN_SECRET = names.GITHUB_TOKEN
 _GITHUB_SLUG = re.compile(r"github\.com[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/*$")
 
 
@@ -167,9 +165,9 @@ class Notify(DeployStep):
 
     @defer.inlineCallbacks
     def webhook(self, payload):
-        url = yield self.secret(WEBHOOK_SECRET)
+        url = yield self.secret(NOTIFY_WEBHOOK_URL)
         if not url:
-            return f"webhook: skipped (no {WEBHOOK_SECRET} secret)"
+            return f"webhook: skipped (no {NOTIFY_WEBHOOK_URL} secret)"
         problem = ""
         for attempt in (1, 2):
             try:
@@ -216,7 +214,7 @@ class Notify(DeployStep):
 
     @defer.inlineCallbacks
     def github_status(self, payload):
-        token = yield self.secret(GITHUB_TOKEN_SECRET)
+        token = yield self.secret(GITHUB_TOKEN)
         if not token:
             return "GitHub status: skipped (no github_token)"
         if not self.github_repository or not payload["revision"]:

@@ -21,17 +21,13 @@ from twisted.internet import defer
 
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps.deploy.base import (
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, same_revision, segment, short
+from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_ENVIRONMENT,
     PROP_HOOK_AT,
     PROP_NOT_CONFIGURED,
     PROP_REVISION,
-    DeployStep,
-    HttpFailure,
-    same_revision,
-    segment,
-    short,
 )
 
 LIVE = "live"

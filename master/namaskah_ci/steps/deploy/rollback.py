@@ -17,26 +17,22 @@ from twisted.internet import defer
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 
 from namaskah_ci.steps.deploy.history import find_revision, good_deploys, previous_good
-from namaskah_ci.steps.deploy.base import (
+from namaskah_ci.steps.deploy.base import DeployStep, short, with_ref
+from namaskah_ci.steps.deploy.render import HookStep, deploy_from
+from namaskah_ci.names import (
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
     PROP_REVISION,
+    PROP_ROLLBACK_AT,
     PROP_ROLLBACK_DEPLOY_ID,
     PROP_ROLLBACK_REQUEST,
     PROP_ROLLBACK_RESULT,
     PROP_ROLLBACK_STARTED,
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
-    DeployStep,
-    short,
-    with_ref,
+    PROP_TARGET_DEPLOY_ID,
 )
-from namaskah_ci.steps.deploy.render import HookStep, deploy_from
 
-PROP_TARGET_DEPLOY_ID = "rollback_target_deploy_id"
-PROP_ROLLBACK_AT = "rollback_at"
-PROP_ROLLBACK_LIVE = "rollback_live_failure"
-PROP_ROLLBACK_HEALTH = "rollback_health"
 
 
 def rollback_needed(step) -> bool:

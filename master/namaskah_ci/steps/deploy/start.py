@@ -24,24 +24,20 @@ from twisted.internet import defer, utils
 
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps.deploy.base import (
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, same_revision, short, with_ref
+from namaskah_ci.pipeline.source import REVISION
+from namaskah_ci.steps.deploy.render import HookStep, classify, deploy_from
+from namaskah_ci.names import (
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
     PROP_HOOK_AT,
+    PROP_REDEPLOY,
+    PROP_RESUMED,
     PROP_REVISION,
     PROP_STARTED,
-    DeployStep,
-    HttpFailure,
-    same_revision,
-    short,
-    with_ref,
+    PROP_SUPERSEDED,
 )
-from namaskah_ci.pipeline.source import REVISION
-from namaskah_ci.steps.deploy.render import HookStep, classify, deploy_from
 
-PROP_SUPERSEDED = "deploy_superseded"  # why this deploy was skipped (a newer revision, or already done)
-PROP_REDEPLOY = "redeploy"  # the force form's "deploy again" checkbox
-PROP_RESUMED = "deploy_resumed"  # the Render deploy this build took over instead of starting one
 HISTORY = 50  # earlier builds looked at
 
 

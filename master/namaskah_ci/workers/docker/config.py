@@ -34,7 +34,7 @@ from namaskah_ci.workers.docker import services as ds
 from namaskah_ci import names
 from namaskah_ci.workers.docker.latent import ServiceDockerWorker
 from namaskah_ci.pipeline.registry import BuilderEntry, Registry
-from namaskah_ci.secrets import WORKER_PASSWORD_SECRET, secret_available, worker_password
+from namaskah_ci.secrets import secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers.local import WorkerPlan, builder_slots
 
@@ -119,7 +119,7 @@ def make_docker_plan(settings: Settings) -> WorkerPlan:
 # CPU weight of a job's container against the others on the engine (the job's `priority`; local mode's
 # `nice` levels as cgroup shares): the longest checks first, analysis jobs after the checks
 CPU_SHARES = {"high": 3072, "normal": 1024, "low": 128}
-WORKER_PASSWORD = worker_password()  # one object: a Secret compares by identity (reconfigurations)
+WORKER_PASSWORD_SECRET = worker_password()  # one object: a Secret compares by identity (reconfigurations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +189,7 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
     values = _JobValues(settings, entry)
     images = images_of(settings)
     # the `worker_password` secret when configured, else Buildbot's random per-start password
-    password = WORKER_PASSWORD if secret_available(settings, WORKER_PASSWORD_SECRET) else None
+    password = WORKER_PASSWORD_SECRET if secret_available(settings, names.WORKER_PASSWORD) else None
     return ServiceDockerWorker(
         names.docker_worker_name(entry.builder, host_index, slot),
         password,
