@@ -98,10 +98,14 @@ def test_a_job_user_gets_a_root_only_clone_its_own_checkout_and_reports_collecte
     assert publish.workdir == ".namaskah-ci/reports"
 
 
-def test_the_start_up_notice_says_who_local_mode_trusts():
-    assert "local mode trusts every branch" in workers.trust_notice(1000, "")
-    assert "docker mode" in workers.trust_notice(1000, "") and "not root" in workers.trust_notice(1000, "")
-    assert "local mode trusts every branch" in workers.trust_notice(0, "")
+def test_the_start_up_notice_says_what_the_sandbox_keeps_from_a_branch_and_what_not():
+    for notice in (workers.trust_notice(1000, ""), workers.trust_notice(0, "")):
+        assert "\n" not in notice and "bubblewrap sandbox" in notice
+        assert "[secrets] dir" in notice and "no other job's processes" in notice  # what it keeps them from
+        assert "can read" not in notice and "trusts every branch" not in notice  # no longer true
+        assert "`tools: [docker]`" in notice and "docker mode" in notice  # what it does not, and the way out
+    assert "not root" in workers.trust_notice(1000, "") and "job_user" in workers.trust_notice(1000, "")
+    assert "uid 0" in workers.trust_notice(0, "") and "create_job_user.sh" in workers.trust_notice(0, "")
     assert workers.trust_notice(0, "namaskah-job") == ""
 
 

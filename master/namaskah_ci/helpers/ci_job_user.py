@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import shutil
 import stat
 
 REPORTS = "reports"  # DIR/reports: the declared reports as collected for the upload
@@ -20,7 +19,8 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FIX = (
     "install it where every user can run it (e.g. system-wide, or pyenv with PYENV_ROOT outside /root) "
-    'and name it in [workers] interpreters, or set [workers] job_user = "" (local mode then trusts every branch)'
+    'and name it in [workers] interpreters, or set [workers] job_user = "" (jobs then run as root without '
+    "capabilities: only their sandbox keeps them from the host)"
 )
 
 
@@ -39,7 +39,7 @@ def job_user(job: dict):
         raise Refused(
             f"ci_step: the job user {name!r} does not exist on this host: create it with "
             f'scripts/create_job_user.sh {name} as root (`make up` does), or set [workers] job_user = "" '
-            "to run jobs as the master's user (local mode then trusts every branch)"
+            "to run jobs as the master's user (then only their sandbox keeps them from the host)"
         ) from None
     if os.geteuid() not in (0, user.pw_uid):
         raise Refused(f"ci_step: cannot run the job as {name}: started as uid {os.geteuid()}, not as root")
@@ -225,27 +225,39 @@ def _collect(top: int, parts: list, destination: str, uid: int, budget=None) -> 
         os.close(fd)
 
 
+def _count_file(budget: dict, st, shown: str) -> list:
+    """One more file or directory against the budget's "files": [] when it fits, else the refusal."""
+    if budget["files"] is None or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        return []
+    if budget["files"] < 1:
+        budget["exceeded"] = budget.get("exceeded", 0) + 1
+        return [f"report {shown} skipped: the job's reports exceed {budget['files_text']} ([limits] report_files)"]
+    budget["files"] -= 1
+    return []
+
+
 def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return []
     budget = budget if budget is not None else {"bytes": None, "files": None}
-    if budget["files"] is not None and (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        if budget["files"] < 1:
-            budget["exceeded"] = budget.get("exceeded", 0) + 1
-            return [f"report {shown} skipped: the job's reports exceed {budget['files_text']} ([limits] report_files)"]
-        budget["files"] -= 1
+    refused = _count_file(budget, st, shown)
+    if refused:
+        return refused
     if stat.S_ISDIR(st.st_mode):
         return _copy_dir(dir_fd, name, destination, shown, uid, budget)
     if not stat.S_ISREG(st.st_mode):
         return [f"skipped {shown}: {'a symlink (never followed)' if stat.S_ISLNK(st.st_mode) else 'not a file'}"]
+    return _copy_file(dir_fd, name, destination, shown, uid, budget)
+
+
+def _copy_file(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: dict) -> list:
     try:
         fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         return [f"skipped {shown}: {exc.strerror}"]
     left = budget["bytes"]
-    copied = 0
     with os.fdopen(fd, "rb") as source:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -253,14 +265,7 @@ def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, 
         if st.st_nlink > 1 and st.st_uid != uid:
             return [f"skipped {shown}: a hard link to a file the job does not own"]
         os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
-        with open(destination, "wb") as copy:
-            while left is None or copied <= left:  # at most one byte more than is left is ever read
-                chunk = source.read(1 << 20 if left is None else min(1 << 20, left - copied + 1))
-                if not chunk:
-                    break
-                copied += len(chunk)
-                if left is None or copied <= left:
-                    copy.write(chunk)
+        copied = _copy_at_most(source, destination, left)
     if left is not None and copied > left:
         os.unlink(destination)
         budget["exceeded"] = budget.get("exceeded", 0) + 1
@@ -268,6 +273,21 @@ def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, 
     if left is not None:
         budget["bytes"] = left - copied
     return []
+
+
+def _copy_at_most(source, destination: str, left) -> int:
+    """Copy `source` into `destination` while it fits in `left` bytes (None: no limit); returns the bytes
+    read, at most one more than `left`."""
+    copied = 0
+    with open(destination, "wb") as copy:
+        while left is None or copied <= left:
+            chunk = source.read(1 << 20 if left is None else min(1 << 20, left - copied + 1))
+            if not chunk:
+                break
+            copied += len(chunk)
+            if left is None or copied <= left:
+                copy.write(chunk)
+    return copied
 
 
 def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:

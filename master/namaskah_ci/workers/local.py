@@ -17,8 +17,9 @@ reports) without group or other access, `[secrets] dir` 0700, the database
 file 0600; a directory above the basedir or the cache that the user cannot
 enter gets o+x (never r), unless it is someone's home, which is left alone and
 named. A missing user does not stop the master: it says so, and each job then
-fails naming the user and the fix. Any other master says, once, that local
-mode trusts every branch and docker mode is the boundary.
+fails naming the user and the fix. Any other master (not root, or `job_user = ""`)
+says once what its jobs' sandbox keeps them from and what it does not
+(`trust_notice`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class WorkerPlan:
     # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
     nice_commands: bool = False
     job_user: str = ""  # local mode, master running as root: the user the jobs' commands run as
+    docker_socket_branches: tuple = ()  # docker mode: branches whose `tools: [docker]` jobs get the engine
 
     def job_workers(self, builder: str) -> list[str]:
         """The workers a check builder runs on."""
@@ -118,17 +120,28 @@ def pipeline_workers(settings: Settings) -> list[str]:
     return [worker_name(PIPELINE, slot) for slot in range(pipeline_slots(settings))]
 
 
+SANDBOX_KEEPS = (
+    "each job command runs in its own bubblewrap sandbox: no other job's processes, its own /tmp and HOME, "
+    "caches per branch, and nothing of the master's basedir (database, logs, other builds) or [secrets] dir "
+    "mounted"
+)
+
+
 def trust_notice(euid: int, job_user: str) -> str:
-    """What the log says, once, about who runs local jobs ('' when they run as `job_user`)."""
+    """What the log says, once, about who runs local jobs ('' when they run as `job_user`): what the sandbox
+    keeps a branch from without a job user, and what it does not."""
     if euid != 0:
         who = pwd.getpwuid(euid).pw_name if euid in {p.pw_uid for p in pwd.getpwall()} else f"uid {euid}"
-        return (f"local mode: the master runs as {who}, not root, so jobs run as {who} too and every branch's code "
-                "can read what the master can (its secrets, database and logs): local mode trusts every branch; "
-                'docker mode ([workers] mode = "docker") is the boundary for branches you do not trust')
+        return (f"local mode: the master runs as {who}, not root, so jobs run as {who} too: {SANDBOX_KEEPS}; "
+                f"but the sandbox is then the only boundary between a branch's code and {who}'s files, and a job "
+                f"with `tools: [docker]` reaches the Docker engine (root on this host) if {who} may use it; run the "
+                'master as root with [workers] job_user, or use docker mode ([workers] mode = "docker"), for '
+                "branches you do not trust")
     if not job_user:
-        return ('local mode: [workers] job_user is "": jobs run as root and every branch\'s code can read the '
-                "master's secrets, database and logs: local mode trusts every branch; set job_user, or use docker "
-                "mode, for branches you do not trust")
+        return ('local mode: [workers] job_user is "": jobs run as root without capabilities: ' + SANDBOX_KEEPS
+                + "; but they keep uid 0 (a way out of the sandbox is root's, and a job with `tools: [docker]` "
+                "reaches the Docker engine, root on this host); set job_user (scripts/create_job_user.sh), or use "
+                "docker mode, for branches you do not trust")
     return ""
 
 
@@ -219,7 +232,8 @@ class JobUserLocalWorker(worker.LocalWorker):
         except KeyError:
             log.msg(f"local mode: the job user {job_user!r} does not exist: every job fails until it does: "
                     f"create it with scripts/create_job_user.sh {job_user} as root (`make up` does), or set "
-                    '[workers] job_user = "" (local mode then trusts every branch)')
+                    '[workers] job_user = "" (jobs then run as root without capabilities: only their sandbox '
+                    "keeps them from the host)")
             return
         if not private_twistd_log():
             log.msg("job user: twistd.log's next rotation may be readable until a build starts (LogFile not found)")
