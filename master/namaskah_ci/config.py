@@ -7,6 +7,8 @@ reconfigures the master, which calls this again (`jobs/builder_sync.py`).
 
 from __future__ import annotations
 
+from twisted.python import log
+
 from namaskah_ci.builders.jobs import builder_names, make_builders
 from namaskah_ci.triggers.changes import make_change_sources
 from namaskah_ci.database import make_db_config
@@ -14,7 +16,7 @@ from namaskah_ci.builders.deploy import deploy_builder_names, make_deploy_builde
 from namaskah_ci.fixes.request_limits import RequestBodyLimits
 from namaskah_ci.reports.janitor import ReportsJanitor
 from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
-from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry
+from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry, write_registry
 from namaskah_ci.www.metrics import MetricsService
 from namaskah_ci.github.pending_events import PendingPullRequests
 from namaskah_ci.builders.setup import make_job_setup, make_pipeline_config
@@ -31,11 +33,35 @@ class ConfigError(Exception):
     """The settings or the master's state cannot be used; the message names the key or file."""
 
 
+_BOUNDED_AT_START: set[str] = set()  # registry files this process has bounded (at the master's start)
+
+
 def load_registry(settings: Settings) -> Registry:
+    """The job registry. Its first load in this process (the master's start: no build runs yet) bounds it to
+    `[limits] registered_builders` as a pipeline does (`Registry.retire`: the builders unused longest go
+    first, scheduled ones last) and writes it back, so a registry that grew before the limit existed, or
+    under a higher one, does not come back whole. Later loads (reconfigurations) take it as written: the
+    pipeline that asked for them bounded it, keeping the builders running a build, which they must not retire."""
+    path = str(settings.basedir / REGISTRY_FILE)
     try:
-        return read_registry(str(settings.basedir / REGISTRY_FILE))
+        registry = read_registry(path)
     except RegistryError as exc:
         raise ConfigError(str(exc)) from None
+    limit = settings.limits.registered_builders
+    if path in _BOUNDED_AT_START or limit <= 0:
+        return registry
+    _BOUNDED_AT_START.add(path)
+    bounded = registry.retire(limit)
+    if bounded == registry:
+        return registry
+    retired = sorted(set(registry.builders) - set(bounded.builders))
+    log.msg(f"job registry: {len(registry.entries)} builders, more than [limits] registered_builders = {limit}: "
+            f"retiring the {len(retired)} unused longest: {', '.join(retired)}")
+    try:
+        write_registry(path, bounded)
+    except OSError as exc:
+        log.msg(f"job registry: could not write {path} bounded ({exc}); the next pipeline bounds it")
+    return bounded
 
 
 def build_config(settings: Settings, registry: Registry | None = None) -> dict:

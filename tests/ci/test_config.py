@@ -86,6 +86,32 @@ def test_the_registry_in_the_basedir_gives_the_job_builders(env):
     assert {b.name for b in build_config(load_settings(env))["builders"]} == DESIGN_BUILDERS
 
 
+def test_a_registry_past_the_limit_is_bounded_when_the_master_starts_not_at_a_reconfiguration(env):
+    """A registry that grew before [limits] registered_builders existed loads bounded at the start (the builders
+    unused longest retired, scheduled ones last, and written back); a reconfiguration reads it as written (a
+    pipeline bounded it, keeping builders with a running build)."""
+    import dataclasses
+    from namaskah_ci.config import load_registry
+    from namaskah_ci.pipeline.registry import read_registry, write_registry
+
+    basedir = Path(env["PIPELINE_MASTER_BASEDIR"])
+    path = str(basedir / "pipeline-builders.json")
+    entries = list(SEED_REGISTRY.entries)
+    scheduled = {entry.builder for entry in entries if entry.schedule}
+    grown = Registry(tuple(dataclasses.replace(entry, last_used=1000 + index) for index, entry in enumerate(entries)))
+    write_registry(path, grown)
+    settings = load_settings({**env, "PIPELINE_LIMITS_REGISTERED_BUILDERS": str(len(scheduled) + 3)})
+    newest = [entry.builder for entry in sorted(grown.entries, key=lambda e: e.last_used) if not entry.schedule]
+    kept = {*scheduled, *newest[-3:]}
+    assert 0 < len(scheduled) and len(kept) < len(grown.entries)
+    assert set(load_registry(settings).builders) == kept
+    assert set(read_registry(path).builders) == kept  # written back: a later reconfiguration agrees
+    write_registry(path, grown)  # over the limit again, as a pipeline keeping running builders leaves it
+    assert set(load_registry(settings).builders) == set(grown.builders)
+    job_builders = {b.name for b in build_config(settings)["builders"]} - {"pipeline"}
+    assert {name for name in job_builders if not name.startswith(("deploy-", "rollback-"))} == set(grown.builders)
+
+
 def test_a_corrupt_registry_is_one_line_naming_the_file(env):
     basedir = Path(env["PIPELINE_MASTER_BASEDIR"])
     basedir.mkdir(parents=True)
