@@ -11,6 +11,10 @@ SHA-256 over:
   verdict, schedule, priority);
 - the content of its inputs at the revision: the tree's id when the job has no
   `inputs:`, else every matching file's path, mode and blob id;
+- for a `history: full` job, its history as well: the revision (whose id fixes
+  every commit it reaches) and every branch and tag the job fetches
+  (`jobs/reuse.py` `history_facts`), so a new commit, even one that leaves the
+  tree as it was (a secret added and removed in one push), is never reused;
 - where it runs (`runtime`): the interpreter's path and version (local) or the
   image ids (docker), the operator's job environment, the helpers' content.
 
