@@ -42,6 +42,8 @@ class FakeEngine(buildbot_fake_docker.Client):
         self.wait_status = 0  # what `wait` answers for a container (a seed copy's cp)
         self.host_configs: list[dict] = []
         self.fail_create: set[str] = set()
+        self.execs: list[dict] = []  # exec_create calls
+        self.exec_exit_code = 0  # what every exec ends with
 
     # --- containers ---------------------------------------------------------------------
     def create_host_config(self, *args, **kwargs):
@@ -160,6 +162,17 @@ class FakeEngine(buildbot_fake_docker.Client):
 
     def wait(self, container, timeout=None):
         return {"StatusCode": self.wait_status}
+
+    # --- commands run in a container (a service's set-up) -------------------------------------
+    def exec_create(self, container, cmd, **kwargs):
+        self.execs.append({"container": container, "cmd": list(cmd), **kwargs})
+        return {"Id": f"exec-{len(self.execs)}"}
+
+    def exec_start(self, exec_id, **kwargs):
+        return b""
+
+    def exec_inspect(self, exec_id):
+        return {"ExitCode": self.exec_exit_code}
 
 
 class FakeDockerModule:

@@ -107,6 +107,37 @@ class ServiceWorkerTests(WorkerTestBase):
         self.assertIn("/var/lib/postgresql/data", self.engine.host_configs[0]["tmpfs"])
 
     @defer.inlineCallbacks
+    def test_the_jobs_database_role_is_made_in_the_ready_container_and_is_no_superuser(self):
+        worker = yield self.make_worker("integration")
+        build = build_with()
+        yield worker.start_instance(build)
+        postgres, redis = self.engine.call_args_create_container[:2]
+        password = build.getProperty("DATABASE_URL").split(":")[2].split("@")[0]
+        admin = postgres["environment"]
+        self.assertEqual(admin["POSTGRES_USER"], "postgres")  # the image's superuser: not the job's
+        self.assertNotEqual(admin["POSTGRES_PASSWORD"], password)
+        [made] = self.engine.execs
+        self.assertEqual((made["container"], made["user"]), (self.engine.running("postgres")[0]["Id"], "postgres"))
+        sql = " ".join(made["cmd"])
+        self.assertIn(f"CREATE ROLE namaskah LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                      f"PASSWORD '{password}'", sql)
+        self.assertIn("ALTER DATABASE namaskah_ci OWNER TO namaskah", sql)
+        for command in ds.REDIS_DISABLED:  # nothing that writes a file or loads code outside its data
+            self.assertIn(["--rename-command", command, ""], [redis["command"][i:i + 3]
+                                                              for i in range(len(redis["command"]))])
+        yield worker.stop_instance()
+
+    @defer.inlineCallbacks
+    def test_a_role_that_cannot_be_made_fails_the_start_and_leaves_nothing(self):
+        worker = yield self.make_worker("integration")
+        self.engine.exec_exit_code = 2
+        with self.assertRaises(LatentWorkerCannotSubstantiate) as raised:
+            yield worker.start_instance(build_with())
+        self.assertIn("postgres (namaskah-ci/postgres:15): setting it up for the job failed (exit code 2)",
+                      str(raised.exception))
+        self.assertEqual(self.engine.running(), [])
+
+    @defer.inlineCallbacks
     def test_the_worker_container_starts_while_the_services_get_ready(self):
         worker = yield self.make_worker("integration")
         pending = defer.Deferred()

@@ -83,6 +83,7 @@ def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
         interpreters=tuple(sorted(settings.workers.interpreters.items())),
         app_base_image=settings.workers.app_base_image,
         docker_ca_bundle=dict(plan.base_env).get("PIP_CERT", "") if plan.mode == "docker" else "",
+        docker_socket_branches=plan.docker_socket_branches,
         nice=plan.nice_commands,
         transfer_helpers=plan.transfer_helpers,
         services_in_worker=plan.services_in_worker,

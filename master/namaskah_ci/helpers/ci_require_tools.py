@@ -3,10 +3,14 @@
 
     ci_require_tools.py docker trivy
 
-`docker` also needs a running engine (`docker info` must answer). In a worker
-image, a tool its build could not install is listed in /etc/namaskah-tools-missing
-("TOOL: reason") and reported with that reason. Each tool found is printed with
-its version. Stdlib only; Python 3.9+.
+`docker` also needs a running engine that this job may use (`docker info` must
+answer): the engine's socket is root on its host, so a local job (sandboxed as
+`[workers] job_user`, in no group) is refused it, and in docker mode only builds
+of `[workers] docker_socket_branches` get it (the `required tools` step refuses
+the others on the master before this runs). In a worker image, a tool its build
+could not install is listed in /etc/namaskah-tools-missing ("TOOL: reason") and
+reported with that reason. Each tool found is printed with its version. Stdlib
+only; Python 3.9+.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ HOW_TO_INSTALL = {
 
 
 IMAGE_RECORD = "/etc/namaskah-tools-missing"
+DOCKER_DENIED = (
+    "docker: this job may not use the Docker engine (permission denied on its socket): the engine is root "
+    "on its host, and a local job runs sandboxed as [workers] job_user, in no group; run jobs with "
+    "`tools: [docker]` in docker mode, where builds of [workers] docker_socket_branches get the engine"
+)
 VERSION_FLAGS = {"docker": ["--version"], "gitleaks": ["version"], "trivy": ["--version"], "codeql": ["version"]}
 
 
@@ -84,7 +93,10 @@ def problems(tools: list, record: dict = None) -> list:
                 continue
             if probe.returncode != 0:
                 reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
-                found.append(f"docker: the client is installed but no engine answers ({reason}): start dockerd")
+                if "permission denied" in reason.lower():
+                    found.append(DOCKER_DENIED)
+                else:
+                    found.append(f"docker: the client is installed but no engine answers ({reason}): start dockerd")
     return found
 
 

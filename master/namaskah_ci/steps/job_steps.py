@@ -32,8 +32,10 @@ import posixpath
 import time
 from typing import Optional
 
+from twisted.internet import defer
+
 from buildbot.plugins import util
-from buildbot.process.results import SUCCESS
+from buildbot.process.results import FAILURE, SUCCESS
 
 from namaskah_ci import names
 from namaskah_ci.jobs import commands as job_commands
@@ -42,6 +44,7 @@ from namaskah_ci.pipeline.model import JobSpec
 from namaskah_ci.steps.job import CleanupJob, JobStep, PinnedGit
 from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices
+from namaskah_ci.workers.docker import engine_access
 
 NO_OUTPUT_TIMEOUT = 20 * 60  # seconds a command may print nothing
 CHECKOUT = "build"  # the build's workdir, in the builder directory
@@ -59,6 +62,7 @@ class JobSetup:
     interpreters: tuple[tuple[str, str], ...] = ()  # local mode: version -> interpreter name
     app_base_image: str = ""  # APP_BASE_IMAGE for jobs with `tools: [docker]`
     docker_ca_bundle: str = ""  # docker mode: PIP_CERT_FILE for jobs with `tools: [docker]`
+    docker_socket_branches: tuple[str, ...] = ()  # docker mode: whose `tools: [docker]` gets the engine
     nice: bool = False  # local mode: commands run under nice (job priority)
     transfer_helpers: bool = False  # docker mode: the helpers are copied into each build
     services_in_worker: bool = False  # docker mode: service containers, not StartServices steps
@@ -102,6 +106,34 @@ def remaining_time(props) -> int:
 
 def deadline_after(minutes: int) -> float:
     return time.time() + minutes * 60
+
+
+class RequiredTools(JobStep):
+    """`required tools`: ci_require_tools.py names any of the job's `tools:` missing on the worker. In docker
+    mode a `tools: [docker]` build that did not get the engine's socket (`workers/docker/engine_access.py`:
+    a branch outside [workers] docker_socket_branches, a fork's pull request) ends FAILURE here, before
+    anything runs, its summary and its `refused` log naming why and the setting."""
+
+    def __init__(self, docker_branches: tuple[str, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.docker_branches = docker_branches
+        self.refused = ""
+
+    @defer.inlineCallbacks
+    def run(self):
+        branch, fork = self.getProperty("branch"), bool(self.getProperty(names.PROP_PR_FORK))
+        reason = engine_access.refusal(self.docker_branches, branch, fork)
+        if reason:
+            self.refused = engine_access.summary(self.docker_branches, branch, fork)
+            yield self.addCompleteLog("refused", reason + "\n")
+            return FAILURE
+        result = yield super().run()
+        return result
+
+    def getResultSummary(self):
+        if self.refused:
+            return {"step": self.refused, "build": f"{self.name}: {self.refused}"}
+        return super().getResultSummary()
 
 
 def _service_env(job: JobSpec) -> dict:
@@ -174,16 +206,18 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
             )
         )
     if job.tools:
-        result.append(
-            JobStep(
-                name="required tools",
-                description="checking tools",
-                descriptionDone=f"tools: {', '.join(job.tools)}",
-                command=job_commands.tools_argv(layout, job),
-                haltOnFailure=True,
-                **timing,
-            )
+        check = dict(
+            name="required tools",
+            description="checking tools",
+            descriptionDone=f"tools: {', '.join(job.tools)}",
+            command=job_commands.tools_argv(layout, job),
+            haltOnFailure=True,
+            **timing,
         )
+        if setup.mode == "docker" and "docker" in job.tools:  # the engine's socket: not every build's
+            result.append(RequiredTools(docker_branches=setup.docker_socket_branches, **check))
+        else:
+            result.append(JobStep(**check))
     if job.requirements:
         result.append(
             JobStep(

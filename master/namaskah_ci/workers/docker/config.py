@@ -9,8 +9,11 @@ build's revision. `make_docker_plan(settings)` tells the job builds how jobs
 run in a container (the image's python3, helpers copied in, caches under
 `/cache`, services from the worker). Each ref being built gets a cache volume
 of its own, seeded from the default branch's (`workers/docker/caches.py`); a fork's
-pull request's is never seeded and it never gets the Docker engine's socket
-(its `tools: [docker]` then finds no engine). Job containers run without
+pull request's is never seeded. Only builds of `[workers] docker_socket_branches`
+(default: the deploy branches and the default branch) get the Docker engine's
+socket for `tools: [docker]`, never a fork's pull request
+(`workers/docker/engine_access.py`; the job's `required tools` step fails the
+others naming the setting). Job containers run without
 CAP_NET_RAW: with the host's network they could otherwise capture the host's
 loopback traffic (other builds' worker connections). Pure functions of the
 settings: no Docker call happens here.
@@ -30,6 +33,7 @@ from buildbot.plugins import worker
 from buildbot.util import ComparableMixin
 
 from namaskah_ci.workers.docker import caches as docker_caches
+from namaskah_ci.workers.docker import engine_access
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci import names
 from namaskah_ci.workers.docker.latent import ServiceDockerWorker
@@ -113,6 +117,7 @@ def make_docker_plan(settings: Settings) -> WorkerPlan:
         slots=builder_slots(settings),
         base_env=IMAGE_ENV,
         known_pythons=tuple(sorted(key for key in images_of(settings) if VERSION_KEY.match(key))),
+        docker_socket_branches=engine_access.allowed_branches(settings),
     )
 
 
@@ -142,14 +147,19 @@ class _JobValues:
 
     def volumes(self, props) -> list[str]:
         job = self.job(props)
-        fork = bool(props.getProperty(names.PROP_PR_FORK))  # a fork's PR: no engine
         volumes = [f"{self.cache(props).volume}:{CACHE_MOUNT}"]
         url = self.settings.repo_url
         if is_local_path(url):
             volumes.append(f"{url}:{url}:ro")  # a local repository, cloned from inside
-        if "docker" in job.get("tools", ()) and not fork:
+        if "docker" in job.get("tools", ()) and not self.socket_refusal(props):
             volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
         return volumes
+
+    def socket_refusal(self, props) -> str:
+        """Why this build does not get the engine's socket ("": it does); a fork's PR never does."""
+        fork = bool(props.getProperty(names.PROP_PR_FORK))
+        allowed = engine_access.allowed_branches(self.settings)
+        return engine_access.refusal(allowed, props.getProperty("branch"), fork)
 
     def hostconfig(self, props) -> dict:
         shares = CPU_SHARES.get(self.job(props).get("priority", "normal"), CPU_SHARES["normal"])

@@ -265,6 +265,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         client = self.raw_client(client_args)
         try:
             ds.wait_ready(client, started, self.ready_timeout)
+            ds.set_up(client, started)  # the job's database role
         finally:
             client.close()
 

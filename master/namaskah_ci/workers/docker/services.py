@@ -6,15 +6,21 @@ worker classes in `workers/docker/latent.py` call these functions around a build
 
 - `start_services`: create and start one container per service, health-gated
   (Docker healthchecks with `pg_isready` / `redis-cli ping`), bounded by a
-  deadline; on any failure it removes what it started and raises
-  `ServiceError` with the container's last health output and log lines.
+  deadline, then `set_up` (the job's database role); on any failure it removes
+  what it started and raises `ServiceError` with the container's last health
+  output and log lines.
 - `remove_build_resources`: remove a build's containers (and its network in
   `per-build` network mode); missing ones are fine.
 - `reap_leftovers`: remove containers and networks of this master left by an
   earlier run of it (another incarnation), e.g. after a crash.
 
-Service containers are compatible with the official `postgres:15` and
-`redis:7` images as well as the ones built from `workers/`.
+A job gets what local mode's `ci_services.py` gives it: in PostgreSQL a role
+(`namaskah`) that owns its database and may create databases and trusted
+extensions but is no superuser (the image's superuser, `postgres`, has a
+random password the build never sees; the role is made by `psql` run in the
+container once it is ready), and a Redis without CONFIG, MODULE, DEBUG,
+SLAVEOF and REPLICAOF. Service containers are compatible with the official
+`postgres:15` and `redis:7` images as well as the ones built from `workers/`.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ LABEL_BUILD = f"{LABEL_PREFIX}.build"  # the resources of one build share this v
 LABEL_ROLE = f"{LABEL_PREFIX}.role"  # worker | postgres | redis | cache | branch-cache | cache-seed
 LABEL_WORKER = f"{LABEL_PREFIX}.worker"
 
-POSTGRES_USER = "namaskah"
+POSTGRES_USER = "namaskah"  # the job's role: owner of POSTGRES_DB, not a superuser
+POSTGRES_ADMIN = "postgres"  # the image's superuser (POSTGRES_USER of the image's environment)
 POSTGRES_DB = "namaskah_ci"
+# Redis commands a job never needs that reach beyond its own data (files, modules, replication)
+REDIS_DISABLED = ("CONFIG", "MODULE", "DEBUG", "SLAVEOF", "REPLICAOF")
 HEALTH_INTERVAL_NS = 500_000_000  # 0.5 s between readiness probes
 POLL_SECONDS = 0.5
 SERVICE_NAMES = ("postgres", "redis")
@@ -59,10 +68,17 @@ class ServiceSpec:
     url: str  # what the build gets as DATABASE_URL / REDIS_URL
     env_key: str
     tmpfs: dict[str, str] = dataclasses.field(default_factory=dict)
+    setup: tuple[tuple[str, ...], ...] = ()  # commands run in the container once it is ready (`set_up`)
+    setup_user: str = ""
 
 
 def postgres_spec(image: str, host: str, port: int, password: str, listen: str = "127.0.0.1") -> ServiceSpec:
-    """PostgreSQL 15 on `port`; data on a tmpfs (fast, and nothing to clean up); fsync off."""
+    """PostgreSQL 15 on `port`; data on a tmpfs (fast, and nothing to clean up); fsync off. `password` is the
+    job's role's; the superuser's is another, random one."""
+    role = (f"CREATE ROLE {POSTGRES_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            f"PASSWORD '{password}'")
+    psql = ("psql", "-v", "ON_ERROR_STOP=1", "-q", "-h", "/var/run/postgresql", "-p", str(port), "-U", POSTGRES_ADMIN,
+            "-d", POSTGRES_DB, "-c", role, "-c", f"ALTER DATABASE {POSTGRES_DB} OWNER TO {POSTGRES_USER}")
     return ServiceSpec(
         name="postgres",
         image=image,
@@ -79,21 +95,25 @@ def postgres_spec(image: str, host: str, port: int, password: str, listen: str =
             "-c",
             "full_page_writes=off",
         ),
-        environment={"POSTGRES_USER": POSTGRES_USER, "POSTGRES_PASSWORD": password, "POSTGRES_DB": POSTGRES_DB},
-        health_test=("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER),
+        environment={"POSTGRES_USER": POSTGRES_ADMIN, "POSTGRES_PASSWORD": new_password(), "POSTGRES_DB": POSTGRES_DB},
+        health_test=("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_ADMIN),
         port=port,
         url=f"postgresql://{POSTGRES_USER}:{password}@{host}:{port}/{POSTGRES_DB}",
         env_key="DATABASE_URL",
         tmpfs={"/var/lib/postgresql/data": "rw,mode=0700"},
+        setup=(psql,),
+        setup_user="postgres",
     )
 
 
 def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1") -> ServiceSpec:
-    """Redis 7 on `port`, no persistence."""
+    """Redis 7 on `port`, no persistence, without the commands of REDIS_DISABLED."""
+    disabled = tuple(part for name in REDIS_DISABLED for part in ("--rename-command", name, ""))
     return ServiceSpec(
         name="redis",
         image=image,
-        command=("redis-server", "--port", str(port), "--bind", listen, "--save", "", "--appendonly", "no"),
+        command=("redis-server", "--port", str(port), "--bind", listen, "--save", "", "--appendonly", "no",
+                 *disabled),
         environment={},
         health_test=("CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(port), "ping"),
         port=port,
@@ -234,6 +254,20 @@ def wait_ready(
         sleep(POLL_SECONDS)
 
 
+def set_up(client, started: list[tuple[ServiceSpec, str]]) -> None:
+    """Run each ready service's `setup` commands in its container; raise ServiceError naming the first
+    that fails, with its output."""
+    for spec, container_id in started:
+        for command in spec.setup:
+            run = client.exec_create(container_id, list(command), user=spec.setup_user)
+            output = client.exec_start(run)
+            code = client.exec_inspect(run).get("ExitCode")
+            if code:
+                text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+                raise ServiceError(f"{spec.name} ({spec.image}): setting it up for the job failed (exit code {code}): "
+                                   f"{text.strip()[-800:] or 'no output'}")
+
+
 def start_services(
     client,
     specs: list[ServiceSpec],
@@ -256,6 +290,7 @@ def start_services(
                 raise ServiceError(f"{spec.name} ({spec.image}) could not be started: {exc}") from exc
             started.append((spec, container_id))
         wait_ready(client, started, timeout, **wait_kwargs)
+        set_up(client, started)
     except BaseException:
         remove_containers(client, [container_id for _, container_id in started])
         raise
