@@ -83,7 +83,7 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
         "builders": make_builders(settings, registry, plan, pipeline_config, job_setup)
         + make_deploy_builders(settings, plan),
         "services": [
-            ReportsJanitor(root=str(settings.basedir / "reports"), max_age_days=settings.checks.report_retention_days),
+            ReportsJanitor(root=str(settings.reports_dir), max_age_days=settings.checks.report_retention_days),
             *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
             MetricsService(public_view=settings.www.public_view),
             RequestBodyLimits(request_bytes=settings.limits.request_bytes,

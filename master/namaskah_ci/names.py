@@ -8,6 +8,8 @@ name. Nothing here imports Buildbot.
 
 from __future__ import annotations
 
+PROJECT = "namaskah"  # the project of every change, source stamp and force form
+
 # --- builders ---------------------------------------------------------------------------------
 PIPELINE = "pipeline"
 RESERVED_BUILDER_PREFIXES = ("deploy-", "rollback-")
@@ -97,6 +99,7 @@ def docker_worker_name(builder: str, host_index: int = 0, slot: int = 0) -> str:
 # --- the master's state, in its basedir ------------------------------------------------------
 POLLER_DIR = "gitpoller"  # the GitPoller's bare repository
 MIRROR_DIR = "pipeline-mirror.git"  # the master's own mirror (pipeline files, ancestry)
+REPORTS_DIR = "reports"  # uploaded reports, <builder>/<build number>/ (the Reports dashboard serves them)
 
 
 # --- build properties -------------------------------------------------------------------------

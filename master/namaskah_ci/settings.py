@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
+from namaskah_ci import names
 from namaskah_ci.settings_checks import DEPLOY_PREFIX, SettingsError, check_values, deploy_sections  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +213,11 @@ class Settings:
     @property
     def basedir(self) -> Path:
         return resolve_path(self.master.basedir)
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where the master keeps uploaded reports (served by the Reports dashboard)."""
+        return self.basedir / names.REPORTS_DIR
 
     @property
     def secrets_dir(self) -> Path:

@@ -34,6 +34,7 @@ from www_support import (
     signature_headers,
     start_www_master,
 )
+from namaskah_ci.text import short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -116,9 +117,9 @@ def first_step(master, build: dict) -> dict:
 def test_unknown_revisions_and_branches_fail_the_first_step_saying_why(setup):
     master, admin = setup.master, setup.admin
     cases = [
-        ("pipeline", {"revision": UNKNOWN_SHA}, f"revision {UNKNOWN_SHA[:8]} is not in the repository"),
+        ("pipeline", {"revision": UNKNOWN_SHA}, f"revision {short(UNKNOWN_SHA)} is not in the repository"),
         ("pipeline", {"branch": "no-such-branch"}, "cannot fetch branch 'no-such-branch'"),
-        ("lint", {"revision": UNKNOWN_SHA}, f"revision {UNKNOWN_SHA[:8]} is not in the repository"),
+        ("lint", {"revision": UNKNOWN_SHA}, f"revision {short(UNKNOWN_SHA)} is not in the repository"),
         ("lint", {"branch": "no-such-branch"}, "cannot fetch branch 'no-such-branch'"),
     ]
     started = []

@@ -26,6 +26,7 @@ import urllib.error
 import pytest
 
 from harness import ROOT, SHARED_CACHE, commit_file, git, make_fixture_repo, start_master, wait_for, wait_poller_ready
+from namaskah_ci.text import short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -155,7 +156,7 @@ def test_no_job_sees_the_masters_environment(first_run):
 def test_the_gate_blocks_on_required_checks_the_file_does_not_define(first_run):
     master, _, _, revision, pipeline = first_run
     gate = [s for s in master.steps(pipeline) if s["name"] == "deploy gate"][0]
-    assert gate["state_string"].startswith(f"not deploying: test-py3.9 is not defined in .namaskah-ci.yml at {revision[:8]}")
+    assert gate["state_string"].startswith(f"not deploying: test-py3.9 is not defined in .namaskah-ci.yml at {short(revision)}")
     assert not master.finished_builds("deploy-production")
 
 
@@ -262,7 +263,7 @@ def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(
     pipeline_of(master, head)
     (scan,) = wait_for("the secrets-scan build", lambda: builds_of(master, "secrets-scan", head), 300)
     assert scan["results"] == 2
-    assert f"1 finding in {planted[:8]}" in scan["state_string"], scan["state_string"]
+    assert f"1 finding in {short(planted)}" in scan["state_string"], scan["state_string"]
     everything = logs_of(master, scan) + json.dumps(master.api("builds", property="*")) + master.twistd_log()
     assert f"gitleaks: {shutil.which('gitleaks')} (" in logs_of(master, scan)  # the tool and its version
     assert token not in everything

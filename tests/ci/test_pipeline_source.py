@@ -23,6 +23,7 @@ from namaskah_ci.pipeline.model import PipelineError, PipelinePolicy, load_pipel
 from namaskah_ci.pipeline import source as pipeline_source
 from namaskah_ci.pipeline.source import PipelineConfig, PipelineSource, SourceError, describe
 from namaskah_ci.pipeline.schedule import CronError, parse_cron
+from namaskah_ci.text import short
 
 FILE_V1 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n"
 FILE_V2 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n  docs:\n    steps: [sphinx-build docs out]\n"
@@ -80,14 +81,14 @@ class PipelineSourceTest(unittest.TestCase):
         second = yield self.source.pipeline_at(self.second)
         third = yield self.source.pipeline_at(self.third)
         assert second.builders == ["lint"] and third.builders == ["lint", "docs"]
-        assert describe(third, self.third) == f".namaskah-ci.yml at {self.third[:8]}"
+        assert describe(third, self.third) == f".namaskah-ci.yml at {short(self.third)}"
 
     @defer.inlineCallbacks
     def test_a_revision_without_the_file_gets_the_default_pipeline(self):
         pipeline = yield self.source.pipeline_at(self.first)
         assert pipeline.builders == ["test"]
         assert describe(pipeline, self.first) == (
-            f"the default pipeline master/default-pipeline.yml (no .namaskah-ci.yml at {self.first[:8]})"
+            f"the default pipeline master/default-pipeline.yml (no .namaskah-ci.yml at {short(self.first)})"
         )
 
     @defer.inlineCallbacks

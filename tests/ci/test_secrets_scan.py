@@ -26,6 +26,7 @@ from harness import ROOT, commit_file, git
 from namaskah_ci.pipeline.inputs import key_document, reuse_key
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.jobs.reuse import HistoryError, history_facts
+from namaskah_ci.text import short
 
 needs_gitleaks = pytest.mark.skipif(
     shutil.which("gitleaks") is None, reason="gitleaks is not installed (make test installs it)"
@@ -238,7 +239,7 @@ def test_a_token_added_and_removed_in_one_push_fails_the_scan_though_its_tree_wa
     assert not story.prop(scan, "namaskah_reused"), f"{scan['state_string']}\n{reuse_log[-2000:]}"
     assert scan["results"] == 2 and leak["results"] == 2, scan["state_string"]
     text = story.master.build_text(scan)
-    assert "== gitleaks:" in text and f"1 finding in {planted[:8]}" in scan["state_string"], scan["state_string"]
+    assert "== gitleaks:" in text and f"1 finding in {short(planted)}" in scan["state_string"], scan["state_string"]
     assert token not in text + reuse_log + story.master.twistd_log()
 
     # the scanned revision again: a run now fetches feature/leak too, so it is no longer the history

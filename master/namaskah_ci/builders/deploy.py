@@ -21,7 +21,7 @@ from buildbot.process.factory import BuildFactory
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci.steps.deploy.history import supersede_queued
-from namaskah_ci.triggers.force_params import ReasonParameter, RevisionParameter
+from namaskah_ci.triggers.force_params import ReasonParameter, RevisionParameter, codebase
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.deploy.base import DeployTarget
@@ -225,14 +225,7 @@ def _codebase(branch: str, revision) -> util.CodebaseParameter:
         revision = RevisionParameter(
             name=revision.name, label=revision.label, default=revision.default, size=revision.size
         )
-    return util.CodebaseParameter(
-        "",
-        label="Source",
-        branch=util.FixedParameter(name="branch", default=branch),
-        revision=revision,
-        repository=util.FixedParameter(name="repository", default=""),
-        project=util.FixedParameter(name="project", default="namaskah"),
-    )
+    return codebase(util.FixedParameter(name="branch", default=branch), revision, label="Source")
 
 
 def _reason(label: str) -> util.StringParameter:

@@ -88,7 +88,7 @@ def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
         transfer_helpers=plan.transfer_helpers,
         services_in_worker=plan.services_in_worker,
         coverage_min=settings.checks.coverage_min,
-        reports_root=str(settings.basedir / "reports"),
+        reports_root=str(settings.reports_dir),
         report_bytes=settings.limits.report_bytes,
         report_files=settings.limits.report_files,
         reports_url=reports_url(settings.buildbot_url, settings.www.reports_url),

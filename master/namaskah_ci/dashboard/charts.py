@@ -12,6 +12,7 @@ import dataclasses
 import html
 import math
 from typing import Optional, Sequence
+from namaskah_ci.text import esc
 
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -48,10 +49,6 @@ class Bar:
     colour: str = PALETTE[0]
     tooltip: str = ""
     href: str = ""
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def duration_text(seconds: Optional[float]) -> str:

@@ -18,6 +18,7 @@ import threading
 from typing import Any, Optional, Protocol, Sequence
 
 from buildbot.process.results import EXCEPTION, FAILURE, Results
+from namaskah_ci.text import epoch
 
 
 GATE_STEP = "deploy gate"
@@ -105,17 +106,6 @@ class FinishedCache:
 
 
 # --- what a build is, for the pages ------------------------------------------------------------
-def epoch(value: Any) -> Optional[float]:
-    """Seconds since the epoch from the data API's datetimes (or numbers, over REST)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
-        return value.timestamp()
-    return float(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class Builder:
     builderid: int

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from namaskah_ci.dashboard.charts import duration_text
 from namaskah_ci.dashboard.data import Build
 from namaskah_ci.dashboard.pipelines import JobCell, PipelinePage, PipelineRow
+from namaskah_ci.text import esc, short
 
 DASHBOARDS = (("pipelines", "Pipelines"), ("deploys", "Deploys"), ("trends", "Trends"), ("reports", "Reports"))
 
@@ -72,14 +73,6 @@ class Links:
 
 EMBEDDED = Links(root="", dashboards="plugins/wsgi_dashboards/", embedded=True)
 STANDALONE = Links(root="../../../", dashboards="../", embedded=False)
-
-
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def short(revision: Optional[str]) -> str:
-    return (revision or "?")[:7]
 
 
 def state_class(state: str) -> str:

@@ -19,7 +19,8 @@ from typing import Optional, Sequence
 from urllib.parse import quote
 
 from namaskah_ci.reports import kinds as report_kinds
-from namaskah_ci.dashboard.layout import Links, document, esc
+from namaskah_ci.dashboard.layout import Links, document
+from namaskah_ci.text import esc
 
 MAX_ENTRIES = 400  # files looked at in one build's directory
 SARIF_PEEK = 65536

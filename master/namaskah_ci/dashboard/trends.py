@@ -23,8 +23,9 @@ from typing import Optional, Sequence
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 
 from namaskah_ci import names
-from namaskah_ci.dashboard.data import Build, DataSource, FinishedCache, Query, epoch, index_builders, to_build
+from namaskah_ci.dashboard.data import Build, DataSource, FinishedCache, Query, index_builders, to_build
 from namaskah_ci.dashboard.pipelines import PIPELINE_PROPS
+from namaskah_ci.text import epoch, short
 
 MAX_PIPELINES = 100
 SETTLED_SECONDS = 3600
@@ -72,7 +73,7 @@ def shape_trends(
     ordered = sorted(pipelines, key=lambda b: b.number)
     labels = tuple(f"#{p.number}" for p in ordered)
     titles = tuple(
-        f"pipeline #{p.number} ({p.prop('branch') or '?'} {(p.prop('revision') or '?')[:7]})" for p in ordered
+        f"pipeline #{p.number} ({p.prop('branch') or '?'} {short(p.prop('revision'))})" for p in ordered
     )
     durations: dict[str, list[Optional[float]]] = {}
     percents: dict[str, list[Optional[float]]] = {}

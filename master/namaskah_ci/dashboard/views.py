@@ -7,8 +7,9 @@ from typing import Optional
 
 from namaskah_ci.dashboard.charts import PALETTE, RESULT_COLOURS, Bar, Series, bar_chart, duration_text, hbar_chart, line_chart
 from namaskah_ci.dashboard.deploys import DeployEntry, DeployHistory, EnvironmentHistory
-from namaskah_ci.dashboard.layout import Links, badge, document, esc, short, utc, when
+from namaskah_ci.dashboard.layout import Links, badge, document, utc, when
 from namaskah_ci.dashboard.trends import Trends
+from namaskah_ci.text import esc, short
 
 TREND_CHOICES = (10, 30, 100)
 

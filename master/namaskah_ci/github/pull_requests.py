@@ -32,8 +32,9 @@ from twisted.python import log
 from buildbot.data import resultspec
 
 from namaskah_ci import names
-from namaskah_ci.pipeline.source import PipelineConfig, short, source_for
+from namaskah_ci.pipeline.source import PipelineConfig, source_for
 from namaskah_ci.github.payloads import PullRequest, skips_ci
+from namaskah_ci.text import short
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_FILES = 1000  # a change lists at most this many files (the reuse key reads the tree, not this list)
@@ -124,7 +125,7 @@ class PullRequests:
             files=files,
             comments=f"Pull request #{pr.number}: {pr.title}\n\n{message}",
             repository=self.config.repo_url,
-            project="namaskah",
+            project=names.PROJECT,
             category="pull",
             revlink=pr.url,
             properties=properties,

@@ -50,6 +50,7 @@ from namaskah_ci.github.payloads import (
     validate_push,
     verify_signature,
 )
+from namaskah_ci.text import short
 
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
 BUILT_ACTIONS = ("opened", "reopened", "synchronize")
@@ -59,10 +60,6 @@ DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 def _header(request: Any, name: bytes) -> str | None:
     value = request.getHeader(name)
     return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _short(sha: Any) -> str:
-    return str(sha or "")[:7] or "?"
 
 
 class GitHubHook(BaseHookHandler):
@@ -201,7 +198,7 @@ class GitHubHook(BaseHookHandler):
         if payload.get("deleted"):
             return f"push deleting {branch}: nothing to build"
         head = payload["head_commit"]
-        what = f"push {'creating' if payload.get('created') else 'to'} {branch} at {_short(head['id'])}"
+        what = f"push {'creating' if payload.get('created') else 'to'} {branch} at {short(head['id'])}"
         pollers = [poller for poller in self.git_pollers() if self.polls(poller, branch)]
         if not pollers:
             return f"{what}: not a branch this master polls ([repo] branches): ignored"
@@ -228,7 +225,7 @@ class GitHubHook(BaseHookHandler):
         self.after(pending_events.process(self.pull_requests, store, key, pr))
         if pr.action == "closed":
             return f"{what}: cancelling its builds"
-        text = f"{what} at {_short(pr.head_sha)} into {pr.base_ref}: fetching its merge result now"
+        text = f"{what} at {short(pr.head_sha)} into {pr.base_ref}: fetching its merge result now"
         if pr.fork:
             then = "an admin approves it" if self.fork_approval else "it runs on isolated workers"
             text += f" (from the fork {pr.head_repo or '(deleted)'}: no secrets; runs once {then})"

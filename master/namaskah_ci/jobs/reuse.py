@@ -42,6 +42,7 @@ from namaskah_ci import helpers, names
 from namaskah_ci.jobs.hostenv import resolve_interpreter
 from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import JobSpec
+from namaskah_ci.text import short
 
 STATE_OBJECT = ("namaskah-ci-reuse", "JobReuse")
 VERSION_PROBE = "import os, sys; print(sys.version); print(os.path.realpath(sys.executable))"
@@ -224,5 +225,5 @@ def is_reused(request) -> bool:
 
 
 def summary(record: dict) -> str:
-    revision = (record.get("revision") or "?")[:8]
+    revision = short(record.get("revision"))
     return f"reused from {record['builder']}/{record['number']} ({revision})"

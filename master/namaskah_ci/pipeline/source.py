@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from namaskah_ci.pipeline.inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
 from namaskah_ci.pipeline.model import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
+from namaskah_ci.text import short
 
 CACHE_SIZE = 128
 DEFAULT_REGISTERED = 256  # [limits] registered_builders
@@ -59,10 +60,6 @@ class PipelineConfig:
 
 REVISION = re.compile(r"^[0-9a-fA-F]{7,40}$")
 BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")  # also never a git option
-
-
-def short(revision: str) -> str:
-    return revision[:8] if revision else "?"
 
 
 _MIRROR_LOCKS: dict[str, defer.DeferredLock] = {}  # mirror directory -> its lock, shared by every reader of it

@@ -11,6 +11,7 @@ import json
 import os
 import xml.etree.ElementTree as ElementTree
 from typing import Optional
+from namaskah_ci.text import short
 
 MAX_BYTES = 50 * 1024 * 1024
 
@@ -68,7 +69,8 @@ def sarif_findings(path: str) -> tuple[Optional[dict], str]:
             for result in run.get("results", []) or []:
                 level = result.get("level", "warning")
                 levels[level] = levels.get(level, 0) + 1
-                sha = str((result.get("partialFingerprints") or {}).get("commitSha", ""))[:8]
+                commit = (result.get("partialFingerprints") or {}).get("commitSha", "")
+                sha = short(commit) if commit else ""
                 if sha and sha not in commits:
                     commits.append(sha)
         return {"levels": levels, "commits": commits}, ""

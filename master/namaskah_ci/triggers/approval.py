@@ -24,6 +24,7 @@ from buildbot.schedulers.forcesched import CollectedValidationError
 from namaskah_ci import names
 from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
 from namaskah_ci.names import PROP_PR_NUMBER
+from namaskah_ci.text import short
 
 LABEL = "Approve and run a fork's pull request"
 
@@ -73,9 +74,9 @@ class ApproveForkScheduler(schedulers.ForceScheduler):
             "repository": change.get("repository") or "",
             "branch": f"refs/pull/{number}/merge",
             "revision": change["revision"],
-            "project": change.get("project") or "namaskah",
+            "project": change.get("project") or names.PROJECT,
         }
-        reason = f"fork pull request #{number} at {str(change['revision'])[:8]} approved by {who}: {reason}"
+        reason = f"fork pull request #{number} at {short(change['revision'])} approved by {who}: {reason}"
         result = yield super().addBuildsetForSourceStampsWithDefaults(
             reason, sourcestamps=[source], properties=properties, **kwargs
         )

@@ -30,6 +30,6 @@ def make_change_sources(settings: Settings) -> list:
             pollAtLaunch=True,
             buildPushesWithNoCommits=True,
             workdir=str(settings.basedir / names.POLLER_DIR),
-            project="namaskah",
+            project=names.PROJECT,
         )
     ]

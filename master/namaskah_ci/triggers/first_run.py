@@ -57,7 +57,7 @@ class FirstRunScheduler(base.ReconfigurableBaseScheduler):
         result = yield self.addBuildsetForSourceStamps(
             sourcestamps=[
                 {"codebase": "", "repository": self.repository, "branch": self.branch, "revision": None,
-                 "project": "namaskah"}
+                 "project": names.PROJECT}
             ],
             reason=f"first run: the newest revision of {self.branch}",
             builderNames=self.builderNames,

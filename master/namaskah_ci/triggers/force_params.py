@@ -29,6 +29,8 @@ from typing import Any
 from buildbot.plugins import util
 from buildbot.schedulers.forcesched import ValidationError
 
+from namaskah_ci import names
+
 REVISION_MIN, REVISION_MAX = 7, 40
 BRANCH_MAX = 200
 REASON_MAX = 500
@@ -143,15 +145,22 @@ class ReasonParameter(_Checked):
         return value
 
 
+def codebase(branch: Any, revision: Any, label: str = "") -> util.CodebaseParameter:
+    """The one codebase of every force form: its branch and revision fields as given, no repository
+    field, the project fixed."""
+    return util.CodebaseParameter(
+        "",
+        branch=branch,
+        revision=revision,
+        repository=util.FixedParameter(name="repository", default=""),
+        project=util.FixedParameter(name="project", default=names.PROJECT),
+        **({"label": label} if label else {}),
+    )
+
+
 def source_taken_elsewhere() -> list:
     """The `codebases` of a form whose source stamp comes from what it names (a build, a pull
     request), not from fields: branch, revision and repository are fixed and empty."""
     return [
-        util.CodebaseParameter(
-            "",
-            branch=util.FixedParameter(name="branch", default=""),
-            revision=util.FixedParameter(name="revision", default=""),
-            repository=util.FixedParameter(name="repository", default=""),
-            project=util.FixedParameter(name="project", default="namaskah"),
-        )
+        codebase(util.FixedParameter(name="branch", default=""), util.FixedParameter(name="revision", default=""))
     ]

@@ -78,7 +78,7 @@ class RerunFailedScheduler(schedulers.ForceScheduler):
             "repository": stamp.get("repository", ""),
             "branch": stamp.get("branch") or _prop(props, "branch"),
             "revision": revision,
-            "project": stamp.get("project", "namaskah"),
+            "project": stamp.get("project", names.PROJECT),
         }
         reason = f"re-run of the failed jobs of pipeline #{number} ({', '.join(rerun)}): {reason}"
         result = yield super().addBuildsetForSourceStampsWithDefaults(

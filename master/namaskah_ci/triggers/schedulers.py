@@ -17,7 +17,7 @@ from namaskah_ci import names
 from namaskah_ci.triggers.approval import make_approval_scheduler
 from namaskah_ci.triggers.changes import wanted
 from namaskah_ci.triggers.first_run import FirstRunScheduler
-from namaskah_ci.triggers.force_params import BranchParameter, ReasonParameter, RevisionParameter
+from namaskah_ci.triggers.force_params import BranchParameter, ReasonParameter, RevisionParameter, codebase
 from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.triggers.rerun import make_rerun_scheduler
 from namaskah_ci.pipeline.schedule import parse_cron
@@ -33,13 +33,10 @@ def _force(name: str, builder: str, label: str, branch: str, properties: list = 
         buttonName=label,
         reason=ReasonParameter(name="reason", default="force build", size=20),
         codebases=[
-            util.CodebaseParameter(
-                "",
+            codebase(
+                BranchParameter(name="branch", label="Branch", default=branch),
+                RevisionParameter(name="revision", label="Revision (empty: newest)", default=""),
                 label="Source",
-                branch=BranchParameter(name="branch", label="Branch", default=branch),
-                revision=RevisionParameter(name="revision", label="Revision (empty: newest)", default=""),
-                repository=util.FixedParameter(name="repository", default=""),
-                project=util.FixedParameter(name="project", default="namaskah"),
             )
         ],
     )

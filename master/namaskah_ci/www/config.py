@@ -132,7 +132,7 @@ def make_plugins(settings: Settings) -> dict:
     def guard(app: Callable) -> Callable:
         return app if settings.www.public_view else LoggedInOnly(app)
 
-    reports = guard(ReportsApp(str(settings.basedir / "reports"), files_url=separate_reports_url(settings)))
+    reports = guard(ReportsApp(str(settings.reports_dir), files_url=separate_reports_url(settings)))
     plugins: dict = {
         "waterfall_view": {},
         "console_view": {},

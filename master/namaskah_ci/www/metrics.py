@@ -35,6 +35,7 @@ from buildbot.util import service
 from namaskah_ci.names import PROP_COVERAGE, deploy_builder_name, rollback_builder_name
 from namaskah_ci.fixes.metrics_resource import attach_child, detach_child
 from namaskah_ci.www.config import LoggedInOnly
+from namaskah_ci.text import epoch
 
 PREFIX = "namaskah_ci_"
 RESOURCE_NAME = b"metrics"  # served at /metrics (fixes/metrics_resource.attach_child)
@@ -63,15 +64,6 @@ class BuilderInfo:
 
 def result_name(code: Any) -> str:
     return Results[code] if isinstance(code, int) and 0 <= code < len(Results) else "unknown"
-
-
-def epoch(value: Any) -> float | None:
-    """Seconds since the epoch of a message's timestamp (a datetime, or a number from a serialising mq)."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def field(message: Any, name: str) -> Any:

@@ -112,10 +112,6 @@ def response_headers(response) -> dict:
     return found
 
 
-def short(revision: str | None) -> str:
-    return (revision or "?")[:7]
-
-
 def same_revision(a: str | None, b: str | None) -> bool:
     """Equal commits, one possibly abbreviated (at least 7 characters)."""
     if not a or not b:

@@ -25,8 +25,9 @@ from buildbot.steps.trigger import Trigger
 
 from namaskah_ci import names
 from namaskah_ci.steps.deploy.history import find_pipeline_build, newest_branch_revision
-from namaskah_ci.steps.deploy.base import DeployStep, short
+from namaskah_ci.steps.deploy.base import DeployStep
 from namaskah_ci.names import PROP_GATE_OVERRIDE, PROP_GATE_PIPELINE, PROP_OVERRIDE_REQUEST, PROP_REVISION
+from namaskah_ci.text import short
 
 SUCCESS_NAME = "success"
 

@@ -25,7 +25,7 @@ from buildbot.reporters.utils import getURLForBuild
 
 from namaskah_ci import names
 from namaskah_ci.steps import hide_skipped
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment, short
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment
 from namaskah_ci.names import (
     GITHUB_TOKEN,
     NOTIFY_WEBHOOK_URL,
@@ -43,6 +43,7 @@ from namaskah_ci.names import (
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
 )
+from namaskah_ci.text import short
 
 _GITHUB_SLUG = re.compile(r"github\.com[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/*$")
 

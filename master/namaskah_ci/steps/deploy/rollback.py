@@ -17,7 +17,7 @@ from twisted.internet import defer
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 
 from namaskah_ci.steps.deploy.history import find_revision, good_deploys, previous_good
-from namaskah_ci.steps.deploy.base import DeployStep, short, with_ref
+from namaskah_ci.steps.deploy.base import DeployStep, with_ref
 from namaskah_ci.steps.deploy.render import HookStep, deploy_from
 from namaskah_ci.names import (
     PROP_ATTEMPTED,
@@ -32,6 +32,7 @@ from namaskah_ci.names import (
     PROP_STARTED,
     PROP_TARGET_DEPLOY_ID,
 )
+from namaskah_ci.text import short
 
 
 
