@@ -20,7 +20,7 @@ import re
 import pytest
 
 from deploy_story import stand_in_secrets, stand_in_settings
-from harness import ROOT, commit_file, make_service_repo, wait_for, wait_poller_ready
+from harness import ROOT, commit_file, make_service_repo, running, wait_for
 from render_standin import RenderStandin
 from www_support import api, builder_ids, start_www_master
 
@@ -45,13 +45,6 @@ class Story:
         self.master, self.render = master, render
         self.ids = builder_ids(master)
 
-    def pipeline_of(self, revision: str) -> dict:
-        def done():
-            found = [b for b in self.master.finished_builds("pipeline") if prop(b, "revision") == revision]
-            return found[-1] if found else None
-
-        return wait_for(f"the pipeline of {revision[:7]}", done, BUILD_TIMEOUT, 2)
-
     def deploy_of(self, revision: str) -> dict:
         def done():
             found = [
@@ -70,25 +63,18 @@ def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard")
     repo = make_service_repo(tmp / "repo")
     render = RenderStandin(build_seconds=1.0, update_seconds=0.5).start()
-    master = start_www_master(tmp, repo, stand_in_secrets(render), env=stand_in_settings(render))
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_www_master(tmp, repo, stand_in_secrets(render), env=stand_in_settings(render)),
+                 render) as master:
         the_story = Story(master, render)
         the_story.good = commit_file(repo, "app/dashboard_note.py", '"""A green commit."""\n', "green")
-        the_story.good_pipeline = the_story.pipeline_of(the_story.good)
+        the_story.good_pipeline = master.pipeline_of(the_story.good)
         assert the_story.good_pipeline["results"] == 0, the_story.good_pipeline["state_string"]
         the_story.deploy = the_story.deploy_of(the_story.good)
         assert the_story.deploy["results"] == 0, the_story.deploy["state_string"]
         the_story.bad = commit_file(repo, "app/dashboard_broken.py", "import os\n", "lint fails (F401)")
-        the_story.bad_pipeline = the_story.pipeline_of(the_story.bad)
+        the_story.bad_pipeline = master.pipeline_of(the_story.bad)
         assert the_story.bad_pipeline["results"] == 2
         yield the_story
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
-            render.stop()
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """A deploy story's parts, shared by the deploy and reliability end-to-end tests: a repository the
 `lint` job passes on (its first commit on a branch that never deploys), the Render and service
-stand-ins wired in as secrets and settings, and `Story`, which commits, forces and reads builds."""
+stand-ins wired in as secrets and settings, and `Story`, which commits and reads builds (waiting for a
+pipeline: `master.pipeline_of`; forcing: `www_support.force(story.admin, ...)`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness import RunningMaster, commit_file, git, wait_for
+from harness import RunningMaster, commit_file, git
 from render_standin import RenderStandin
 from www_support import ADMIN_PASSWORD, ADMIN_USER, Client, builder_ids, default_secrets
 
@@ -46,23 +47,11 @@ class Story:
         self.revisions[name] = commit_file(self.repo, relative, content, f"{name}: {relative}", branch=branch)
         return self.revisions[name]
 
-    def pipeline_of(self, revision: str) -> dict:
-        def done():
-            found = [b for b in self.master.finished_builds("pipeline") if self.prop(b, "revision") == revision]
-            return found[-1] if found else None
-
-        return wait_for(f"the pipeline build of {revision[:7]}", done, BUILD_TIMEOUT, 2)
-
     def deploys(self, builder: str = "deploy-production") -> list[dict]:
         return self.master.builds(builder)
 
     def wait_deploy(self, count: int, builder: str = "deploy-production") -> dict:
         return self.master.wait_builds(builder, count, BUILD_TIMEOUT)[count - 1]
-
-    def force(self, scheduler: str, builder: str, **params) -> int:
-        status, answer = self.admin.rpc(f"forceschedulers/{scheduler}", "force", builderid=self.ids[builder], **params)
-        assert status == 200, f"force {scheduler}: HTTP {status} {answer}"
-        return answer["result"][1][str(self.ids[builder])]
 
     def step_states(self, build: dict) -> dict[str, str]:
         return {s["name"]: s["state_string"] for s in self.master.steps(build)}

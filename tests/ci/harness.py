@@ -1,14 +1,18 @@
 """Test harness: a real Buildbot master as a subprocess on free ports, a scratch git repository
 holding the reference service, and bounded REST polling.
 
-Every wait is bounded; `RunningMaster.stop()` ends the master's whole process
-group, so no test leaves a master behind.
+The end-to-end tests' one way to hold a master: `running(start, *stand_ins)`, a context manager
+(usually a module fixture's body) that starts it, waits for its git poller, and at the end waits
+until no build runs, stops it and stops the stand-ins; `RunningMaster.pipeline_of(revision)` waits
+for a revision's pipeline. Every wait is bounded; `RunningMaster.stop()` ends the master's whole
+process group within STOP_SECONDS, so no test leaves a master behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 import shutil
 import signal
 import socket
@@ -18,8 +22,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from namaskah_ci.pipeline.model import load_pipeline, load_pipeline_file
 
@@ -52,6 +57,10 @@ SERVICE_PATHS = (
 )
 # pip downloads and job virtualenvs shared by every test master, so only the first run is cold
 SHARED_CACHE = ROOT / ".state" / "test-cache"
+# A master given SIGTERM stops in about a second (idle or not: fixes/clean_shutdown); one still there
+# after this long is killed (SIGKILL to its process group) and the test session warns, naming it.
+STOP_SECONDS = 20
+PIPELINE_TIMEOUT = 600
 
 
 def free_port() -> int:
@@ -145,6 +154,20 @@ class RunningMaster:
     def finished_builds(self, builder: str) -> list[dict]:
         return [b for b in self.builds(builder) if b["complete"]]
 
+    def builds_of(self, builder: str, revision: str) -> list[dict]:
+        """The finished builds of `builder` for `revision`, oldest first ([] while the builder does not
+        exist yet: job builders appear when a pipeline registers them)."""
+        try:
+            builds = self.finished_builds(builder)
+        except urllib.error.HTTPError:
+            return []
+        return [b for b in builds if (b["properties"].get("revision") or [None])[0] == revision]
+
+    def pipeline_of(self, revision: str, timeout: float = PIPELINE_TIMEOUT) -> dict:
+        """Wait for the pipeline build of `revision` to finish; the newest one when there are several."""
+        return wait_for(f"the pipeline build of {revision[:8]}", lambda: self.builds_of("pipeline", revision)[-1:],
+                        timeout, interval=2)[0]
+
     def wait_builds(self, builder: str, count: int, timeout: float) -> list[dict]:
         return wait_for(
             f"{count} finished build(s) of {builder}",
@@ -206,15 +229,23 @@ class RunningMaster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM to the master's process group, SIGKILL after STOP_SECONDS (warning, naming the master
+        and its log's last lines); then SIGKILL to whatever the group still holds (a job's leftovers)."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+                tail = "\n".join(self.twistd_log().splitlines()[-15:])
+                warnings.warn(f"the master in {self.basedir} ignored SIGTERM for {STOP_SECONDS} s: killed; its log "
+                              f"ended with:\n{tail}", stacklevel=2)
             except ProcessLookupError:
                 pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait(timeout=10)
 
 
 def write_settings(path: Path, basedir: Path, repo: Path, www_port: int, extra: str = "") -> Path:
@@ -329,3 +360,28 @@ def poller_heads(master: RunningMaster) -> dict:
 def wait_poller_ready(master: RunningMaster, timeout: float = 60) -> dict:
     """Wait until the git poller has recorded the repository's heads (so new commits become changes)."""
     return wait_for("the git poller's first poll", lambda: poller_heads(master), timeout)
+
+
+@contextmanager
+def running(start: Callable[[], RunningMaster], *stand_ins: Any, idle_timeout: float = 300,
+            poller: bool = True) -> Iterator[RunningMaster]:
+    """A master for the length of a `with` block (a fixture's body): `start()` makes it (e.g.
+    `lambda: start_master(tmp, repo, env=...)`), the git poller's first poll is awaited (unless
+    `poller=False`), and it is yielded. On the way out, whatever failed: a bounded wait until no build
+    runs (`idle_timeout`; builds tear their servers down themselves; skipped when a test killed the
+    master), the master stopped, then each stand-in (anything with `stop()`, started by the caller)."""
+    try:
+        master = start()
+        try:
+            if poller:
+                wait_poller_ready(master)
+            yield master
+        finally:
+            try:
+                if master.process.poll() is None:
+                    master.wait_idle(idle_timeout)
+            finally:
+                master.stop()
+    finally:
+        for stand_in in stand_ins:
+            stand_in.stop()

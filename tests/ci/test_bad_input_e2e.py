@@ -29,7 +29,8 @@ from www_support import (
     builder_ids,
     default_secrets,
     deliver,
-    force_scheduler_for,
+    force,
+    force_answer,
     push_payload,
     signature_headers,
     start_www_master,
@@ -85,11 +86,6 @@ def still_answers(master) -> None:
     assert "while handling API request" not in master.twistd_log(), "a REST call failed with a 500"
 
 
-def force(client, master, builder: str, **params):
-    return client.rpc(f"forceschedulers/{force_scheduler_for(master, builder)}", "force",
-                      builderid=builder_ids(master)[builder], **params)
-
-
 def test_force_forms_refuse_bad_input_naming_the_field_and_queue_nothing(setup):
     master, admin = setup.master, setup.admin
     before = counts(master)
@@ -98,7 +94,7 @@ def test_force_forms_refuse_bad_input_naming_the_field_and_queue_nothing(setup):
             cases = BAD[field] + ([""] if field == "reason" and builder.startswith(("deploy", "rollback")) else [])
             for bad in cases:
                 params = {"reason": "bad input test", field: bad}
-                status, answer = force(admin, master, builder, **params)
+                status, answer = force_answer(admin, builder, **params)
                 where = f"{builder} {field}={bad[:20]!r}"
                 assert status == 400, f"{where}: HTTP {status} {str(answer)[:200]}"
                 message = answer["error"]["message"]
@@ -124,9 +120,7 @@ def test_unknown_revisions_and_branches_fail_the_first_step_saying_why(setup):
     ]
     started = []
     for builder, params, expected in cases:
-        status, answer = force(admin, master, builder, reason="unknown ref test", **params)
-        assert status == 200, f"{builder} {params}: HTTP {status} {answer}"
-        started.append((answer["result"][1][str(builder_ids(master)[builder])], expected))
+        started.append((force(admin, builder, reason="unknown ref test", **params), expected))
 
     def finished(brid: int):
         builds = api(master, "builds", buildrequestid=brid)["builds"]

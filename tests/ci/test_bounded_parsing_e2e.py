@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 
-from harness import commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import commit_file, git, running, start_master, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -48,15 +48,8 @@ def setup(tmp_path_factory):
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     commit_file(repo, ".namaskah-ci.yml", MAIN_FILE, "a pipeline of two quick jobs")
-    master = start_master(tmp, repo, LIMITS)  # seeded: quick and probe have builders from the start
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, LIMITS)) as master:  # seeded: quick and probe have builders
         yield master, repo
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
 
 
 class RestProbe:

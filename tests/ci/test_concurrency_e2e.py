@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import git, start_master, wait_for, wait_poller_ready
+from harness import git, running, start_master, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -78,15 +78,8 @@ def setup(tmp_path_factory):
         "PIPELINE_CHECKS_DISABLED": "",
         "PIPELINE_REPO_BRANCHES": "main",
     }
-    master = start_master(tmp, repo, env=env)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, env=env)) as master:
         yield master, repo
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
 
 
 def pipelines_of(master, revisions: set[str]) -> list[dict]:

@@ -21,9 +21,9 @@ import time
 import pytest
 
 from deploy_story import BOOTSTRAP, BUILD_TIMEOUT, Story, make_repo, stand_in_secrets, stand_in_settings
-from harness import wait_for, wait_poller_ready
+from harness import running, wait_for
 from render_standin import RenderStandin
-from www_support import ADMIN_PASSWORD, start_www_master
+from www_support import ADMIN_PASSWORD, force, start_www_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -34,24 +34,16 @@ def story(tmp_path_factory):
     repo = make_repo(tmp / "repo")
     render = RenderStandin(build_seconds=1.0, update_seconds=0.5).start()
     secrets = stand_in_secrets(render)
-    master = start_www_master(tmp, repo, secrets, env=stand_in_settings(render))
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_www_master(tmp, repo, secrets, env=stand_in_settings(render)), render) as master:
         the_story = Story(master, repo, render)
         the_story.secret_values = [v.strip() for k, v in secrets.items() if k != "admin_htpasswd"]
         the_story.secret_values += [ADMIN_PASSWORD, render.hook_key, render.rollback_key, render.service_id]
         yield the_story
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
-            render.stop()
 
 
 def test_other_branches_never_deploy(story):
     bootstrap = story.commit("bootstrap", "app/readme.md", "not deployed\n", branch=BOOTSTRAP)
-    pipeline = story.pipeline_of(bootstrap)
+    pipeline = story.master.pipeline_of(bootstrap)
     assert pipeline["results"] == 0, "lint fails on the scratch repository"
     assert story.step_states(pipeline)["deploy gate"] == f"branch {BOOTSTRAP} does not deploy"
     assert story.deploys() == []
@@ -59,7 +51,7 @@ def test_other_branches_never_deploy(story):
 
 def test_green_commit_on_main_is_deployed(story):
     good = story.commit("A", "app/notes.md", "first deploy\n")
-    assert story.pipeline_of(good)["results"] == 0
+    assert story.master.pipeline_of(good)["results"] == 0
     build = story.wait_deploy(1)
     assert build["results"] == 0, build["state_string"]
     assert story.prop(build, "deploy_revision") == good
@@ -92,7 +84,7 @@ def test_failed_health_check_rolls_back_to_the_previous_revision(story):
     good = story.revisions["A"]
     bad = story.commit("B", "app/notes.md", "this one will be unhealthy\n")
     story.render.service.unhealthy_revisions.add(bad)
-    assert story.pipeline_of(bad)["results"] == 0
+    assert story.master.pipeline_of(bad)["results"] == 0
     build = story.wait_deploy(2)
     assert build["results"] == 2
     assert f"deployed {bad[:7]}, health check failed, rolled back to {good[:7]} (healthy)" in build["state_string"]
@@ -111,7 +103,7 @@ def test_failed_health_check_rolls_back_to_the_previous_revision(story):
 def test_failing_check_means_no_deploy_build(story):
     before = len(story.deploys())
     broken = story.commit("C", "app/broken.py", "import os\n")  # flake8 F401: lint fails
-    pipeline = story.pipeline_of(broken)
+    pipeline = story.master.pipeline_of(broken)
     assert pipeline["results"] == 2
     gate = story.step_states(pipeline)["deploy gate"]
     assert gate == "not deploying: lint: failure"
@@ -124,22 +116,21 @@ def test_failing_check_means_no_deploy_build(story):
 
 def test_deploys_requested_together_run_one_after_another(story):
     fixed = story.commit("D", "app/broken.py", '"""Fixed."""\n')
-    assert story.pipeline_of(fixed)["results"] == 0
+    assert story.master.pipeline_of(fixed)["results"] == 0
     first = story.wait_deploy(3)
     assert first["results"] == 0 and story.prop(first, "deploy_revision") == fixed
     story.render.build_seconds = 4.0
     story.render.deploy_codes = [503]  # the first forced deploy's API call is retried
     try:
-        one = story.force("force_deploy_production", "deploy-production", reason="e2e: one", revision=fixed,
-                          redeploy=True)
+        one = force(story.admin, "deploy-production", reason="e2e: one", revision=fixed, redeploy=True)
         wait_for(
             "the first forced deploy to start",
             lambda: story.master.api("builds", buildrequestid=one)["builds"],
             60,
             0.2,
         )
-        two = story.force("force_deploy_production", "deploy-production", reason="e2e: two", revision=fixed)
-        three = story.force("force_deploy_production", "deploy-production", reason="e2e: three", revision="")
+        two = force(story.admin, "deploy-production", reason="e2e: two", revision=fixed)
+        three = force(story.admin, "deploy-production", reason="e2e: three", revision="")
         builds = story.master.wait_builds("deploy-production", 6, BUILD_TIMEOUT)
     finally:
         story.render.build_seconds = 1.0
@@ -160,7 +151,7 @@ def test_deploys_requested_together_run_one_after_another(story):
 
 def test_forced_rollback_staging_and_refused_deploy(story):
     good, fixed, broken = story.revisions["A"], story.revisions["D"], story.revisions["C"]
-    story.force("force_rollback_production", "rollback-production", reason="e2e: roll back")
+    force(story.admin, "rollback-production", reason="e2e: roll back")
     rollback = story.wait_deploy(1, builder="rollback-production")
     assert rollback["results"] == 0, rollback["state_string"]
     assert story.prop(rollback, "deploy_revision") == good
@@ -169,13 +160,13 @@ def test_forced_rollback_staging_and_refused_deploy(story):
     assert story.render.service.commit == good
     assert any(n["kind"] == "rollback" and n["result"] == "success" for n in story.render.notifications)
 
-    story.force("force_deploy_staging", "deploy-staging", reason="e2e: staging")
+    force(story.admin, "deploy-staging", reason="e2e: staging")
     staging = story.wait_deploy(1, builder="deploy-staging")
     assert staging["results"] == 3  # SKIPPED
     assert staging["state_string"] == "not configured: no staging_deploy_hook secret"
 
     deploys = len(story.master.finished_builds("deploy-production"))
-    story.force("force_deploy_production", "deploy-production", reason="e2e: refuse", revision=broken)
+    force(story.admin, "deploy-production", reason="e2e: refuse", revision=broken)
     refused = story.wait_deploy(deploys + 1)
     assert refused["results"] == 2
     assert "not deployed: pipeline #" in refused["state_string"] and "lint: failure" in refused["state_string"]

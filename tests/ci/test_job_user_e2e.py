@@ -22,7 +22,7 @@ import subprocess
 
 import pytest
 
-from harness import ROOT, git, start_master, wait_for
+from harness import ROOT, git, running, start_master, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -80,18 +80,13 @@ def isolated(tmp_path_factory):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a pipeline that pokes at the master")
     env = {"PIPELINE_PIPELINE_FIRST_RUN": "true", "PIPELINE_WORKERS_CACHE_DIR": str(tmp / "cache")}
-    master = start_master(tmp, repo, '[pipeline]\njob_secrets = ["codecov_token"]\n', env=env, seed=False)
-    try:
+    extra = '[pipeline]\njob_secrets = ["codecov_token"]\n'
+    with running(lambda: start_master(tmp, repo, extra, env=env, seed=False), poller=False) as master:
         revision = git(repo, "rev-parse", "HEAD")
         builds = {}
         for builder in ("probe", "venv"):
             builds[builder] = wait_for(f"the {builder} build", lambda b=builder: finished(master, b, revision), 600, 3)
         yield master, tmp, builds
-    finally:
-        try:
-            master.wait_idle(300, 3)
-        finally:
-            master.stop()
 
 
 def finished(master, builder: str, revision: str):

@@ -25,7 +25,7 @@ import pytest
 
 from buildbot.process.results import Results
 
-from harness import RunningMaster, commit_file, free_port, make_service_repo, start_master, wait_for, wait_poller_ready
+from harness import RunningMaster, commit_file, free_port, make_service_repo, running, start_master, wait_for
 from www_support import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -113,24 +113,17 @@ def scrape(master: RunningMaster, client: Client | None = None) -> tuple[int, st
     return status, body.decode("utf-8", "replace"), {k.lower(): v for k, v in headers}
 
 
-def finished_of(master: RunningMaster, builder: str, revision: str) -> list[dict]:
-    return [b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A master that has run one pipeline (lint only) to its end; stopped whatever happens."""
     tmp = tmp_path_factory.mktemp("metrics")
     repo = make_service_repo(tmp / "repo")
-    master = start_master(tmp, repo, env={"PIPELINE_CHECKS_DISABLED": ALL_BUT_LINT, **outside_urls_env()})
-    try:
-        wait_poller_ready(master)
+    env = {"PIPELINE_CHECKS_DISABLED": ALL_BUT_LINT, **outside_urls_env()}
+    with running(lambda: start_master(tmp, repo, env=env)) as master:
         revision = commit_file(repo, "docs/metrics-note.md", "scraped\n", "docs: a note", branch=BRANCH)
-        wait_for("the pipeline of the commit", lambda: finished_of(master, "pipeline", revision), BUILD_TIMEOUT, 2)
+        master.pipeline_of(revision, BUILD_TIMEOUT)
         master.wait_idle(300, 2)
         yield master, tmp
-    finally:
-        master.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, running, start_master, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -36,10 +36,6 @@ def runnable_here() -> set[str]:
     return runnable
 
 
-def builds_for(master, builder: str, revision: str) -> list[dict]:
-    return [b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision]
-
-
 def step_text(master, build: dict) -> str:
     return master.build_text(build)
 
@@ -47,16 +43,8 @@ def step_text(master, build: dict) -> str:
 @pytest.fixture
 def pipeline_master(tmp_path):
     repo = make_service_repo(tmp_path / "repo")
-    master = start_master(tmp_path, repo)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp_path, repo), idle_timeout=600) as master:
         yield master, repo
-    finally:
-        # let running builds end (their servers are torn down by the builds themselves), then stop
-        try:
-            master.wait_idle(600, 3)
-        finally:
-            master.stop()
 
 
 def test_commit_on_main_fans_out_to_every_check(pipeline_master):
@@ -71,16 +59,16 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     assert len(pipeline) == 1, "one pipeline build per new head"
     results = {}
     for check in CHECKS:
-        builds = builds_for(master, check, good)
+        builds = master.builds_of(check, good)
         assert len(builds) == 1, f"{check}: expected one build for {good[:8]}, got {len(builds)}"
         results[check] = builds[0]["results"]
-    failures = {name: step_text(master, builds_for(master, name, good)[0]) for name, r in results.items() if r != 0}
+    failures = {name: step_text(master, master.builds_of(name, good)[0]) for name, r in results.items() if r != 0}
     for check in runnable_here():
         assert results[check] == 0, f"{check} failed:\n{failures.get(check, '')[-4000:]}"
     for check in {"container-scan", "secrets-scan"} - runnable_here():
         assert results[check] == 2, f"{check} should fail here (missing tool), got result {results[check]}"
         assert "missing tool" in failures[check], failures[check][-2000:]
-    security = {s["name"]: s for s in master.steps(builds_for(master, "security", good)[0])}
+    security = {s["name"]: s for s in master.steps(master.builds_of("security", good)[0])}
     assert security["bandit"]["results"] == 0 and security["bandit sarif"]["results"] == 0
     assert security["safety"]["state_string"].startswith("skipped: no safety_api_key secret")
     if results["security"] != 0:  # only pip-audit may fail, and only because it could not audit
@@ -93,7 +81,7 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     for check in CHECKS:
         assert check in fanout["state_string"], fanout["state_string"]
     # reports are uploaded and served
-    test_build = builds_for(master, "test-py3.11", good)[0]
+    test_build = master.builds_of("test-py3.11", good)[0]
     urls = [u for s in master.steps(test_build) for u in s["urls"]]
     names = {u["name"] for u in urls}
     assert {"reports", "coverage XML", "coverage HTML", "JUnit XML"} <= names, names
@@ -129,7 +117,7 @@ def test_breaking_a_unit_test_fails_the_matrix_and_the_pipeline(pipeline_master)
     )
     assert pipeline[0]["results"] == 2
     for check in ("test-py3.9", "test-py3.11"):
-        build = builds_for(master, check, broken)[0]
+        build = master.builds_of(check, broken)[0]
         assert build["results"] == 2, f"{check} should fail"
         assert "test_deliberately_broken" in step_text(master, build)
     assert "test-py3.9: failure" in pipeline[0]["state_string"] or "failed" in pipeline[0]["state_string"]

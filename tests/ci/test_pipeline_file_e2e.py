@@ -21,11 +21,10 @@ import secrets as pysecrets
 import shutil
 import string
 import subprocess
-import urllib.error
 
 import pytest
 
-from harness import ROOT, SHARED_CACHE, commit_file, git, make_fixture_repo, start_master, wait_for, wait_poller_ready
+from harness import ROOT, SHARED_CACHE, commit_file, git, make_fixture_repo, running, start_master, wait_for
 from namaskah_ci.text import short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -47,30 +46,15 @@ def fixture_master(tmp_path_factory):
     (secrets / "fixture_token").chmod(0o600)
     extra = '[pipeline]\njob_secrets = ["codecov_token", "fixture_token"]\nmax_file_bytes = 4096\n'
     env = {"GITHUB_TOKEN": TOKEN, "PYTHONPATH": PYTHONPATH_MARKER, "PIPELINE_PIPELINE_FIRST_RUN": "true"}
-    master = start_master(tmp, repo, extra, env=env, seed=False)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, extra, env=env, seed=False), idle_timeout=600) as master:
         yield master, repo, tmp
-    finally:
-        try:
-            master.wait_idle(600, 3)
-        finally:
-            master.stop()
 
 
-def builds_of(master, builder: str, revision: str) -> list[dict]:
-    try:
-        builds = master.finished_builds(builder)
-    except urllib.error.HTTPError:
-        return []
-    return [b for b in builds if b["properties"].get("revision", [None])[0] == revision]
-
-
-def pipeline_of(master, revision: str) -> dict:
-    found = wait_for(f"the pipeline of {revision[:8]}", lambda: builds_of(master, "pipeline", revision),
-                     BUILD_TIMEOUT, interval=2)
-    assert len(found) == 1, found
-    return found[0]
+def only_pipeline_of(master, revision: str) -> dict:
+    """The pipeline build of `revision`, which must be the only one."""
+    found = master.pipeline_of(revision, BUILD_TIMEOUT)
+    assert master.builds_of("pipeline", revision) == [found], master.builds_of("pipeline", revision)
+    return found
 
 
 def logs_of(master, build: dict) -> str:
@@ -82,7 +66,7 @@ def first_run(fixture_master):
     """The pipeline a new master runs by itself: the newest revision of main, nobody committing."""
     master, repo, tmp = fixture_master
     revision = git(repo, "rev-parse", "HEAD")
-    pipeline = pipeline_of(master, revision)
+    pipeline = only_pipeline_of(master, revision)
     return master, repo, tmp, revision, pipeline
 
 
@@ -97,7 +81,7 @@ def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):
     master, repo, tmp, revision, pipeline = first_run
     results = {}
     for job in JOBS:
-        (build,) = wait_for(f"{job} of {revision[:8]}", lambda: builds_of(master, job, revision), 120)
+        (build,) = wait_for(f"{job} of {revision[:8]}", lambda: master.builds_of(job, revision), 120)
         results[job] = build
     failed = {job: logs_of(master, b)[-3000:] for job, b in results.items() if b["results"] != 0}
     assert not failed, failed
@@ -144,10 +128,10 @@ def test_the_job_builders_appeared_without_a_restart_with_force_buttons(first_ru
 
 def test_no_job_sees_the_masters_environment(first_run):
     master, _, _, revision, _ = first_run
-    (environment,) = builds_of(master, "environment", revision)
+    (environment,) = master.builds_of("environment", revision)
     printed = logs_of(master, environment)
     assert "INVENTORY_SECRET_KEY=fixture-only" in printed and "NAMASKAH_CI_BUILDER=environment" in printed
-    every_log = "\n".join(logs_of(master, b) for job in JOBS for b in builds_of(master, job, revision))
+    every_log = "\n".join(logs_of(master, b) for job in JOBS for b in master.builds_of(job, revision))
     for leaked in (TOKEN, PYTHONPATH_MARKER, "GITHUB_TOKEN", "PIPELINE_CONFIG"):
         assert leaked not in every_log, leaked
     assert TOKEN not in master.twistd_log()
@@ -175,15 +159,15 @@ def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first
     added = commit_file(repo, ".namaskah-ci.yml", text, "ci: a docs job", branch="docs-job")
     git(repo, "checkout", "-q", "main")
     plain = commit_file(repo, "docs/NOTES.md", "second\n", "docs: another note")
-    pipeline_of(master, added)
-    (docs,) = wait_for("the docs build", lambda: builds_of(master, "docs", added), 120)
+    only_pipeline_of(master, added)
+    (docs,) = wait_for("the docs build", lambda: master.builds_of("docs", added), 120)
     assert docs["results"] == 0
     log = logs_of(master, docs)
     assert hashlib.sha256(FIXTURE_SECRET.encode()).hexdigest() in log  # the job had the value ...
     assert "the token is <fixture_token>" in log  # ... and the log shows its name instead
     assert "docs" in {b["name"] for b in master.api("builders")["builders"]}
-    pipeline_of(master, plain)
-    assert builds_of(master, "docs", plain) == []
+    only_pipeline_of(master, plain)
+    assert master.builds_of("docs", plain) == []
     everything = json.dumps(master.api("builds", property="*")) + master.twistd_log()
     everything += "\n".join(logs_of(master, b) for b in master.finished_builds("pipeline"))
     assert FIXTURE_SECRET not in everything and FIXTURE_SECRET not in log
@@ -222,7 +206,7 @@ def test_every_bad_file_fails_its_pipeline_at_once_in_one_line(first_run):
         revisions[case] = commit_file(repo, ".namaskah-ci.yml", "version: 1\n" + body, f"ci: {case}", branch=branch)
     git(repo, "checkout", "-q", "main")
     for case, revision in revisions.items():
-        pipeline = pipeline_of(master, revision)
+        pipeline = only_pipeline_of(master, revision)
         summary = pipeline["state_string"].removeprefix("failed ")  # Buildbot's prefix of a failed build
         assert pipeline["results"] == 2 and "\n" not in summary and "Traceback" not in summary, summary
         assert summary.startswith(BAD_FILES[case][1]), (case, summary)
@@ -260,8 +244,8 @@ def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(
     git(repo, "commit", "-q", "-m", "remove the token, scan for secrets")
     head = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "main")
-    pipeline_of(master, head)
-    (scan,) = wait_for("the secrets-scan build", lambda: builds_of(master, "secrets-scan", head), 300)
+    only_pipeline_of(master, head)
+    (scan,) = wait_for("the secrets-scan build", lambda: master.builds_of("secrets-scan", head), 300)
     assert scan["results"] == 2
     assert f"1 finding in {short(planted)}" in scan["state_string"], scan["state_string"]
     everything = logs_of(master, scan) + json.dumps(master.api("builds", property="*")) + master.twistd_log()

@@ -31,7 +31,7 @@ import pytest
 from deploy_story import Story, stand_in_secrets, stand_in_settings
 from github_standin import GitHubStandin
 from github_support import Hook, pull_request
-from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import ROOT, commit_file, git, running, start_master, wait_for
 from render_standin import RenderStandin
 from www_support import (
     ADMIN_USER,
@@ -41,6 +41,7 @@ from www_support import (
     Client,
     api,
     deliver,
+    force,
     outside_urls_env,
     pull_request_payload,
     push_payload,
@@ -109,24 +110,15 @@ def story(tmp_path_factory):
         "PIPELINE_PIPELINE_JOB_SECRETS": "codecov_token",
         "PIPELINE_GITHUB_MERGE_REF_WAIT_SECONDS": "2",
     }
-    master = start_master(tmp, repo, env=env, seed=False)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, env=env, seed=False), render, github) as master:
         story = Story(master, repo, render)
         story.github, story.hook, story.tmp, story.pipeline = github, Hook(master), tmp, pipeline
         story.secret_values = [value for value in secrets.values() if len(value) >= 8]
         yield story
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
-            render.stop()
-            github.stop()
-            times = sorted(seconds for _, seconds in story.hook.times)
-            if times:
-                print(f"\nwebhook answers with a {API_DELAY:.0f} s GitHub API: {len(times)} deliveries, "
-                      f"median {times[len(times) // 2]:.3f} s, slowest {times[-1]:.3f} s")
+    times = sorted(seconds for _, seconds in story.hook.times)
+    if times:
+        print(f"\nwebhook answers with a {API_DELAY:.0f} s GitHub API: {len(times)} deliveries, "
+              f"median {times[len(times) // 2]:.3f} s, slowest {times[-1]:.3f} s")
 
 
 def pipelines(story: Story, **wanted) -> list[dict]:
@@ -307,7 +299,7 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
     status, answer = story.admin.rpc("forceschedulers/approve_fork", "force", builderid=builderid,
                                      pr_number=99, reason="no such PR")
     assert status != 200 and "no pull request #99 has been recorded" in json.dumps(answer), answer
-    story.force("approve_fork", "pipeline", pr_number=5, reason="reviewed")
+    force(story.admin, "pipeline", "approve_fork", pr_number=5, reason="reviewed")
     approved = wait_for("the approved pipeline", lambda: [
         b for b in pipelines(story, revision=merge) if b["complete"] and story.prop(b, "pr_approved_by")], 240, 1)[-1]
     assert approved["results"] == 0, story.step_states(approved)

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from deploy_story import Story, stand_in_secrets, stand_in_settings
-from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import ROOT, commit_file, git, running, start_master, wait_for, wait_poller_ready
 from render_standin import RenderStandin
 from test_secrets_scan import job_python
-from www_support import ADMIN_USER, outside_urls_env, write_secrets
+from www_support import ADMIN_USER, force, force_answer, outside_urls_env, write_secrets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -99,18 +99,10 @@ def story(tmp_path_factory):
         # the rerun test's marker directory: on the jobs' base PATH, which their sandbox shows read-only
         "PIPELINE_WORKERS_JOB_PATH": f"{MARKERS}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
-    master = start_master(tmp, repo, env=env, seed=False)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, env=env, seed=False), render) as master:
         story = Story(master, repo, render)
         story.python_link, story.tmp = python_link, tmp
         yield story
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
-            render.stop()
 
 
 def job_builds(story: Story, pipeline: dict) -> dict[str, dict]:
@@ -143,7 +135,7 @@ def reused(story: Story, pipeline: dict) -> dict[str, bool]:
 
 def commit_and_wait(story: Story, relative: str, content: str, branch: str = BRANCH) -> dict:
     revision = commit_file(story.repo, relative, content, f"change {relative}", branch=branch)
-    return story.pipeline_of(revision)
+    return story.master.pipeline_of(revision)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +190,7 @@ def test_a_failure_is_never_reused(story, first):
     git(story.repo, "rm", "-q", "flag")
     git(story.repo, "commit", "-q", "-m", "no flag")
     revision = git(story.repo, "rev-parse", "HEAD").strip()
-    cleared = story.pipeline_of(revision)
+    cleared = story.master.pipeline_of(revision)
     assert reused(story, cleared)["gate"] is True  # the tree before the flag passed with these inputs
     assert cleared["results"] == 0
 
@@ -214,7 +206,7 @@ def test_records_survive_a_restart(story, first):
 def test_a_forced_run_everything_reuses_nothing(story, first):
     revision = git(story.repo, "rev-parse", "HEAD").strip()
     before = len(story.master.finished_builds("pipeline"))
-    story.force("force_pipeline", "pipeline", branch=BRANCH, revision=revision, run_everything=True,
+    force(story.admin, "pipeline", branch=BRANCH, revision=revision, run_everything=True,
                 reason="everything")
     builds = story.master.wait_builds("pipeline", before + 1, 300)
     pipeline = builds[before]
@@ -228,7 +220,7 @@ def test_a_tested_tree_pushed_to_main_reuses_every_job_and_deploys(story, first)
     git(story.repo, "commit", "-q", "--allow-empty", "-m", "release: same tree")
     revision = git(story.repo, "rev-parse", "HEAD").strip()
     git(story.repo, "checkout", "-q", BRANCH)
-    pipeline = story.pipeline_of(revision)
+    pipeline = story.master.pipeline_of(revision)
     assert reused(story, pipeline) == dict.fromkeys(JOBS, True)
     assert pipeline["results"] == 0, pipeline["state_string"]
     deploy = story.wait_deploy(1)
@@ -251,7 +243,7 @@ def test_rerun_failed_runs_exactly_the_failed_jobs_then_deploys(story, first):
     )
     revision = commit_file(story.repo, ".namaskah-ci.yml", text, "gate needs the marker", branch="main")
     git(story.repo, "checkout", "-q", BRANCH)
-    failed = story.pipeline_of(revision)
+    failed = story.master.pipeline_of(revision)
     assert failed["results"] == 2 and "failed: gate" in failed["state_string"], failed["state_string"]
     assert "not deploying: gate: failure" in story.step_states(failed)["deploy gate"]
     counts = {job: len(story.master.builds(job)) for job in JOBS}
@@ -281,5 +273,4 @@ def test_rerun_failed_runs_exactly_the_failed_jobs_then_deploys(story, first):
 
 
 def rerun(story: Story, number: int):
-    return story.admin.rpc("forceschedulers/rerun_failed", "force", builderid=story.ids["pipeline"],
-                           rerun_of=number, reason="flaky infrastructure")
+    return force_answer(story.admin, "pipeline", "rerun_failed", rerun_of=number, reason="flaky infrastructure")

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import ROOT, commit_file, git, running, start_master, wait_for
 from test_job_user_e2e import USER, step_logs
 
 pytestmark = [
@@ -179,19 +179,14 @@ def sandboxed(tmp_path_factory):
     git(repo, "commit", "-q", "-m", "the security probe's pipeline")
     env = {"PIPELINE_PIPELINE_FIRST_RUN": "true", "PIPELINE_WORKERS_CACHE_DIR": str(tmp / "cache"),
            "PIPELINE_WORKERS_MAX_JOBS": "4", "PIPELINE_PIPELINE_REUSE": "false"}
-    master = start_master(tmp, repo, '[pipeline]\njob_secrets = ["codecov_token"]\n', env=env, seed=False)
+    extra = '[pipeline]\njob_secrets = ["codecov_token"]\n'
     try:
-        first = wait_job(master, "lint", git(repo, "rev-parse", "HEAD"))
-        assert first["results"] == 0, master.build_text(first)
-        wait_poller_ready(master)
-        yield master, repo, tmp
+        with running(lambda: start_master(tmp, repo, extra, env=env, seed=False)) as master:
+            first = wait_job(master, "lint", git(repo, "rev-parse", "HEAD"))
+            assert first["results"] == 0, master.build_text(first)
+            yield master, repo, tmp
     finally:
-        try:
-            if master.process.poll() is None:
-                master.wait_idle(300, 3)
-        finally:
-            master.stop()
-            kill_leftovers()
+        kill_leftovers()
 
 
 @pytest.fixture(scope="module")

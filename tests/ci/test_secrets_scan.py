@@ -162,7 +162,7 @@ def job_python() -> str:
 def scan_story(tmp_path_factory):
     """A real master polling a scratch repository whose only job is the reference secrets-scan."""
     from deploy_story import Story
-    from harness import start_master, wait_poller_ready
+    from harness import running, start_master
     from www_support import ADMIN_USER, default_secrets, outside_urls_env, write_secrets
 
     tmp = tmp_path_factory.mktemp("scan-reuse")
@@ -179,15 +179,8 @@ def scan_story(tmp_path_factory):
         "PIPELINE_CHECKS_DISABLED": "",
         "PIPELINE_WORKERS_INTERPRETERS": f"3.11={job_python()}",
     }
-    master = start_master(tmp, repo, env=env)
-    try:
-        wait_poller_ready(master)
+    with running(lambda: start_master(tmp, repo, env=env)) as master:
         yield Story(master, repo, None)
-    finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
 
 
 def scan_build(story, pipeline: dict) -> dict:
@@ -200,8 +193,10 @@ def scan_build(story, pipeline: dict) -> dict:
 
 
 def force_again(story, branch: str, revision: str) -> dict:
+    from www_support import force
+
     before = len(story.master.finished_builds("pipeline"))
-    story.force("force_pipeline", "pipeline", branch=branch, revision=revision, reason="again")
+    force(story.admin, "pipeline", branch=branch, revision=revision, reason="again")
     return story.master.wait_builds("pipeline", before + 1, 300)[before]
 
 
@@ -214,7 +209,7 @@ def test_a_token_added_and_removed_in_one_push_fails_the_scan_though_its_tree_wa
     same revision forced again, with nothing new in the repository, may reuse its scan."""
     story = scan_story
     base = commit_file(story.repo, "src/app.txt", "app 1\n", "the application")
-    clean = story.pipeline_of(base)
+    clean = story.master.pipeline_of(base)
     first = scan_build(story, clean)
     assert first["results"] == 0 and not story.prop(first, "namaskah_reused"), story.master.build_text(first)[-3000:]
 
@@ -233,7 +228,7 @@ def test_a_token_added_and_removed_in_one_push_fails_the_scan_though_its_tree_wa
     assert git(story.repo, "rev-parse", f"{head}^{{tree}}") == git(story.repo, "rev-parse", f"{base}^{{tree}}")
     git(story.repo, "branch", "feature/leak", head)
     git(story.repo, "checkout", "-q", "feature/base")
-    leak = story.pipeline_of(head)
+    leak = story.master.pipeline_of(head)
     scan = scan_build(story, leak)
     reuse_log = story.master.build_text(leak)
     assert not story.prop(scan, "namaskah_reused"), f"{scan['state_string']}\n{reuse_log[-2000:]}"

@@ -3,13 +3,15 @@ does) ends the build within a bounded time with the reason in its summary, and l
 job's PostgreSQL and Redis are stopped, their data directories removed, the job's TMPDIR emptied.
 
 A real master on a scratch repository whose pipeline file has one job with both services and a step
-that sleeps; the test kills that step's process (found by a marker in its command line) and counts
-servers, PostgreSQL data directories and temporary directories before and after.
+that sleeps; the test kills that step's process (found by a marker in its command line), notes the
+job's servers (their pids and directories, from the job's `ci_services.py` state file: other tests'
+servers may come and go meanwhile) and checks they are gone and the TMPDIR empty afterwards.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import secrets as pysecrets
 import signal
@@ -45,14 +47,25 @@ def processes(text: str) -> list[int]:
     return found
 
 
-def leftovers(basedir: Path) -> dict:
-    """What a job's services and TMPDIR could leave behind."""
-    return {
-        "postgres": len(processes("ci-services-pg-")) + len(processes(str(basedir / "workers"))),
-        "redis": len([p for p in processes("redis-server") if p in processes("127.0.0.1")]),
-        "pg_data_dirs": len(glob.glob("/tmp/ci-services-pg-*")),
-        "job_tmp": sum(len(os.listdir(d)) for d in glob.glob(str(basedir / "workers/*/*/.namaskah-ci/tmp"))),
-    }
+def job_tmp_entries(basedir: Path) -> int:
+    return sum(len(os.listdir(d)) for d in glob.glob(str(basedir / "workers/*/*/.namaskah-ci/tmp")))
+
+
+def job_servers(basedir: Path) -> dict[str, tuple[int, str]]:
+    """{"postgres" | "redis": (pid, directory)} of this master's jobs' running servers, from the state
+    files `ci_services.py start` writes in each job's state directory."""
+    found = {}
+    for path in glob.glob(str(basedir / "workers" / "**" / "state.json"), recursive=True):
+        state = json.loads(Path(path).read_text())
+        for name, pidfile in (("postgres", "data/postmaster.pid"), ("redis", "redis.pid")):
+            if name in state:
+                root = state[name]["root"]
+                found[name] = (int((Path(root) / pidfile).read_text().split()[0]), root)
+    return found
+
+
+def gone(servers: dict[str, tuple[int, str]]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() or Path(root).exists() for pid, root in servers.values())
 
 
 def test_a_killed_job_command_ends_the_build_saying_so_and_leaks_nothing(tmp_path):
@@ -63,11 +76,12 @@ def test_a_killed_job_command_ends_the_build_saying_so_and_leaks_nothing(tmp_pat
     master = start_master(tmp_path, repo, seed=False)
     try:
         wait_poller_ready(master)
-        before = leftovers(master.basedir)
+        tmp_before = job_tmp_entries(master.basedir)
         revision = commit_file(repo, ".namaskah-ci.yml", PIPELINE, "ci: a job that sleeps")
         victims = wait_for("the job's command to run", lambda: processes(MARKER), 300, 0.2)
-        during = leftovers(master.basedir)
-        assert during["postgres"] > before["postgres"] and during["redis"] > before["redis"], (before, during)
+        servers = job_servers(master.basedir)
+        assert set(servers) == {"postgres", "redis"}, servers
+        assert all(Path(f"/proc/{pid}").exists() for pid, _ in servers.values()), servers
         killed_at = time.monotonic()
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
@@ -83,6 +97,7 @@ def test_a_killed_job_command_ends_the_build_saying_so_and_leaks_nothing(tmp_pat
         steps = {s["name"]: s for s in master.steps(build)}
         assert steps["stop services"]["results"] == 0  # ran although the step before was killed
         assert ended_after < 60, ended_after
-        wait_for("nothing left behind", lambda: leftovers(master.basedir) == before, 30, 0.5)
+        wait_for("the job's servers and their directories to go", lambda: gone(servers), 30, 0.5)
+        wait_for("the job's TMPDIR to be emptied", lambda: job_tmp_entries(master.basedir) == tmp_before, 30, 0.5)
     finally:
         master.stop()

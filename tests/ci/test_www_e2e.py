@@ -26,10 +26,9 @@ from www_support import (
     WEBHOOK_SECRET,
     Client,
     api,
-    builder_ids,
     default_secrets,
     deliver,
-    force_scheduler_for,
+    force,
     push_payload,
     signature_headers,
     start_www_master,
@@ -98,15 +97,6 @@ def setup(tmp_path_factory, github):
     master.stop()
 
 
-def force(master, admin: Client, builder: str, **params) -> int:
-    status, answer = admin.rpc(
-        f"forceschedulers/{force_scheduler_for(master, builder)}", "force", builderid=builder_ids(master)[builder],
-        **params,
-    )
-    assert status == 200, answer
-    return answer["result"][1][str(builder_ids(master)[builder])]
-
-
 def finished_build(master, brid: int, timeout: float = 300) -> dict:
     def done():
         builds = api(master, "builds", buildrequestid=brid)["builds"]
@@ -128,7 +118,7 @@ def test_a_check_posts_commit_statuses_under_the_seed_context(setup, github):
     master, repo, _ = setup
     sha = git(repo, "rev-parse", "HEAD")
     admin = Client(master, ADMIN_USER, ADMIN_PASSWORD)
-    build = finished_build(master, force(master, admin, "lint", revision=sha, reason="statuses"))
+    build = finished_build(master, force(admin, "lint", revision=sha, reason="statuses"))
 
     def statuses():
         found = [r for r in GitHubStandIn.received if r["path"] == f"/repos/acme/namaskah/statuses/{sha}"]
@@ -165,8 +155,8 @@ def test_no_secret_value_in_config_rest_logs_or_properties(setup, github):
     body = json.dumps(push_payload("c" * 40)).encode()
     assert deliver(master, body, signature_headers(WEBHOOK_SECRET, body))[0] < 300
     sha = git(repo, "rev-parse", "HEAD")
-    lint = force(master, admin, "lint", reason="leak check")
-    deploy = force(master, admin, "deploy-production", reason="leak check", revision=sha, override_gate=True)
+    lint = force(admin, "lint", reason="leak check")
+    deploy = force(admin, "deploy-production", reason="leak check", revision=sha, override_gate=True)
     finished_build(master, lint)
     finished_build(master, deploy)
     hook_path = secrets["render_deploy_hook"].split(str(github.server_port), 1)[1]

@@ -172,6 +172,20 @@ def force_scheduler_for(master: RunningMaster, builder: str) -> str:
     raise AssertionError(f"no force scheduler for {builder}")
 
 
+def force_answer(client: Client, builder: str, scheduler: str | None = None, **params: Any) -> tuple[int, Any]:
+    """Force `builder` as `client` through `scheduler` (default: the builder's own force scheduler,
+    `force_scheduler_for`); (HTTP status, JSON-RPC answer), for tests of a refusal."""
+    scheduler = scheduler or force_scheduler_for(client.master, builder)
+    return client.rpc(f"forceschedulers/{scheduler}", "force", builderid=builder_ids(client.master)[builder], **params)
+
+
+def force(client: Client, builder: str, scheduler: str | None = None, **params: Any) -> int:
+    """`force_answer` that must be accepted: the build request id."""
+    status, answer = force_answer(client, builder, scheduler, **params)
+    assert status == 200, f"force {builder} ({scheduler or 'its own scheduler'}): HTTP {status} {answer}"
+    return answer["result"][1][str(builder_ids(client.master)[builder])]
+
+
 def push_payload(sha: str, branch: str = "main", message: str = "a change") -> dict:
     commit = {
         "id": sha,

@@ -63,10 +63,6 @@ def tools_missing() -> dict[str, str]:
     return {line.split(":", 1)[0]: line for line in out.splitlines() if ":" in line}
 
 
-def builds_for(master, builder: str, revision: str) -> list[dict]:
-    return [b for b in master.finished_builds(builder) if b["properties"].get("revision", [None])[0] == revision]
-
-
 def build_text(master, build: dict) -> str:
     texts = [f"build: {build['state_string']}"]
     for step in master.steps(build):
@@ -183,7 +179,7 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
     elapsed = time.monotonic() - started
     results, texts = {}, {}
     for check in CHECKS:
-        [build] = builds_for(master, check, revision)
+        [build] = master.builds_of(check, revision)
         results[check] = build["results"]
         texts[check] = build_text(master, build)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -199,7 +195,7 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
             assert missing[tool] in texts[check], texts[check][-3000:]
         elif check == "security" and results[check] != SUCCESS:
             # as in local mode: only pip-audit may fail, and only when PyPI's JSON API is out of reach
-            [build] = builds_for(master, check, revision)
+            [build] = master.builds_of(check, revision)
             steps = {s["name"]: s for s in master.steps(build)}
             assert steps["bandit"]["results"] == SUCCESS and steps["bandit sarif"]["results"] == SUCCESS, texts[check]
             assert steps["pip-audit"]["results"] == FAILURE, texts[check][-3000:]
@@ -214,10 +210,10 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
     assert "Python 3.11." in texts["test-py3.11"]
     # services came from containers, not from host processes: the URLs point at per-build ports
     for check in ("integration", "migration-test"):
-        [build] = builds_for(master, check, revision)
+        [build] = master.builds_of(check, revision)
         assert build["properties"]["DATABASE_URL"][0].startswith("postgresql://namaskah:")
         assert build["properties"]["DATABASE_URL"][1] == "service containers"
-    [integration] = builds_for(master, "integration", revision)
+    [integration] = master.builds_of("integration", revision)
     assert integration["properties"]["REDIS_URL"][0].startswith("redis://127.0.0.1:")
     # nothing of the build remains: no container, no network; only the labelled cache volumes
     master.wait_idle(600, 3)
@@ -240,7 +236,7 @@ def test_a_service_that_never_gets_ready_fails_the_build_within_the_bound(docker
     revision = commit_file(repo, "app/NOTES.md", "never ready\n", "docs: never ready", branch=BRANCH)
     [build] = wait_for(
         "the migration-test build",
-        lambda: builds_for(master, "migration-test", revision),
+        lambda: master.builds_of("migration-test", revision),
         600,
         interval=2,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from docker_harness import MASTER_LABEL, docker, docker_env, new_instance, remove_labelled, require_engine_and_images
-from harness import commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import commit_file, git, running, start_master, wait_for
 from second_engine import SecondEngine
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -57,17 +57,12 @@ def engines(tmp_path_factory):
     env = docker_env(instance, extra_docker_hosts=json.dumps([second.host]), engine_jobs="1")
     env["PIPELINE_REPO_BRANCHES"] = "main"
     repo = make_repo(tmp / "repo")
-    master = start_master(tmp, repo, env=env)
     try:
-        wait_poller_ready(master)
-        yield master, second, instance, repo
+        with running(lambda: start_master(tmp, repo, env=env)) as master:
+            yield master, second, instance, repo
     finally:
-        try:
-            master.wait_idle(300, 2)
-        finally:
-            master.stop()
-            remove_labelled(instance)
-            second.remove()
+        remove_labelled(instance)
+        second.remove()
 
 
 def run_pipeline(master, repo: Path, watch=None) -> tuple[dict, list[dict]]:

@@ -1,0 +1,95 @@
+"""How the suite runs on several workers (pytest-xdist, `make test`): which tests share a worker, and
+in what order the workers take them.
+
+`make test` runs `pytest -n <workers> --dist loadgroup`. Here each test gets an `xdist_group`: its
+module, so a module's tests run on one worker, in their order, sharing its module-scoped master;
+the modules of one entry of SHARED_GROUPS share one group (one worker, one after another), for
+modules that must not run beside each other. Groups are handed out longest first, from the seconds
+measured per group in `tests/durations.json` (a group missing there is guessed from its markers), so
+the run does not end with one worker alone on a long module. Each run under xdist writes what it
+measured to `test-artifacts/test-durations.json`: copy it over `tests/durations.json` when the
+suite's shape changes. Without xdist (`pytest tests/ci/test_x.py`) nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DURATIONS = ROOT / "tests" / "durations.json"
+MEASURED = ROOT / "test-artifacts" / "test-durations.json"
+SLOW_MARKERS = ("e2e", "docker", "browser")
+GUESS_SLOW, GUESS_FAST = 30.0, 0.1  # seconds per test of a module durations.json does not know
+# Modules that run one after another on one worker (a group named after the first), and why.
+SHARED_GROUPS: tuple[tuple[str, ...], ...] = ()
+
+
+def group_of(item: pytest.Item) -> str:
+    module = item.path.relative_to(ROOT).as_posix()
+    for shared in SHARED_GROUPS:
+        if module in shared:
+            return shared[0]
+    return module
+
+
+def distributed(config: pytest.Config) -> bool:
+    """A worker or the controller of an xdist run with `--dist loadgroup`."""
+    if hasattr(config, "workerinput"):  # xdist gives its workers `loadgroup` (and `dist = "no"`)
+        return bool(getattr(config.option, "loadgroup", False))
+    return bool(config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None)
+                and config.getoption("dist", "no") == "loadgroup")
+
+
+def known_seconds() -> dict[str, float]:
+    try:
+        return json.loads(DURATIONS.read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not distributed(config):
+        return
+    groups: dict[str, list[pytest.Item]] = defaultdict(list)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group_of(item)))
+        groups[group_of(item)].append(item)
+    seconds = known_seconds()
+
+    def weight(name: str) -> float:
+        if name in seconds:
+            return seconds[name]
+        slow = [i for i in groups[name] if any(i.get_closest_marker(m) for m in SLOW_MARKERS)]
+        return GUESS_SLOW * len(slow) + GUESS_FAST * (len(groups[name]) - len(slow))
+
+    order = sorted(groups, key=weight, reverse=True)  # dicts keep the collection order among equals
+    items[:] = [item for name in order for item in groups[name]]
+
+
+_measured: dict[str, float] = defaultdict(float)
+_measuring: list[bool] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if distributed(config) and not hasattr(config, "workerinput"):  # the controller of an xdist run
+        _measuring.append(True)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _measuring:  # the workers' reports, their node ids "<path>::<test>@<group>"
+        _measured[report.nodeid.rsplit("@", 1)[-1]] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not _measured:
+        return
+    MEASURED.parent.mkdir(exist_ok=True)
+    ranked = dict(sorted(((name, round(s, 1)) for name, s in _measured.items()), key=lambda kv: -kv[1]))
+    MEASURED.write_text(json.dumps({"about": "seconds per xdist group (setup + call + teardown) of one run",
+                                    "seconds": ranked}, indent=1) + "\n")
