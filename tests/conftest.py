@@ -2,9 +2,10 @@
 in what order the workers take them.
 
 `make test` runs `pytest -n <workers> --dist loadgroup`. Here each test gets an `xdist_group`: its
-module, so a module's tests run on one worker, in their order, sharing its module-scoped master;
-the modules of one entry of SHARED_GROUPS share one group (one worker, one after another), for
-modules that must not run beside each other. Groups are handed out longest first, from the seconds
+module, so a module's tests run on one worker, in their order, sharing its module-scoped master
+(SPLIT_BY_PARAM: one group per value of a parametrized module fixture); the modules of one entry of
+SHARED_GROUPS share one group (one worker, one after another), for modules that must not run beside
+each other. Groups are handed out longest first, from the seconds
 measured per group in `tests/durations.json` (a group missing there is guessed from its markers), so
 the run does not end with one worker alone on a long module. Each run under xdist writes what it
 measured to `test-artifacts/test-durations.json`: copy it over `tests/durations.json` when the
@@ -24,15 +25,24 @@ DURATIONS = ROOT / "tests" / "durations.json"
 MEASURED = ROOT / "test-artifacts" / "test-durations.json"
 SLOW_MARKERS = ("e2e", "docker", "browser")
 GUESS_SLOW, GUESS_FAST = 30.0, 0.1  # seconds per test of a module durations.json does not know
-# Modules that run one after another on one worker (a group named after the first), and why.
-SHARED_GROUPS: tuple[tuple[str, ...], ...] = ()
+# Modules (or every module under a directory ending in "/") that run one after another on one worker,
+# in a group named after the entry's first path, and why.
+SHARED_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("tests/app/integration/",),  # one PostgreSQL and one Redis per worker session (its conftest)
+)
+# Modules whose module-scoped fixture is parametrized, one group per value (pytest sets the fixture up
+# once per value anyway): {module: fixture}.
+SPLIT_BY_PARAM = {"tests/ci/test_reliability_e2e.py": "crash_story"}  # two masters (SQLite, PostgreSQL)
 
 
 def group_of(item: pytest.Item) -> str:
     module = item.path.relative_to(ROOT).as_posix()
     for shared in SHARED_GROUPS:
-        if module in shared:
+        if any(module == path or path.endswith("/") and module.startswith(path) for path in shared):
             return shared[0]
+    callspec = getattr(item, "callspec", None)
+    if module in SPLIT_BY_PARAM and callspec and SPLIT_BY_PARAM[module] in callspec.params:
+        return f"{module}[{callspec.params[SPLIT_BY_PARAM[module]]}]"
     return module
 
 

@@ -10,18 +10,21 @@ process group within STOP_SECONDS, so no test leaves a master behind.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import warnings
+import random
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -61,12 +64,33 @@ SHARED_CACHE = ROOT / ".state" / "test-cache"
 # after this long is killed (SIGKILL to its process group) and the test session warns, naming it.
 STOP_SECONDS = 20
 PIPELINE_TIMEOUT = 600
+PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral ports (net.ipv4.ip_local_port_range: 32768-60999)
+PORT_LOCKS = Path(tempfile.gettempdir()) / "namaskah-test-ports"
+_held_ports: list = []  # the open lock files of the ports this process was given
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on and no other test process is given meanwhile.
+
+    `bind(0)` would pick a random port of the kernel's ephemeral range and free it at once: another
+    test process (the suite runs on several workers) could be given the same one before the master
+    told about it binds it. So the port is drawn below that range (where neither `bind(0)` nor an
+    outgoing connection lands) and kept by an flock on `PORT_LOCKS/<port>` that this process holds
+    until it exits."""
+    PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    for _ in range(500):
+        port = random.randrange(*PORT_RANGE)
+        lock = open(PORT_LOCKS / str(port), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+        except OSError:  # another process holds it, or something listens there
+            lock.close()
+            continue
+        _held_ports.append(lock)
+        return port
+    raise AssertionError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1] - 1} after 500 tries ({PORT_LOCKS})")
 
 
 def git(repo: Path, *args: str) -> str:
