@@ -187,10 +187,13 @@ class RunningMaster:
             return []
         return [b for b in builds if (b["properties"].get("revision") or [None])[0] == revision]
 
-    def pipeline_of(self, revision: str, timeout: float = PIPELINE_TIMEOUT) -> dict:
-        """Wait for the pipeline build of `revision` to finish; the newest one when there are several."""
-        return wait_for(f"the pipeline build of {revision[:8]}", lambda: self.builds_of("pipeline", revision)[-1:],
-                        timeout, interval=2)[0]
+    def pipeline_of(self, revision: str, timeout: float = PIPELINE_TIMEOUT, only: bool = False) -> dict:
+        """Wait for the pipeline build of `revision` to finish; the newest one when there are several,
+        or, `only`, the one there must be (one pipeline per new head)."""
+        found = wait_for(f"the pipeline build of {revision[:8]}", lambda: self.builds_of("pipeline", revision),
+                         timeout, interval=2)
+        assert not only or len(found) == 1, f"{len(found)} pipeline builds of {revision[:8]}, expected one"
+        return found[-1]
 
     def wait_builds(self, builder: str, count: int, timeout: float) -> list[dict]:
         return wait_for(

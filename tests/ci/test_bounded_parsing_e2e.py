@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 
-from harness import commit_file, git, running, start_master, wait_for
+from harness import commit_file, git, running, start_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -97,14 +97,6 @@ def push(repo, branch: str, files: dict[str, str], message: str) -> str:
     return revision
 
 
-def finished_pipeline(master, revision: str) -> dict:
-    def find():
-        return [b for b in master.finished_builds("pipeline") if b["properties"].get("revision", [None])[0] == revision]
-
-    (build,) = wait_for(f"the pipeline of {revision[:8]}", find, PIPELINE_TIMEOUT, interval=1)
-    return build
-
-
 def step_named(master, build: dict, name: str) -> dict:
     (step,) = [s for s in master.steps(build) if s["name"] == name]
     return step
@@ -115,7 +107,7 @@ def test_a_pattern_a_regex_backtracks_on_is_matched_at_once_and_rest_answers(set
     text = MAIN_FILE.replace('inputs: ["app/"]', f'inputs: ["{REDOS_PATTERN}"]')
     with RestProbe(master) as probe:
         revision = push(repo, "redos", {".namaskah-ci.yml": text, "a" * 50: "x\n"}, "a pattern that backtracks")
-        pipeline = finished_pipeline(master, revision)
+        pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
     checks = step_named(master, pipeline, "checks")
     (job,) = [b for b in master.finished_builds("probe") if b["properties"]["revision"][0] == revision]
     request = master.api(f"buildrequests/{job['buildrequestid']}")["buildrequests"][0]
@@ -134,7 +126,7 @@ def test_a_deeply_nested_file_fails_its_pipeline_at_once_in_one_line(setup):
     assert 60_000 <= len(text) <= 64 * 1024
     with RestProbe(master) as probe:
         revision = push(repo, "nested", {".namaskah-ci.yml": text}, "60 KB of nesting")
-        pipeline = finished_pipeline(master, revision)
+        pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
     step = step_named(master, pipeline, "pipeline file")
     took = step["complete_at"] - step["started_at"]
     print(f"nesting: step {step['state_string']!r} results {step['results']} in {took}s, "
@@ -160,7 +152,7 @@ def test_builders_per_file_and_registered_are_bounded(setup):
     master, repo = setup
     many = jobs_file("m1", "m2", "m3") + '  m4:\n    matrix: {python: ["3.9", "3.11"]}\n    steps: ["true"]\n'
     revision = push(repo, "many", {".namaskah-ci.yml": many}, "four jobs, five builders")
-    pipeline = finished_pipeline(master, revision)
+    pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
     summary = step_named(master, pipeline, "pipeline file")["state_string"]
     assert pipeline["results"] == 2
     assert summary.startswith(".namaskah-ci.yml:3: jobs: 5 job builders (matrix entries expanded) is over the limit "
@@ -168,7 +160,7 @@ def test_builders_per_file_and_registered_are_bounded(setup):
     assert not {"m1", "m2", "m3", "m4-py3.9"} & set(registered(master))
     for round_, names in enumerate((("b1", "b2", "b3"), ("c1", "c2", "c3"), ("d1", "d2", "d3")), start=1):
         revision = push(repo, f"set{round_}", {".namaskah-ci.yml": jobs_file(*names)}, f"jobs {names}")
-        pipeline = finished_pipeline(master, revision)
+        pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
         assert pipeline["results"] == 0, (names, pipeline["state_string"])
         kept = registered(master)
         print(f"round {round_}: registered {kept}")

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, running, start_master, wait_for
+from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, running, start_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -50,13 +50,7 @@ def pipeline_master(tmp_path):
 def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     master, repo = pipeline_master
     good = commit_file(repo, "app/NOTES.md", "pipeline e2e\n", "docs: a note")
-    pipeline = wait_for(
-        "the pipeline build of the first commit",
-        lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == good],
-        BUILD_TIMEOUT,
-        interval=3,
-    )
-    assert len(pipeline) == 1, "one pipeline build per new head"
+    pipeline = master.pipeline_of(good, BUILD_TIMEOUT, only=True)  # one pipeline build per new head
     results = {}
     for check in CHECKS:
         builds = master.builds_of(check, good)
@@ -74,10 +68,10 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     if results["security"] != 0:  # only pip-audit may fail, and only because it could not audit
         assert security["pip-audit"]["results"] == 2
         assert "could not be audited" in failures["security"] or "vulnerab" in failures["security"]
-    summary = pipeline[0]["state_string"]
+    summary = pipeline["state_string"]
     expected = 0 if runnable_here() == set(CHECKS) else 2
-    assert pipeline[0]["results"] == expected, summary
-    fanout = [s for s in master.steps(pipeline[0]) if s["name"] == "checks"][0]
+    assert pipeline["results"] == expected, summary
+    fanout = [s for s in master.steps(pipeline) if s["name"] == "checks"][0]
     for check in CHECKS:
         assert check in fanout["state_string"], fanout["state_string"]
     # reports are uploaded and served
@@ -109,17 +103,12 @@ def test_breaking_a_unit_test_fails_the_matrix_and_the_pipeline(pipeline_master)
         "def test_deliberately_broken():\n    assert 1 + 1 == 3\n",
         "test: break the suite",
     )
-    pipeline = wait_for(
-        "the pipeline build of the breaking commit",
-        lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == broken],
-        BUILD_TIMEOUT,
-        interval=3,
-    )
-    assert pipeline[0]["results"] == 2
+    pipeline = master.pipeline_of(broken, BUILD_TIMEOUT)
+    assert pipeline["results"] == 2
     for check in ("test-py3.9", "test-py3.11"):
         build = master.builds_of(check, broken)[0]
         assert build["results"] == 2, f"{check} should fail"
         assert "test_deliberately_broken" in step_text(master, build)
-    assert "test-py3.9: failure" in pipeline[0]["state_string"] or "failed" in pipeline[0]["state_string"]
+    assert "test-py3.9: failure" in pipeline["state_string"] or "failed" in pipeline["state_string"]
     assert git(repo, "rev-parse", "HEAD") == broken
     assert ROOT.exists()

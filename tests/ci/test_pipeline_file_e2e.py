@@ -50,13 +50,6 @@ def fixture_master(tmp_path_factory):
         yield master, repo, tmp
 
 
-def only_pipeline_of(master, revision: str) -> dict:
-    """The pipeline build of `revision`, which must be the only one."""
-    found = master.pipeline_of(revision, BUILD_TIMEOUT)
-    assert master.builds_of("pipeline", revision) == [found], master.builds_of("pipeline", revision)
-    return found
-
-
 def logs_of(master, build: dict) -> str:
     return master.build_text(build)
 
@@ -66,7 +59,7 @@ def first_run(fixture_master):
     """The pipeline a new master runs by itself: the newest revision of main, nobody committing."""
     master, repo, tmp = fixture_master
     revision = git(repo, "rev-parse", "HEAD")
-    pipeline = only_pipeline_of(master, revision)
+    pipeline = master.pipeline_of(revision, BUILD_TIMEOUT, only=True)
     return master, repo, tmp, revision, pipeline
 
 
@@ -159,14 +152,14 @@ def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first
     added = commit_file(repo, ".namaskah-ci.yml", text, "ci: a docs job", branch="docs-job")
     git(repo, "checkout", "-q", "main")
     plain = commit_file(repo, "docs/NOTES.md", "second\n", "docs: another note")
-    only_pipeline_of(master, added)
+    master.pipeline_of(added, BUILD_TIMEOUT, only=True)
     (docs,) = wait_for("the docs build", lambda: master.builds_of("docs", added), 120)
     assert docs["results"] == 0
     log = logs_of(master, docs)
     assert hashlib.sha256(FIXTURE_SECRET.encode()).hexdigest() in log  # the job had the value ...
     assert "the token is <fixture_token>" in log  # ... and the log shows its name instead
     assert "docs" in {b["name"] for b in master.api("builders")["builders"]}
-    only_pipeline_of(master, plain)
+    master.pipeline_of(plain, BUILD_TIMEOUT, only=True)
     assert master.builds_of("docs", plain) == []
     everything = json.dumps(master.api("builds", property="*")) + master.twistd_log()
     everything += "\n".join(logs_of(master, b) for b in master.finished_builds("pipeline"))
@@ -206,7 +199,7 @@ def test_every_bad_file_fails_its_pipeline_at_once_in_one_line(first_run):
         revisions[case] = commit_file(repo, ".namaskah-ci.yml", "version: 1\n" + body, f"ci: {case}", branch=branch)
     git(repo, "checkout", "-q", "main")
     for case, revision in revisions.items():
-        pipeline = only_pipeline_of(master, revision)
+        pipeline = master.pipeline_of(revision, BUILD_TIMEOUT, only=True)
         summary = pipeline["state_string"].removeprefix("failed ")  # Buildbot's prefix of a failed build
         assert pipeline["results"] == 2 and "\n" not in summary and "Traceback" not in summary, summary
         assert summary.startswith(BAD_FILES[case][1]), (case, summary)
@@ -244,7 +237,7 @@ def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(
     git(repo, "commit", "-q", "-m", "remove the token, scan for secrets")
     head = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "main")
-    only_pipeline_of(master, head)
+    master.pipeline_of(head, BUILD_TIMEOUT, only=True)
     (scan,) = wait_for("the secrets-scan build", lambda: master.builds_of("secrets-scan", head), 300)
     assert scan["results"] == 2
     assert f"1 finding in {short(planted)}" in scan["state_string"], scan["state_string"]

@@ -170,12 +170,7 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
     started = time.monotonic()
     with MemoryPeaks(instance) as memory:
         revision = commit_file(repo, "app/NOTES.md", "docker e2e\n", "docs: a note", branch=BRANCH)
-        wait_for(
-            "the pipeline build of the commit",
-            lambda: [b for b in master.finished_builds("pipeline") if b["properties"]["revision"][0] == revision],
-            1800,
-            interval=5,
-        )
+        master.pipeline_of(revision, 1800)
     elapsed = time.monotonic() - started
     results, texts = {}, {}
     for check in CHECKS:
