@@ -246,7 +246,7 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             .download_string(lambda text: written.update(secret=text))
             .exit(0),
         )
-        self.expect_outcome(result=SUCCESS, state_string=f"integration at {'a' * 8}")
+        self.expect_outcome(result=SUCCESS, state_string=f"integration at {'a' * 7}")
         self.expect_property(names.PROP_STATUS_CONTEXT, "integration")
         yield self.run_step()
         document = json.loads(written["job"])
@@ -265,7 +265,7 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=FAILURE)
         yield self.run_step()
         summary = self.get_nth_step(0).summary  # read from the (missing) repository at the pinned revision instead
-        assert summary.startswith(f"revision {'a' * 8} is not in the repository"), summary
+        assert summary.startswith(f"revision {'a' * 7} is not in the repository"), summary
 
 
 class JobStepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):

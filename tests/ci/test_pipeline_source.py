@@ -116,7 +116,7 @@ class PipelineSourceTest(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_an_unknown_revision_is_one_line(self):
-        with pytest.raises(SourceError, match=r"^revision 0123abcd is not in the repository "):
+        with pytest.raises(SourceError, match=r"^revision 0123abc is not in the repository "):
             yield self.source.pipeline_at("0123abcd" * 5)
 
     @defer.inlineCallbacks

@@ -91,8 +91,8 @@ def test_sarif_findings_are_counted_with_their_commits(tmp_path):
                {"ruleId": "github-pat", "level": "error", "partialFingerprints": {"commitSha": "a" * 40}}]
     report.write_text(json.dumps({"runs": [{"results": results}]}))
     findings, _ = sarif_findings(str(report))
-    assert findings == {"levels": {"error": 2, "warning": 1}, "commits": ["a" * 8, "b" * 8]}
-    assert describe("sarif", str(report))[0] == f"3 findings in {'a' * 8}, {'b' * 8}"
+    assert findings == {"levels": {"error": 2, "warning": 1}, "commits": ["a" * 7, "b" * 7]}
+    assert describe("sarif", str(report))[0] == f"3 findings in {'a' * 7}, {'b' * 7}"
     report.write_text(json.dumps({"runs": [{"results": []}]}))
     assert describe("sarif", str(report))[0] == "0 findings"
 
