@@ -150,19 +150,28 @@ class PipelineSourceTest(unittest.TestCase):
             yield self.source.pipeline_at(bad)
         assert time.monotonic() - started < 5  # 47 s and a RecursionError before
         assert caught.value.summary == ".namaskah-ci.yml:5: nesting deeper than 32 levels ([limits] file_depth)"
-        (key,) = [key for key in pipeline_source._RESULTS if key[3] == self.config.policy and key[0] == "blob"]
-        kept = pipeline_source._RESULTS[key]
-        after_reconfig = PipelineSource(dataclasses.replace(self.config, default_label="changed"))
+        state = self.source.state
+        (key,) = [key for key in state.results if key[3] == self.config.policy and key[0] == "blob"]
+        kept = state.results[key]
+        after_reconfig = state.source(dataclasses.replace(self.config, default_label="changed"))
         readers = [after_reconfig.pipeline_at(again), self.source.pipeline_at(again), after_reconfig.pipeline_at(bad)]
         results = yield defer.DeferredList(readers, consumeErrors=True)
         assert [failure.value.summary for _, failure in results] == [caught.value.summary] * 3
-        assert pipeline_source._RESULTS[key] is kept and not pipeline_source._PARSING  # parsed once
+        assert state.results[key] is kept and not state.parsing  # parsed once
+
+    def test_one_state_per_master_keeps_one_reader_per_mirror(self):
+        master = type("Master", (), {})()
+        first = pipeline_source.source_for(master, self.config)
+        assert pipeline_source.source_for(master, self.config) is first
+        changed = pipeline_source.source_for(master, dataclasses.replace(self.config, default_label="changed"))
+        assert changed is not first and changed.state is first.state and changed.lock is first.lock
+        assert pipeline_source.source_for(type("Master", (), {})(), self.config).state is not first.state
 
     @defer.inlineCallbacks
     def test_readers_asking_at_once_share_one_parse(self):
         revision = commit(self.repo, {".namaskah-ci.yml": FILE_V2 + "# shared\n"}, "shared")
         first, second = yield defer.gatherResults([self.source.pipeline_at(revision), PipelineSource(
-            self.config).pipeline_at(revision)])
+            self.config, self.source.state).pipeline_at(revision)])
         assert first is second and first.builders == ["lint", "docs"]
 
     @defer.inlineCallbacks

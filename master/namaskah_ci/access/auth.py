@@ -30,7 +30,6 @@ import math
 import os
 import sys
 import time
-import weakref
 from typing import Any, Callable
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -49,6 +48,7 @@ from buildbot.www.oauth2 import GitHubAuth
 
 from namaskah_ci import names
 from namaskah_ci.names import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET
+from namaskah_ci.per_master import per_master
 
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # checked when the user is unknown, so a wrong name costs as long as a wrong password
@@ -234,14 +234,9 @@ class LoginLimiter:
         return f"too many failed logins for this user or from this address: try again in {wait} s (after {at})"
 
 
-_LIMITERS: "weakref.WeakKeyDictionary[Any, LoginLimiter]" = weakref.WeakKeyDictionary()
-
-
 def login_limiter(master: Any, max_failures: int | None = None, window_seconds: int | None = None) -> LoginLimiter:
     """The master's limiter (created on first use; kept across reconfigs); new limits when given."""
-    limiter = _LIMITERS.get(master)
-    if limiter is None:
-        limiter = _LIMITERS[master] = LoginLimiter()
+    limiter = per_master(master, "login_limiter", lambda _: LoginLimiter())
     if max_failures is not None and window_seconds is not None:
         limiter.configure(max_failures, window_seconds)
     return limiter

@@ -60,7 +60,7 @@ class PullRequests:
 
     @property
     def source(self):
-        return source_for(self.config)
+        return source_for(self.master, self.config)
 
     @defer.inlineCallbacks
     def _git(self, *args: str):

@@ -31,6 +31,7 @@ forced pipeline with "run everything", runs every job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import shutil
@@ -62,17 +63,14 @@ class ReuseSetup:
     images: tuple[tuple[str, str], ...] = ()  # docker: [workers] images with the defaults
 
 
-_HELPERS_DIGEST: list = []
-
-
+@functools.cache
 def _helpers_digest() -> str:
-    if not _HELPERS_DIGEST:
-        digest = hashlib.sha256()
-        for script in helpers.scripts():
-            with open(os.path.join(helpers.HELPERS_DIR, script), "rb") as handle:
-                digest.update(script.encode() + b"\0" + handle.read() + b"\0")
-        _HELPERS_DIGEST.append(digest.hexdigest())
-    return _HELPERS_DIGEST[0]
+    """The helpers' content (they come with the master: read once per process)."""
+    digest = hashlib.sha256()
+    for script in helpers.scripts():
+        with open(os.path.join(helpers.HELPERS_DIR, script), "rb") as handle:
+            digest.update(script.encode() + b"\0" + handle.read() + b"\0")
+    return digest.hexdigest()
 
 
 _VERSIONS: dict = {}  # (interpreter path, mtime) -> its sys.version and real path

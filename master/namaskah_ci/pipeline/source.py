@@ -15,7 +15,9 @@ blob id and the master's policy), for the process's life, shared by every
 reader (the `pipeline` build's LoadPipeline, each job build's LoadJob, any
 revision holding the same file) and across reconfigurations; readers asking
 while it is parsed wait for that one parse. So a bad file costs its parse once,
-however often it is read.
+however often it is read. What the readers share (the results, the parses
+under way, one reader and one git lock per mirror) is one `SourceState` per
+master (`per_master`), which outlives reconfigurations.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from twisted.python import log
 from twisted.python.failure import Failure
 
 from namaskah_ci.pipeline.inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
+from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
 from namaskah_ci.text import short
 
@@ -62,15 +65,13 @@ REVISION = re.compile(r"^[0-9a-fA-F]{7,40}$")
 BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")  # also never a git option
 
 
-_MIRROR_LOCKS: dict[str, defer.DeferredLock] = {}  # mirror directory -> its lock, shared by every reader of it
-
-
 class PipelineSource:
     """One per mirror directory (`source_for`), so its lock and cache outlive reconfigs."""
 
-    def __init__(self, config: PipelineConfig):
+    def __init__(self, config: PipelineConfig, state: "SourceState | None" = None):
         self.config = config
-        self.lock = _MIRROR_LOCKS.setdefault(config.mirror_dir, defer.DeferredLock())  # one git at a time per mirror
+        self.state = SourceState() if state is None else state
+        self.lock = self.state.lock_for(config.mirror_dir)  # one git at a time per mirror
         self.cache: collections.OrderedDict = collections.OrderedDict()
         self.digests: dict = {}  # (revision, patterns) -> inputs digest (a revision's files never change)
 
@@ -159,7 +160,7 @@ class PipelineSource:
         except OSError as exc:
             raise SourceError(f"the default pipeline {self.config.default_file} cannot be read: {exc.strerror}")
         key = ("default", hashlib.sha256(text).hexdigest(), self.config.default_label, self.config.policy)
-        return (yield parsed(key, text, self.config.default_label, self.config.policy))
+        return (yield self.state.parsed(key, text, self.config.default_label, self.config.policy))
 
     @defer.inlineCallbacks
     def pipeline_at(self, revision: str):
@@ -194,11 +195,11 @@ class PipelineSource:
             )
         key = ("blob", blob, FILE_NAME, self.config.policy)
         text = b""
-        if not known(key):
+        if not self.state.known(key):
             text, err, code = yield self.git(git_dir, "cat-file", "blob", blob)
             if code:
                 raise SourceError(f"cannot read {FILE_NAME} at {short(revision)}: {err}")
-        return (yield parsed(key, text, FILE_NAME, self.config.policy))
+        return (yield self.state.parsed(key, text, FILE_NAME, self.config.policy))
 
     @defer.inlineCallbacks
     def inputs_digest(self, revision: str, patterns):
@@ -231,16 +232,6 @@ def _digest(ls_tree: bytes, patterns: tuple) -> str:
     return inputs_digest(parse_ls_tree(ls_tree), patterns)[0]
 
 
-# file content key -> Pipeline or PipelineError, for every PipelineSource of the process (reconfigs too)
-_RESULTS: collections.OrderedDict = collections.OrderedDict()
-_PARSING: dict = {}  # key -> the Deferreds of readers waiting for the parse under way
-
-
-def known(key: tuple) -> bool:
-    """Whether the file of `key` is parsed or being parsed (its text is not needed again)."""
-    return key in _RESULTS or key in _PARSING
-
-
 def _parse_file(text: bytes, label: str, policy: PipelinePolicy):
     """In a thread: the pipeline, or the PipelineError returned (kept like a pipeline)."""
     try:
@@ -249,52 +240,66 @@ def _parse_file(text: bytes, label: str, policy: PipelinePolicy):
         return exc
 
 
-def _settle(value, key: tuple, label: str):
-    """The parse of `key` ended: keep its result and hand it to every reader waiting for it."""
-    if isinstance(value, Failure):  # a bug, not the file's fault: one line for the build, the traceback logged
-        log.err(value, f"pipeline: reading {label} failed")
-        summary = f"{label}: could not be read ({value.type.__name__}; see the master's twistd.log)"
-        value = PipelineError(summary, [summary])
-    _RESULTS[key] = value
-    while len(_RESULTS) > CACHE_SIZE:
-        _RESULTS.popitem(last=False)
-    for waiting in _PARSING.pop(key):
-        waiting.callback(value)
-    return value
-
-
-def parsed(key: tuple, text: bytes, label: str, policy: PipelinePolicy):
-    """A Deferred of the pipeline of `text` (or PipelineError), parsed in a thread once per `key`."""
-    if key in _RESULTS:
-        _RESULTS.move_to_end(key)
-        result = defer.succeed(_RESULTS[key])
-    elif key in _PARSING:
-        result = defer.Deferred()
-        _PARSING[key].append(result)
-    else:
-        _PARSING[key] = []
-        result = threads.deferToThread(_parse_file, text, label, policy).addBoth(_settle, key, label)
-    return result.addCallback(_raise_error)
-
-
 def _raise_error(value):
     if isinstance(value, PipelineError):
         raise PipelineError(value.summary, value.problems)  # a copy: the kept one gathers no traceback
     return value
 
 
-_SOURCES: dict[str, PipelineSource] = {}
+class SourceState:
+    """What every pipeline reader of one master shares, across reconfigurations: one reader and one
+    git lock per mirror, and each file's result (Pipeline or PipelineError) by content key."""
+
+    def __init__(self, _master: object = None):
+        self.sources: dict[str, PipelineSource] = {}
+        self.locks: dict[str, defer.DeferredLock] = {}
+        self.results: collections.OrderedDict = collections.OrderedDict()
+        self.parsing: dict = {}  # key -> the Deferreds of readers waiting for the parse under way
+
+    def lock_for(self, mirror_dir: str) -> defer.DeferredLock:
+        return self.locks.setdefault(mirror_dir, defer.DeferredLock())
+
+    def source(self, config: PipelineConfig) -> PipelineSource:
+        """The reader for this mirror; a new config (reconfig) gets a new reader (the results stay)."""
+        source = self.sources.get(config.mirror_dir)
+        if source is None or source.config != config:
+            source = self.sources[config.mirror_dir] = PipelineSource(config, self)
+        return source
+
+    def known(self, key: tuple) -> bool:
+        """Whether the file of `key` is parsed or being parsed (its text is not needed again)."""
+        return key in self.results or key in self.parsing
+
+    def parsed(self, key: tuple, text: bytes, label: str, policy: PipelinePolicy):
+        """A Deferred of the pipeline of `text` (or PipelineError), parsed in a thread once per `key`."""
+        if key in self.results:
+            self.results.move_to_end(key)
+            result = defer.succeed(self.results[key])
+        elif key in self.parsing:
+            result = defer.Deferred()
+            self.parsing[key].append(result)
+        else:
+            self.parsing[key] = []
+            result = threads.deferToThread(_parse_file, text, label, policy).addBoth(self._settle, key, label)
+        return result.addCallback(_raise_error)
+
+    def _settle(self, value, key: tuple, label: str):
+        """The parse of `key` ended: keep its result and hand it to every reader waiting for it."""
+        if isinstance(value, Failure):  # a bug, not the file's fault: one line for the build, the traceback logged
+            log.err(value, f"pipeline: reading {label} failed")
+            summary = f"{label}: could not be read ({value.type.__name__}; see the master's twistd.log)"
+            value = PipelineError(summary, [summary])
+        self.results[key] = value
+        while len(self.results) > CACHE_SIZE:
+            self.results.popitem(last=False)
+        for waiting in self.parsing.pop(key):
+            waiting.callback(value)
+        return value
 
 
-def source_for(config: PipelineConfig) -> PipelineSource:
-    """The master's reader for this mirror; a new config (reconfig) replaces the cached results."""
-    source = _SOURCES.get(config.mirror_dir)
-    if source is None or source.config != config:
-        source = PipelineSource(config)
-        if config.mirror_dir in _SOURCES:
-            source.lock = _SOURCES[config.mirror_dir].lock
-        _SOURCES[config.mirror_dir] = source
-    return source
+def source_for(master: object, config: PipelineConfig) -> PipelineSource:
+    """The master's reader for this mirror (kept across reconfigurations)."""
+    return per_master(master, "pipeline_sources", SourceState).source(config)
 
 
 def describe(pipeline: Pipeline, revision: str) -> str:

@@ -78,7 +78,7 @@ class _PipelineTrigger(Trigger):
         try:
             if isinstance(history, Exception) and job.history == "full":
                 raise history
-            inputs = yield source_for(self.config).inputs_digest(revision, job.inputs)
+            inputs = yield source_for(self.master, self.config).inputs_digest(revision, job.inputs)
             runtime = yield runtime_facts(self.reuse, job)
             key = reuse_key(job.to_dict(), inputs, runtime, history if job.history == "full" else "")
             record = yield store.lookup(key)

@@ -65,7 +65,7 @@ class _Resolving(buildstep.BuildStep):
             if revision:
                 return revision
         branch = self.getProperty("branch") or self.config.default_branch
-        revision = yield source_for(self.config).resolve_branch(branch)
+        revision = yield source_for(self.master, self.config).resolve_branch(branch)
         yield self.addCompleteLog("revision", f"no revision given: the newest on {branch} is {revision}\n")
         return revision
 
@@ -124,7 +124,7 @@ class LoadPipeline(_Resolving):
         try:
             revision = yield self.pinned_revision("revision")
             self.setProperty("revision", revision, self.name)
-            pipeline = yield source_for(self.config).pipeline_at(revision)
+            pipeline = yield source_for(self.master, self.config).pipeline_at(revision)
         except PipelineError as exc:
             self.setProperty(names.PROP_PIPELINE_ERROR, exc.summary, self.name)
             yield self.addCompleteLog("problems", "\n".join(exc.problems or [exc.summary]) + "\n")
@@ -174,7 +174,7 @@ class LoadJob(CompositeStepMixin, _Resolving):
         if given and revision and given.get("builder") == builder:
             return JobSpec.from_dict(given), revision, self.getProperty(names.PROP_PIPELINE_FILE) or ""
         revision = yield self.pinned_revision(names.PROP_JOB_REVISION, "revision")
-        pipeline = yield source_for(self.config).pipeline_at(revision)
+        pipeline = yield source_for(self.master, self.config).pipeline_at(revision)
         job = pipeline.job(builder)
         origin = describe(pipeline, revision)
         if job is None:
