@@ -25,7 +25,7 @@ from namaskah_ci.github.reporters import make_reporters
 from namaskah_ci.triggers.schedulers import make_schedulers
 from namaskah_ci.secrets import make_secret_providers, secret_available
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers.local import make_plan, make_workers
+from namaskah_ci.workers import make_plan, make_workers
 from namaskah_ci.www.config import make_www
 
 

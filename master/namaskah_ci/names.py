@@ -38,6 +38,7 @@ PUSH_SCHEDULER = "pipeline-on-push"
 FIRST_RUN_SCHEDULER = "first-run"
 RERUN_SCHEDULER = "rerun_failed"  # the pipeline's "Re-run failed jobs" force form
 APPROVE_SCHEDULER = "approve_fork"  # the pipeline's "Approve and run a fork's pull request" form (local mode)
+APPROVE_FORM_LABEL = "Approve and run a fork's pull request"
 
 
 def identifier(name: str) -> str:

@@ -1,7 +1,8 @@
 """How every page, step and answer shows a revision, HTML text and a time: one definition each.
 
 Pure functions of their argument (no Buildbot): `short` (a revision's short
-form, git's default abbreviation length), `esc` (text for HTML, `None` as
+form, git's default abbreviation length), `same_revision` (two ids of one
+commit, one possibly abbreviated), `esc` (text for HTML, `None` as
 nothing) and `epoch` (seconds since the epoch from a datetime — naive ones are
 UTC, as Buildbot's database stores them — or a number; anything else is None).
 """
@@ -18,6 +19,16 @@ SHORT_REVISION = 7  # characters of a revision shown (git's default abbreviation
 def short(revision: Any) -> str:
     """`1a2b3c4` for a full revision; "?" when there is none."""
     return (str(revision) if revision else "?")[:SHORT_REVISION]
+
+
+def same_revision(a: Optional[str], b: Optional[str]) -> bool:
+    """Equal commits, one possibly abbreviated (at least 7 characters)."""
+    if not a or not b:
+        return False
+    a, b = a.strip().lower(), b.strip().lower()
+    if len(a) < 7 or len(b) < 7:
+        return a == b
+    return a.startswith(b) or b.startswith(a)
 
 
 def esc(value: object) -> str:

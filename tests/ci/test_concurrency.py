@@ -9,7 +9,7 @@ import pytest
 from buildbot.process.properties import Properties
 
 from namaskah_ci import names
-from namaskah_ci.workers import local as workers
+from namaskah_ci.workers import plan as worker_plan
 from namaskah_ci.builders.jobs import JOB_SLOTS_LOCK, JobLocks
 from namaskah_ci.config import build_config
 from namaskah_ci.pipeline.registry import Registry
@@ -61,9 +61,9 @@ def test_docker_mode_counts_engines_times_their_jobs(tmp_path):
     base = settings(tmp_path, workers_mode="docker", repo_url="https://example.invalid/r.git")
     two = dataclasses.replace(base, workers=dataclasses.replace(
         base.workers, extra_docker_hosts=["unix:///run/second.sock"], engine_jobs=3))
-    assert workers.job_slots(two) == 6 and workers.builder_slots(two) == 3
+    assert worker_plan.job_slots(two) == 6 and worker_plan.builder_slots(two) == 3
     capped = dataclasses.replace(two, workers=dataclasses.replace(two.workers, max_jobs=2))
-    assert workers.job_slots(capped) == 2 and workers.builder_slots(capped) == 2
+    assert worker_plan.job_slots(capped) == 2 and worker_plan.builder_slots(capped) == 2
 
 
 @pytest.mark.parametrize("key", ["workers_max_jobs", "workers_engine_jobs", "pipeline_max_pipelines"])

@@ -17,7 +17,6 @@ from buildbot.schedulers.timed import Nightly
 from buildbot.schedulers.triggerable import Triggerable
 
 from namaskah_ci import names
-from namaskah_ci.workers import local as workers
 from namaskah_ci.config import ConfigError, build_config
 from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.pipeline.model import load_pipeline_file

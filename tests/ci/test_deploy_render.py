@@ -7,9 +7,10 @@ from twisted.trial import unittest
 
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps.deploy.base import describe_http_error, same_revision, with_ref
+from namaskah_ci.steps.deploy.base import describe_http_error, with_ref
 from namaskah_ci.steps.deploy.render import CheckDeployConfigured, WaitUntilLive, classify, deploy_from
 from test_deploy_support import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
+from namaskah_ci.text import same_revision
 
 HOOK_REF = f"{HOOK}&ref={REV}"
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from namaskah_ci.jobs import commands as job_commands
-from namaskah_ci.workers import local as workers
+from namaskah_ci import workers
+from namaskah_ci.workers import local
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_job_user import private_dir
 from namaskah_ci.jobs.commands import JobLayout
@@ -65,12 +66,12 @@ def setup_for(user: str) -> JobSetup:
 
 def test_a_root_master_names_the_job_user_and_docker_mode_never_does(monkeypatch):
     settings = load_settings({})
-    monkeypatch.setattr(workers.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(local.os, "geteuid", lambda: 0)
     assert workers.make_plan(settings).job_user == "namaskah-job"
     assert workers.make_plan(load_settings({"PIPELINE_WORKERS_JOB_USER": ""})).job_user == ""
     docker = load_settings({"PIPELINE_WORKERS_MODE": "docker", "PIPELINE_REPO_URL": "https://example.invalid/a.git"})
     assert workers.make_plan(docker).job_user == ""
-    monkeypatch.setattr(workers.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
     assert workers.make_plan(settings).job_user == ""
 
 
@@ -99,14 +100,14 @@ def test_a_job_user_gets_a_root_only_clone_its_own_checkout_and_reports_collecte
 
 
 def test_the_start_up_notice_says_what_the_sandbox_keeps_from_a_branch_and_what_not():
-    for notice in (workers.trust_notice(1000, ""), workers.trust_notice(0, "")):
+    for notice in (local.trust_notice(1000, ""), local.trust_notice(0, "")):
         assert "\n" not in notice and "bubblewrap sandbox" in notice
         assert "[secrets] dir" in notice and "no other job's processes" in notice  # what it keeps them from
         assert "can read" not in notice and "trusts every branch" not in notice  # no longer true
         assert "`tools: [docker]`" in notice and "docker mode" in notice  # what it does not, and the way out
-    assert "not root" in workers.trust_notice(1000, "") and "job_user" in workers.trust_notice(1000, "")
-    assert "uid 0" in workers.trust_notice(0, "") and "create_job_user.sh" in workers.trust_notice(0, "")
-    assert workers.trust_notice(0, "namaskah-job") == ""
+    assert "not root" in local.trust_notice(1000, "") and "job_user" in local.trust_notice(1000, "")
+    assert "uid 0" in local.trust_notice(0, "") and "create_job_user.sh" in local.trust_notice(0, "")
+    assert local.trust_notice(0, "namaskah-job") == ""
 
 
 def test_create_job_user_does_nothing_for_an_existing_or_empty_name():

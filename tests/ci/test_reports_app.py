@@ -11,7 +11,7 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 from namaskah_ci.dashboard.reports_app import ReportsApp
-from namaskah_ci.www.headers import CSP
+from namaskah_ci.dashboard.headers import CSP
 
 
 def path_info(url_path: str) -> str:

@@ -77,7 +77,7 @@ def test_the_scanner_settings_become_every_jobs_environment(tmp_path):
     assert settings.scanner_env == {"TRIVY_DB_REPOSITORY": "mirror.example/trivy-db:2", "TRIVY_SKIP_DB_UPDATE": "true",
                                     "PIP_AUDIT_INDEX_URL": "https://pypi.mirror.example/simple"}
     from namaskah_ci.builders.setup import make_job_setup
-    from namaskah_ci.workers.local import make_plan
+    from namaskah_ci.workers import make_plan
 
     setup = make_job_setup(settings, make_plan(settings))
     assert dict(setup.worker_env)["TRIVY_DB_REPOSITORY"] == "mirror.example/trivy-db:2"

@@ -19,7 +19,8 @@ from twisted.python.failure import Failure
 from namaskah_ci.settings import load_settings
 from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
 from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook, PayloadError
-from namaskah_ci.github.payloads import PullRequest, skips_ci, validate_push, verify_signature
+from namaskah_ci.github.payloads import PullRequest, validate_push, verify_signature
+from namaskah_ci.triggers.changes import skips_ci
 from namaskah_ci.github.pull_requests import merge_ref_waits
 from namaskah_ci.www.config import make_change_hook_dialects
 from www_support import pull_request_payload, push_payload

@@ -27,8 +27,8 @@ from namaskah_ci.access import auth
 from namaskah_ci.dashboard.app import DashboardApp
 from namaskah_ci.fixes import session_cookie
 from namaskah_ci.builders.setup import make_job_setup
-from namaskah_ci.workers.local import make_plan
-from namaskah_ci.www.headers import CSP
+from namaskah_ci.workers import make_plan
+from namaskah_ci.dashboard.headers import CSP
 from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.pipeline.model import load_pipeline_file
 from namaskah_ci.settings import ROOT as REPO_ROOT

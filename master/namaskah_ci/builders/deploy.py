@@ -46,7 +46,7 @@ from namaskah_ci.names import (
     rollback_force_name,
     worker_name,
 )
-from namaskah_ci.workers.local import WorkerPlan
+from namaskah_ci.workers.plan import WorkerPlan
 from namaskah_ci.names import (
     PROP_NOT_CONFIGURED,
     PROP_OVERRIDE_REQUEST,

@@ -33,7 +33,7 @@ from namaskah_ci.builders.setup import make_reuse_setup
 from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.jobs.placement import JobSlots, select_worker
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers.local import WorkerPlan, job_slots, pipeline_workers
+from namaskah_ci.workers.plan import WorkerPlan, job_slots, pipeline_workers
 
 JOB_SLOTS_LOCK = "job-slots"
 

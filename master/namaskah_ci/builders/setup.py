@@ -20,7 +20,7 @@ from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.jobs.reuse import ReuseSetup
 from namaskah_ci.settings import ROOT, Settings
 from namaskah_ci.steps.reports import reports_url
-from namaskah_ci.workers.local import WorkerPlan
+from namaskah_ci.workers.plan import WorkerPlan
 from namaskah_ci.names import MIRROR_DIR, POLLER_DIR
 
 

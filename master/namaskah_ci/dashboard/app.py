@@ -28,7 +28,7 @@ from namaskah_ci.dashboard.deploys import load_deploy_history
 from namaskah_ci.dashboard.layout import EMBEDDED, STANDALONE, Links, message_page, pipelines_page
 from namaskah_ci.dashboard.trends import load_trends
 from namaskah_ci.dashboard.views import deploys_page, trends_page
-from namaskah_ci.www.headers import sandboxed
+from namaskah_ci.dashboard.headers import sandboxed
 
 PER_PAGE = 25
 DEFAULT_TRENDS = 30

@@ -22,7 +22,7 @@ from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci import names
 from namaskah_ci.dashboard.data import Build, Builder, DataSource, Query, index_builders, to_build
-from namaskah_ci.steps.deploy.base import same_revision
+
 from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_FAILURE,
@@ -36,7 +36,7 @@ from namaskah_ci.names import (
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
 )
-from namaskah_ci.text import short
+from namaskah_ci.text import same_revision, short
 
 HISTORY_PROPS = (
     PROP_REVISION,

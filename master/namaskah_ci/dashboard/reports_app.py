@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, quote
 
 from namaskah_ci.dashboard.layout import EMBEDDED, Links
 from namaskah_ci.dashboard.reports import ReportReader, build_page, builder_page, root_page
-from namaskah_ci.www.headers import sandboxed
+from namaskah_ci.dashboard.headers import sandboxed
 
 MOUNT = "plugins/wsgi_dashboards/reports/"
 NAME_MAX = 255  # bytes in one file name (Linux)

@@ -14,15 +14,6 @@ import hashlib
 import hmac
 from typing import Any, Optional
 
-SKIP_MARKERS = ("[skip ci]", "[ci skip]")  # as GitHub Actions: in the head commit's message
-
-
-def skips_ci(message: Optional[str]) -> bool:
-    """Does a commit message ask for no pipeline (`[skip ci]` / `[ci skip]`, any case)?"""
-    text = (message or "").lower()
-    return any(marker in text for marker in SKIP_MARKERS)
-
-
 class PayloadError(ValueError):
     """The request is refused; the change hook answers 400 with this message."""
 

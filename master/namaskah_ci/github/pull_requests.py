@@ -33,7 +33,8 @@ from buildbot.data import resultspec
 
 from namaskah_ci import names
 from namaskah_ci.pipeline.source import PipelineConfig, source_for
-from namaskah_ci.github.payloads import PullRequest, skips_ci
+from namaskah_ci.github.payloads import PullRequest
+from namaskah_ci.triggers.changes import skips_ci
 from namaskah_ci.text import short
 
 SHA = re.compile(r"^[0-9a-f]{40}$")

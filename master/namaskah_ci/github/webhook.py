@@ -42,11 +42,11 @@ from namaskah_ci.github import pending_events
 from namaskah_ci.access.auth import SecretHtpasswdChecker, client_address, login_limiter
 from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
 from namaskah_ci.github.pull_requests import PullRequests
+from namaskah_ci.triggers.changes import skips_ci
 from namaskah_ci.github.payloads import (
     PayloadError,
     PullRequest,
     _require,
-    skips_ci,
     validate_push,
     verify_signature,
 )

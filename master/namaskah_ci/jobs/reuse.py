@@ -41,6 +41,7 @@ from twisted.internet import defer, threads, utils
 
 from namaskah_ci import helpers, names
 from namaskah_ci.jobs.hostenv import resolve_interpreter
+from namaskah_ci.jobs.images import image_from
 from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import JobSpec
 from namaskah_ci.text import short
@@ -120,8 +121,6 @@ def runtime_facts(setup: ReuseSetup, job: JobSpec):
         "helpers": (yield threads.deferToThread(_helpers_digest)),
     }
     if setup.mode == "docker":
-        from namaskah_ci.workers.docker.config import image_from
-
         images = dict(setup.images)
         wanted = [image_from(images, job.builder, job.job, job.python, job.tools)]
         wanted += [images[service] for service in job.services if service in images]

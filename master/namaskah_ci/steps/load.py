@@ -31,16 +31,15 @@ from buildbot.steps.worker import CompositeStepMixin
 
 from namaskah_ci import helpers, names
 from namaskah_ci.jobs import commands as job_commands
-from namaskah_ci.triggers.approval import waiting_summary
 from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
 from namaskah_ci.steps.job_steps import JobSetup, deadline_after, job_steps
 from namaskah_ci.pipeline.model import JobSpec, PipelineError
 from namaskah_ci.pipeline.source import PipelineConfig, SourceError, describe, source_for
 from namaskah_ci.jobs.reuse import ReuseStore, in_flight
 from namaskah_ci.jobs.reuse import summary as reuse_summary
+from namaskah_ci.jobs.hostenv import resolve_interpreter
 from namaskah_ci.steps.job import job_path
 from namaskah_ci.steps.reuse import RecordReuse
-from namaskah_ci.workers.local import resolve_interpreter
 from namaskah_ci.text import short
 
 
@@ -76,6 +75,14 @@ class _Resolving(buildstep.BuildStep):
                 summary["build"] = self.build_summary
             return summary
         return super().getResultSummary()
+
+
+def waiting_summary(number, head_repo: str) -> str:
+    """What a fork's unapproved pipeline says until an admin approves it (triggers/approval.py)."""
+    return (
+        f"pull request #{number} from the fork {head_repo}: waiting for an admin's approval "
+        f"(pipeline → {names.APPROVE_FORM_LABEL!r}, number {number})"
+    )
 
 
 def pull_request_stop(get, fork_approval: bool):

@@ -26,19 +26,10 @@ from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_else
 from namaskah_ci.names import PROP_PR_NUMBER
 from namaskah_ci.text import short
 
-LABEL = "Approve and run a fork's pull request"
 
 
 def _refuse(message: str):
     raise CollectedValidationError({PROP_PR_NUMBER: message})
-
-
-def waiting_summary(number, head_repo: str) -> str:
-    """What a fork's unapproved pipeline says (steps/load.py)."""
-    return (
-        f"pull request #{number} from the fork {head_repo}: waiting for an admin's approval "
-        f"(pipeline → {LABEL!r}, number {number})"
-    )
 
 
 class ApproveForkScheduler(schedulers.ForceScheduler):
@@ -67,8 +58,8 @@ class ApproveForkScheduler(schedulers.ForceScheduler):
             _refuse(f"pull request #{number} is not from a fork: its pipeline runs without approval")
         who = properties.getProperty("owner") or "an admin"
         for name, value in recorded.items():
-            properties.setProperty(name, value, LABEL)
-        properties.setProperty(names.PROP_PR_APPROVED_BY, who, LABEL)
+            properties.setProperty(name, value, names.APPROVE_FORM_LABEL)
+        properties.setProperty(names.PROP_PR_APPROVED_BY, who, names.APPROVE_FORM_LABEL)
         source = {
             "codebase": change.get("codebase") or "",
             "repository": change.get("repository") or "",
@@ -87,7 +78,7 @@ def make_approval_scheduler() -> ApproveForkScheduler:
     return ApproveForkScheduler(
         name=names.APPROVE_SCHEDULER,
         builderNames=[names.PIPELINE],
-        label=LABEL,
+        label=names.APPROVE_FORM_LABEL,
         buttonName="Approve and run",
         reason=ReasonParameter(name="reason", label="Reason", default="reviewed the fork's change", size=20),
         codebases=source_taken_elsewhere(),

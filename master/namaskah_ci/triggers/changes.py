@@ -10,10 +10,20 @@ says `[skip ci]` / `[ci skip]` (pull requests are checked when recorded).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from namaskah_ci import names
 from namaskah_ci.fixes.poller_reconfig import SteadyGitPoller
-from namaskah_ci.github.payloads import skips_ci
 from namaskah_ci.settings import Settings
+
+
+SKIP_MARKERS = ("[skip ci]", "[ci skip]")  # as GitHub Actions: in the head commit's message
+
+
+def skips_ci(message: Optional[str]) -> bool:
+    """Does a commit message ask for no pipeline (`[skip ci]` / `[ci skip]`, any case)?"""
+    text = (message or "").lower()
+    return any(marker in text for marker in SKIP_MARKERS)
 
 
 def wanted(change) -> bool:

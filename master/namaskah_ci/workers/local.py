@@ -1,4 +1,4 @@
-"""Workers: one LocalWorker per builder in local mode; containers in docker mode (workers/docker/config.py).
+"""Local mode: one LocalWorker per builder slot, in the master's process (docker mode: workers/docker/).
 
 Local mode runs every build on the master's host. Namaskah CI's helpers run
 with the master's own Python from the master's package (`helpers/`); each
@@ -28,7 +28,6 @@ import glob
 import os
 import pwd
 import sys
-from dataclasses import dataclass
 
 from twisted.internet import defer, threads
 from twisted.python import log
@@ -37,87 +36,10 @@ from buildbot.plugins import worker
 
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
-from namaskah_ci.jobs.hostenv import host_ca_env, interpreter_candidates, resolve_interpreter  # noqa: F401
-from namaskah_ci.names import PIPELINE, REUSE_WORKER, docker_worker_name, worker_name
+from namaskah_ci.jobs.hostenv import host_ca_env
+from namaskah_ci.names import worker_name
 from namaskah_ci.settings import Settings
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What the job builds need to know about where a job runs."""
-
-    runner: str  # the Python that runs Namaskah CI's helpers on the worker
-    cache_root: str  # pip caches (one per Python version) and the shared virtualenvs
-    helpers_dir: str = HELPERS_DIR  # the helpers on the worker (local: the master's own copy)
-    # docker mode (docker_config.make_docker_plan):
-    mode: str = "local"
-    transfer_helpers: bool = False  # copied into each build's job directory
-    services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
-    hosts: int = 1  # Docker hosts: `slots` workers per job builder on each
-    slots: int = 1  # workers per job builder (per host): how many of its builds may run at once
-    base_env: tuple = ()  # (name, value) pairs: every job's base environment on this kind of worker
-    known_pythons: tuple | None = None  # versions with a worker image (None: any interpreter on the host)
-    # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
-    nice_commands: bool = False
-    job_user: str = ""  # local mode, master running as root: the user the jobs' commands run as
-    docker_socket_branches: tuple = ()  # docker mode: branches whose `tools: [docker]` jobs get the engine
-
-    def job_workers(self, builder: str) -> list[str]:
-        """The workers a check builder runs on."""
-        if self.mode == "docker":
-            return [docker_worker_name(builder, index, slot) for slot in range(self.slots)
-                    for index in range(self.hosts)]
-        return [worker_name(builder, slot) for slot in range(self.slots)]
-
-
-def cores() -> int:
-    return os.cpu_count() or 1
-
-
-def engine_jobs(settings: Settings) -> int:
-    """Docker mode: job builds each engine runs at once."""
-    return settings.workers.engine_jobs or cores()
-
-
-def job_slots(settings: Settings) -> int:
-    """Job builds running at once across every pipeline and branch (`[workers] max_jobs`; 0: local mode
-    the machine's cores, docker mode engines x `engine_jobs`); `builders.JobLocks` holds it."""
-    if settings.workers.max_jobs:
-        return settings.workers.max_jobs
-    if settings.workers.mode == "docker":
-        return (1 + len(settings.workers.extra_docker_hosts)) * engine_jobs(settings)
-    return cores()
-
-
-def builder_slots(settings: Settings) -> int:
-    """Workers each job builder has (on each engine): one builder may use every slot."""
-    if settings.workers.mode == "docker":
-        return min(engine_jobs(settings), job_slots(settings))
-    return job_slots(settings)
-
-
-def pipeline_slots(settings: Settings) -> int:
-    """Pipeline builds at once: they only wait on their jobs, so more than the job slots keeps those busy."""
-    return settings.pipeline.max_pipelines or max(4, 2 * job_slots(settings))
-
-
-def make_plan(settings: Settings) -> WorkerPlan:
-    if settings.workers.mode == "docker":
-        from namaskah_ci.workers.docker.config import make_docker_plan
-
-        return make_docker_plan(settings)
-    return WorkerPlan(
-        runner=sys.executable,
-        cache_root=str(settings.cache_dir),
-        nice_commands=True,
-        base_env=host_ca_env(),
-        job_user=settings.workers.job_user if os.geteuid() == 0 else "",
-        slots=builder_slots(settings),
-    )
-
-
-def pipeline_workers(settings: Settings) -> list[str]:
-    return [worker_name(PIPELINE, slot) for slot in range(pipeline_slots(settings))]
+from namaskah_ci.workers.plan import WorkerPlan, builder_slots, pipeline_workers, reuse_worker
 
 
 SANDBOX_KEEPS = (
@@ -253,15 +175,21 @@ class JobUserLocalWorker(worker.LocalWorker):
             threads.deferToThread(protect_logs, os.path.abspath(self.master.basedir), self.db_path).addErrback(log.err)
 
 
-def make_workers(settings: Settings, builder_names: list[str], registry) -> list:
-    """A fresh list of workers: the pipeline's, each job builder's slots (docker mode: containers), `reuse`."""
-    jobs = [name for name in builder_names if name != PIPELINE]
-    if settings.workers.mode == "docker":
-        from namaskah_ci.workers.docker.config import make_docker_workers
+def make_local_plan(settings: Settings) -> WorkerPlan:
+    return WorkerPlan(
+        runner=sys.executable,
+        cache_root=str(settings.cache_dir),
+        nice_commands=True,
+        base_env=host_ca_env(),
+        job_user=settings.workers.job_user if os.geteuid() == 0 else "",
+        slots=builder_slots(settings),
+    )
 
-        pipelines = [worker.LocalWorker(name) for name in pipeline_workers(settings)]
-        return [*pipelines, *make_docker_workers(settings, jobs, registry), reuse_worker()]
-    plan = make_plan(settings)
+
+def make_local_workers(settings: Settings, jobs: list[str], registry) -> list:
+    """The pipeline's workers and each job builder's slots (the deploy builders one worker each), as
+    `JobUserLocalWorker`s, and `reuse`."""
+    plan = make_local_plan(settings)
     guarded = {"secrets_dir": str(settings.secrets_dir), "cache_dir": str(settings.cache_dir)}
     database = settings.database_url
     guarded["db_path"] = database[len("sqlite:///"):] if database.startswith("sqlite:///") else ""
@@ -269,8 +197,3 @@ def make_workers(settings: Settings, builder_names: list[str], registry) -> list
     for builder in jobs:  # job builders have their slots; the deploy builders one worker each (one at a time)
         names += plan.job_workers(builder) if registry.entry(builder) else [worker_name(builder)]
     return [*(JobUserLocalWorker(name, job_user=plan.job_user, **guarded) for name in names), reuse_worker()]
-
-
-def reuse_worker():
-    """The master-side worker of reused job builds: they only link to the earlier build (jobs/reuse.py)."""
-    return worker.LocalWorker(REUSE_WORKER, max_builds=None)

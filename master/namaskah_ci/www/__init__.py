@@ -1,1 +1,1 @@
-"""The web UI's configuration: plugins, dashboards, change hooks, security headers, /metrics."""
+"""The web UI's configuration: plugins, dashboards, change hooks, /metrics."""

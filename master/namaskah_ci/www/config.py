@@ -39,7 +39,7 @@ from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook
-from namaskah_ci.www.headers import sandboxed
+from namaskah_ci.dashboard.headers import sandboxed
 
 
 def make_change_hook_dialects(

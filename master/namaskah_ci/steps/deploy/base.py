@@ -112,15 +112,6 @@ def response_headers(response) -> dict:
     return found
 
 
-def same_revision(a: str | None, b: str | None) -> bool:
-    """Equal commits, one possibly abbreviated (at least 7 characters)."""
-    if not a or not b:
-        return False
-    a, b = a.strip().lower(), b.strip().lower()
-    if len(a) < 7 or len(b) < 7:
-        return a == b
-    return a.startswith(b) or b.startswith(a)
-
 
 def segment(value: str) -> str:
     """A value made safe to put in a URL path or query (a typed revision, an id from an answer)."""

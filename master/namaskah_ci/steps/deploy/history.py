@@ -25,8 +25,9 @@ from buildbot.data import resultspec
 from buildbot.process.results import SUCCESS
 
 from namaskah_ci import names
-from namaskah_ci.steps.deploy.base import same_revision
+
 from namaskah_ci.names import PROP_DEPLOY_ID, PROP_REVISION
+from namaskah_ci.text import same_revision
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from twisted.internet import defer
 
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, same_revision, segment
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment
 from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_ENVIRONMENT,
@@ -29,7 +29,7 @@ from namaskah_ci.names import (
     PROP_NOT_CONFIGURED,
     PROP_REVISION,
 )
-from namaskah_ci.text import short
+from namaskah_ci.text import same_revision, short
 
 LIVE = "live"
 FAILED_STATUSES = ("build_failed", "update_failed", "canceled", "pre_deploy_failed")

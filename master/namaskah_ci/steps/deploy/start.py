@@ -24,7 +24,7 @@ from twisted.internet import defer, utils
 
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
 
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, same_revision, with_ref
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, with_ref
 from namaskah_ci.pipeline.source import REVISION
 from namaskah_ci.steps.deploy.render import HookStep, classify, deploy_from
 from namaskah_ci.names import (
@@ -37,7 +37,7 @@ from namaskah_ci.names import (
     PROP_STARTED,
     PROP_SUPERSEDED,
 )
-from namaskah_ci.text import short
+from namaskah_ci.text import same_revision, short
 
 HISTORY = 50  # earlier builds looked at
 

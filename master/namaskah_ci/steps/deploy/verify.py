@@ -15,9 +15,9 @@ from twisted.internet import defer
 
 from buildbot.process.results import CANCELLED, FAILURE, SUCCESS
 
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, same_revision
+from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure
 from namaskah_ci.names import PROP_REVISION
-from namaskah_ci.text import short
+from namaskah_ci.text import same_revision, short
 
 COMMIT_KEY = "commit"
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")

@@ -34,13 +34,14 @@ from buildbot.util import ComparableMixin
 
 from namaskah_ci.workers.docker import caches as docker_caches
 from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs.images import VERSION_KEY, image_from
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci import names
 from namaskah_ci.workers.docker.latent import ServiceDockerWorker
 from namaskah_ci.pipeline.registry import BuilderEntry, Registry
 from namaskah_ci.secrets import secret_available, worker_password
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers.local import WorkerPlan, builder_slots
+from namaskah_ci.workers.plan import WorkerPlan, builder_slots
 
 CACHE_MOUNT = docker_caches.CACHE_MOUNT  # the build's cache volume inside every worker container
 UNTRUSTED_SUFFIX = docker_caches.UNTRUSTED_SUFFIX  # ends the cache volume names of forks' pull requests
@@ -64,8 +65,6 @@ IMAGE_ENV = (
     ("REQUESTS_CA_BUNDLE", CA_BUNDLE),
     ("SSL_CERT_FILE", CA_BUNDLE),
 )
-VERSION_KEY = re.compile(r"^[0-9]+\.[0-9]+$")
-ROLE_KEYS = ("tools", *ds.SERVICE_NAMES)  # image keys that are never a builder's or job's own image
 
 
 def docker_hosts(settings: Settings) -> list[str]:
@@ -79,16 +78,6 @@ def images_of(settings: Settings) -> dict[str, str]:
 def image_for(settings: Settings, builder: str, job: str, python: str, tools: tuple) -> str:
     """`images[<builder>]` or `images[<job>]`; the tools image for jobs with `tools`; else its Python's."""
     return image_from(images_of(settings), builder, job, python, tools)
-
-
-def image_from(images: dict[str, str], builder: str, job: str, python: str, tools: tuple) -> str:
-    for key in (builder, job):
-        # a job named `redis` or `tools` does not run in that image
-        if key in images and key not in ROLE_KEYS and not VERSION_KEY.match(key):
-            return images[key]
-    if tools:
-        return images["tools"]
-    return images.get(python, images.get("3.11", ""))
 
 
 def cache_volume(python: str) -> str:
