@@ -37,11 +37,16 @@ images:
 	@scripts/start_docker.sh
 	@workers/build_images.sh
 
+# Tests run on TEST_WORKERS pytest-xdist workers, each module's tests on one worker, the longest
+# modules first (tests/conftest.py; docs/test-time.md says why 4 on this 2-core machine).
+TEST_WORKERS ?= 4
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
+
 # The whole suite: unit, config, step, service integration, end-to-end and browser tests.
 test: venv
 	@scripts/install_deps.sh --with-browser
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 # The fast tier: no real master, no browser, no Docker.
 test-fast: venv
-	$(PY) -m pytest -m "not e2e and not docker and not browser"
+	$(PY) -m pytest $(XDIST) -m "not e2e and not docker and not browser"
