@@ -10,13 +10,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import List
 
 import psycopg
 import pytest
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +124,8 @@ def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, rea
         urls = dict(line.split("=", 1) for line in lines)
         assert urls["DATABASE_URL"].startswith("postgresql://namaskah:")
         assert "@127.0.0.1:" in urls["DATABASE_URL"] and urls["DATABASE_URL"].endswith("/namaskah")
-        assert urls["REDIS_URL"].startswith("redis://127.0.0.1:") and urls["REDIS_URL"].endswith("/0")
+        assert urls["REDIS_URL"].startswith("redis://default:") and urls["REDIS_URL"].endswith("/0")
+        assert "@127.0.0.1:" in urls["REDIS_URL"]
         check_servers(state, urls)
         recorded = json.loads((state / "state.json").read_text())
         pg_root, redis_root = Path(recorded["postgres"]["root"]), Path(recorded["redis"]["root"])
@@ -176,7 +178,7 @@ def test_starting_over_a_leftover_state_dir_stops_the_old_servers(services_ctl, 
         assert second.returncode == 0, second.stderr
         assert "earlier run" in second.stderr
         assert wait_until(lambda: gone(old_pid))
-        assert second.stdout.startswith("REDIS_URL=")
+        assert second.stdout.startswith("REDIS_URL=redis://default:")
     finally:
         assert services_ctl.run("stop", "--state-dir", str(state)).returncode == 0
     assert not state.exists()
@@ -220,3 +222,44 @@ def test_a_job_cannot_make_its_servers_run_anything_or_write_files_elsewhere(ser
     finally:
         services_ctl.stop(state)
     assert not marker.exists()
+
+
+def test_with_an_env_file_the_passwords_go_only_there_and_redis_refuses_a_client_without_its(
+    services_ctl, tmp_path: Path
+) -> None:
+    """A build's servers, like every job's, listen on 127.0.0.1: their passwords are what keep other
+    jobs out. With --env-file (the job directory's services.env, read by ci_step.py) the URLs go to
+    that file (0600) only; stdout, which is the step's log, says where the servers are; Redis answers
+    NOAUTH to a client without the password; `stop --env-file` removes the file."""
+    state, env_file = tmp_path / "state", tmp_path / "job" / "services.env"
+    env_file.parent.mkdir()
+    env_file.symlink_to(tmp_path / "elsewhere")  # left by someone: replaced, never followed
+    done = services_ctl.run("start", "--state-dir", str(state), "--env-file", str(env_file), "--postgres", "--redis")
+    try:
+        assert done.returncode == 0, done.stderr
+        assert not env_file.is_symlink() and not (tmp_path / "elsewhere").exists()
+        assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+        urls = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert sorted(urls) == ["DATABASE_URL", "REDIS_URL"]
+        passwords = [urllib.parse.urlsplit(url).password for url in urls.values()]
+        assert all(passwords) and not any(password in done.stdout + done.stderr for password in passwords)
+        pg, redis = (urllib.parse.urlsplit(urls[key]).port for key in ("DATABASE_URL", "REDIS_URL"))
+        assert done.stdout.splitlines() == [
+            f"postgres: 127.0.0.1:{pg} (database namaskah, user namaskah; DATABASE_URL)",
+            f"redis: 127.0.0.1:{redis} (REDIS_URL)",
+        ]
+        check_servers(state, urls)  # the job's clients connect with them
+        stranger = Redis(host="127.0.0.1", port=redis, socket_timeout=5)
+        try:
+            with pytest.raises(AuthenticationError, match="Authentication required"):  # NOAUTH
+                stranger.ping()
+            with pytest.raises(AuthenticationError, match="invalid username-password pair"):  # WRONGPASS
+                stranger.execute_command("AUTH", "default", "guessed")
+        finally:
+            stranger.close()
+        redis_pid = int(Path(json.loads((state / "state.json").read_text())["redis"]["pidfile"]).read_text())
+        assert passwords[1].encode() not in Path(f"/proc/{redis_pid}/cmdline").read_bytes()
+    finally:
+        stopped = services_ctl.run("stop", "--state-dir", str(state), "--env-file", str(env_file), timeout=90)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not env_file.exists() and not state.exists()

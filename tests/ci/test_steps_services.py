@@ -1,4 +1,7 @@
-"""StartServices / StopServices: the per-build PostgreSQL and Redis steps (local mode)."""
+"""StartServices / StopServices: the per-build PostgreSQL and Redis steps (local mode).
+
+The servers' URLs (their passwords) stay on the worker, in the job directory's services.env: the step
+sets no property and shows only where the servers are."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 
 from namaskah_ci.jobs.commands import JobLayout, services_argv
 from namaskah_ci.pipeline.model import load_pipeline
-from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, parse_service_env
+from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, service_addresses
 
-DB_URL = "postgresql://ci@127.0.0.1:45432/app"
-REDIS_URL = "redis://127.0.0.1:46379/0"
+DB_URL = "postgresql://namaskah:pg-5ecret@127.0.0.1:45432/namaskah"
+REDIS_URL = "redis://default:redis-5ecret@127.0.0.1:46379/0"
+SHOWN = ("postgres: 127.0.0.1:45432 (database namaskah, user namaskah; DATABASE_URL)\n"
+         "redis: 127.0.0.1:46379 (REDIS_URL)\n")
 LAYOUT = JobLayout(runner="/opt/py", helpers_dir="/opt/helpers", cache_root="/c")
 STOP = services_argv(LAYOUT, "stop", STATE_DIR)
 
@@ -25,23 +30,20 @@ def start_command(*services: str, timeout: int = 60) -> list[str]:
 
 
 def test_the_helper_comes_with_the_master():
+    env_file = "../.namaskah-ci/services.env"  # in the job directory, where ci_step.py reads it
     assert start_command("postgres", "redis") == [
-        "/opt/py", "/opt/helpers/ci_services.py", "start", "--state-dir", STATE_DIR, "--timeout", "60",
-        "--postgres", "--redis"]
-    assert STOP == ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR]
+        "/opt/py", "/opt/helpers/ci_services.py", "start", "--state-dir", STATE_DIR, "--env-file", env_file,
+        "--timeout", "60", "--postgres", "--redis"]
+    assert STOP == ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR, "--env-file", env_file]
 
 
-class ParseServiceEnvTest(unittest.TestCase):
-    def test_picks_only_the_service_urls(self):
-        out = f"starting postgres\nDATABASE_URL={DB_URL}\nPATH=/evil\n  REDIS_URL={REDIS_URL}  \nnoise=1\n"
-        self.assertEqual(parse_service_env(0, out, ""), {"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL})
-
-    def test_values_may_contain_equals_signs(self):
-        url = "postgresql://ci@127.0.0.1:1/app?options=-c%20x=1"
-        self.assertEqual(parse_service_env(0, f"DATABASE_URL={url}\n", ""), {"DATABASE_URL": url})
+class ServiceAddressesTest(unittest.TestCase):
+    def test_picks_where_each_server_is(self):
+        out = f"starting\n{SHOWN}redis is nice: 1\n"
+        self.assertEqual(service_addresses(out), ["postgres 127.0.0.1:45432", "redis 127.0.0.1:46379"])
 
     def test_nothing_printed_gives_nothing(self):
-        self.assertEqual(parse_service_env(1, "", "DATABASE_URL=on stderr\n"), {})
+        self.assertEqual(service_addresses(""), [])
 
 
 # Buildbot's fake data API accepts only identifiers as step names (the real one takes any name up to
@@ -66,29 +68,30 @@ class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase)
         return self.setup_test_build_step()
 
     @defer.inlineCallbacks
-    def test_sets_both_urls_from_the_output(self):
+    def test_says_where_both_are_and_sets_no_property(self):
         yield self.setup_step(StartServices(("postgres", "redis"), start_command("postgres", "redis"), env={"A": "1"},
                                       name="start"))
         self.expect_commands(
             ExpectShell(workdir="wkdir", command=start_command("postgres", "redis"), env={"A": "1"}, log_environ=False)
-            .stdout(f"postgres ready\nDATABASE_URL={DB_URL}\nREDIS_URL={REDIS_URL}\n")
+            .stdout(SHOWN)
             .exit(0)
         )
-        self.expect_outcome(result=SUCCESS, state_string="started postgres, redis")
-        self.expect_property("DATABASE_URL", DB_URL)
-        self.expect_property("REDIS_URL", REDIS_URL)
+        self.expect_outcome(result=SUCCESS, state_string="started postgres 127.0.0.1:45432, redis 127.0.0.1:46379")
+        self.expect_no_property("DATABASE_URL")
+        self.expect_no_property("REDIS_URL")
         yield self.run_step()
 
     @defer.inlineCallbacks
-    def test_postgres_only(self):
+    def test_urls_printed_by_a_helper_never_become_properties(self):
+        """The passwords of every job's servers (all on 127.0.0.1) must not reach the REST API."""
         yield self.setup_step(StartServices(("postgres",), start_command("postgres", timeout=90), name="start"))
         self.expect_commands(
             ExpectShell(workdir="wkdir", command=start_command("postgres", timeout=90), log_environ=False)
-            .stdout(f"DATABASE_URL={DB_URL}\n")
+            .stdout(f"DATABASE_URL={DB_URL}\nREDIS_URL={REDIS_URL}\n")
             .exit(0)
         )
         self.expect_outcome(result=SUCCESS, state_string="started postgres")
-        self.expect_property("DATABASE_URL", DB_URL)
+        self.expect_no_property("DATABASE_URL")
         self.expect_no_property("REDIS_URL")
         yield self.run_step()
 

@@ -203,13 +203,10 @@ def test_one_commit_runs_every_check_in_containers(docker_master):
     # the matrix ran in the right containers: pytest prints the interpreter it runs on
     assert "Python 3.9." in texts["test-py3.9"] and "Python 3.11." not in texts["test-py3.9"]
     assert "Python 3.11." in texts["test-py3.11"]
-    # services came from containers, not from host processes: the URLs point at per-build ports
+    # services came from containers; their URLs (passwords) are in the worker container only, never a property
     for check in ("integration", "migration-test"):
         [build] = master.builds_of(check, revision)
-        assert build["properties"]["DATABASE_URL"][0].startswith("postgresql://namaskah:")
-        assert build["properties"]["DATABASE_URL"][1] == "service containers"
-    [integration] = master.builds_of("integration", revision)
-    assert integration["properties"]["REDIS_URL"][0].startswith("redis://127.0.0.1:")
+        assert not {"DATABASE_URL", "REDIS_URL"} & set(build["properties"]), check
     # nothing of the build remains: no container, no network; only the labelled cache volumes
     master.wait_idle(600, 3)
     wait_for("containers removed", lambda: not labelled_containers(instance), 60)

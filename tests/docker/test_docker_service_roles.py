@@ -1,7 +1,7 @@
 """Docker mode's service containers give a job what local mode's servers give it (`ci_services.py`):
 a PostgreSQL role that owns its database but is no superuser, and a Redis without the commands that
-reach beyond its data. Real engine, real images; the job's side is a client on the host, as a job
-container with host networking is."""
+reach beyond its data, and that no client without its password may use (NOAUTH). Real engine, real
+images; the job's side is a client on the host, as a job container with host networking is."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from docker_harness import require_engine_and_images
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
 
 from namaskah_ci.workers.docker import services as ds
 
@@ -44,6 +44,12 @@ def test_the_jobs_role_is_no_superuser_and_redis_writes_no_file_elsewhere():
             conn.execute("CREATE TABLE probe (id serial PRIMARY KEY)")  # its own public schema
             conn.execute("CREATE DATABASE probe_copy")
             conn.execute("DROP DATABASE probe_copy")
+        stranger = Redis(host="127.0.0.1", port=specs[1].port, socket_timeout=5)  # another build, on loopback
+        try:
+            with pytest.raises(AuthenticationError, match="Authentication required"):  # NOAUTH
+                stranger.ping()
+        finally:
+            stranger.close()
         client = Redis.from_url(cache, socket_timeout=5)
         try:
             for command in (("CONFIG", "SET", "dir", "/tmp"), ("SLAVEOF", "127.0.0.1", "1"), ("MODULE", "LIST"),

@@ -10,6 +10,8 @@ the build's `namaskah_job` property, or from the registry entry without one.
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from unittest import mock
 
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
@@ -77,6 +79,10 @@ class WorkerTestBase(TestReactorMixin, unittest.TestCase):
         [call] = [c for c in self.engine.call_args_create_container if c["labels"][ds.LABEL_ROLE] == "worker"]
         return call
 
+    def worker_env(self) -> dict:
+        """The worker container's environment: the only place a build's service URLs go."""
+        return self.worker_call()["environment"]
+
 
 class ServiceWorkerTests(WorkerTestBase):
     @defer.inlineCallbacks
@@ -87,13 +93,10 @@ class ServiceWorkerTests(WorkerTestBase):
         created = self.engine.call_args_create_container
         roles = [c["labels"]["org.namaskah.ci.role"] for c in created]
         self.assertEqual(roles, ["postgres", "redis", "worker"])
-        database_url = build.getProperty("DATABASE_URL")
-        redis_url = build.getProperty("REDIS_URL")
-        self.assertRegex(database_url, r"^postgresql://namaskah:[0-9a-f]{24}@127\.0\.0\.1:\d+/namaskah_ci$")
-        self.assertRegex(redis_url, r"^redis://127\.0\.0\.1:\d+/0$")
         worker_env = created[-1]["environment"]
-        self.assertEqual(worker_env["DATABASE_URL"], database_url)
-        self.assertEqual(worker_env["REDIS_URL"], redis_url)
+        database_url, redis_url = worker_env["DATABASE_URL"], worker_env["REDIS_URL"]
+        self.assertRegex(database_url, r"^postgresql://namaskah:[0-9a-f]{24}@127\.0\.0\.1:\d+/namaskah_ci$")
+        self.assertRegex(redis_url, r"^redis://default:[0-9a-f]{24}@127\.0\.0\.1:\d+/0$")
         self.assertEqual(worker_env["BUILDMASTER"], "127.0.0.1")
         self.assertEqual(worker_env["BUILDMASTER_PORT"], "9989")
         # every container: host networking, this master's labels, one build key
@@ -107,12 +110,29 @@ class ServiceWorkerTests(WorkerTestBase):
         self.assertIn("/var/lib/postgresql/data", self.engine.host_configs[0]["tmpfs"])
 
     @defer.inlineCallbacks
+    def test_the_service_passwords_are_in_no_build_property_and_redis_requires_its_own(self):
+        """Every build's services listen on the host's loopback: their passwords keep other builds out,
+        so they go to the worker container's environment only, never to a property (the REST API)."""
+        worker = yield self.make_worker("integration")
+        build = build_with()
+        yield worker.start_instance(build)
+        env = self.worker_env()
+        passwords = {key: urllib.parse.urlsplit(env[key]).password for key in ("DATABASE_URL", "REDIS_URL")}
+        self.assertTrue(all(passwords.values()), passwords)
+        properties = json.dumps(build.asDict())
+        self.assertEqual([key for key, password in passwords.items() if password in properties], [])
+        redis = self.engine.call_args_create_container[1]
+        self.assertEqual(redis["command"][redis["command"].index("--requirepass") + 1], passwords["REDIS_URL"])
+        self.assertEqual(redis["environment"]["REDISCLI_AUTH"], passwords["REDIS_URL"])  # its healthcheck's
+        yield worker.stop_instance()
+
+    @defer.inlineCallbacks
     def test_the_jobs_database_role_is_made_in_the_ready_container_and_is_no_superuser(self):
         worker = yield self.make_worker("integration")
         build = build_with()
         yield worker.start_instance(build)
         postgres, redis = self.engine.call_args_create_container[:2]
-        password = build.getProperty("DATABASE_URL").split(":")[2].split("@")[0]
+        password = self.worker_env()["DATABASE_URL"].split(":")[2].split("@")[0]
         admin = postgres["environment"]
         self.assertEqual(admin["POSTGRES_USER"], "postgres")  # the image's superuser: not the job's
         self.assertNotEqual(admin["POSTGRES_PASSWORD"], password)
@@ -201,8 +221,8 @@ class ServiceWorkerTests(WorkerTestBase):
         sibling = dc.make_job_worker(settings, REGISTRY.entry("integration"), settings.workers.docker_host)
         yield worker.reconfigServiceWithSibling(sibling)
         self.assertEqual(worker.ready_timeout, 30)
-        self.assertEqual(worker.service_env["DATABASE_URL"], build.getProperty("DATABASE_URL"))
-        self.assertEqual(worker.createEnvironment()["REDIS_URL"], build.getProperty("REDIS_URL"))
+        self.assertEqual(worker.service_env["DATABASE_URL"], self.worker_env()["DATABASE_URL"])
+        self.assertEqual(worker.createEnvironment()["REDIS_URL"], self.worker_env()["REDIS_URL"])
         yield worker.stop_instance()
         self.assertEqual(self.engine.running(), [])
         self.assertEqual(worker.ports._held, set())
@@ -222,7 +242,7 @@ class ServiceWorkerTests(WorkerTestBase):
         build = build_with()
         yield worker.start_instance(build)
         self.assertEqual([c["Labels"]["org.namaskah.ci.role"] for c in self.engine.running()], ["postgres", "worker"])
-        self.assertIsNone(build.getProperty("REDIS_URL"))
+        self.assertNotIn("REDIS_URL", self.worker_env())
         yield worker.stop_instance()
 
     @defer.inlineCallbacks
@@ -231,7 +251,7 @@ class ServiceWorkerTests(WorkerTestBase):
         build = build_with()
         yield worker.start_instance(build)
         self.assertEqual([c["Labels"][ds.LABEL_ROLE] for c in self.engine.running()], ["worker"])
-        self.assertIsNone(build.getProperty("DATABASE_URL"))
+        self.assertNotIn("DATABASE_URL", self.worker_env())
         yield worker.stop_instance()
         self.assertEqual(self.engine.running(), [])
 
@@ -282,8 +302,8 @@ class ServiceWorkerTests(WorkerTestBase):
         yield worker.start_instance(build)
         [network] = self.engine.networks_created
         self.assertTrue(network.startswith("namaskah-docker-integration-"))
-        self.assertEqual(build.getProperty("REDIS_URL"), "redis://redis:6379/0")
-        self.assertIn("@postgres:5432/", build.getProperty("DATABASE_URL"))
+        self.assertRegex(self.worker_env()["REDIS_URL"], r"^redis://default:[0-9a-f]{24}@redis:6379/0$")
+        self.assertIn("@postgres:5432/", self.worker_env()["DATABASE_URL"])
         self.assertTrue(all(h["network_mode"] == network for h in self.engine.host_configs))
         yield worker.stop_instance()
         self.assertEqual(self.engine.networks_created, {})
@@ -317,7 +337,7 @@ class RenderedPerBuildTests(WorkerTestBase):
         self.assertIn("/var/run/docker.sock:/var/run/docker.sock", worker_host["binds"])
         self.assertEqual(worker_host["cpu_shares"], dc.CPU_SHARES["low"])
         self.assertIn("namaskah-ci-cache-py3.9", self.engine.volume_store)
-        self.assertIsNotNone(build.getProperty("DATABASE_URL"))
+        self.assertIn("DATABASE_URL", self.worker_env())
         yield worker.stop_instance()
         self.assertEqual(self.engine.running(), [])
 

@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
 """Per-build PostgreSQL 15 and Redis 7 server processes on free loopback ports.
 
-    ci_services.py start --state-dir DIR [--postgres] [--redis] [--timeout SECONDS]
-    ci_services.py stop --state-dir DIR
+    ci_services.py start --state-dir DIR [--env-file FILE] [--postgres] [--redis] [--timeout SECONDS]
+    ci_services.py stop --state-dir DIR [--env-file FILE]
 
 `start` (both services when neither flag is given) runs initdb into DIR/pg and
 starts PostgreSQL on 127.0.0.1 (its unix socket in DIR too), creates the database
-and its user, starts redis-server without persistence, waits until both answer
-(bounded by --timeout), then writes DIR/services.env and prints the same lines:
+and its user, starts redis-server without persistence and with a password, waits
+until both answer (bounded by --timeout), then writes DIR/services.env (0600):
 
     DATABASE_URL=postgresql://USER:PASS@127.0.0.1:PORT/DB
-    REDIS_URL=redis://127.0.0.1:PORT/0
+    REDIS_URL=redis://default:PASS@127.0.0.1:PORT/0
+
+Every server of every job listens on 127.0.0.1: its random password is what keeps
+other jobs out, so it is never printed where others read. With --env-file (a
+build: FILE is `<job dir>/services.env`, which ci_step.py reads for the job's
+commands) the lines go to FILE too, written afresh (0600, never through a
+symlink), and stdout says only where the servers are, e.g.
+`postgres: 127.0.0.1:PORT (database DB, user USER; DATABASE_URL)`; without it
+(a developer's run) stdout prints the lines above. `stop --env-file` removes FILE.
 
 The servers run outside the job's sandbox, so what a job can make them do is
 bounded. USER (`namaskah`) is not a superuser: it owns DB, may create databases
 and trusted extensions, nothing more (no `COPY ... TO PROGRAM`, no server files,
 no untrusted language); the superuser's random password is used once to create
-it and printed nowhere. Redis has CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF
+it and printed nowhere. Redis requires its password (`requirepass`, from a 0600
+configuration file: never on a command line) and has CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF
 switched off (no file written where the job chooses, no replication to or from
 elsewhere).
 
@@ -44,15 +53,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from typing import Dict, List, Optional
 
 PG_DIRS = ("/usr/lib/postgresql/15/bin",)
 PG_MAJOR, REDIS_MAJOR = 15, 7
 DB_NAME = DB_USER = "namaskah"  # the job's role, owner of its database (not a superuser)
 ADMIN_USER = "postgres"  # the superuser: its password never leaves this process
+REDIS_USER = "default"  # Redis's one user; `requirepass` sets its password
 # Redis commands a job never needs that reach beyond its own data (files, modules, replication)
 REDIS_DISABLED = ("CONFIG", "MODULE", "DEBUG", "SLAVEOF", "REPLICAOF")
 STATE_FILE, ENV_FILE = "state.json", "services.env"
+SERVICE_OF = {"DATABASE_URL": "postgres", "REDIS_URL": "redis"}
 
 
 class ServiceError(Exception):
@@ -234,13 +246,28 @@ def start_postgres(state_dir: str, state: dict, deadline: float, bindir: str, pr
     return f"postgresql://{DB_USER}:{job_password}@127.0.0.1:{port}/{DB_NAME}"
 
 
+def write_private(path: str, text: str, owner: str = "") -> None:
+    """`path` written afresh, 0600 (and `owner`'s): a file or link left there is replaced, never followed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    if owner:
+        shutil.chown(path, owner, owner)
+
+
 def start_redis(state_dir: str, state: dict, deadline: float, binary: str, prefix: List[str]) -> str:
-    port = free_port()
+    port, password = free_port(), secrets.token_hex(16)
     workdir = server_dir(state_dir, "redis", prefix)
     pidfile = os.path.join(workdir, "redis.pid")
     state["redis"] = {"pidfile": pidfile, "port": port, "root": workdir}
     save_state(state_dir, state)
-    command = [binary, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", str(port)]
+    conf = os.path.join(workdir, "redis.conf")  # the password: read by the server only, never an argument
+    write_private(conf, f"requirepass {password}\n", prefix[2] if prefix else "")
+    command = [binary, conf, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", str(port)]
     command += ["--dir", workdir, "--daemonize", "yes", "--pidfile", pidfile]
     command += ["--logfile", os.path.join(workdir, "redis.log")]
     # Redis 7's defaults, said here (they cannot change at runtime), and the commands switched off
@@ -248,15 +275,24 @@ def start_redis(state_dir: str, state: dict, deadline: float, binary: str, prefi
     for name in REDIS_DISABLED:
         command += ["--rename-command", name, ""]
     run(prefix + command, deadline - time.monotonic(), cwd=workdir)
-    if not wait_for(port, b"PING\r\n", b"+PONG", deadline):
-        raise ServiceError(f"redis did not answer PING on 127.0.0.1:{port} in time")
-    return f"redis://127.0.0.1:{port}/0"
+    if not wait_for(port, f"AUTH {password}\r\nPING\r\n".encode(), b"+OK", deadline):
+        raise ServiceError(f"redis did not answer AUTH and PING on 127.0.0.1:{port} in time")
+    # `default:` (Redis's own user) rather than an empty user: redis-cli 7.0's -u sends `AUTH "" PASSWORD` for
+    # `redis://:PASSWORD@` and fails (redis-py and other clients read both forms)
+    return f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0"
 
 
-def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
+def where(key: str, url: str) -> str:
+    """What may be shown of a service's URL: where it is (and its database and user), not its password."""
+    parts = urllib.parse.urlsplit(url)
+    detail = f"database {parts.path.lstrip('/')}, user {parts.username}; " if SERVICE_OF[key] == "postgres" else ""
+    return f"{SERVICE_OF[key]}: {parts.hostname}:{parts.port} ({detail}{key})"
+
+
+def start(state_dir: str, postgres: bool, redis: bool, timeout: float, env_file: str = "") -> int:
     if os.path.exists(os.path.join(state_dir, STATE_FILE)):
         log(f"{state_dir} holds services from an earlier run: stopping them first")
-        stop(state_dir)
+        stop(state_dir, env_file=env_file)
     elif os.path.isdir(state_dir) and os.listdir(state_dir):
         raise ServiceError(f"{state_dir} exists and is not a ci_services state directory; choose another")
     # find every binary before starting anything, so a missing one fails fast with exit code 2
@@ -267,22 +303,32 @@ def start(state_dir: str, postgres: bool, redis: bool, timeout: float) -> int:
     os.makedirs(state_dir, exist_ok=True)
     state: dict = {}
     save_state(state_dir, state)  # from here on, `stop` recognises DIR as ours
-    lines, service = [], "postgres"
+    urls, failed = {}, f"postgres failed to start within {timeout:g}s"
     try:
         if postgres:
-            lines.append(f"DATABASE_URL={start_postgres(state_dir, state, deadline, bindir, prefix)}")
-        service = "redis"
+            urls["DATABASE_URL"] = start_postgres(state_dir, state, deadline, bindir, prefix)
+        failed = f"redis failed to start within {timeout:g}s"
         if redis:
-            lines.append(f"REDIS_URL={start_redis(state_dir, state, deadline, redis_binary, prefix)}")
+            urls["REDIS_URL"] = start_redis(state_dir, state, deadline, redis_binary, prefix)
+        lines = "".join(f"{key}={url}\n" for key, url in urls.items())
+        write_private(os.path.join(state_dir, ENV_FILE), lines)
+        if env_file:
+            failed = f"the servers' URLs could not be written to {env_file}"
+            write_private(env_file, lines)
     except (ServiceError, OSError, subprocess.SubprocessError) as exc:
-        log(f"{service} failed to start within {timeout:g}s: {exc}")
-        stop(state_dir, quiet=True)
+        log(f"{failed}: {exc}")
+        stop(state_dir, quiet=True, env_file=env_file)
         return exc.code if isinstance(exc, ServiceError) and exc.code != 1 else 1
-    with open(os.path.join(state_dir, ENV_FILE), "w", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    os.chmod(os.path.join(state_dir, ENV_FILE), 0o600)
-    print("\n".join(lines), flush=True)
+    shown = [where(key, url) for key, url in urls.items()] if env_file else lines.splitlines()
+    print("\n".join(shown), flush=True)
     return 0
+
+
+def remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _alive(pid: int) -> bool:
@@ -342,7 +388,9 @@ def stop_redis(info: dict) -> None:
         shutil.rmtree(info["root"], ignore_errors=True)
 
 
-def stop(state_dir: str, quiet: bool = False) -> int:
+def stop(state_dir: str, quiet: bool = False, env_file: str = "") -> int:
+    if env_file:
+        remove_file(env_file)
     if not os.path.isdir(state_dir):
         if not quiet:
             log(f"nothing to stop in {state_dir}")
@@ -372,16 +420,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop_parser = sub.add_parser("stop", help="stop the servers and remove the state directory")
     for each in (start_parser, stop_parser):
         each.add_argument("--state-dir", required=True, help="directory holding the servers' data and state")
+        each.add_argument("--env-file", default="", help="the file (0600) the URLs go to instead of stdout")
     start_parser.add_argument("--postgres", action="store_true", help="start PostgreSQL 15")
     start_parser.add_argument("--redis", action="store_true", help="start Redis 7")
     start_parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for both (default 60)")
     args = parser.parse_args(argv)
     state_dir = os.path.abspath(args.state_dir)
+    env_file = os.path.abspath(args.env_file) if args.env_file else ""
     if args.action == "stop":
-        return stop(state_dir)
+        return stop(state_dir, env_file=env_file)
     both = not (args.postgres or args.redis)
     try:
-        return start(state_dir, args.postgres or both, args.redis or both, args.timeout)
+        return start(state_dir, args.postgres or both, args.redis or both, args.timeout, env_file)
     except ServiceError as exc:
         log(str(exc))
         return exc.code

@@ -12,9 +12,11 @@ files (mode 0600) and `helpers/`. Every command is started with exactly:
 PATH (the job's virtualenv or interpreter first, then the base PATH), HOME,
 LANG, a per-build TMPDIR, the environment in `job.json` (the pipeline file's
 `env` and Namaskah CI's NAMASKAH_CI_* variables), the service URLs named in
-`job.json` when the worker has them (DATABASE_URL, REDIS_URL), and the job's
-secrets, upper-cased. Nothing else of the worker's environment (the master's,
-for local workers) reaches the command. `venv` finds or builds the job's
+`job.json` (DATABASE_URL, REDIS_URL: from DIR/services.env, which ci_services.py
+writes 0600 in local mode; else, outside a sandbox, from the worker's environment,
+e.g. a docker worker container's), and the job's secrets, upper-cased. Nothing
+else of the worker's environment (the master's, for local workers) reaches the
+command. `venv` finds or builds the job's
 cached virtualenv (ci_venv.py) and records it in DIR/venv for later commands.
 
 When `job.json` has a `sandbox` (local mode), each command runs in a bubblewrap
@@ -96,6 +98,16 @@ def read_secrets(job_dir: str) -> dict:
     return found
 
 
+def read_services(job_dir: str) -> dict:
+    """The job's service URLs, passwords and all (DIR/services.env, written by ci_services.py)."""
+    try:
+        with open(os.path.join(job_dir, "services.env"), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 def interpreter_dir(job: dict, base_path: str) -> str:
     found = shutil.which(job.get("interpreter", ""), path=base_path) or job.get("interpreter", "")
     return os.path.dirname(found) if os.path.isabs(found) else ""
@@ -114,9 +126,11 @@ def job_environment(job_dir: str, job: dict, environ: dict, with_venv: bool = Tr
         "TMPDIR": os.path.join(job_dir, "tmp"),
     }
     env.update(job.get("env", {}))
+    services = read_services(job_dir)
     for name in job.get("pass", []):
-        if environ.get(name):
-            env[name] = environ[name]
+        value = services.get(name) or ("" if "sandbox" in job else environ.get(name))  # never the master's
+        if value:
+            env[name] = value
     env.update(read_secrets(job_dir))
     if venv:
         env["VIRTUAL_ENV"] = venv

@@ -25,6 +25,7 @@ from namaskah_ci.pipeline.model import JobSpec, StepSpec
 
 JOB_DIR = "../.namaskah-ci"  # beside the checkout: the job's environment, secrets, TMPDIR, helpers (docker)
 SERVICE_ENV = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+SERVICES_FILE = "services.env"  # in the job dir: local mode's service URLs (ci_services.py writes, ci_step.py reads)
 PRIORITY_NICENESS = {"high": 5, "normal": 10, "low": 19}  # local mode: the master keeps a core
 
 
@@ -63,11 +64,14 @@ def job_document(
     branch: str = "",
     build_url: str = "",
     nice: bool = False,
+    docker_socket: bool = False,
 ) -> dict:
     """`job.json`: the environment every command of the job starts with (see ci_step.py).
 
     `worker_env` is the operator's (`[workers] job_env` and the worker kind's own base, e.g. the
-    CA bundle of the docker images); the pipeline file's `env` goes over it."""
+    CA bundle of the docker images); the pipeline file's `env` goes over it. `docker_socket`: this
+    build may have the Docker engine's socket (`workers/docker/engine_access.py`, decided on the
+    master); without it a sandbox never mounts it, whatever `tools:` says."""
     env = dict(worker_env)
     env.update(
         {
@@ -101,7 +105,7 @@ def job_document(
             "cache": own,
             "seed": "" if seed == own else seed,
             "hide": sorted({*layout.hidden, layout.cache_root}),
-            "tools": list(job.tools),
+            "tools": [tool for tool in job.tools if tool != "docker" or docker_socket],
         }
     return document
 
@@ -163,8 +167,11 @@ def fetch_history_argv(repo_url: str) -> list[str]:
 
 
 def services_argv(layout: JobLayout, action: str, state_dir: str, job: Optional[JobSpec] = None, timeout: int = 60):
-    """Local mode's per-build PostgreSQL/Redis (ci_services.py start|stop)."""
+    """Local mode's per-build PostgreSQL/Redis (ci_services.py start|stop). Their URLs, passwords and
+    all, go to `<job dir>/services.env` (0600, the worker's user: root's with a job user), where
+    ci_step.py reads them for the job's commands: never to the step's log, a property or the master."""
     argv = [layout.runner, layout.helper("ci_services.py"), action, "--state-dir", state_dir]
+    argv += ["--env-file", f"{layout.job_dir}/{SERVICES_FILE}"]
     if action == "start" and job is not None:
         argv += ["--timeout", str(timeout), *(f"--{name}" for name in job.services)]
     return argv

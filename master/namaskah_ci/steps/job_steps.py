@@ -62,7 +62,7 @@ class JobSetup:
     interpreters: tuple[tuple[str, str], ...] = ()  # local mode: version -> interpreter name
     app_base_image: str = ""  # APP_BASE_IMAGE for jobs with `tools: [docker]`
     docker_ca_bundle: str = ""  # docker mode: PIP_CERT_FILE for jobs with `tools: [docker]`
-    docker_socket_branches: tuple[str, ...] = ()  # docker mode: whose `tools: [docker]` gets the engine
+    docker_socket_branches: tuple[str, ...] = ()  # whose `tools: [docker]` gets the engine (engine_access.py)
     nice: bool = False  # local mode: commands run under nice (job priority)
     transfer_helpers: bool = False  # docker mode: the helpers are copied into each build
     services_in_worker: bool = False  # docker mode: service containers, not StartServices steps
@@ -84,6 +84,11 @@ class JobSetup:
     def job_user(self) -> str:
         """The user the job's commands run as ("": the worker's own user)."""
         return self.layout.user
+
+    def engine_refusal(self, branch: str | None, fork: bool) -> str:
+        """'' when a `tools: [docker]` build of `branch` gets the engine's socket (docker mode: in its container;
+        local mode: in its sandbox), else why not, naming [workers] docker_socket_branches."""
+        return engine_access.refusal(self.docker_socket_branches, branch, fork)
 
     def env_for(self, job: JobSpec) -> dict[str, str]:
         env = dict(self.worker_env)
@@ -109,10 +114,11 @@ def deadline_after(minutes: int) -> float:
 
 
 class RequiredTools(JobStep):
-    """`required tools`: ci_require_tools.py names any of the job's `tools:` missing on the worker. In docker
-    mode a `tools: [docker]` build that did not get the engine's socket (`workers/docker/engine_access.py`:
-    a branch outside [workers] docker_socket_branches, a fork's pull request) ends FAILURE here, before
-    anything runs, its summary and its `refused` log naming why and the setting."""
+    """`required tools`: ci_require_tools.py names any of the job's `tools:` missing on the worker. A
+    `tools: [docker]` build that did not get the engine's socket (`workers/docker/engine_access.py`: a
+    branch outside [workers] docker_socket_branches, a fork's pull request; docker mode: its container,
+    local mode: its sandbox, has no socket) ends FAILURE here, before anything runs, its summary and its
+    `refused` log naming why and the setting."""
 
     def __init__(self, docker_branches: tuple[str, ...], **kwargs):
         super().__init__(**kwargs)
@@ -136,11 +142,6 @@ class RequiredTools(JobStep):
         return super().getResultSummary()
 
 
-def _service_env(job: JobSpec) -> dict:
-    """Local mode: the service URLs StartServices set as properties (ci_step.py passes only these on)."""
-    return {key: util.Interpolate(f"%(prop:{key}:-)s") for key in job_commands.service_env_names(job)}
-
-
 def _job_step(job: JobSpec, setup: JobSetup, step, missing_secrets: set, timing: dict) -> JobStep:
     skip = ""
     if step.only_with_secret and step.only_with_secret in missing_secrets:
@@ -155,8 +156,7 @@ def _job_step(job: JobSpec, setup: JobSetup, step, missing_secrets: set, timing:
         name=step.name,
         description=f"running {step.name}",
         descriptionDone=step.name,
-        command=job_commands.step_argv(setup.layout, step),
-        env={} if setup.services_in_worker else _service_env(job),
+        command=job_commands.step_argv(setup.layout, step),  # service URLs: ci_step.py reads them on the worker
         **flags,
         **timing,
     )
@@ -214,7 +214,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
             haltOnFailure=True,
             **timing,
         )
-        if setup.mode == "docker" and "docker" in job.tools:  # the engine's socket: not every build's
+        if "docker" in job.tools:  # the engine's socket (root on its host): not every build's, in either mode
             result.append(RequiredTools(docker_branches=setup.docker_socket_branches, **check))
         else:
             result.append(JobStep(**check))

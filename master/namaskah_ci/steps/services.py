@@ -1,45 +1,56 @@
 """Per-build PostgreSQL and Redis for local mode, as build steps.
 
 `StartServices` runs the master's `ci_services.py start` (its argv from
-`job_commands.services_argv`) and turns the `KEY=VALUE` lines it prints
-(DATABASE_URL, REDIS_URL) into build properties that the job's steps get in
-their environment. `StopServices` runs `stop` on the same state directory; the
-job adds it twice: before start (to reap what a crashed build left) and as an
-`alwaysRun` teardown.
+`job_commands.services_argv`), which writes the servers' URLs (DATABASE_URL,
+REDIS_URL, with their passwords) into `<job dir>/services.env` for `ci_step.py`
+to hand to the job's commands, and prints only where they are. So the URLs are
+never a build property, a log line or anything the master holds: every job's
+servers listen on 127.0.0.1, and their passwords are what keep another job (a
+branch's, reading the REST API over loopback) out. The step's summary names
+the addresses (`started postgres 127.0.0.1:PORT, redis 127.0.0.1:PORT`).
+`StopServices` runs `stop` on the same state directory; the job adds it twice:
+before start (to reap what a crashed build left) and as an `alwaysRun` teardown.
 """
 
 from __future__ import annotations
 
+import re
+
 from buildbot.process import buildstep
-from buildbot.steps.shell import SetPropertyFromCommand, ShellCommand
+from buildbot.steps.shell import ShellCommand
+from twisted.internet import defer
 
-SERVICE_PROPERTIES = ("DATABASE_URL", "REDIS_URL")
 STATE_DIR = "../services"  # beside the checkout, in the builder directory
+ADDRESS = re.compile(r"^(postgres|redis): (\S+)")  # ci_services.py start --env-file: where each server is
 
 
-def parse_service_env(rc: int, stdout: str, stderr: str) -> dict[str, str]:
-    """Pick DATABASE_URL / REDIS_URL out of the script's output."""
-    found = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key in SERVICE_PROPERTIES:
-            found[key] = value
-    return found
+def service_addresses(stdout: str) -> list[str]:
+    """`postgres 127.0.0.1:PORT`, ... from the script's output (which holds no password)."""
+    return [" ".join(found.groups()) for found in map(ADDRESS.match, stdout.splitlines()) if found]
 
 
-class StartServices(SetPropertyFromCommand):
-    """Start the job's servers and publish their URLs as properties."""
+class StartServices(buildstep.ShellMixin, buildstep.BuildStep):
+    """Start the job's servers; their URLs stay on the worker (see the module docstring)."""
 
     def __init__(self, services: tuple[str, ...], command: list[str], **kwargs):
         kwargs.setdefault("name", f"start {' + '.join(services)}")
         kwargs.setdefault("haltOnFailure", True)
         kwargs.setdefault("logEnviron", False)
-        super().__init__(command=command, extract_fn=parse_service_env, **kwargs)
+        kwargs = self.setupShellMixin({**kwargs, "command": command})
+        super().__init__(**kwargs)
         self.services_started = services
+        self.addresses: list[str] = []
+
+    @defer.inlineCallbacks
+    def run(self):
+        cmd = yield self.makeRemoteShellCommand(collectStdout=True)
+        yield self.runCommand(cmd)
+        self.addresses = service_addresses(cmd.stdout)
+        return cmd.results()
 
     def getResultSummary(self):
         if self.results == buildstep.SUCCESS:
-            return {"step": f"started {', '.join(self.services_started)}"}
+            return {"step": f"started {', '.join(self.addresses or self.services_started)}"}
         return super().getResultSummary()
 
 

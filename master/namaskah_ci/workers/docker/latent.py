@@ -14,8 +14,11 @@ the job's definition at the build's revision: `workers/docker/config.py`.)
   (a renderable: the job's `services`), PostgreSQL and/or Redis containers, all
   at once, then the worker container while they get ready (a worker that
   connects first waits for them: no step runs before they accept connections,
-  bounded), and hands `DATABASE_URL` / `REDIS_URL` to the build as properties
-  and container environment. `stop_instance` removes them whatever ended the build
+  bounded), and hands `DATABASE_URL` / `REDIS_URL` (with their random passwords)
+  to the build in the worker container's environment only: never as a build
+  property or in a log, which any user of the web UI (and any job, over
+  loopback) reads, while every build's services listen on the host's 127.0.0.1.
+  `stop_instance` removes them whatever ended the build
   (success, failure, cancel, worker loss); a service that never gets ready
   ends the build (EXCEPTION, "worker cannot substantiate") with the reason in
   the build's preparation log, and nothing is left behind. While the build
@@ -301,10 +304,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         client_args = self._client_args()
         try:
             started = yield self._start_services(client_args, specs, network, labels, ports)
-            urls = {spec.env_key: spec.url for spec in specs}
-            self.service_env = urls
-            for key, value in urls.items():
-                build.setProperty(key, value, "service containers", runtime=True)
+            self.service_env = {spec.env_key: spec.url for spec in specs}  # the container's, never a property
             self.build_network = None if network == "host" else network
             ready = threads.deferToThread(self._thd_wait_ready, client_args, started) if started else None
             if ready is not None:  # fires True / False before anything else sees the readiness

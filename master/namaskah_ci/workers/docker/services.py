@@ -18,8 +18,10 @@ A job gets what local mode's `ci_services.py` gives it: in PostgreSQL a role
 (`namaskah`) that owns its database and may create databases and trusted
 extensions but is no superuser (the image's superuser, `postgres`, has a
 random password the build never sees; the role is made by `psql` run in the
-container once it is ready), and a Redis without CONFIG, MODULE, DEBUG,
-SLAVEOF and REPLICAOF. Service containers are compatible with the official
+container once it is ready), and a Redis with a random password (`requirepass`)
+and without CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF. The URLs (passwords
+and all) go only into the build's worker container's environment
+(`workers/docker/latent.py`), never into a build property or a log. Service containers are compatible with the official
 `postgres:15` and `redis:7` images as well as the ones built from `workers/`.
 """
 
@@ -106,18 +108,22 @@ def postgres_spec(image: str, host: str, port: int, password: str, listen: str =
     )
 
 
-def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1") -> ServiceSpec:
-    """Redis 7 on `port`, no persistence, without the commands of REDIS_DISABLED."""
+def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1", *, password: str = "") -> ServiceSpec:
+    """Redis 7 on `port`, no persistence, without the commands of REDIS_DISABLED, and with a password
+    (`password`, else a new one): every build's Redis listens on the host's loopback. redis-cli in the
+    container (the healthcheck, `docker exec`) reads it from REDISCLI_AUTH. The URL names Redis's
+    `default` user: redis-cli 7.0's -u fails on an empty one."""
+    password = password or new_password()
     disabled = tuple(part for name in REDIS_DISABLED for part in ("--rename-command", name, ""))
     return ServiceSpec(
         name="redis",
         image=image,
         command=("redis-server", "--port", str(port), "--bind", listen, "--save", "", "--appendonly", "no",
-                 *disabled),
-        environment={},
+                 "--requirepass", password, *disabled),
+        environment={"REDISCLI_AUTH": password},
         health_test=("CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(port), "ping"),
         port=port,
-        url=f"redis://{host}:{port}/0",
+        url=f"redis://default:{password}@{host}:{port}/0",
         env_key="REDIS_URL",
     )
 
