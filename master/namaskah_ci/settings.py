@@ -65,7 +65,7 @@ class WorkersSection:
     service_ready_timeout: int
     instance_name: str
     app_base_image: str
-    docker_socket_branches: list[str]  # docker mode: whose `tools: [docker]` gets the engine ([]: deploys + default)
+    docker_socket_branches: list[str]  # both modes: whose `tools: [docker]` gets the engine ([]: deploys + default)
     # every job's environment: the operator's variables and the directories of the base PATH
     job_env: dict[str, str]
     job_path: str

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.helpers import HELPERS_DIR
-from namaskah_ci.helpers.ci_sandbox import sandbox_argv
+from namaskah_ci.helpers.ci_sandbox import DOCKER_SOCKETS, sandbox_argv
 from namaskah_ci.helpers.ci_venv import STAMP, fingerprint, python_version, requirement_files
+from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.jobs.commands import JobLayout
 from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.steps.job_steps import JobSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP = str(Path(HELPERS_DIR) / "ci_step.py")
@@ -342,6 +343,46 @@ def test_without_a_job_user_commands_are_sandboxed_as_the_masters_user(job_user)
             assert caps.split()[1] == "0000000000000000" and "No such file" in done.stderr
         finally:
             shutil.rmtree(top, ignore_errors=True)
+
+
+# --- the Docker engine's socket: only builds of [workers] docker_socket_branches -------------------------
+
+DOCKER_JOB = load_pipeline("version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker]\n    steps: [x]\n",
+                           ".namaskah-ci.yml").job("image")
+SOCKET_PROBE = "for s in /run/docker.sock /var/run/docker.sock; do test -S $s && { echo socket; exit; }; done; echo no"
+
+
+@as_root
+@pytest.mark.skipif(not any(os.path.exists(path) for path in DOCKER_SOCKETS), reason="no Docker engine socket here")
+def test_only_builds_of_docker_socket_branches_find_the_engines_socket_in_their_sandbox():
+    """Without a job user a command runs as the master's user, whom the socket lets in (root here: root on
+    the host). So, as in docker mode, only builds of [workers] docker_socket_branches get it: decided on
+    the master (`JobSetup.engine_refusal`) and written into job.json; another branch, a pull request's
+    merge ref and a fork's pull request named like an allowed branch find no socket in their sandbox."""
+    top = Path(tempfile.mkdtemp(prefix="namaskah-sandbox-", dir="/tmp"))
+    top.chmod(0o711)
+    layout = JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(top / "cache"), sandbox=True,
+                       default_branch="main", hidden=(str(top / "cache"),))
+    setup = JobSetup(mode="local", layout=layout, repo_url="", base_path="/usr/bin:/bin",
+                     docker_socket_branches=("main",))
+    seen = {}
+    try:
+        for name, branch, fork in (("main", "main", False), ("feature", "feature/x", False),
+                                   ("pull", "refs/pull/7/merge", False), ("fork", "main", True)):
+            builder = top / name / "image"
+            (builder / ".namaskah-ci").mkdir(parents=True)
+            (builder / "build").mkdir()
+            document = job_commands.job_document(DOCKER_JOB, layout, interpreter=PYTHON, base_path="/usr/bin:/bin",
+                                                 worker_env={}, branch=branch,
+                                                 docker_socket=not setup.engine_refusal(branch, fork))
+            (builder / ".namaskah-ci" / "job.json").write_text(json.dumps(document))
+            done = subprocess.run([sys.executable, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "bash", "-c",
+                                   SOCKET_PROBE], cwd=builder / "build", capture_output=True, text=True, timeout=60,
+                                  env={"PATH": "/usr/bin:/bin"}, check=False)
+            seen[name] = done.stdout.strip() or done.stderr.strip()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert seen == {"main": "socket", "feature": "no", "pull": "no", "fork": "no"}
 
 
 # --- the command line ----------------------------------------------------------------------------------

@@ -77,16 +77,16 @@ def test_the_refusal_is_one_line_naming_why_and_the_setting():
     assert "\n" not in line + fork
 
 
-def test_only_a_docker_mode_job_with_docker_checks_the_branch():
+def test_a_job_with_docker_checks_the_branch_in_either_mode():
     settings = docker_settings(docker_socket_branches=["main"])
     setup = make_job_setup(settings, dc.make_docker_plan(settings))
     assert setup.docker_socket_branches == ("main",)
     [tools] = [step for step in job_steps(DOCKER_JOB, setup, "python3") if step.name == "required tools"]
     assert type(tools).__name__ == "RequiredTools" and tools.docker_branches == ("main",) and tools.haltOnFailure
     assert tools.command[-3:] == ["../.namaskah-ci/helpers/ci_require_tools.py", "docker", "trivy"]
-    local = make_job_setup(settings, WorkerPlan(runner="python3", cache_root="/c"))
+    local = make_job_setup(settings, WorkerPlan(runner="python3", cache_root="/c", docker_socket_branches=("main",)))
     [tools] = [step for step in job_steps(DOCKER_JOB, local, "python3") if step.name == "required tools"]
-    assert type(tools).__name__ == "JobStep"  # local mode: the sandbox's job user never reaches the engine
+    assert type(tools).__name__ == "RequiredTools" and tools.docker_branches == ("main",)  # local: the sandbox's
 
 
 COMMAND = ["python3", "ci_require_tools.py", "docker"]

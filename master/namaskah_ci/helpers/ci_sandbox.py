@@ -164,11 +164,12 @@ def sandbox_argv(
 ) -> list:
     """bwrap's arguments up to and with `--` (the command follows). `readonly`/`writable`: host paths
     mounted at the same place; `hidden`: host paths never to be seen (covered by a tmpfs if a tree
-    mounted above them would show them); `tools`: the job's `tools:` (`docker` gets the engine's
-    socket). `as_root`: bwrap runs as root; `switch_to` (setpriv, uid, gid): the command then runs as
-    that user, with no group, capability or way back (root sets the sandbox up, so mounting what the
-    user could not reach on the way, a directory someone closed meanwhile, still works); without it,
-    as root with no capability."""
+    mounted above them would show them); `tools`: the job's `tools:` as job.json lists them (`docker`
+    gets the engine's socket, root on its host: the master lists it only for builds of [workers]
+    docker_socket_branches, workers/docker/engine_access.py). `as_root`: bwrap runs as root;
+    `switch_to` (setpriv, uid, gid): the command then runs as that user, with no group, capability or
+    way back (root sets the sandbox up, so mounting what the user could not reach on the way, a
+    directory someone closed meanwhile, still works); without it, as root with no capability."""
     args = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--perms", "1777", "--tmpfs", "/tmp",
             "--perms", "1777", "--tmpfs", "/var/tmp", "--proc", "/proc", "--dev", "/dev",

@@ -294,6 +294,8 @@ class LoadJob(CompositeStepMixin, _Resolving):
             branch=self.getProperty("branch") or "",
             build_url=(yield self.build_url()),
             nice=self.setup.nice,
+            docker_socket=not self.setup.engine_refusal(self.getProperty("branch"),
+                                                        bool(self.getProperty(names.PROP_PR_FORK))),
         )
         yield self.downloadFileContentToWorker(
             self._path("job.json"), json.dumps(document, indent=1), mode=0o644, abandonOnFailure=True

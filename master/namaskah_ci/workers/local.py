@@ -39,6 +39,7 @@ from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
 from namaskah_ci.jobs.hostenv import host_ca_env
 from namaskah_ci.names import worker_name
 from namaskah_ci.settings import Settings
+from namaskah_ci.workers.docker import engine_access
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots, pipeline_workers, reuse_worker
 
 
@@ -56,14 +57,14 @@ def trust_notice(euid: int, job_user: str) -> str:
         who = pwd.getpwuid(euid).pw_name if euid in {p.pw_uid for p in pwd.getpwall()} else f"uid {euid}"
         return (f"local mode: the master runs as {who}, not root, so jobs run as {who} too: {SANDBOX_KEEPS}; "
                 f"but the sandbox is then the only boundary between a branch's code and {who}'s files, and a job "
-                f"with `tools: [docker]` reaches the Docker engine (root on this host) if {who} may use it; run the "
-                'master as root with [workers] job_user, or use docker mode ([workers] mode = "docker"), for '
-                "branches you do not trust")
+                f"with `tools: [docker]` of [workers] docker_socket_branches reaches the Docker engine (root on this "
+                f"host) if {who} may use it; run the master as root with [workers] job_user, or use docker mode "
+                '([workers] mode = "docker"), for branches you do not trust')
     if not job_user:
         return ('local mode: [workers] job_user is "": jobs run as root without capabilities: ' + SANDBOX_KEEPS
                 + "; but they keep uid 0 (a way out of the sandbox is root's, and a job with `tools: [docker]` "
-                "reaches the Docker engine, root on this host); set job_user (scripts/create_job_user.sh), or use "
-                "docker mode, for branches you do not trust")
+                "of [workers] docker_socket_branches reaches the Docker engine, root on this host); set job_user "
+                "(scripts/create_job_user.sh), or use docker mode, for branches you do not trust")
     return ""
 
 
@@ -183,6 +184,7 @@ def make_local_plan(settings: Settings) -> WorkerPlan:
         base_env=host_ca_env(),
         job_user=settings.workers.job_user if os.geteuid() == 0 else "",
         slots=builder_slots(settings),
+        docker_socket_branches=engine_access.allowed_branches(settings),  # as docker mode: the sandbox's socket
     )
 
 

@@ -31,7 +31,7 @@ class WorkerPlan:
     # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
     nice_commands: bool = False
     job_user: str = ""  # local mode, master running as root: the user the jobs' commands run as
-    docker_socket_branches: tuple = ()  # docker mode: branches whose `tools: [docker]` jobs get the engine
+    docker_socket_branches: tuple = ()  # both modes: branches whose `tools: [docker]` jobs get the engine
 
     def job_workers(self, builder: str) -> list[str]:
         """The workers a check builder runs on."""
