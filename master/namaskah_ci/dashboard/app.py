@@ -17,18 +17,24 @@ Routes of the app mounted as `<name>` (under `plugins/wsgi_dashboards/`):
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from twisted.python import log
 
 from namaskah_ci.dashboard.data import BuildbotData, FinishedCache
-from namaskah_ci.dashboard.pipelines import load_pipeline_page
 from namaskah_ci.dashboard.deploys import load_deploy_history
+from namaskah_ci.dashboard.headers import WsgiDashboard, sandboxed
 from namaskah_ci.dashboard.layout import EMBEDDED, STANDALONE, Links, message_page, pipelines_page
+from namaskah_ci.dashboard.pipelines import load_pipeline_page
 from namaskah_ci.dashboard.trends import load_trends
 from namaskah_ci.dashboard.views import deploys_page, trends_page
-from namaskah_ci.dashboard.headers import sandboxed
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from namaskah_ci.settings import Settings
 
 PER_PAGE = 25
 DEFAULT_TRENDS = 30
@@ -42,7 +48,7 @@ MENU = (
 TITLES = {name: caption for name, caption, _, _ in MENU}
 
 
-def int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
+def int_param(query: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(query.get(name, [default])[0])
     except (TypeError, ValueError):
@@ -58,10 +64,10 @@ class DashboardApp:
         view: str,
         required: Sequence[str] = (),
         environments: Sequence[str] = (),
-        branches: Optional[dict] = None,
+        branches: dict[str, str] | None = None,
         source_factory: Callable[[Any], Any] = BuildbotData,
         clock: Callable[[], float] = time.time,
-        cache: Optional[FinishedCache] = None,
+        cache: FinishedCache | None = None,
     ):
         if view not in TITLES:
             raise ValueError(f"unknown dashboard view {view!r}")
@@ -74,7 +80,7 @@ class DashboardApp:
         self.cache = cache if cache is not None else FinishedCache()
         self.buildbot_api: Any = None  # set by the wsgi_dashboards plugin
 
-    def render(self, links: Links, query: dict) -> str:
+    def render(self, links: Links, query: dict[str, list[str]]) -> str:
         source = self.source_factory(self.buildbot_api)
         now = self.clock()
         if self.view == "pipelines":
@@ -88,7 +94,7 @@ class DashboardApp:
         last = DEFAULT_TRENDS if links.embedded else int_param(query, "last", DEFAULT_TRENDS, 1, 100)
         return trends_page(load_trends(source, last=last, cache=self.cache, now=now), last, links)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse, /) -> Iterable[bytes]:
         start_response = sandboxed(start_response)  # defence in depth: every build value is escaped too
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
@@ -108,14 +114,14 @@ class DashboardApp:
         try:
             body = self.render(links, parse_qs(environ.get("QUERY_STRING", "")))
             status = "200 OK"
-        except Exception:  # noqa: BLE001 - a page that cannot be built says so, the master logs why
-            log.err(None, f"dashboard {self.view}: building the page failed")
+        except Exception:
+            log.err(None, f"dashboard {self.view}: building the page failed")  # type: ignore[no-untyped-call]  # Twisted leaves log.err unannotated
             body = message_page(TITLES[self.view], self.view, "This page could not be built: see twistd.log.", links)
             status = "500 Internal Server Error"
         return self._answer(start_response, status, body.encode("utf-8"), "text/html")
 
     @staticmethod
-    def _answer(start_response: Callable, status: str, body: bytes, ctype: str) -> Iterable[bytes]:
+    def _answer(start_response: StartResponse, status: str, body: bytes, ctype: str) -> Iterable[bytes]:
         start_response(
             status,
             [
@@ -127,7 +133,7 @@ class DashboardApp:
         return [body]
 
 
-def dashboard_entries(settings, wrap: Callable[[Callable], Callable]) -> list[dict]:
+def dashboard_entries(settings: Settings, wrap: Callable[[WsgiDashboard], WsgiDashboard]) -> list[dict[str, Any]]:
     """The `wsgi_dashboards` entries of the three pages; `wrap` guards each app (a private view)."""
     branches = {env: settings.deploy[env].branch for env in settings.environments}
     cache = FinishedCache()  # shared: the pages read the same finished builds

@@ -9,9 +9,9 @@ not run anyway). Every label and tooltip is HTML-escaped; each point and bar car
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+
 from namaskah_ci.text import esc
 
 PALETTE = (
@@ -38,7 +38,7 @@ class Series:
     """One line: a value (or None, a gap) per x position."""
 
     name: str
-    values: tuple[Optional[float], ...]
+    values: tuple[float | None, ...]
     colour: str = ""
 
 
@@ -51,14 +51,14 @@ class Bar:
     href: str = ""
 
 
-def duration_text(seconds: Optional[float]) -> str:
+def duration_text(seconds: float | None) -> str:
     """`42s`, `3m 05s`, `1h 02m`; `—` for no value."""
     if seconds is None:
         return "—"
     seconds = max(0.0, float(seconds))
     if seconds < 10:
         return f"{seconds:.1f}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:
@@ -66,7 +66,7 @@ def duration_text(seconds: Optional[float]) -> str:
     return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
-def value_text(value: Optional[float], unit: str) -> str:
+def value_text(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if value == 0:
@@ -99,7 +99,7 @@ def _duration_scale(top: float) -> tuple[float, float]:
     return nice_scale(top)
 
 
-def _scale(values: Sequence[float], unit: str, y_max: Optional[float]) -> tuple[float, float]:
+def _scale(values: Sequence[float], unit: str, y_max: float | None) -> tuple[float, float]:
     if y_max is not None:
         if unit == "%":
             return y_max, y_max / 4
@@ -119,7 +119,7 @@ def _svg_open(title: str, width: int, height: int) -> str:
 
 def _y_axis(top: float, step: float, unit: str, plot_w: float, plot_h: float) -> list[str]:
     parts = []
-    count = int(round(top / step)) if step else 0
+    count = round(top / step) if step else 0
     for i in range(count + 1):
         value = step * i
         y = MARGIN_TOP + plot_h - plot_h * value / top
@@ -139,7 +139,7 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float], baseline: float) -> li
     widest = 6.5 * max(len(label) for label in labels) + 10
     every = max(1, math.ceil(len(labels) / MAX_X_LABELS), math.ceil(widest / room) if room else 1)
     parts = []
-    for i, (label, x) in enumerate(zip(labels, xs)):
+    for i, (label, x) in enumerate(zip(labels, xs, strict=True)):
         if i % every == 0:
             parts.append(
                 f'<text x="{x:.1f}" y="{baseline + 16:.1f}" text-anchor="middle" class="nci-tick">{esc(label)}</text>'
@@ -150,7 +150,7 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float], baseline: float) -> li
 def _legend(series: Sequence[Series], colours: Sequence[str], width: int, top: float) -> tuple[list[str], int]:
     """Legend entries laid out in rows under the plot; (svg parts, rows used)."""
     parts, x, row = [], float(MARGIN_LEFT), 0
-    for item, colour in zip(series, colours):
+    for item, colour in zip(series, colours, strict=True):
         span = 22 + 7 * len(item.name)
         if x + span > width - MARGIN_RIGHT and x > MARGIN_LEFT:
             x, row = float(MARGIN_LEFT), row + 1
@@ -182,11 +182,11 @@ def line_chart(
     x_labels: Sequence[str],
     series: Sequence[Series],
     unit: str = "",
-    y_max: Optional[float] = None,
+    y_max: float | None = None,
     width: int = 760,
     height: int = 240,
     empty: str = "no data yet",
-    x_titles: Optional[Sequence[str]] = None,
+    x_titles: Sequence[str] | None = None,
     legend: bool = True,
 ) -> str:
     """One polyline per series over evenly spaced x positions; None values leave gaps.
@@ -205,7 +205,7 @@ def line_chart(
     baseline = MARGIN_TOP + plot_h
     parts = [_svg_open(title, width, total_h), *_y_axis(top, step, unit, plot_w, plot_h)]
     parts += _x_labels(x_labels, xs, baseline)
-    for item, colour in zip(series, colours):
+    for item, colour in zip(series, colours, strict=True):
         path, points = [], []
         pen_up = True
         for i, value in enumerate(item.values[: len(xs)]):
@@ -230,7 +230,7 @@ def bar_chart(
     title: str,
     bars: Sequence[Bar],
     unit: str = "",
-    y_max: Optional[float] = None,
+    y_max: float | None = None,
     width: int = 760,
     height: int = 240,
     empty: str = "no data yet",
@@ -247,7 +247,7 @@ def bar_chart(
     xs = [MARGIN_LEFT + slot * (i + 0.5) for i in range(len(bars))]
     parts = [_svg_open(title, width, height), *_y_axis(top, step, unit, plot_w, plot_h)]
     parts += _x_labels([b.label for b in bars], xs, baseline)
-    for bar, x in zip(bars, xs):
+    for bar, x in zip(bars, xs, strict=True):
         h = plot_h * min(max(bar.value, 0.0), top) / top
         tip = bar.tooltip or f"{bar.label}: {value_text(bar.value, unit)}"
         rect = (
@@ -263,7 +263,7 @@ def hbar_chart(
     title: str,
     bars: Sequence[Bar],
     unit: str = "",
-    y_max: Optional[float] = None,
+    y_max: float | None = None,
     width: int = 760,
     label_width: int = 150,
     empty: str = "no data yet",

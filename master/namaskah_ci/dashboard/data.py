@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import threading
-from typing import Any, Optional, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from buildbot.process.results import EXCEPTION, FAILURE, Results
+
 from namaskah_ci.text import epoch
 
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 GATE_STEP = "deploy gate"
 DEPLOY_TAG = "deploy"
 FAILED = (FAILURE, EXCEPTION)
+Record = dict[str, Any]  # one resource as the data API answers it (a build, a step, a builder...)
+CacheKey = tuple[str, int]  # (what, buildid)
 
 
 # --- reading the data API ----------------------------------------------------------------------
@@ -32,13 +37,13 @@ class Query:
     """One data-API read: a path and a result spec (filters are (field, op, values) triples)."""
 
     path: tuple[str, ...]
-    filters: tuple[tuple[str, str, tuple], ...] = ()
+    filters: tuple[tuple[str, str, tuple[Any, ...]], ...] = ()
     order: tuple[str, ...] = ()
-    limit: Optional[int] = None
-    offset: Optional[int] = None
+    limit: int | None = None
+    offset: int | None = None
     properties: tuple[str, ...] = ()
 
-    def result_spec(self):
+    def result_spec(self) -> Any:
         from buildbot.data import resultspec
 
         return resultspec.ResultSpec(
@@ -51,7 +56,9 @@ class Query:
 
 
 class DataSource(Protocol):
-    def fetch(self, queries: Sequence[Query]) -> list: ...
+    """One answer per query: a list of records, one record, or None (nothing at that path)."""
+
+    def fetch(self, queries: Sequence[Query]) -> list[Any]: ...
 
 
 class BuildbotData:
@@ -60,7 +67,7 @@ class BuildbotData:
     def __init__(self, buildbot_api: Any):
         self.api = buildbot_api
 
-    def fetch(self, queries: Sequence[Query]) -> list:
+    def fetch(self, queries: Sequence[Query]) -> list[Any]:
         if not queries:
             return []
         from twisted.internet import defer, reactor
@@ -68,12 +75,13 @@ class BuildbotData:
 
         data = self.api.master.data
 
-        def run():
+        def run() -> Deferred[list[Any]]:
             reads = [data.get_with_resultspec(query.path, query.result_spec()) for query in queries]
             gathered = defer.gatherResults(reads, consumeErrors=True)
             return gathered.addErrback(lambda failure: getattr(failure.value, "subFailure", failure))
 
-        return blockingCallFromThread(reactor, run)
+        answers: list[Any] = blockingCallFromThread(reactor, run)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+        return answers
 
 
 class FinishedCache:
@@ -82,24 +90,24 @@ class FinishedCache:
 
     def __init__(self, size: int = 20000):
         self.size = size
-        self._values: collections.OrderedDict = collections.OrderedDict()
+        self._values: collections.OrderedDict[CacheKey, Any] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: CacheKey) -> bool:
         with self._lock:
             return key in self._values
 
-    def get(self, key, default=None):
+    def get(self, key: CacheKey, default: Any = None) -> Any:
         with self._lock:
             return self._values.get(key, default)
 
-    def put(self, key, value) -> None:
+    def put(self, key: CacheKey, value: Any) -> None:
         with self._lock:
             self._values[key] = value
             while len(self._values) > self.size:
                 self._values.popitem(last=False)
 
-    def remember(self, build: "Build", kind: str, value) -> None:
+    def remember(self, build: Build, kind: str, value: Any) -> None:
         """Keep `value` only when `build` had finished when it was read."""
         if build.complete:
             self.put((kind, build.buildid), value)
@@ -113,7 +121,7 @@ class Builder:
     tags: tuple[str, ...] = ()
 
     @property
-    def environment(self) -> Optional[str]:
+    def environment(self) -> str | None:
         """The environment of a deploy or rollback builder (tags ["deploy", <env>])."""
         if DEPLOY_TAG not in self.tags:
             return None
@@ -127,12 +135,12 @@ class Build:
     builderid: int
     builder: str
     number: int
-    results: Optional[int]
-    started_at: Optional[float]
-    complete_at: Optional[float]
+    results: int | None
+    started_at: float | None
+    complete_at: float | None
     state_string: str = ""
-    buildrequestid: Optional[int] = None
-    properties: dict = dataclasses.field(default_factory=dict)  # name -> value (sources dropped)
+    buildrequestid: int | None = None
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> value (sources dropped)
 
     @property
     def complete(self) -> bool:
@@ -144,9 +152,10 @@ class Build:
             return "running"
         if self.results is None or not 0 <= self.results < len(Results):
             return "unknown"
-        return Results[self.results]
+        name: str = Results[self.results]
+        return name
 
-    def duration(self, now: Optional[float] = None) -> Optional[float]:
+    def duration(self, now: float | None = None) -> float | None:
         end = self.complete_at if self.complete_at is not None else now
         if self.started_at is None or end is None:
             return None
@@ -162,11 +171,11 @@ class Build:
         return f"builders/{self.builderid}/builds/{self.number}"
 
 
-def index_builders(raw: Sequence[dict]) -> dict[int, Builder]:
+def index_builders(raw: Sequence[Record]) -> dict[int, Builder]:
     return {b["builderid"]: Builder(b["builderid"], b["name"], tuple(b.get("tags") or ())) for b in raw or []}
 
 
-def to_build(raw: dict, builders: dict[int, Builder]) -> Build:
+def to_build(raw: Record, builders: dict[int, Builder]) -> Build:
     props = {
         name: (pair[0] if isinstance(pair, (list, tuple)) else pair)
         for name, pair in (raw.get("properties") or {}).items()
@@ -186,18 +195,20 @@ def to_build(raw: dict, builders: dict[int, Builder]) -> Build:
     )
 
 
-def first_failing_step(steps: Sequence[dict]) -> Optional[str]:
+def first_failing_step(steps: Sequence[Record]) -> str | None:
     """The name of a build's first step that ended FAILURE (else its first EXCEPTION step)."""
     ordered = sorted(steps or [], key=lambda s: s.get("number", 0))
     for wanted in FAILED:
         for step in ordered:
             if step.get("results") == wanted:
-                return step.get("name")
+                name: str | None = step.get("name")
+                return name
     return None
 
 
-def gate_summary(steps: Sequence[dict]) -> str:
+def gate_summary(steps: Sequence[Record]) -> str:
     for step in steps or []:
         if step.get("name") == GATE_STEP:
-            return step.get("state_string") or ""
+            text: str = step.get("state_string") or ""
+            return text
     return ""

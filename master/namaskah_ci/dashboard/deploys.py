@@ -16,13 +16,12 @@ newest SUCCESS builds (4 data-API calls per environment). No HTML here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 
 from namaskah_ci import names
 from namaskah_ci.dashboard.data import Build, Builder, DataSource, Query, index_builders, to_build
-
 from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_FAILURE,
@@ -61,21 +60,21 @@ LIVE = (SUCCESS, WARNINGS)
 class DeployEntry:
     kind: str  # "deploy" or "rollback"
     build: Build
-    revision: Optional[str]
-    deploy_id: Optional[str]
+    revision: str | None
+    deploy_id: str | None
     who: str
     reason: str
     verification: str
-    gate_pipeline: Optional[int] = None  # the number of the pipeline build whose gate asked for it
+    gate_pipeline: int | None = None  # the number of the pipeline build whose gate asked for it
 
 
 @dataclasses.dataclass(frozen=True)
 class LiveState:
-    revision: Optional[str]
-    since: Optional[float]
+    revision: str | None
+    since: float | None
     by: str
-    entry: Optional[DeployEntry]
-    deploy_id: Optional[str] = None
+    entry: DeployEntry | None
+    deploy_id: str | None = None
     note: str = ""
 
 
@@ -85,18 +84,18 @@ class EnvironmentHistory:
     branch: str
     live: LiveState
     entries: tuple[DeployEntry, ...]  # newest first, running ones included
-    rollback_target: Optional[DeployEntry]
-    deploy_builderid: Optional[int] = None
-    rollback_builderid: Optional[int] = None
+    rollback_target: DeployEntry | None
+    deploy_builderid: int | None = None
+    rollback_builderid: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class DeployHistory:
     environments: tuple[EnvironmentHistory, ...]
-    pipeline_builderid: Optional[int] = None  # to link "deploy gate of pipeline #12"
+    pipeline_builderid: int | None = None  # to link "deploy gate of pipeline #12"
 
 
-def gate_pipeline_number(text: Optional[str]) -> Optional[int]:
+def gate_pipeline_number(text: str | None) -> int | None:
     """`pipeline #12` (the gate's property) -> 12."""
     if not text or "#" not in str(text):
         return None
@@ -182,7 +181,7 @@ def live_state(entries: Sequence[DeployEntry], good: Sequence[DeployEntry] = ())
     return LiveState(None, None, "", None, note="nothing deployed yet")
 
 
-def rollback_target(good: Sequence[DeployEntry]) -> Optional[DeployEntry]:
+def rollback_target(good: Sequence[DeployEntry]) -> DeployEntry | None:
     """`deploy_history.previous_good` over the newest SUCCESS builds."""
     records = [e for e in _finished_newest_first(good) if e.revision and e.build.results == SUCCESS]
     if not records:
@@ -199,7 +198,7 @@ def environments_of(builders: dict[int, Builder], configured: Sequence[str]) -> 
 
 
 def load_deploy_history(
-    source: DataSource, environments: Sequence[str], branches: Optional[dict] = None, limit: int = 30
+    source: DataSource, environments: Sequence[str], branches: dict[str, str] | None = None, limit: int = 30
 ) -> DeployHistory:
     """`environments`: the configured ones, in order (others with deploy builders follow)."""
     (builders_raw,) = source.fetch([Query(("builders",))])

@@ -14,21 +14,39 @@ No `Cross-Origin-Resource-Policy: same-origin`: a sandboxed document's opaque or
 refused its own stylesheets. The dashboards' own pages use inline `<style>` and inline SVG only,
 which the policy allows; the web UI fetches their `index.html` by XHR and inserts the HTML into its
 own page, where these headers (of a fetched resource, not of a document) change nothing.
+
+`WsgiDashboard` is what every dashboard app is to the `wsgi_dashboards` plugin that mounts it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
 
 CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
 HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"))
 _NAMES = {name.lower() for name, _ in HEADERS}
 
 
-def sandboxed(start_response: Callable) -> Callable:
+class WsgiDashboard(Protocol):
+    """A dashboard's WSGI app; the `wsgi_dashboards` plugin sets its `buildbot_api` when it mounts it."""
+
+    buildbot_api: Any
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse, /) -> Iterable[bytes]: ...
+
+
+def sandboxed(start_response: StartResponse) -> StartResponse:
     """A WSGI `start_response` that adds `HEADERS` to every answer (in place of any the app set)."""
 
-    def start(status: str, headers: list, exc_info=None):
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
         kept = [(name, value) for name, value in headers if name.lower() not in _NAMES]
         if exc_info is None:
             return start_response(status, kept + list(HEADERS))

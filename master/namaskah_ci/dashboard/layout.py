@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import html
-from typing import Optional, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from namaskah_ci.dashboard.charts import duration_text
 from namaskah_ci.dashboard.data import Build
-from namaskah_ci.dashboard.pipelines import JobCell, PipelinePage, PipelineRow
+from namaskah_ci.dashboard.pipelines import Column, JobCell, PipelinePage, PipelineRow
 from namaskah_ci.text import esc, short
 
 DASHBOARDS = (("pipelines", "Pipelines"), ("deploys", "Deploys"), ("trends", "Trends"), ("reports", "Reports"))
@@ -66,7 +65,7 @@ class Links:
     def route(self, route: str) -> str:
         return f"{self.root}#/{route}"
 
-    def standalone(self, name: str, **query) -> str:
+    def standalone(self, name: str, **query: int | str | None) -> str:
         params = {k: v for k, v in query.items() if v is not None}
         return f"{self.dashboards}{name}/" + (f"?{urlencode(params)}" if params else "")
 
@@ -79,10 +78,10 @@ def state_class(state: str) -> str:
     return "nci-r-" + "".join(ch if ch.isalnum() else "-" for ch in state.lower())
 
 
-def utc(stamp: Optional[float]) -> str:
+def utc(stamp: float | None) -> str:
     if stamp is None:
         return "—"
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def ago(seconds: float) -> str:
@@ -96,10 +95,10 @@ def ago(seconds: float) -> str:
     return f"{seconds // 86400} days ago"
 
 
-def when(stamp: Optional[float], now: float) -> str:
+def when(stamp: float | None, now: float) -> str:
     if stamp is None:
         return "—"
-    iso = datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat()
+    iso = datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat()
     return f'<time datetime="{esc(iso)}" title="{esc(utc(stamp))}">{esc(ago(now - stamp))}</time>'
 
 
@@ -139,7 +138,7 @@ def message_page(title: str, current: str, text: str, links: Links) -> str:
 
 
 # --- the pipeline table ------------------------------------------------------------------------
-def job_cell_html(cell: Optional[JobCell], links: Links, now: float) -> str:
+def job_cell_html(cell: JobCell | None, links: Links, now: float) -> str:
     if cell is None or cell.state == "absent":
         return '<td class="nci-cell nci-r-absent" title="not in this revision\'s pipeline">·</td>'
     if cell.build is None:
@@ -185,7 +184,7 @@ def pipeline_cell(row: PipelineRow, links: Links, now: float) -> str:
     )
 
 
-def pipeline_row_html(row: PipelineRow, columns: Sequence, links: Links, now: float) -> str:
+def pipeline_row_html(row: PipelineRow, columns: Sequence[Column], links: Links, now: float) -> str:
     cells = [
         pipeline_cell(row, links, now),
         f'<td><code title="{esc(row.revision)} ({esc(row.origin or "pipeline file unknown")})">'
@@ -201,7 +200,7 @@ def pipeline_row_html(row: PipelineRow, columns: Sequence, links: Links, now: fl
     return f'<tr data-revision="{esc(row.revision)}" data-branch="{esc(row.branch)}">{"".join(cells)}</tr>'
 
 
-def column_header(column) -> str:
+def column_header(column: Column) -> str:
     if column.kind == "analysis":
         return f'<th class="nci-analysis" title="outside the verdict (not waited for)">{esc(column.builder)}</th>'
     mark = ' <span title="required by the deploy gate">*</span>' if column.required else ""

@@ -14,7 +14,8 @@ That is at most 2 + 2N + (failed cells) + 1 reads, each an indexed query.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from namaskah_ci import names
 from namaskah_ci.dashboard.data import (
@@ -49,8 +50,8 @@ class JobCell:
 
     builder: str
     state: str  # a result name, "running", "pending", "not run", or "absent" (not in this pipeline)
-    build: Optional[Build] = None
-    failing_step: Optional[str] = None
+    build: Build | None = None
+    failing_step: str | None = None
     attempts: int = 0
 
 
@@ -58,8 +59,8 @@ class JobCell:
 class DeployCell:
     environment: str
     build: Build
-    revision: Optional[str]
-    deploy_id: Optional[str]
+    revision: str | None
+    deploy_id: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +89,7 @@ class PipelinePage:
     columns: tuple[Column, ...]
     page: int
     per_page: int
-    total: Optional[int]  # pipeline builds in all
+    total: int | None  # pipeline builds in all
 
     @property
     def has_next(self) -> bool:
@@ -97,12 +98,17 @@ class PipelinePage:
         return len(self.rows) >= self.per_page
 
     @property
-    def pages(self) -> Optional[int]:
+    def pages(self) -> int | None:
         return None if self.total is None else max(1, -(-self.total // self.per_page))
 
 
 def job_cell(
-    builder: str, builds: list[Build], failing: dict[int, str], listed: bool, check_results: dict, finished: bool
+    builder: str,
+    builds: list[Build],
+    failing: dict[int, str],
+    listed: bool,
+    check_results: dict[str, Any],
+    finished: bool,
 ) -> JobCell:
     """`listed`: the pipeline's file defines the job for the branch; `finished`: the pipeline ended."""
     if builds:
@@ -120,7 +126,7 @@ def shape_rows(
     children: dict[int, list[Build]],
     gates: dict[int, str],
     failing: dict[int, str],
-    deploy_props: dict[int, dict],
+    deploy_props: dict[int, dict[str, Any]],
     builders: dict[int, Builder],
 ) -> list[PipelineRow]:
     """One row per branch and revision (the newest pipeline build of it), newest first."""
@@ -132,7 +138,7 @@ def shape_rows(
         key = (branch, revision)
         if revision and key in seen:
             index = seen[key]
-            rows[index] = dataclasses.replace(rows[index], earlier=rows[index].earlier + (pipeline,))
+            rows[index] = dataclasses.replace(rows[index], earlier=(*rows[index].earlier, pipeline))
             continue
         jobs: dict[str, list[Build]] = {}
         deploys = []
@@ -191,7 +197,7 @@ def load_pipeline_page(
     page: int = 1,
     per_page: int = 25,
     required: Sequence[str] = (),
-    cache: Optional[FinishedCache] = None,
+    cache: FinishedCache | None = None,
 ) -> PipelinePage:
     """One page of the dashboard, newest pipelines first. `cache` keeps what finished builds say
     (pipeline properties, gate summaries, failing steps, deploy properties) between requests; a
@@ -224,7 +230,7 @@ def load_pipeline_page(
     count = len(pipelines)
     children = {p.buildid: [to_build(raw, builders) for raw in answers[i] or []] for i, p in enumerate(pipelines)}
     gates = {p.buildid: cache.get(("gate", p.buildid), "") for p in pipelines}
-    for pipeline, found in zip(need_gate, answers[count : count + len(need_gate)]):
+    for pipeline, found in zip(need_gate, answers[count : count + len(need_gate)], strict=False):
         gates[pipeline.buildid] = gate_summary(found or [])
         cache.remember(pipeline, "gate", gates[pipeline.buildid])
     props = {p.buildid: cache.get(("props", p.buildid), {}) for p in pipelines}
@@ -245,7 +251,9 @@ def load_pipeline_page(
     )
 
 
-def _third_round(source: DataSource, builders: dict, children: dict, cache: FinishedCache) -> tuple[dict, dict]:
+def _third_round(
+    source: DataSource, builders: dict[int, Builder], children: dict[int, list[Build]], cache: FinishedCache
+) -> tuple[dict[int, str], dict[int, dict[str, Any]]]:
     """The first failing step of each failed job build and the deploy builds' properties."""
     every = [child for group in children.values() for child in group]
     deploys = [c for c in every if builders.get(c.builderid) and builders[c.builderid].environment]
@@ -258,9 +266,9 @@ def _third_round(source: DataSource, builders: dict, children: dict, cache: Fini
         ids = tuple(c.buildid for c in unknown)
         third.append(Query(("builds",), filters=(("buildid", "in", ids),), properties=DEPLOY_PROPS))
     answers = source.fetch(third)
-    for build, found in zip(failed, answers):
+    for build, found in zip(failed, answers, strict=False):
         cache.remember(build, "failing", first_failing_step(found or []))
-    fresh = {}
+    fresh: dict[int, dict[str, Any]] = {}
     if unknown:
         fresh = {raw["buildid"]: to_build(raw, builders).properties for raw in answers[-1] or []}
         for build in unknown:

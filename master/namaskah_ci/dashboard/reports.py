@@ -15,11 +15,11 @@ import dataclasses
 import datetime
 import os
 import threading
-from typing import Optional, Sequence
+from collections.abc import Sequence
 from urllib.parse import quote
 
-from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.dashboard.layout import Links, document
+from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.text import esc
 
 MAX_ENTRIES = 400  # files looked at in one build's directory
@@ -38,13 +38,13 @@ class Report:
         return self.path.rstrip("/")
 
 
-def junit_text(counts: dict) -> str:
+def junit_text(counts: dict[str, int]) -> str:
     failed = counts["failures"] + counts["errors"]
     passed = max(0, counts["tests"] - failed - counts["skipped"])
     return f"{counts['tests']} tests: {passed} passed, {failed} failed, {counts['skipped']} skipped"
 
 
-def sarif_text(levels: dict) -> str:
+def sarif_text(levels: dict[str, int]) -> str:
     total = sum(levels.values())
     if not total:
         return "no findings"
@@ -73,7 +73,7 @@ def describe_file(path: str) -> tuple[str, str]:
         if counts is not None:
             return "junit", junit_text(counts)
         return "xml", ""
-    if lower.endswith(".sarif") or lower.endswith(".json") and _looks_like_sarif(path):
+    if lower.endswith(".sarif") or (lower.endswith(".json") and _looks_like_sarif(path)):
         findings, problem = report_kinds.sarif_findings(path)
         if findings is not None:
             return "sarif", sarif_text(findings["levels"])
@@ -90,7 +90,7 @@ class ReportReader:
 
     def __init__(self, size: int = 5000):
         self.size = size
-        self.cache: collections.OrderedDict = collections.OrderedDict()
+        self.cache: collections.OrderedDict[tuple[str, int, int], tuple[str, str]] = collections.OrderedDict()
         self.lock = threading.Lock()  # the web server answers several requests at once
 
     def describe(self, path: str) -> tuple[str, str]:
@@ -161,7 +161,7 @@ def mtime_text(path: str) -> str:
         stamp = os.stat(path).st_mtime
     except OSError:
         return ""
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -224,7 +224,11 @@ def _names(path: str) -> list[str]:
 
 
 def build_page(
-    title: str, reports: Sequence[Report], links: Links, build_href: Optional[str] = None, up_label: str = "all builds",
+    title: str,
+    reports: Sequence[Report],
+    links: Links,
+    build_href: str | None = None,
+    up_label: str = "all builds",
     files: str = "",
 ) -> str:
     """`files`: where the files of this directory are linked ("": beside the page; else the URL of the

@@ -25,12 +25,16 @@ from __future__ import annotations
 import mimetypes
 import os
 import unicodedata
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
+from namaskah_ci.dashboard.headers import sandboxed
 from namaskah_ci.dashboard.layout import EMBEDDED, Links
 from namaskah_ci.dashboard.reports import ReportReader, build_page, builder_page, root_page
-from namaskah_ci.dashboard.headers import sandboxed
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 MOUNT = "plugins/wsgi_dashboards/reports/"
 NAME_MAX = 255  # bytes in one file name (Linux)
@@ -40,7 +44,7 @@ SHOWN = ("application/json", "application/xml")
 SCRIPT_TYPES = {"text/javascript", "application/javascript", "application/x-javascript"}
 
 
-def report_path(path_info: str) -> Optional[str]:
+def report_path(path_info: str) -> str | None:
     """The path below the root that `PATH_INFO` names (WSGI: decoded, bytes as ISO-8859-1), or None
     when no report can have that name."""
     try:
@@ -74,7 +78,7 @@ class ReportsApp:
         self.reader = ReportReader()
         self.buildbot_api: Any = None  # set by the wsgi_dashboards plugin
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse, /) -> Iterable[bytes]:
         start_response = sandboxed(start_response)
         relative = report_path(environ.get("PATH_INFO", "/"))
         if relative is None:
@@ -84,7 +88,7 @@ class ReportsApp:
         except (OSError, ValueError):  # e.g. a file removed meanwhile: nothing to serve
             return self._plain(start_response, "404 Not Found", "not found\n")
 
-    def _serve(self, relative: str, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def _serve(self, relative: str, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = os.path.realpath(os.path.join(self.root, relative))
         if path != self.root and not path.startswith(self.root + os.sep):
             return self._plain(start_response, "404 Not Found", "not found\n")
@@ -110,7 +114,7 @@ class ReportsApp:
         start_response("200 OK", file_headers(path, len(body)))
         return [body]
 
-    def _listing(self, relative: str, path: str, query: dict) -> str:
+    def _listing(self, relative: str, path: str, query: dict[str, list[str]]) -> str:
         parts = [p for p in relative.split("/") if p]
         links = Links(root="../" * (3 + len(parts)), dashboards="../" * (1 + len(parts)), embedded=False)
         if not parts:
@@ -131,23 +135,23 @@ class ReportsApp:
         files = f"{self.files_url}{quote('/'.join(parts))}/" if self.files_url else ""
         return build_page(title, self.reader.build_reports(path), links, build_href=href, up_label=up, files=files)
 
-    def _builderid(self, name: str) -> Optional[int]:
+    def _builderid(self, name: str) -> int | None:
         """The builder's id for a link to the build (None outside a master, or when it is gone)."""
         if self.buildbot_api is None:
             return None
         try:
             builder = self.buildbot_api.dataGet(("builders", name))
-        except Exception:  # noqa: BLE001 - a missing link is no reason to fail the listing
+        except Exception:
             return None
         return builder.get("builderid") if isinstance(builder, dict) else None
 
     @staticmethod
-    def _plain(start_response: Callable, status: str, text: str) -> Iterable[bytes]:
+    def _plain(start_response: StartResponse, status: str, text: str) -> Iterable[bytes]:
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
         return [text.encode()]
 
     @staticmethod
-    def _html(start_response: Callable, text: str) -> Iterable[bytes]:
+    def _html(start_response: StartResponse, text: str) -> Iterable[bytes]:
         body = text.encode("utf-8")
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
         return [body]

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 
 from namaskah_ci import names
-from namaskah_ci.dashboard.data import Build, DataSource, FinishedCache, Query, index_builders, to_build
+from namaskah_ci.dashboard.data import Build, Builder, DataSource, FinishedCache, Query, index_builders, to_build
 from namaskah_ci.dashboard.pipelines import PIPELINE_PROPS
 from namaskah_ci.text import epoch, short
 
@@ -47,9 +48,9 @@ class Trends:
     pipelines: tuple[Build, ...]  # oldest first
     labels: tuple[str, ...]  # "#12", one per pipeline
     titles: tuple[str, ...]  # "pipeline #12 (main 1a2b3c4)"
-    wall: tuple[Optional[float], ...]
-    job_durations: dict[str, tuple[Optional[float], ...]]  # builder -> one value per pipeline
-    coverage: dict[str, tuple[Optional[float], ...]]
+    wall: tuple[float | None, ...]
+    job_durations: dict[str, tuple[float | None, ...]]  # builder -> one value per pipeline
+    coverage: dict[str, tuple[float | None, ...]]
     failure_rates: tuple[tuple[str, int, int], ...]  # (builder, failures, runs), worst first
     push_to_live: tuple[PushToLive, ...]
 
@@ -72,11 +73,9 @@ def shape_trends(
     """Pure: the series of the charts from the builds (pipelines in any order)."""
     ordered = sorted(pipelines, key=lambda b: b.number)
     labels = tuple(f"#{p.number}" for p in ordered)
-    titles = tuple(
-        f"pipeline #{p.number} ({p.prop('branch') or '?'} {short(p.prop('revision'))})" for p in ordered
-    )
-    durations: dict[str, list[Optional[float]]] = {}
-    percents: dict[str, list[Optional[float]]] = {}
+    titles = tuple(f"pipeline #{p.number} ({p.prop('branch') or '?'} {short(p.prop('revision'))})" for p in ordered)
+    durations: dict[str, list[float | None]] = {}
+    percents: dict[str, list[float | None]] = {}
     counts: dict[str, list[int]] = {}
     to_live = []
     for index, pipeline in enumerate(ordered):
@@ -114,7 +113,7 @@ def shape_trends(
 
 
 def load_trends(
-    source: DataSource, last: int = 30, cache: Optional[FinishedCache] = None, now: Optional[float] = None
+    source: DataSource, last: int = 30, cache: FinishedCache | None = None, now: float | None = None
 ) -> Trends:
     last = max(1, min(MAX_PIPELINES, last))
     cache = cache if cache is not None else FinishedCache()
@@ -143,7 +142,9 @@ def load_trends(
     return shape_trends(pipelines, children, coverage, submitted, deploy_builders)
 
 
-def _second_round(source: DataSource, builders: dict, pipelines: list[Build], cache: FinishedCache, now: float):
+def _second_round(
+    source: DataSource, builders: dict[int, Builder], pipelines: list[Build], cache: FinishedCache, now: float
+) -> tuple[dict[int, list[Build]], dict[int, dict[str, Any]], dict[int, float]]:
     """({pipeline: its triggered builds}, {pipeline: properties}, {pipeline: request submitted at}).
 
     A pipeline's triggered builds are kept once it and all of them finished more than
@@ -160,14 +161,14 @@ def _second_round(source: DataSource, builders: dict, pipelines: list[Build], ca
         queries.append(Query(("buildrequests",), filters=(("buildrequestid", "in", requests),)))
     answers = source.fetch(queries)
     children = {p.buildid: cache.get(("children", p.buildid)) for p in pipelines}
-    for pipeline, found in zip(need_children, answers):
+    for pipeline, found in zip(need_children, answers, strict=False):
         group = [to_build(raw, builders) for raw in found or []]
         children[pipeline.buildid] = group
         settled = pipeline.complete and now - (pipeline.complete_at or now) > SETTLED_SECONDS
         if settled and all(c.complete for c in group):
             cache.put(("children", pipeline.buildid), group)
     rest = answers[len(need_children) :]
-    fetched: dict = {}
+    fetched: dict[int, dict[str, Any]] = {}
     if need_props:
         fetched = {raw["buildid"]: to_build(raw, builders).properties for raw in rest[0] or []}
         for pipeline in need_props:

@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-from namaskah_ci.dashboard.charts import PALETTE, RESULT_COLOURS, Bar, Series, bar_chart, duration_text, hbar_chart, line_chart
+from namaskah_ci.dashboard.charts import (
+    PALETTE,
+    RESULT_COLOURS,
+    Bar,
+    Series,
+    bar_chart,
+    duration_text,
+    hbar_chart,
+    line_chart,
+)
 from namaskah_ci.dashboard.deploys import DeployEntry, DeployHistory, EnvironmentHistory
 from namaskah_ci.dashboard.layout import Links, badge, document, utc, when
 from namaskah_ci.dashboard.trends import Trends
@@ -20,7 +27,7 @@ def _build_link(entry: DeployEntry, links: Links) -> str:
     return f'<a href="{esc(links.build(build))}">{esc(build.builder)} #{build.number}</a>'
 
 
-def _who(entry: DeployEntry, links: Links, pipeline_builderid: Optional[int]) -> str:
+def _who(entry: DeployEntry, links: Links, pipeline_builderid: int | None) -> str:
     text = esc(entry.who)
     if entry.gate_pipeline is not None and pipeline_builderid is not None:
         route = f"builders/{pipeline_builderid}/builds/{entry.gate_pipeline}"
@@ -30,7 +37,7 @@ def _who(entry: DeployEntry, links: Links, pipeline_builderid: Optional[int]) ->
     return text
 
 
-def live_box(history: EnvironmentHistory, links: Links, now: float, pipeline_builderid: Optional[int]) -> str:
+def live_box(history: EnvironmentHistory, links: Links, now: float, pipeline_builderid: int | None) -> str:
     live = history.live
     if live.revision is None:
         css = "nci-live nci-unknown" if live.entry is not None else "nci-live nci-none"
@@ -55,7 +62,7 @@ def live_box(history: EnvironmentHistory, links: Links, now: float, pipeline_bui
     )
 
 
-def history_row(entry: DeployEntry, links: Links, now: float, pipeline_builderid: Optional[int]) -> str:
+def history_row(entry: DeployEntry, links: Links, now: float, pipeline_builderid: int | None) -> str:
     build = entry.build
     said = build.state_string
     outcome = f'<span class="nci-small">{esc(said)}</span>' if said and entry.verification not in said else ""
@@ -130,7 +137,7 @@ def trend_charts(trends: Trends, links: Links) -> list[str]:
             f"{title}: {duration_text(value)}, {p.result_name}",
             links.build(p),
         )
-        for label, title, value, p in zip(labels, titles, trends.wall, trends.pipelines)
+        for label, title, value, p in zip(labels, titles, trends.wall, trends.pipelines, strict=True)
         if value is not None
     ]
     jobs = [Series(name, values) for name, values in trends.job_durations.items()]

@@ -9,10 +9,12 @@ stock text stays. Reproduction for upstream: a `custom_class` hook returning
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.util import unicode2bytes
 from buildbot.www import change_hook
+from twisted.internet import defer
 
 ANSWER_ATTRIBUTE = "_namaskah_answer"  # a dialect handler's answer on the request
 
@@ -23,7 +25,7 @@ def apply() -> None:
         return
 
     @defer.inlineCallbacks
-    def getAndSubmitChanges(self, request):
+    def getAndSubmitChanges(self: Any, request: Any) -> Generator[Any, Any, None]:
         changes, src = yield self.getChanges(request)
         answer = getattr(request, ANSWER_ATTRIBUTE, None)
         if changes:

@@ -34,22 +34,25 @@ the two shutdowns' waits for the same build from hiding its end from one.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.python import log
 
 MODE = "_namaskah_shutdown"  # BotMaster attribute: ("clean" | "quick", token) of the shutdown in progress
-_ORIGINALS: dict[str, Callable] = {}
+_ORIGINALS: dict[str, Callable[..., defer.Deferred[Any]]] = {}
 
 
-def _clean_shutdown(original: Callable) -> Callable:
-    def cleanShutdown(self: Any, quickMode: bool = False, stopReactor: bool = True) -> defer.Deferred:  # noqa: N802
+def _clean_shutdown(original: Callable[..., defer.Deferred[Any]]) -> Callable[..., defer.Deferred[Any]]:
+    def cleanShutdown(self: Any, quickMode: bool = False, stopReactor: bool = True) -> defer.Deferred[Any]:
         if self.shuttingDown:
             if not (quickMode and getattr(self, MODE, ("", None))[0] == "clean"):
                 return original(self, quickMode=quickMode, stopReactor=stopReactor)  # returns at once
-            log.msg("clean shutdown: the master is being stopped while builds still run: stopping them "
-                    "(RETRY, run again at the next start; triggered jobs CANCELLED)")
+            log.msg(
+                "clean shutdown: the master is being stopped while builds still run: stopping them "
+                "(RETRY, run again at the next start; triggered jobs CANCELLED)"
+            )
             self.shuttingDown = False  # the clean shutdown's wait ends without stopping the reactor
             self.brd.distribute_only_waited_childs = False  # no job starts once the distributor is gone
         this = ("quick" if quickMode else "clean", object())

@@ -8,6 +8,8 @@ at its root (no route, or `#/`) lands on the pipeline dashboard; the menu's
 
 from __future__ import annotations
 
+from typing import Any
+
 from buildbot.www import config as www_config
 
 HOME_ROUTE = "pipelines"  # the pipeline dashboard (www/config.py)
@@ -27,7 +29,7 @@ def apply(route: str = HOME_ROUTE) -> None:
         return
     original = www_config.IndexResource.__init__
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         if _PLACEHOLDER in self.index_template:
             self.index_template = self.index_template.replace(_PLACEHOLDER, home_script(route) + _PLACEHOLDER, 1)

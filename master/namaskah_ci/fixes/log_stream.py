@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, AsyncGenerator, Callable, Generator, TypeVar
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar
 
 from twisted.internet import defer, threads
 from twisted.python import log
@@ -70,7 +71,7 @@ def _stopping_event(pool: Any) -> threading.Event:
 class _Handover:
     """One stream's hand-over between its producer thread and its reader on the reactor."""
 
-    def __init__(self, queue: defer.DeferredQueue, stopping: threading.Event, max_backlog: int):
+    def __init__(self, queue: defer.DeferredQueue[Any], stopping: threading.Event, max_backlog: int):
         self.queue, self.stopping, self.max_backlog = queue, stopping, max_backlog
         self.condition = threading.Condition()
         self.reader_gone = threading.Event()
@@ -147,7 +148,7 @@ async def iter_on_pool(
         if isinstance(provider_threadpool, NonThreadPool):  # runs in the caller's thread: never wait
             max_backlog, wait_backlog_consuption = 0, False
 
-    queue: defer.DeferredQueue = defer.DeferredQueue()
+    queue: defer.DeferredQueue[Any] = defer.DeferredQueue()  # the items, then `close`
     handover = _Handover(queue, _stopping_event(provider_threadpool), max_backlog)
     close = object()
 
@@ -172,7 +173,7 @@ async def iter_on_pool(
         await task  # the producer's error, raised to the reader
 
 
-async def _render_raw(self: Any, request: Any, ep: Any, rspec: Any, kwargs: dict) -> None:
+async def _render_raw(self: Any, request: Any, ep: Any, rspec: Any, kwargs: dict[str, Any]) -> None:
     """`V2RootResource._render_raw` of Buildbot 4.3.0 that closes the log stream when it stops."""
     from buildbot.data.base import EndpointKind
     from buildbot.util import unicode2bytes
@@ -205,8 +206,8 @@ async def _render_raw(self: Any, request: Any, ep: Any, rspec: Any, kwargs: dict
             await lines.aclose()
 
 
-def _stop_service(original: Callable) -> Callable:
-    def stopService(self: Any) -> Any:  # noqa: N802 (Buildbot's name)
+def _stop_service(original: Callable[..., Any]) -> Callable[..., Any]:
+    def stopService(self: Any) -> Any:
         _stopping_event(self._compression_pool).set()  # waiting producers give up: the pool can join
         return original(self)
 
@@ -214,8 +215,8 @@ def _stop_service(original: Callable) -> Callable:
     return stopService
 
 
-def _start_service(original: Callable) -> Callable:
-    def startService(self: Any) -> Any:  # noqa: N802
+def _start_service(original: Callable[..., Any]) -> Callable[..., Any]:
+    def startService(self: Any) -> Any:
         _stopping_event(self._compression_pool).clear()
         return original(self)
 

@@ -30,7 +30,8 @@ def _put(www: Any, name: bytes, child: resource.Resource) -> bool:
     root = www_root(www)
     if root is None:
         return False
-    root.putChild(name, child)  # replaces an earlier one: idempotent
+    # replaces an earlier one: idempotent; Resource implements IResource through zope.interface, which mypy cannot see
+    root.putChild(name, child)  # type: ignore[arg-type]
     return True
 
 

@@ -40,7 +40,7 @@ from twisted.python import log
 _ORIGINALS: dict[str, Any] = {}
 
 
-def produce(self: Any, routingKey: tuple, data: Any) -> None:  # noqa: N803 (Buildbot's name)
+def produce(self: Any, routingKey: tuple[str | None, ...], data: Any) -> None:
     """`SimpleMQ.produce` over a snapshot of the consumers (see the module docstring)."""
     from buildbot.util import tuplematch
 

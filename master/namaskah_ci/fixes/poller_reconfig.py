@@ -11,16 +11,20 @@ to `apply()`; triggers/changes.py uses it.
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.plugins import changes
+from twisted.internet import defer
 
 
 class SteadyGitPoller(changes.GitPoller):
     """A GitPoller whose poll survives a reconfiguration that resets `lastRev`."""
 
+    lastRev: dict[str, str] | None  # GitPoller's: the last revision polled on each branch
+
     @defer.inlineCallbacks
-    def _process_changes(self, newRev, branch):
+    def _process_changes(self, newRev: str, branch: str) -> Generator[Any, Any, Any]:
         if self.lastRev is None:
             self.lastRev = yield self.getState("lastRev", {})
         result = yield super()._process_changes(newRev, branch)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 from buildbot.process import properties, remotecommand
@@ -79,27 +80,28 @@ def _bare(text: str) -> str:
     return text.replace("\r", "").replace("\n", "")
 
 
-def _expression(forms) -> re.Pattern:
+def _expression(forms: Iterable[str]) -> re.Pattern[str]:
     """One alternation of every form, longest first, a line break allowed between any two characters."""
     ordered = sorted(forms, key=len, reverse=True)
     return re.compile("|".join(LINE_BREAK.join(re.escape(char) for char in _bare(form)) for form in ordered))
 
 
-def _compiled(props) -> tuple:
+def _compiled(props: Any) -> tuple[re.Pattern[str] | None, dict[str, str], int]:
     """(expression or None, {form without line breaks: replacement}, longest form) of the build's secrets."""
     secrets = props._used_secrets
     cached = getattr(props, PATTERN, None)
     if cached is None or cached[0] != len(secrets):  # useSecret only ever adds
-        names = {}
+        names: dict[str, str] = {}
         for form in sorted(secrets, key=len):  # the longer form's name wins where two forms read the same
             names[_bare(form)] = secrets[form]
         expression = _expression(secrets) if secrets else None
         cached = (len(secrets), expression, names, max((len(form) for form in secrets), default=0))
         setattr(props, PATTERN, cached)
-    return cached[1:]
+    compiled: tuple[re.Pattern[str] | None, dict[str, str], int] = cached[1:]
+    return compiled
 
 
-def use_secret(self, secret_value, secret_name):
+def use_secret(self: Any, secret_value: Any, secret_name: str) -> None:
     _ORIGINALS["useSecret"](self, secret_value, secret_name)
     if isinstance(secret_value, str) and secret_value.strip():
         if secret_value.strip() != secret_value:  # a job gets the value stripped (steps/load.py)
@@ -108,7 +110,7 @@ def use_secret(self, secret_value, secret_name):
             self._used_secrets.setdefault(form, f"<{secret_name}>")
 
 
-def cleanup_text_from_secrets(self, text):
+def cleanup_text_from_secrets(self: Any, text: Any) -> Any:
     expression, names, _ = _compiled(self)
     if expression is None or not isinstance(text, str):
         return text
@@ -118,14 +120,14 @@ def cleanup_text_from_secrets(self, text):
 class StreamRedactor:
     """One output stream of a command, redacted across its chunks (see the module docstring)."""
 
-    def __init__(self, props):
+    def __init__(self, props: Any):
         self.props = props
         self.held = ""
 
     def feed(self, text: str) -> str:
         """The redacted text that can be shown now; the rest waits for more output or `flush()`."""
         longest = _compiled(self.props)[2]
-        redacted = self.props.cleanupTextFromSecrets(self.held + text)
+        redacted: str = self.props.cleanupTextFromSecrets(self.held + text)
         cut = redacted.rfind("\n") + 1  # a partial last line waits
         while cut > 0 and len(redacted) - cut < longest:  # and whole lines, as long as the longest form
             cut = redacted.rfind("\n", 0, cut - 1) + 1
@@ -136,28 +138,31 @@ class StreamRedactor:
 
     def flush(self) -> str:
         held, self.held = self.held, ""
-        return self.props.cleanupTextFromSecrets(held)
+        redacted: str = self.props.cleanupTextFromSecrets(held)
+        return redacted
 
 
-def _properties(command):
+def _properties(command: Any) -> Any:
     step = getattr(command, "step", None)
     build = getattr(step, "build", None)
     return getattr(build, "properties", None)
 
 
-def split_line(self, stream: str, text: str):
+def split_line(self: Any, stream: str, text: str) -> str | None:
     props = _properties(self)
-    redactors = self.__dict__.setdefault(REDACTORS, {})
+    redactors: dict[str, StreamRedactor] = self.__dict__.setdefault(REDACTORS, {})
     if stream not in redactors and (props is None or not getattr(props, "_used_secrets", None)):
-        return _ORIGINALS["split_line"](self, stream, text)
+        line: str | None = _ORIGINALS["split_line"](self, stream, text)
+        return line
     if stream not in redactors:
         redactors[stream] = StreamRedactor(props)
     ready = redactors[stream].feed(text)
-    return _ORIGINALS["split_line"](self, stream, ready) if ready else None
+    line = _ORIGINALS["split_line"](self, stream, ready) if ready else None
+    return line
 
 
 @async_to_deferred
-async def remote_complete(self, maybeFailure) -> None:
+async def remote_complete(self: Any, maybeFailure: Any) -> None:
     """Release what the redactors hold, through the line splitters, before Buildbot flushes them."""
     for stream, redactor in self.__dict__.get(REDACTORS, {}).items():
         rest = redactor.flush()

@@ -25,13 +25,15 @@ the settings' values; without it the defaults below apply).
 
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Any
-
-from twisted.python import log
+from typing import Any, cast
 
 from buildbot import config
 from buildbot.util import service
+from twisted.internet import defer
+from twisted.internet.base import ReactorBase
+from twisted.python import log
 
 SERVICE_NAME = "request_body_limits"
 HOOK_PATH = b"/change_hook/github"
@@ -47,23 +49,22 @@ class RequestBodyLimits(service.BuildbotService):
 
     name = SERVICE_NAME
 
-    def checkConfig(self, request_bytes: int, hook_bytes: int) -> None:  # type: ignore[override]
+    def checkConfig(self, request_bytes: int, hook_bytes: int) -> None:
         for key, value in (("[limits] request_bytes", request_bytes), ("[github] max_payload_bytes", hook_bytes)):
             if not isinstance(value, int) or value <= 0:
                 config.error(f"{key} must be a number of bytes above 0, not {value!r}")
 
-    def reconfigService(self, request_bytes: int, hook_bytes: int):  # type: ignore[override]
+    def reconfigService(self, request_bytes: int, hook_bytes: int) -> defer.Deferred[None]:
         self.request_bytes, self.hook_bytes = request_bytes, hook_bytes
-        return super().reconfigService()
+        done: defer.Deferred[None] = super().reconfigService()
+        return done
 
 
 def limits_for(master: Any, path: bytes) -> tuple[int, str]:
     """(bytes, setting) of the body limit of a request to `path` on `master`'s web server."""
     limits = None
-    try:
+    with contextlib.suppress(AttributeError):
         limits = master.service_manager.namedServices.get(SERVICE_NAME)
-    except AttributeError:
-        pass
     target = path.split(b"?", 1)[0]
     if target == HOOK_PATH or target.startswith(HOOK_PATH + b"/"):
         return getattr(limits, "hook_bytes", DEFAULT_HOOK_BYTES), "[github] max_payload_bytes"
@@ -80,15 +81,15 @@ def refusal(limit: int, setting: str, declared: int | None) -> bytes:
     return head + line
 
 
-def limited_request(base: type) -> type:
+def limited_request(base: type[Any]) -> type[Any]:
     """`base` (a `twisted.web.server.Request` class) with the body limits above."""
 
-    class LimitedRequest(base):  # type: ignore[misc, valid-type]
+    class LimitedRequest(base):
         _body_limit: tuple[int, str] | None = None
         _body_seen = 0
         _body_refused = False
 
-        def gotLength(self, length):  # noqa: N802 (Twisted's name)
+        def gotLength(self, length: int | None) -> None:
             channel = self.channel
             site = getattr(channel, "site", None)
             self._body_limit = limits_for(getattr(site, "master", None), getattr(channel, "_path", b"") or b"")
@@ -98,7 +99,7 @@ def limited_request(base: type) -> type:
                 return
             super().gotLength(length)
 
-        def handleContentChunk(self, data):  # noqa: N802
+        def handleContentChunk(self, data: bytes) -> None:
             if self._body_refused:
                 return
             self._body_seen += len(data)
@@ -107,7 +108,7 @@ def limited_request(base: type) -> type:
                 return
             super().handleContentChunk(data)
 
-        def requestReceived(self, command, path, version):  # noqa: N802
+        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
             if not self._body_refused:  # a refused body's request is never processed
                 super().requestReceived(command, path, version)
 
@@ -118,8 +119,10 @@ def limited_request(base: type) -> type:
             channel = self.channel
             transport = getattr(channel, "transport", None)
             peer = getattr(self, "client", None) or (transport.getPeer() if transport else "?")
-            log.msg(f"refused a request body {'of %d bytes ' % declared if declared is not None else ''}"
-                    f"to {(getattr(channel, '_path', b'') or b'?')[:200]!r} from {peer}: over {limit} ({setting})")
+            log.msg(
+                f"refused a request body {f'of {declared:d} bytes ' if declared is not None else ''}"
+                f"to {(getattr(channel, '_path', b'') or b'?')[:200]!r} from {peer}: over {limit} ({setting})"
+            )
             if transport is None:
                 return
             transport.write(refusal(limit, setting, declared))
@@ -148,7 +151,8 @@ def _linger_then_close(channel: Any, transport: Any) -> None:
     except AttributeError:  # not a TCP transport: close at once
         transport.loseConnection()
         return
-    reactor.callLater(LINGER_SECONDS, transport.abortConnection)
+    # the global reactor is a ReactorBase (mypy sees only the module twisted.internet.reactor)
+    cast(ReactorBase, reactor).callLater(LINGER_SECONDS, transport.abortConnection)
 
 
 def apply() -> None:

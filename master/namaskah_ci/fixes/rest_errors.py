@@ -37,31 +37,40 @@ What Buildbot 4.3.0 does by itself, and what changes here:
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
-from typing import Any, Callable
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
-from twisted.internet import defer
-
-from buildbot.data import builders, buildrequests, builds, changes, exceptions, forceschedulers, schedulers, types
-from buildbot.data import workers
+from buildbot.data import (
+    builders,
+    buildrequests,
+    builds,
+    changes,
+    exceptions,
+    forceschedulers,
+    schedulers,
+    types,
+    workers,
+)
 from buildbot.data.resultspec import ResultSpec
 from buildbot.schedulers import forcesched
 from buildbot.util import pathmatch
 from buildbot.www import rest
 from buildbot.www.rest import JSONRPC_CODES, BadJsonRpc2
+from twisted.internet import defer
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 
 # endpoint class → (what it is, for messages; the control actions Buildbot 4.3.0 implements on it)
-CONTROLLED_ENDPOINTS: dict[type, tuple[str, tuple[str, ...]]] = {
+CONTROLLED_ENDPOINTS: dict[type[Any], tuple[str, tuple[str, ...]]] = {
     builds.BuildEndpoint: ("build", ("stop", "rebuild")),
     buildrequests.BuildRequestEndpoint: ("build request", ("cancel", "set_priority")),
     workers.WorkerEndpoint: ("worker", ("stop", "pause", "unpause", "kill")),
     schedulers.SchedulerEndpoint: ("scheduler", ("enable",)),
     builders.BuilderEndpoint: ("builder", ()),
 }
-_originals: dict[tuple[type, str], Callable] = {}
+_originals: dict[tuple[type[Any], str], Any] = {}  # methods, and Matcher.type_fns
 
 
 def db_integer(text: str | int) -> int:
@@ -77,14 +86,14 @@ def db_integer(text: str | int) -> int:
     return value
 
 
-def _original(cls: type, name: str) -> Any:
+def _original(cls: type[Any], name: str) -> Any:
     """The upstream attribute, remembered the first time (so applying twice is harmless)."""
     if (cls, name) not in _originals:
         _originals[(cls, name)] = getattr(cls, name)
     return _originals[(cls, name)]
 
 
-def _ident(kwargs: dict) -> str:
+def _ident(kwargs: dict[str, Any]) -> str:
     return "/".join(str(value) for value in kwargs.values())
 
 
@@ -92,11 +101,11 @@ def bad_request(message: str, code: str = "invalid_params") -> BadJsonRpc2:
     return BadJsonRpc2(message, JSONRPC_CODES[code])
 
 
-def _existing_only(cls: type, noun: str, actions: tuple[str, ...]) -> Callable:
+def _existing_only(cls: type[Any], noun: str, actions: tuple[str, ...]) -> Callable[..., defer.Deferred[Any]]:
     upstream = _original(cls, "control")
 
     @defer.inlineCallbacks
-    def control(self, action, args, kwargs):
+    def control(self: Any, action: str, args: dict[str, Any], kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
         if action not in actions:
             supported = ", ".join(actions) or "none"
             raise bad_request(f"{noun}s have no action {action!r} (supported: {supported})", "method_not_found")
@@ -111,9 +120,11 @@ def _existing_only(cls: type, noun: str, actions: tuple[str, ...]) -> Callable:
     return control
 
 
-def _builder_names(upstream: Callable) -> Callable:
+def _builder_names(upstream: Callable[..., Any]) -> Callable[..., defer.Deferred[list[str]]]:
     @defer.inlineCallbacks
-    def computeBuilderNames(self, builderNames=None, builderid=None):
+    def computeBuilderNames(
+        self: Any, builderNames: Any = None, builderid: Any = None
+    ) -> Generator[Any, Any, list[str]]:
         """The scheduler's builders the call names; [] when it names none of them, or nothing that exists."""
         if builderNames is not None:
             if not isinstance(builderNames, list) or not all(isinstance(n, str) for n in builderNames):
@@ -130,15 +141,15 @@ def _builder_names(upstream: Callable) -> Callable:
             if builder is None or builder["name"] not in self.builderNames:
                 return []
             return [builder["name"]]
-        names = yield upstream(self, None, None)
+        names: list[str] = yield upstream(self, None, None)
         return names
 
     return computeBuilderNames
 
 
-def _force_control(upstream: Callable) -> Callable:
+def _force_control(upstream: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     @defer.inlineCallbacks
-    def control(self, action, args, kwargs):
+    def control(self: Any, action: str, args: dict[str, Any], kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
         if action != "force":
             raise bad_request(f"force schedulers have no action {action!r} (supported: force)", "method_not_found")
         if "self" in args:
@@ -160,9 +171,9 @@ def _force_control(upstream: Callable) -> Callable:
     return control
 
 
-def _force_schedulers_get(upstream: Callable) -> Callable:
+def _force_schedulers_get(upstream: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     @defer.inlineCallbacks
-    def get(self, resultSpec, kwargs):
+    def get(self: Any, resultSpec: Any, kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
         if kwargs.get("builderid") is not None:
             builder = yield self.master.db.builders.getBuilder(kwargs["builderid"])
             if builder is None:
@@ -173,9 +184,9 @@ def _force_schedulers_get(upstream: Callable) -> Callable:
     return get
 
 
-def _changes_get(upstream: Callable) -> Callable:
+def _changes_get(upstream: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     @defer.inlineCallbacks
-    def get(self, resultSpec, kwargs):
+    def get(self: Any, resultSpec: Any, kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
         if "build_number" in kwargs or "buildid" in kwargs:
             buildid = (yield self.getBuildid(kwargs)) if "build_number" in kwargs else kwargs["buildid"]
             if buildid is None or (yield self.master.db.builds.getBuild(buildid)) is None:
@@ -186,9 +197,9 @@ def _changes_get(upstream: Callable) -> Callable:
     return get
 
 
-def _scheduler_get(upstream: Callable) -> Callable:
+def _scheduler_get(upstream: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     @defer.inlineCallbacks
-    def get(self, resultSpec, kwargs):
+    def get(self: Any, resultSpec: Any, kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
         if (yield self.master.db.schedulers.getScheduler(kwargs["schedulerid"])) is None:
             return None
         result = yield upstream(self, resultSpec, kwargs)
@@ -197,9 +208,9 @@ def _scheduler_get(upstream: Callable) -> Callable:
     return get
 
 
-def _handle_errors(upstream: Callable) -> Callable:
+def _handle_errors(upstream: Callable[..., Any]) -> Callable[..., AbstractContextManager[None]]:
     @contextmanager
-    def handleErrors(self, writeError):
+    def handleErrors(self: Any, writeError: Any) -> Iterator[None]:
         with upstream(self, writeError):
             try:
                 yield
@@ -209,7 +220,7 @@ def _handle_errors(upstream: Callable) -> Callable:
     return handleErrors
 
 
-def _bounded_int(self, s: Any) -> int:
+def _bounded_int(self: Any, s: Any) -> int:
     """IntParameter's value: an integer the database can store (upstream: `int`, unbounded)."""
     try:
         value = int(s)
@@ -220,7 +231,7 @@ def _bounded_int(self, s: Any) -> int:
     return value
 
 
-def _bounded_value(self, arg: Any) -> int:
+def _bounded_value(self: Any, arg: Any) -> int:
     """An integer filter's value (upstream: `int`, unbounded)."""
     value = int(arg)
     if not INT64_MIN <= value <= INT64_MAX:

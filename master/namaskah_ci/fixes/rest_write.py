@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet import reactor, threads
-
 from buildbot.util import unicode2bytes
 from buildbot.www import rest
+from twisted.internet import reactor, threads
 
 
 def _write_json_data(request: Any, encoder: json.JSONEncoder, data: Any) -> None:
@@ -29,7 +28,7 @@ def _write_json_data(request: Any, encoder: json.JSONEncoder, data: Any) -> None
         if request.method != b"HEAD":
             request.write(body)
 
-    threads.blockingCallFromThread(reactor, send)
+    threads.blockingCallFromThread(reactor, send)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
 
 
 def apply() -> None:

@@ -45,19 +45,20 @@ def buildbot_url_is_https(request: Any) -> bool:
     return isinstance(url, str) and url.lower().startswith("https://")
 
 
-def session_cookie_request(base: type) -> type:
+def session_cookie_request(base: type[Any]) -> type[Any]:
     """`base` (a `twisted.web.server.Request` class) whose session cookies carry the flags above."""
     signature = inspect.signature(base.addCookie)
 
-    class SessionCookieRequest(base):  # type: ignore[misc, valid-type]
-        def addCookie(self, k, v, *args, **kwargs):
+    class SessionCookieRequest(base):
+        def addCookie(self, k: Any, v: Any, *args: Any, **kwargs: Any) -> None:
             if not is_session_cookie(k):
-                return super().addCookie(k, v, *args, **kwargs)
+                super().addCookie(k, v, *args, **kwargs)
+                return
             bound = signature.bind(self, k, v, *args, **kwargs)
             bound.arguments.update(httpOnly=True, sameSite=SAME_SITE)
             if buildbot_url_is_https(self):
                 bound.arguments["secure"] = True
-            return super().addCookie(*bound.args[1:], **bound.kwargs)
+            super().addCookie(*bound.args[1:], **bound.kwargs)
 
     setattr(SessionCookieRequest, _MARK, True)
     SessionCookieRequest.__qualname__ = f"SessionCookie{base.__name__}"

@@ -26,17 +26,18 @@ result RETRY keeps RETRY whatever its interrupted steps end with.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 from twisted.internet import defer
 
 SHUTDOWN_REASON = "Master Shutdown"  # what BotMaster.cleanShutdown passes to Build.stopBuild
 FLAG = "_namaskah_retry_after_shutdown"
-_ORIGINALS: dict[str, Callable] = {}
+_ORIGINALS: dict[str, Callable[..., Any]] = {}
 
 
-def _stop_build(original: Callable) -> Callable:
-    def stopBuild(self: Any, reason: str = "<no reason given>", results: Any = None) -> Any:  # noqa: N802
+def _stop_build(original: Callable[..., Any]) -> Callable[..., Any]:
+    def stopBuild(self: Any, reason: str = "<no reason given>", results: Any = None) -> Any:
         from buildbot.process.results import CANCELLED, RETRY
 
         results = CANCELLED if results is None else results
@@ -48,9 +49,9 @@ def _stop_build(original: Callable) -> Callable:
     return stopBuild
 
 
-def _step_done(original: Callable) -> Callable:
+def _step_done(original: Callable[..., Any]) -> Callable[..., defer.Deferred[Any]]:
     @defer.inlineCallbacks
-    def stepDone(self: Any, results: Any, step: Any) -> Any:  # noqa: N802
+    def stepDone(self: Any, results: Any, step: Any) -> Generator[Any, Any, Any]:
         from buildbot.process.results import CANCELLED, RETRY
 
         terminate = yield original(self, results, step)

@@ -20,8 +20,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from buildbot.config.errors import error as config_error
@@ -31,23 +32,28 @@ from buildbot.www.auth import parse_user_info_from_token
 from namaskah_ci.access.auth import make_auth
 from namaskah_ci.access.authz import make_authz
 from namaskah_ci.dashboard.app import dashboard_entries
+from namaskah_ci.dashboard.headers import WsgiDashboard, sandboxed
+from namaskah_ci.dashboard.reports_app import ReportsApp
+from namaskah_ci.github.pull_requests import merge_ref_waits
+from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook
 from namaskah_ci.names import WEBHOOK_SECRET
 from namaskah_ci.pipeline.source import PipelineConfig
-from namaskah_ci.github.pull_requests import merge_ref_waits
-from namaskah_ci.dashboard.reports_app import ReportsApp
 from namaskah_ci.secrets import secret_available
 from namaskah_ci.settings import Settings
 from namaskah_ci.steps.reports import reports_url
-from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook
-from namaskah_ci.dashboard.headers import sandboxed
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 
 def make_change_hook_dialects(
     settings: Settings, has_secret: Callable[[str], bool], pipeline_config: PipelineConfig | None = None
-) -> dict:
+) -> dict[str, dict[str, Any]]:
     """`c['www']['change_hook_dialects']`: base for admins; github when its secret exists (pull
     requests are recorded when the master's `pipeline_config` is given: its mirror holds them)."""
-    dialects: dict = {"base": {"custom_class": AdminBaseHookHandler, "admins": list(settings.www.admins)}}
+    dialects: dict[str, dict[str, Any]] = {
+        "base": {"custom_class": AdminBaseHookHandler, "admins": list(settings.www.admins)}
+    }
     if has_secret(WEBHOOK_SECRET):
         dialects["github"] = {
             "custom_class": GitHubHook,
@@ -66,7 +72,7 @@ class LoggedInOnly:
 
     COOKIE_NAMES = ("TWISTED_SESSION", "TWISTED_SECURE_SESSION")
 
-    def __init__(self, app: Callable):
+    def __init__(self, app: WsgiDashboard):
         self.app = app
         self._buildbot_api: Any = None
 
@@ -80,26 +86,31 @@ class LoggedInOnly:
         self._buildbot_api = value
         self.app.buildbot_api = value
 
-    def logged_in(self, environ: dict) -> bool:
-        try:
-            cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-            secret = self._buildbot_api.master.www.site.session_secret
-        except (CookieError, AttributeError):
-            return False
-        for name in self.COOKIE_NAMES:
-            if name in cookies:
-                try:
-                    if parse_user_info_from_token(cookies[name].value, secret).get("username"):
-                        return True
-                except KeyError:
-                    continue
-        return False
+    def logged_in(self, environ: WSGIEnvironment) -> bool:
+        return logged_in(environ, self._buildbot_api)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse, /) -> Iterable[bytes]:
         if self.logged_in(environ):
             return self.app(environ, start_response)
         sandboxed(start_response)("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"log in to see the reports\n"]
+
+
+def logged_in(environ: WSGIEnvironment, buildbot_api: Any) -> bool:
+    """Whether the request carries the session cookie of a logged-in user of `buildbot_api`'s master."""
+    try:
+        cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        secret = buildbot_api.master.www.site.session_secret
+    except (CookieError, AttributeError):
+        return False
+    for name in LoggedInOnly.COOKIE_NAMES:
+        if name in cookies:
+            try:
+                if parse_user_info_from_token(cookies[name].value, secret).get("username"):
+                    return True
+            except KeyError:
+                continue
+    return False
 
 
 def separate_reports_url(settings: Settings) -> str:
@@ -121,7 +132,7 @@ def separate_reports_url(settings: Settings) -> str:
     return reports_url(settings.buildbot_url, value)
 
 
-def make_plugins(settings: Settings) -> dict:
+def make_plugins(settings: Settings) -> dict[str, Any]:
     """The UI plugins; the dashboards (Pipelines first in the menu, then Deploys, Trends, Reports) are
     WSGI apps the REST access rules do not cover, so a private view wraps each in `LoggedInOnly`.
 
@@ -129,11 +140,11 @@ def make_plugins(settings: Settings) -> dict:
     ignored by its React UI (buildbot#8758, fixed after 4.3 by buildbot#8803), so Pipelines is the
     first menu entry instead (order 0, above Home)."""
 
-    def guard(app: Callable) -> Callable:
+    def guard(app: WsgiDashboard) -> WsgiDashboard:
         return app if settings.www.public_view else LoggedInOnly(app)
 
     reports = guard(ReportsApp(str(settings.reports_dir), files_url=separate_reports_url(settings)))
-    plugins: dict = {
+    plugins: dict[str, Any] = {
         "waterfall_view": {},
         "console_view": {},
         "grid_view": {},
@@ -155,9 +166,10 @@ def make_plugins(settings: Settings) -> dict:
 
 def make_www(
     settings: Settings, has_secret: Callable[[str], bool] | None = None, pipeline_config: PipelineConfig | None = None
-) -> dict:
+) -> dict[str, Any]:
     """A fresh `c['www']` dict; `has_secret(name)` defaults to looking at the configured providers."""
     if has_secret is None:
+
         def has_secret(name: str) -> bool:
             return secret_available(settings, name)
 

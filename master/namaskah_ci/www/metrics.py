@@ -10,32 +10,32 @@
   and serves `/metrics` on the web server (through `fixes/metrics_resource.py`: Buildbot
   has no public way to add a page there).
 - `MetricsResource`: the text exposition; with `[www] public_view = false` it
-  answers 403 unless the request carries a logged-in session (`www.LoggedInOnly`).
+  answers 403 unless the request carries a logged-in session (`www.config.logged_in`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Iterable
+from typing import Any
 
+from buildbot.data import resultspec
+from buildbot.process.results import Results
+from buildbot.util import service
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE  # our names are plain: any Prometheus
 from twisted.internet import defer
 from twisted.python import log
+from twisted.python.failure import Failure
 from twisted.web import resource
 
-from buildbot.data import resultspec
-from buildbot.process.results import Results
-from buildbot.util import service
-
-from namaskah_ci.names import PROP_COVERAGE, deploy_builder_name, rollback_builder_name
 from namaskah_ci.fixes.metrics_resource import attach_child, detach_child
-from namaskah_ci.www.config import LoggedInOnly
+from namaskah_ci.names import PROP_COVERAGE, deploy_builder_name, rollback_builder_name
 from namaskah_ci.text import epoch
+from namaskah_ci.www.config import logged_in
 
 PREFIX = "namaskah_ci_"
 RESOURCE_NAME = b"metrics"  # served at /metrics (fixes/metrics_resource.attach_child)
@@ -71,7 +71,7 @@ def field(message: Any, name: str) -> Any:
     return message.get(name) if isinstance(message, dict) else getattr(message, name, None)
 
 
-def property_value(properties: dict, name: str) -> Any:
+def property_value(properties: dict[str, Any], name: str) -> Any:
     """`getBuildProperties` gives {name: (value, source)}."""
     entry = properties.get(name)
     return entry[0] if isinstance(entry, (tuple, list)) and entry else None
@@ -130,7 +130,7 @@ class BuildMetrics:
         reg.register(_ActivityCollector(self))
 
     # --- builders ---------------------------------------------------------------------------
-    def add_builder(self, builderid: int, data: dict | None) -> BuilderInfo | None:
+    def add_builder(self, builderid: int, data: dict[str, Any] | None) -> BuilderInfo | None:
         if not data or not data.get("name"):
             return None
         info = BuilderInfo(str(data["name"]), tuple(data.get("tags") or ()))
@@ -162,29 +162,33 @@ class BuildMetrics:
                 self.ended_requests.add(brid)
 
     # --- builds ---------------------------------------------------------------------------
-    def build_started(self, message: dict) -> float | None:
+    def build_started(self, message: dict[str, Any]) -> float | None:
         """Count the build as running; the queue time of its request if this is the request's first build."""
         buildid, builderid = message.get("buildid"), message.get("builderid")
         if buildid is None or builderid is None:
             return None
         if not (self.loading and buildid in self.ended_builds):
             self.running.setdefault(builderid, set()).add(buildid)
-        submitted = self.submitted.pop(message.get("buildrequestid"), None)
+        brid = message.get("buildrequestid")
+        submitted = self.submitted.pop(brid, None) if brid is not None else None
         started = epoch(message.get("started_at"))
         if submitted is None or started is None:
             return None
         return max(0.0, started - submitted)
 
-    def build_ended(self, message: dict) -> None:
+    def build_ended(self, message: dict[str, Any]) -> None:
         buildid, builderid = message.get("buildid"), message.get("builderid")
-        self.running.get(builderid, set()).discard(buildid)
-        if self.loading and buildid is not None:
+        if buildid is None:
+            return
+        if builderid is not None:
+            self.running.get(builderid, set()).discard(buildid)
+        if self.loading:
             self.ended_builds.add(buildid)
 
     def record_queue(self, builder: BuilderInfo, seconds: float) -> None:
         self.queue_time.labels(builder=builder.name).observe(seconds)
 
-    def record_finished(self, builder: BuilderInfo, message: dict, properties: dict) -> None:
+    def record_finished(self, builder: BuilderInfo, message: dict[str, Any], properties: dict[str, Any]) -> None:
         """A finished build: its result, duration, deploy or rollback, coverage."""
         result = result_name(message.get("results"))
         self.builds.labels(builder=builder.name, result=result).inc()
@@ -214,7 +218,9 @@ class BuildMetrics:
             self.coverage.remove(oldest)
 
     # --- the startup load -----------------------------------------------------------------
-    def load(self, builders: Iterable[dict], running: Iterable[dict], pending: Iterable[dict]) -> None:
+    def load(
+        self, builders: Iterable[dict[str, Any]], running: Iterable[dict[str, Any]], pending: Iterable[dict[str, Any]]
+    ) -> None:
         """What the data API said when the service started; later queue messages win over it."""
         for data in builders:
             self.add_builder(data["builderid"], data)
@@ -242,7 +248,7 @@ class _ActivityCollector:
     def __init__(self, metrics: BuildMetrics):
         self.metrics = metrics
 
-    def collect(self) -> list:
+    def collect(self) -> list[GaugeMetricFamily]:
         families = self._families()
         for builderid, info in sorted(self.metrics.builders.items(), key=lambda item: item[1].name):
             families[0].add_metric([info.name], len(self.metrics.running.get(builderid, ())))
@@ -250,7 +256,7 @@ class _ActivityCollector:
         return families
 
     @staticmethod
-    def _families() -> list:
+    def _families() -> list[GaugeMetricFamily]:
         return [
             GaugeMetricFamily(
                 PREFIX + "builds_running", "Builds started and not finished, by builder.", labels=["builder"]
@@ -266,8 +272,8 @@ class _ActivityCollector:
 class MetricsResource(resource.Resource):
     isLeaf = True
 
-    def __init__(self, metrics_service: "MetricsService"):
-        super().__init__()
+    def __init__(self, metrics_service: MetricsService):
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted leaves Resource.__init__ unannotated
         self.metrics_service = metrics_service
 
     def render_GET(self, request: Any) -> bytes:
@@ -287,22 +293,22 @@ class MetricsService(service.BuildbotService):
     BUILD_EVENTS = ("new", "finished")
     REQUEST_EVENTS = ("new", "claimed", "unclaimed", "complete", "cancel")
 
-    def checkConfig(self, public_view: bool = True):
+    def checkConfig(self, public_view: bool = True) -> None:
         pass
 
-    def reconfigService(self, public_view: bool = True):
+    def reconfigService(self, public_view: bool = True) -> defer.Deferred[None]:
         self.public_view = public_view
-        return super().reconfigService()
+        done: defer.Deferred[None] = super().reconfigService()
+        return done
 
     @defer.inlineCallbacks
-    def startService(self):
+    def startService(self) -> Generator[Any, Any, None]:
         yield super().startService()
         self.metrics = BuildMetrics()
         self.resource = MetricsResource(self)
-        self._lookups: dict[int, list[defer.Deferred]] = {}
-        self._consumers: list = []
-        self._session_guard = LoggedInOnly(lambda environ, start_response: [])
-        self._session_guard.buildbot_api = SimpleNamespace(master=self.master)
+        self._lookups: dict[int, list[defer.Deferred[BuilderInfo | None]]] = {}
+        self._consumers: list[Any] = []
+        self._session_api = SimpleNamespace(master=self.master)  # what `logged_in` reads the session secret from
         mq = self.master.mq
         for event in self.BUILD_EVENTS:
             self._consumers.append((yield mq.startConsuming(self._on_build, ("builds", None, event))))
@@ -312,7 +318,7 @@ class MetricsService(service.BuildbotService):
         self.loaded = self._load()  # not waited for: startup goes on meanwhile
 
     @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> Generator[Any, Any, None]:
         for consumer in getattr(self, "_consumers", []):
             yield consumer.stopConsuming()
         self._consumers = []
@@ -321,7 +327,7 @@ class MetricsService(service.BuildbotService):
         yield super().stopService()
 
     @defer.inlineCallbacks
-    def _load(self):
+    def _load(self) -> Generator[Any, Any, None]:
         try:
             builders = yield self.master.data.get(("builders",))
             running = yield self.master.data.get(("builds",), filters=[resultspec.Filter("complete", "eq", [False])])
@@ -332,30 +338,38 @@ class MetricsService(service.BuildbotService):
             self.metrics.load(builders or [], running or [], pending or [])
         except Exception as exc:  # the gauges then count from the queue alone
             self.metrics.load([], [], [])
-            log.err(exc, "metrics: loading the running builds and pending requests failed")
+            log.err(exc, "metrics: loading the running builds and pending requests failed")  # type: ignore[no-untyped-call]  # Twisted leaves log.err unannotated
 
-    def builder(self, builderid: int) -> defer.Deferred:
+    def builder(self, builderid: int) -> defer.Deferred[BuilderInfo | None]:
         """The builder's name and tags, from the data API once per builder (None if it is unknown)."""
         if builderid in self.metrics.builders:
             return defer.succeed(self.metrics.builders[builderid])
-        waiting: defer.Deferred = defer.Deferred()
+        waiting: defer.Deferred[BuilderInfo | None] = defer.Deferred()
         if builderid in self._lookups:  # one lookup at a time per builder; everyone waits for it
             self._lookups[builderid].append(waiting)
             return waiting
         self._lookups[builderid] = [waiting]
+
+        def failed(failure: Failure) -> None:
+            log.err(failure, f"metrics: looking up builder {builderid}")  # type: ignore[no-untyped-call]  # Twisted leaves log.err unannotated
+
+        def wake(info: BuilderInfo | None) -> None:
+            for w in self._lookups.pop(builderid, []):
+                w.callback(info)
+
         d = self.master.data.get(("builders", builderid))
         d.addCallback(lambda data: self.metrics.add_builder(builderid, data))
-        d.addErrback(lambda failure: log.err(failure, f"metrics: looking up builder {builderid}"))
-        d.addCallback(lambda info: [w.callback(info) for w in self._lookups.pop(builderid, [])])
+        d.addErrback(failed)
+        d.addCallback(wake)
         return waiting
 
-    def _on_request(self, key: tuple, message: Any):
+    def _on_request(self, key: tuple[str, ...], message: Any) -> defer.Deferred[BuilderInfo | None] | None:
         self.metrics.request_event(key[-1], message)
         builderid = field(message, "builderid")
         return self.builder(builderid) if builderid is not None else None  # so the gauge has its name
 
     @defer.inlineCallbacks
-    def _on_build(self, key: tuple, message: dict):
+    def _on_build(self, key: tuple[str, ...], message: dict[str, Any]) -> Generator[Any, Any, None]:
         if key[-1] == "new":
             seconds = self.metrics.build_started(message)
             info = yield self.builder(message["builderid"])
@@ -373,4 +387,4 @@ class MetricsService(service.BuildbotService):
             return True
         cookie = request.getHeader(b"cookie")
         environ = {"HTTP_COOKIE": cookie.decode("latin-1") if isinstance(cookie, bytes) else (cookie or "")}
-        return self._session_guard.logged_in(environ)
+        return logged_in(environ, self._session_api)
