@@ -15,6 +15,7 @@ suite's shape changes. Without xdist (`pytest tests/ci/test_x.py`) nothing here 
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def group_of(item: pytest.Item) -> str:
             return shared[0]
     callspec = getattr(item, "callspec", None)
     if module in SPLIT_BY_PARAM and callspec and SPLIT_BY_PARAM[module] in callspec.params:
-        return f"{module}[{callspec.params[SPLIT_BY_PARAM[module]]}]"
+        # not "module[value]": xdist takes a node id ending in "]" for a parameter, not a group
+        return f"{module}:{callspec.params[SPLIT_BY_PARAM[module]]}"
     return module
 
 
@@ -80,6 +82,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     order = sorted(groups, key=weight, reverse=True)  # dicts keep the collection order among equals
     items[:] = [item for name in order for item in groups[name]]
+
+
+@pytest.fixture(autouse=True)
+def _trial_case_working_directory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twisted trial test cases (Buildbot's step and fake-master tests) write into the working directory:
+    a fake master's `basedir`, removed at its end, and `TestCase.mktemp()`'s directories. Each gets its
+    own working directory (trial itself runs in `_trial_temp`), so that two such tests running at once
+    on two workers, or in two sessions in one checkout, do not remove each other's `basedir`."""
+    trial = sys.modules.get("twisted.trial.unittest")
+    if trial is not None and isinstance(request.instance, trial.SynchronousTestCase):
+        monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 _measured: dict[str, float] = defaultdict(float)

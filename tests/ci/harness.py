@@ -60,9 +60,10 @@ SERVICE_PATHS = (
 )
 # pip downloads and job virtualenvs shared by every test master, so only the first run is cold
 SHARED_CACHE = ROOT / ".state" / "test-cache"
-# A master given SIGTERM stops in about a second (idle or not: fixes/clean_shutdown); one still there
-# after this long is killed (SIGKILL to its process group) and the test session warns, naming it.
-STOP_SECONDS = 20
+# A master given SIGTERM stops in about a second (idle or not: fixes/clean_shutdown), in up to ~20 s
+# on a machine loaded with other tests; one still there after this long (issue 21's bound for a stop)
+# is killed (SIGKILL to its process group) and the test session warns, naming it.
+STOP_SECONDS = 30
 PIPELINE_TIMEOUT = 600
 PORT_RANGE = (20000, 32000)  # below the kernel's ephemeral ports (net.ipv4.ip_local_port_range: 32768-60999)
 PORT_LOCKS = Path(tempfile.gettempdir()) / "namaskah-test-ports"
