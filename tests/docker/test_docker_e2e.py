@@ -165,7 +165,7 @@ def docker_master(tmp_path):
 
 def test_one_commit_runs_every_check_in_containers(docker_master):
     start, repo, instance = docker_master
-    master = start()
+    master = start(docker_socket_branches=json.dumps([BRANCH]))  # container-scan's engine on this branch
     missing = tools_missing()
     started = time.monotonic()
     with MemoryPeaks(instance) as memory:
