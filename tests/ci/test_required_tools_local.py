@@ -36,7 +36,7 @@ from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.job_steps import RequiredTools, job_steps
 from namaskah_ci.steps.load import LoadJob
-from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.workers.local import make_local_plan
 
 TOOLS = str(Path(HELPERS_DIR) / "ci_require_tools.py")

@@ -22,7 +22,7 @@ from namaskah_ci.builders.setup import make_job_setup
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.steps.job_steps import RequiredTools, job_steps
 from namaskah_ci.workers.docker import config as dc
-from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.workers.plan import WorkerPlan
 from unit_support import REGISTRY, docker_settings
 

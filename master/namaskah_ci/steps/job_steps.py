@@ -44,7 +44,7 @@ from namaskah_ci.pipeline.model import JobSpec
 from namaskah_ci.steps.job import CleanupJob, JobStep, PinnedGit
 from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices
-from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs import engine_access
 
 NO_OUTPUT_TIMEOUT = 20 * 60  # seconds a command may print nothing
 CHECKOUT = "build"  # the build's workdir, in the builder directory
@@ -115,7 +115,7 @@ def deadline_after(minutes: int) -> float:
 
 class RequiredTools(JobStep):
     """`required tools`: ci_require_tools.py names any of the job's `tools:` missing on the worker. A
-    `tools: [docker]` build that did not get the engine's socket (`workers/docker/engine_access.py`: a
+    `tools: [docker]` build that did not get the engine's socket (`jobs/engine_access.py`: a
     branch outside [workers] docker_socket_branches, a fork's pull request; docker mode: its container,
     local mode: its sandbox, has no socket) ends FAILURE here, before anything runs, its summary and its
     `refused` log naming why and the setting."""

@@ -39,7 +39,7 @@ from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
 from namaskah_ci.jobs.hostenv import host_ca_env
 from namaskah_ci.names import worker_name
 from namaskah_ci.settings import Settings
-from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots, pipeline_workers, reuse_worker
 
 

@@ -1,4 +1,4 @@
-"""Which builds get the Docker engine's socket (docker mode): one decision, for the container and its step.
+"""Which builds get the Docker engine's socket (both modes): one decision for the sandbox or container and its step.
 
 A job with `tools: [docker]` builds images on the engine that runs the job
 containers; its socket is root on that engine's host (containers that outlive
