@@ -33,7 +33,7 @@ from buildbot.plugins import worker
 from buildbot.util import ComparableMixin
 
 from namaskah_ci.workers.docker import caches as docker_caches
-from namaskah_ci.workers.docker import engine_access
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.jobs.images import VERSION_KEY, image_from
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci import names
