@@ -7,8 +7,8 @@ calls `apply_all()` before it builds the config.
 
 A few modules are not patches but the one place a private API is used by
 subclassing or reaching into Buildbot's objects (`poller_reconfig`,
-`status_repository`, `metrics_resource`): they have no `apply()` and are
-imported by the one module that needs them; the version policy covers them
+`status_repository`, `metrics_resource`, `docker_client`): they have no
+`apply()` and are imported by the one module that needs them; the version policy covers them
 too, since `apply_all()` runs before the config is built.
 
 Version policy: the fixes were checked against Buildbot `CHECKED_AGAINST`,

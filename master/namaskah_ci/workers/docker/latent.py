@@ -36,29 +36,31 @@ See docs/docker.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-
-from twisted.internet import defer, threads
-from twisted.python import log
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.worker.docker import DockerLatentWorker
+from twisted.internet import defer, threads
+from twisted.python import log
+from twisted.python.failure import Failure
 
+from namaskah_ci.fixes.docker_client import LabelledWorkerClientMixin
 from namaskah_ci.workers.docker import caches as docker_caches
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker import watch as docker_watch
 
-_incarnation: str | None = None
-_reaps: dict[tuple[str, str], defer.Deferred] = {}
+# the leftovers' removal of each (Docker host, instance label): once per master process
+_reaps: dict[tuple[str, str], defer.Deferred[Any]] = {}
 
 
+@functools.cache
 def incarnation() -> str:
     """Identifies this master process: containers of other incarnations of this master are leftovers."""
-    global _incarnation
-    if _incarnation is None:
-        _incarnation = uuid.uuid4().hex[:12]
-    return _incarnation
+    return uuid.uuid4().hex[:12]
 
 
 def default_instance_name(master_name: str) -> str:
@@ -66,47 +68,45 @@ def default_instance_name(master_name: str) -> str:
     return "namaskah-" + hashlib.sha256(master_name.encode()).hexdigest()[:12]
 
 
-class _LabellingClient:
-    """A docker.APIClient that adds this worker's labels (and its build's network) to its container."""
-
-    def __init__(self, client, labels: dict[str, str], network: str | None):
-        self._client = client
-        self._labels = labels
-        self._network = network
-
-    def create_host_config(self, **kwargs):
-        if self._network:
-            kwargs["network_mode"] = self._network
-        return self._client.create_host_config(**kwargs)
-
-    def create_container(self, image, command=None, **kwargs):
-        kwargs["labels"] = {**(kwargs.get("labels") or {}), **self._labels}
-        return self._client.create_container(image, command, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-
-class NamaskahDockerWorker(DockerLatentWorker):
-    """A latent worker for one job builder; see the module docstring."""
+class NamaskahDockerWorker(LabelledWorkerClientMixin, DockerLatentWorker):
+    """A latent worker for one job builder; see the module docstring. Its worker container is labelled and
+    put on the build's network by `fixes/docker_client.py` (Buildbot has no public hook for either)."""
 
     # the running build's resources: class defaults, so a reconfig during a build keeps them
     build_key: str | None = None
     build_network: str | None = None
 
-    def checkConfig(self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None,
-                    cache_record=None, **kwargs):
+    def checkConfig(
+        self,
+        name: str,
+        password: Any,
+        docker_host: str,
+        *,
+        instance: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        cache_volume: Any = None,
+        cache_record: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().checkConfig(name, password, docker_host, **kwargs)
 
     @defer.inlineCallbacks
     def reconfigService(
-        self, name, password, docker_host, *, instance=None, extra_env=None, cache_volume=None, cache_record=None,
-        **kwargs
-    ):
+        self,
+        name: str,
+        password: Any,
+        docker_host: str,
+        *,
+        instance: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        cache_volume: Any = None,
+        cache_record: str | None = None,
+        **kwargs: Any,
+    ) -> Generator[Any, Any, None]:
         yield super().reconfigService(name, password, docker_host, **kwargs)
-        self.instance_label = instance or default_instance_name(self.master.name)
+        self.instance_label: str = instance or default_instance_name(self.master.name)
         self.extra_env = dict(extra_env or {})
-        self.cache_volume_name = cache_volume  # a CachePlan, a volume name, or a renderable of either
+        self.cache_volume_name: Any = cache_volume  # a CachePlan, a volume name, or a renderable of either
         self.cache_record = docker_caches.CacheRecord(cache_record) if cache_record else None
         # leftovers of this master's earlier runs go as soon as it is configured (once per run and
         # Docker host, in a thread; the first start_instance there waits for it)
@@ -116,32 +116,30 @@ class NamaskahDockerWorker(DockerLatentWorker):
     def container_labels(self, role: str = "worker") -> dict[str, str]:
         return ds.labels_for(self.instance_label, incarnation(), self.build_key or "", role, self.workername)
 
-    def _getDockerClient(self, client_args):
-        """What DockerLatentWorker uses for the worker container: labelled, on the build's network."""
-        return _LabellingClient(self.raw_client(client_args), self.container_labels(), self.build_network)
-
-    def raw_client(self, client_args):
-        return DockerLatentWorker._getDockerClient(self, client_args)
-
-    def createEnvironment(self, build=None):
+    def createEnvironment(self, build: Any = None) -> dict[str, str]:
         return {**self.extra_env, **super().createEnvironment(build)}
 
-    def _client_args(self) -> dict:
+    def _client_args(self) -> dict[str, Any]:
         return {**self.client_args, "base_url": self.docker_host}
 
-    def reap_leftovers_once(self) -> defer.Deferred:
+    def reap_leftovers_once(self) -> defer.Deferred[None]:
         """The first worker to use a Docker host removes this master's leftovers there, once per run."""
         key = (self.docker_host, self.instance_label)
         if key not in _reaps:
-            d = threads.deferToThread(self._thd_reap, self._client_args(), self.instance_label, incarnation())
+            d = threads.deferToThread(self._thd_reap, self._client_args(), self.instance_label, incarnation())  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
             d.addCallback(lambda reaped: reaped and log.msg(f"docker: removed leftovers of an earlier run: {reaped}"))
             d.addErrback(log.err, f"docker: could not remove leftovers on {self.docker_host}")
             _reaps[key] = d
-        waiter: defer.Deferred = defer.Deferred()
-        _reaps[key].addBoth(lambda result: (waiter.callback(None), result)[1])
+        waiter: defer.Deferred[None] = defer.Deferred()
+
+        def release(result: Any) -> Any:
+            waiter.callback(None)
+            return result
+
+        _reaps[key].addBoth(release)
         return waiter
 
-    def _thd_reap(self, client_args, instance, current):
+    def _thd_reap(self, client_args: dict[str, Any], instance: str, current: str) -> list[str]:
         client = self.raw_client(client_args)
         try:
             reaped = ds.reap_leftovers(client, instance, current)
@@ -149,16 +147,23 @@ class NamaskahDockerWorker(DockerLatentWorker):
         finally:
             client.close()
 
-    def _thd_prepare(self, client_args, plan, image):
+    def _thd_prepare(self, client_args: dict[str, Any], plan: docker_caches.CachePlan, image: str) -> None:
         client = self.raw_client(client_args)
         try:
-            docker_caches.prepare(client, plan, image, self.container_labels(docker_caches.ROLE_SEED),
-                                  self.cache_record, self.docker_host, log=log.msg)
+            docker_caches.prepare(
+                client,
+                plan,
+                image,
+                self.container_labels(docker_caches.ROLE_SEED),
+                self.cache_record,
+                self.docker_host,
+                log=log.msg,
+            )
         finally:
             client.close()
 
     @defer.inlineCallbacks
-    def start_instance(self, build):
+    def start_instance(self, build: Any) -> Generator[Any, Any, Any]:
         yield self.reap_leftovers_once()
         if self.build_key is None:
             self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
@@ -167,61 +172,65 @@ class NamaskahDockerWorker(DockerLatentWorker):
             plan = docker_caches.CachePlan(plan) if plan else None
         if plan:
             image = yield build.render(self.image)  # a new branch volume is seeded in the job's image
-            yield threads.deferToThread(self._thd_prepare, self._client_args(), plan, image)
+            yield threads.deferToThread(self._thd_prepare, self._client_args(), plan, image)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         result = yield super().start_instance(build)
         return result
 
-    def stop_instance(self, fast=False):
+    def stop_instance(self, fast: bool = False) -> Any:
         self.build_key = None
         self.build_network = None
         return super().stop_instance(fast)
 
 
+# a running build's services: (client args, container ids, network, ports)
+ServiceState = tuple[dict[str, Any], list[str], str, list[int]]
+
+
 class ServiceDockerWorker(NamaskahDockerWorker):
     """A latent worker whose builds get their own PostgreSQL and/or Redis containers."""
 
-    service_state: tuple | None = None  # (client args, container ids, network, ports) of the running build
+    service_state: ServiceState | None = None  # the running build's
     # DATABASE_URL / REDIS_URL of the running build's services, for its worker container: apart from
     # extra_env, which a reconfiguration (any new job brings one) resets, even while a build starts
-    service_env: dict | None = None
+    service_env: dict[str, str] | None = None
     ports: ds.PortAllocator | None = None
     watch: docker_watch.ContainerWatch | None = None  # the running build's containers, watched
     watch_interval = docker_watch.CHECK_INTERVAL
-    services_ready: defer.Deferred | None = None  # the running start's readiness wait (see `attached`)
+    services_ready: defer.Deferred[bool] | None = None  # the running start's readiness wait (see `attached`)
 
     def checkConfig(
         self,
-        name,
-        password,
-        docker_host,
+        name: str,
+        password: Any,
+        docker_host: str,
         *,
-        service_kinds=(),
-        service_images=None,
-        network_mode="host",
-        ready_timeout=60,
-        local_ports=None,
-        **kwargs,
-    ):
+        service_kinds: Any = (),
+        service_images: dict[str, str] | None = None,
+        network_mode: str = "host",
+        ready_timeout: float = 60,
+        local_ports: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().checkConfig(name, password, docker_host, **kwargs)
 
     @defer.inlineCallbacks
     def reconfigService(
         self,
-        name,
-        password,
-        docker_host,
+        name: str,
+        password: Any,
+        docker_host: str,
         *,
-        service_kinds=(),
-        service_images=None,
-        network_mode="host",
-        ready_timeout=60,
-        local_ports=None,
-        **kwargs,
-    ):
+        service_kinds: Any = (),
+        service_images: dict[str, str] | None = None,
+        network_mode: str = "host",
+        ready_timeout: float = 60,
+        local_ports: bool | None = None,
+        **kwargs: Any,
+    ) -> Generator[Any, Any, None]:
         yield super().reconfigService(name, password, docker_host, **kwargs)
         # not `self.services`: that name belongs to Buildbot's service machinery; a renderable
         # (the job's services at the build's revision) or a tuple
-        self.service_kinds = service_kinds if hasattr(service_kinds, "getRenderingFor") else tuple(service_kinds)
+        self.service_kinds: Any = service_kinds if hasattr(service_kinds, "getRenderingFor") else tuple(service_kinds)
         self.service_images = dict(service_images or {})
         self.network_mode = network_mode
         self.ready_timeout = ready_timeout
@@ -230,14 +239,20 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         if self.ports is None or self.ports.local != local:
             self.ports = ds.PortAllocator(local=local)
 
-    def createEnvironment(self, build=None):
+    def createEnvironment(self, build: Any = None) -> dict[str, str]:
         return {**super().createEnvironment(build), **(self.service_env or {})}
 
-    def _specs(self, network: str, kinds: tuple) -> tuple[list[ds.ServiceSpec], list[int]]:
-        specs, ports = [], []
+    def _port_allocator(self) -> ds.PortAllocator:
+        if self.ports is None:  # reconfigService makes it, before any build
+            raise RuntimeError(f"{self.workername}: not configured")
+        return self.ports
+
+    def _specs(self, network: str, kinds: tuple[str, ...]) -> tuple[list[ds.ServiceSpec], list[int]]:
+        specs: list[ds.ServiceSpec] = []
+        ports: list[int] = []
         per_build = network != "host"
         for kind in kinds:
-            port = (5432 if kind == "postgres" else 6379) if per_build else self.ports.allocate()
+            port = (5432 if kind == "postgres" else 6379) if per_build else self._port_allocator().allocate()
             host = kind if per_build else "127.0.0.1"
             listen = "*" if per_build and kind == "postgres" else ("0.0.0.0" if per_build else "127.0.0.1")
             if not per_build:
@@ -248,14 +263,16 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 specs.append(ds.redis_spec(self.service_images["redis"], host, port, listen))
         return specs, ports
 
-    def _thd_network(self, client_args, network, labels):
+    def _thd_network(self, client_args: dict[str, Any], network: str, labels: dict[str, str]) -> None:
         client = self.raw_client(client_args)
         try:
             ds.create_network(client, network, labels)
         finally:
             client.close()
 
-    def _thd_start_one(self, client_args, spec, labels, network, name):
+    def _thd_start_one(
+        self, client_args: dict[str, Any], spec: ds.ServiceSpec, labels: dict[str, str], network: str, name: str
+    ) -> str:
         client = self.raw_client(client_args)
         try:
             return ds.start_service(client, spec, labels, network, name)
@@ -264,7 +281,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         finally:
             client.close()
 
-    def _thd_wait_ready(self, client_args, started):
+    def _thd_wait_ready(self, client_args: dict[str, Any], started: list[tuple[ds.ServiceSpec, str]]) -> None:
         client = self.raw_client(client_args)
         try:
             ds.wait_ready(client, started, self.ready_timeout)
@@ -273,26 +290,38 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             client.close()
 
     @defer.inlineCallbacks
-    def _start_services(self, client_args, specs, network, labels, ports):
+    def _start_services(
+        self,
+        client_args: dict[str, Any],
+        specs: list[ds.ServiceSpec],
+        network: str,
+        labels: dict[str, str],
+        ports: list[int],
+    ) -> Generator[Any, Any, list[tuple[ds.ServiceSpec, str]]]:
         """Create and start every service container at once (each in its own thread); recorded in
         `service_state` as they come, so that any failure removes what was started."""
-        self.service_state = (client_args, [], network, ports)
+        containers: list[str] = []
+        self.service_state = (client_args, containers, network, ports)
         if network != "host":
-            yield threads.deferToThread(self._thd_network, client_args, network, labels)
+            yield threads.deferToThread(self._thd_network, client_args, network, labels)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         prefix = f"{self.getContainerName()}-{labels[ds.LABEL_BUILD][-10:]}"
         outcomes = yield defer.DeferredList(
-            [threads.deferToThread(self._thd_start_one, client_args, spec, labels, network, f"{prefix}-{spec.name}")
-             for spec in specs],
+            [
+                threads.deferToThread(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+                    self._thd_start_one, client_args, spec, labels, network, f"{prefix}-{spec.name}"
+                )
+                for spec in specs
+            ],
             consumeErrors=True,
         )
-        self.service_state[1].extend(value for ok, value in outcomes if ok)
+        containers.extend(value for ok, value in outcomes if ok)
         failed = next((value for ok, value in outcomes if not ok), None)
         if failed is not None:
             failed.raiseException()
-        return [(spec, value) for spec, (_, value) in zip(specs, outcomes)]
+        return [(spec, value) for spec, (_, value) in zip(specs, outcomes, strict=True)]
 
     @defer.inlineCallbacks
-    def start_instance(self, build):
+    def start_instance(self, build: Any) -> Generator[Any, Any, Any]:
         """The services' containers first (at once), then the worker container while the services get
         ready: PostgreSQL's start overlaps the worker's; the build starts once both are done."""
         yield self.reap_leftovers_once()
@@ -306,13 +335,27 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             started = yield self._start_services(client_args, specs, network, labels, ports)
             self.service_env = {spec.env_key: spec.url for spec in specs}  # the container's, never a property
             self.build_network = None if network == "host" else network
-            ready = threads.deferToThread(self._thd_wait_ready, client_args, started) if started else None
+            ready: defer.Deferred[None] | None = (
+                threads.deferToThread(self._thd_wait_ready, client_args, started)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+                if started
+                else None
+            )
             if ready is not None:  # fires True / False before anything else sees the readiness
-                gate: defer.Deferred = defer.Deferred()
-                ready.addCallbacks(lambda r: (gate.callback(True), r)[1], lambda f: (gate.callback(False), f)[1])
+                gate: defer.Deferred[bool] = defer.Deferred()
+
+                def succeeded(result: None) -> None:
+                    gate.callback(True)
+                    return result
+
+                def failed_(failure: Failure) -> Failure:
+                    gate.callback(False)
+                    return failure
+
+                ready.addCallbacks(succeeded, failed_)
                 self.services_ready = gate
-            outcomes = yield defer.DeferredList([super().start_instance(build), ready or defer.succeed(None)],
-                                                consumeErrors=True)
+            outcomes = yield defer.DeferredList(
+                [super().start_instance(build), ready or defer.succeed(None)], consumeErrors=True
+            )
             self.services_ready = None
             failed = [value for ok, value in outcomes if not ok]
             if failed:
@@ -335,13 +378,18 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         return outcomes[0][1]
 
     @defer.inlineCallbacks
-    def attached(self, conn):
+    def attached(self, conn: Any) -> Generator[Any, Any, Any]:
         """A worker container that connects before its services are ready waits for them: no step of
         the build starts before PostgreSQL and Redis accept connections (or the build fails saying so)."""
         gate = self.services_ready
         if gate is not None:
-            waiter: defer.Deferred = defer.Deferred()
-            gate.addBoth(lambda ok: (waiter.callback(ok), ok)[1])
+            waiter: defer.Deferred[bool] = defer.Deferred()
+
+            def relay(ok: bool) -> bool:
+                waiter.callback(ok)
+                return ok
+
+            gate.addBoth(relay)
             ready = yield waiter
             if not ready:  # the start fails naming the service; this connection must not substantiate it
                 message = f"{self.workername}: its services never got ready: dropping the worker's connection"
@@ -351,7 +399,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         result = yield super().attached(conn)
         return result
 
-    def start_watch(self, build, client_args, services: dict[str, str]) -> None:
+    def start_watch(self, build: Any, client_args: dict[str, Any], services: dict[str, str]) -> None:
         """Watch the build's services and worker container until it ends: one that dies stops it."""
         self.stop_watch()  # an earlier build's, should its end have gone unnoticed
         watched = dict(services)
@@ -367,7 +415,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         )
         self.watch.start()
 
-    def container_died(self, build, role: str, reason: str):
+    def container_died(self, build: Any, role: str, reason: str) -> defer.Deferred[Any]:
         """A watched container is gone: stop the build, saying so (a dead service: EXCEPTION; a dead
         worker: RETRY, and its connection is closed, as on a per-build network nothing else would)."""
         stopped = docker_watch.stop_build(build, reason, docker_watch.results_for(role))
@@ -375,22 +423,22 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             self.conn.loseConnection()
         return stopped
 
-    def detached(self):
+    def detached(self) -> Any:
         # the worker container's connection dropped: look at once, so the build's summary can say why
         if self.watch is not None:
             self.watch.check_now()
         return super().detached()
 
-    def stop_watch(self) -> defer.Deferred:
+    def stop_watch(self) -> defer.Deferred[None]:
         watch, self.watch = self.watch, None
         return watch.stop() if watch is not None else defer.succeed(None)
 
-    def buildFinished(self, wfb):
+    def buildFinished(self, wfb: Any) -> None:
         self.stop_watch()  # at once: a worker container leaving after its build is no fault
         super().buildFinished(wfb)
 
     @defer.inlineCallbacks
-    def stop_instance(self, fast=False):
+    def stop_instance(self, fast: bool = False) -> Generator[Any, Any, None]:
         try:
             yield self.stop_watch()  # before anything is removed: a removal is not a fault
             yield super().stop_instance(fast)
@@ -398,18 +446,18 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             yield self.remove_services()
 
     @defer.inlineCallbacks
-    def remove_services(self):
+    def remove_services(self) -> Generator[Any, Any, None]:
         state, self.service_state = self.service_state, None
         self.service_env = None
         if state is None:
             return
         client_args, containers, network, ports = state
         try:
-            yield threads.deferToThread(self._thd_remove, client_args, containers, network)
+            yield threads.deferToThread(self._thd_remove, client_args, containers, network)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         finally:
-            self.ports.release(ports)
+            self._port_allocator().release(ports)
 
-    def _thd_remove(self, client_args, containers, network):
+    def _thd_remove(self, client_args: dict[str, Any], containers: list[str], network: str) -> None:
         client = self.raw_client(client_args)
         try:
             ds.remove_build_resources(client, containers, network)

@@ -33,7 +33,8 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 LABEL_PREFIX = "org.namaskah.ci"
 LABEL_MASTER = f"{LABEL_PREFIX}.master"  # the master's instance name: every container of this master
@@ -77,10 +78,28 @@ class ServiceSpec:
 def postgres_spec(image: str, host: str, port: int, password: str, listen: str = "127.0.0.1") -> ServiceSpec:
     """PostgreSQL 15 on `port`; data on a tmpfs (fast, and nothing to clean up); fsync off. `password` is the
     job's role's; the superuser's is another, random one."""
-    role = (f"CREATE ROLE {POSTGRES_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-            f"PASSWORD '{password}'")
-    psql = ("psql", "-v", "ON_ERROR_STOP=1", "-q", "-h", "/var/run/postgresql", "-p", str(port), "-U", POSTGRES_ADMIN,
-            "-d", POSTGRES_DB, "-c", role, "-c", f"ALTER DATABASE {POSTGRES_DB} OWNER TO {POSTGRES_USER}")
+    role = (
+        f"CREATE ROLE {POSTGRES_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+        f"PASSWORD '{password}'"
+    )
+    psql = (
+        "psql",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+        "-h",
+        "/var/run/postgresql",
+        "-p",
+        str(port),
+        "-U",
+        POSTGRES_ADMIN,
+        "-d",
+        POSTGRES_DB,
+        "-c",
+        role,
+        "-c",
+        f"ALTER DATABASE {POSTGRES_DB} OWNER TO {POSTGRES_USER}",
+    )
     return ServiceSpec(
         name="postgres",
         image=image,
@@ -118,8 +137,20 @@ def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1", *, p
     return ServiceSpec(
         name="redis",
         image=image,
-        command=("redis-server", "--port", str(port), "--bind", listen, "--save", "", "--appendonly", "no",
-                 "--requirepass", password, *disabled),
+        command=(
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            listen,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+            *disabled,
+        ),
         environment={"REDISCLI_AUTH": password},
         health_test=("CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(port), "ping"),
         port=port,
@@ -136,7 +167,7 @@ def new_password() -> str:
 class PortAllocator:
     """Hands out per-build TCP ports: free on this host when the engine is local, never twice at once."""
 
-    def __init__(self, local: bool, span: tuple[int, int] = EPHEMERAL_PORTS):
+    def __init__(self, local: bool, span: tuple[int, int] = EPHEMERAL_PORTS) -> None:
         self.local = local
         self.span = span
         self._held: set[int] = set()
@@ -151,7 +182,7 @@ class PortAllocator:
                     return port
         raise ServiceError("no free TCP port for a service container")
 
-    def release(self, ports) -> None:
+    def release(self, ports: Iterable[int]) -> None:
         with self._lock:
             self._held.difference_update(ports)
 
@@ -159,7 +190,8 @@ class PortAllocator:
     def _free_local_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
+            return port
 
 
 def is_local_engine(docker_host: str) -> bool:
@@ -177,18 +209,19 @@ def labels_for(instance: str, incarnation: str, build_key: str, role: str, worke
     }
 
 
-def create_network(client, name: str, labels: dict[str, str]) -> str:
+def create_network(client: Any, name: str, labels: dict[str, str]) -> str:
     """A per-build network (per-build network mode only: never used with host networking)."""
     created = client.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
-    return created.get("Id", name)
+    network_id: str = created.get("Id", name)
+    return network_id
 
 
-def _health_output(state: dict) -> str:
+def _health_output(state: dict[str, Any]) -> str:
     log = (state.get("Health") or {}).get("Log") or []
     return (log[-1].get("Output") or "").strip() if log else ""
 
 
-def _log_tail(client, container_id: str, lines: int = 20) -> str:
+def _log_tail(client: Any, container_id: str, lines: int = 20) -> str:
     try:
         raw = client.logs(container_id, tail=lines)
     except Exception as exc:  # the container may be gone already
@@ -197,7 +230,7 @@ def _log_tail(client, container_id: str, lines: int = 20) -> str:
     return text.strip() or "(empty)"
 
 
-def start_service(client, spec: ServiceSpec, labels: dict[str, str], network: str, container_name: str) -> str:
+def start_service(client: Any, spec: ServiceSpec, labels: dict[str, str], network: str, container_name: str) -> str:
     """Create and start one service container; return its id."""
     host_config = client.create_host_config(network_mode=network, tmpfs=dict(spec.tmpfs) or None, init=False)
     kwargs: dict[str, Any] = {}
@@ -221,13 +254,13 @@ def start_service(client, spec: ServiceSpec, labels: dict[str, str], network: st
         },
         **kwargs,
     )
-    container_id = created["Id"]
+    container_id: str = created["Id"]
     client.start(container_id)
     return container_id
 
 
 def wait_ready(
-    client,
+    client: Any,
     started: list[tuple[ServiceSpec, str]],
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
@@ -260,7 +293,7 @@ def wait_ready(
         sleep(POLL_SECONDS)
 
 
-def set_up(client, started: list[tuple[ServiceSpec, str]]) -> None:
+def set_up(client: Any, started: list[tuple[ServiceSpec, str]]) -> None:
     """Run each ready service's `setup` commands in its container; raise ServiceError naming the first
     that fails, with its output."""
     for spec, container_id in started:
@@ -270,18 +303,20 @@ def set_up(client, started: list[tuple[ServiceSpec, str]]) -> None:
             code = client.exec_inspect(run).get("ExitCode")
             if code:
                 text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
-                raise ServiceError(f"{spec.name} ({spec.image}): setting it up for the job failed (exit code {code}): "
-                                   f"{text.strip()[-800:] or 'no output'}")
+                raise ServiceError(
+                    f"{spec.name} ({spec.image}): setting it up for the job failed (exit code {code}): "
+                    f"{text.strip()[-800:] or 'no output'}"
+                )
 
 
 def start_services(
-    client,
+    client: Any,
     specs: list[ServiceSpec],
     labels: dict[str, str],
     network: str,
     name_prefix: str,
     timeout: float,
-    **wait_kwargs,
+    **wait_kwargs: Any,
 ) -> dict[str, str]:
     """Start every service and wait until all are ready: {container id: service name}.
 
@@ -303,9 +338,9 @@ def start_services(
     return {container_id: spec.name for spec, container_id in started}
 
 
-def remove_containers(client, container_ids) -> list[str]:
+def remove_containers(client: Any, container_ids: Iterable[str]) -> list[str]:
     """Force-remove containers with their anonymous volumes; return the ones removed."""
-    removed = []
+    removed: list[str] = []
     for container_id in container_ids:
         try:
             client.remove_container(container_id, v=True, force=True)
@@ -316,7 +351,7 @@ def remove_containers(client, container_ids) -> list[str]:
     return removed
 
 
-def remove_build_resources(client, container_ids, network: str | None) -> None:
+def remove_build_resources(client: Any, container_ids: Iterable[str], network: str | None) -> None:
     """Remove a build's service containers and, in per-build network mode, its network."""
     remove_containers(client, container_ids)
     if network and network != "host":
@@ -327,9 +362,9 @@ def remove_build_resources(client, container_ids, network: str | None) -> None:
                 raise
 
 
-def reap_leftovers(client, instance: str, incarnation: str) -> list[str]:
+def reap_leftovers(client: Any, instance: str, incarnation: str) -> list[str]:
     """Remove this master's containers and networks that an earlier run of it left; return their names."""
-    reaped = []
+    reaped: list[str] = []
     for container in client.containers(all=True, filters={"label": f"{LABEL_MASTER}={instance}"}):
         labels = container.get("Labels") or {}
         if LABEL_INCARNATION not in labels or labels[LABEL_INCARNATION] == incarnation:
@@ -348,7 +383,7 @@ def reap_leftovers(client, instance: str, incarnation: str) -> list[str]:
     return reaped
 
 
-def volume_exists(client, name: str) -> bool:
+def volume_exists(client: Any, name: str) -> bool:
     try:
         client.inspect_volume(name)
         return True
@@ -356,7 +391,7 @@ def volume_exists(client, name: str) -> bool:
         return False
 
 
-def ensure_volume(client, name: str, labels: dict[str, str]) -> bool:
+def ensure_volume(client: Any, name: str, labels: dict[str, str]) -> bool:
     """Create a named volume (a pip/virtualenv cache) with labels, unless it exists; True: created now."""
     if volume_exists(client, name):
         return False
