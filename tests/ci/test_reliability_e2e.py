@@ -30,6 +30,7 @@ from www_support import start_www_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.timeout(2400)]
 RETRY = 5  # buildbot.process.results.RETRY: a build the restarted master runs again
+SUCCESS, SKIPPED = 0, 3  # buildbot.process.results
 TIMEOUT = 300
 TRIALS: list[dict] = []
 HELPERS = ROOT / "master" / "namaskah_ci" / "helpers"
@@ -161,7 +162,13 @@ def test_killed_right_after_the_gate_decided(crash_story):
     story = crash_story
     rev = story.commit("gate", "app/notes.md", "killed after the gate\n")
     record = trial(story, "after the gate decided", lambda: step_done(story, "pipeline", rev, "deploy gate"), rev, rev)
-    assert record["deploy"] == 0 and record["render_deploys_of_revision"] == 1, record
+    assert record["render_deploys_of_revision"] == 1, record
+    # The kill lands when the test notices the gate's end, through REST calls: on a loaded machine that can
+    # be before the deploy build started and the pipeline build ended. The pipeline then runs again and
+    # asks for the deploy once more, beside the request made before the kill: whichever of the two deploy
+    # builds runs second is skipped as already deployed. Either way one successful deploy build, once.
+    results = sorted(b["results"] for b in of_revision(story, "deploy-production", rev) if b["results"] != RETRY)
+    assert results in ([SUCCESS], [SUCCESS, SKIPPED]), (results, record)
 
 
 def test_killed_right_after_render_answered_the_deploy_call(crash_story):
