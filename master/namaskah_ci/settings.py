@@ -16,11 +16,12 @@ import re
 import sys
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from namaskah_ci import names
-from namaskah_ci.settings_checks import DEPLOY_PREFIX, SettingsError, check_values, deploy_sections  # noqa: F401
+from namaskah_ci.settings_checks import DEPLOY_PREFIX, SettingsError, check_values, deploy_sections
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = ROOT / "master" / "pipeline.toml"
@@ -267,7 +268,7 @@ def resolve_path(value: str) -> Path:
 
 
 def is_section(name: str) -> bool:
-    environment = name[len(DEPLOY_PREFIX):] if name.startswith(DEPLOY_PREFIX) else ""
+    environment = name[len(DEPLOY_PREFIX) :] if name.startswith(DEPLOY_PREFIX) else ""
     return name in SECTIONS or bool(environment and ENVIRONMENT_NAME.match(environment))
 
 
@@ -296,18 +297,19 @@ def _flatten(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
                 out[f"deploy.{env}"] = subtable
             continue
         nested = {k: v for k, v in table.items() if isinstance(v, dict) and is_section(f"{name}.{k}")}
+        own = table  # the section's own keys, without its nested sections
         if nested:
             for sub, subtable in nested.items():
                 out[f"{name}.{sub}"] = subtable
-            table = {k: v for k, v in table.items() if k not in nested}
-            if not table:
+            own = {k: v for k, v in table.items() if k not in nested}
+            if not own:
                 continue
         if name not in SECTIONS:
             # [deploy.qa] arrives as {"deploy": {"qa": {...}}}: name the table the user wrote
-            subtables = [f"{name}.{k}" for k, v in table.items() if isinstance(v, dict)]
-            shown = ", ".join(subtables) if subtables and len(subtables) == len(table) else name
+            subtables = [f"{name}.{k}" for k, v in own.items() if isinstance(v, dict)]
+            shown = ", ".join(subtables) if subtables and len(subtables) == len(own) else name
             raise SettingsError(f"{source}: unknown section [{shown}] (known: {', '.join(SECTIONS)}, deploy.<env>)")
-        out[name] = table
+        out[name] = own
     return out
 
 
@@ -329,9 +331,8 @@ def _check_type(section: str, key: str, value: Any, source: str) -> Any:
     elif origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SettingsError(f"{where}: expected a list of strings, got {value!r}")
-    elif origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise SettingsError(f"{where}: expected a table of strings, got {value!r}")
+    elif origin is dict and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
+        raise SettingsError(f"{where}: expected a table of strings, got {value!r}")
     return value
 
 
@@ -434,7 +435,7 @@ def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEF
     _merge(merged, _env_overrides(environ, [*SECTIONS, *deploy_sections(merged)]), "environment")
     _validate(merged)
     built = {name: SECTIONS[name](**merged[name]) for name in SECTIONS}
-    deploy = {name[len(DEPLOY_PREFIX):]: DeploySection(**merged[name]) for name in deploy_sections(merged)}
+    deploy = {name[len(DEPLOY_PREFIX) :]: DeploySection(**merged[name]) for name in deploy_sections(merged)}
     return Settings(deploy=deploy, **built)
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from namaskah_ci import names
 from namaskah_ci.pipeline.model import JobSpec, StepSpec
@@ -65,7 +66,7 @@ def job_document(
     build_url: str = "",
     nice: bool = False,
     docker_socket: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """`job.json`: the environment every command of the job starts with (see ci_step.py).
 
     `worker_env` is the operator's (`[workers] job_env` and the worker kind's own base, e.g. the
@@ -88,7 +89,7 @@ def job_document(
         }
     )
     env.update(job.environment)
-    document = {
+    document: dict[str, Any] = {
         "builder": job.builder,
         "env": env,
         "pass": service_env_names(job),
@@ -154,7 +155,7 @@ def collect_reports_argv(layout: JobLayout, job: JobSpec, max_bytes: int = 0, ma
         argv += ["--max-bytes", str(max_bytes)]
     if max_files:
         argv += ["--max-files", str(max_files)]
-    return argv + ["--", *(report.path for report in job.reports)]
+    return [*argv, "--", *(report.path for report in job.reports)]
 
 
 def step_argv(layout: JobLayout, step: StepSpec) -> list[str]:
@@ -166,7 +167,9 @@ def fetch_history_argv(repo_url: str) -> list[str]:
     return ["git", "fetch", "--quiet", "--tags", repo_url, "+refs/heads/*:refs/remotes/origin/*"]
 
 
-def services_argv(layout: JobLayout, action: str, state_dir: str, job: Optional[JobSpec] = None, timeout: int = 60):
+def services_argv(
+    layout: JobLayout, action: str, state_dir: str, job: JobSpec | None = None, timeout: int = 60
+) -> list[str]:
     """Local mode's per-build PostgreSQL/Redis (ci_services.py start|stop). Their URLs, passwords and
     all, go to `<job dir>/services.env` (0600, the worker's user: root's with a job user), where
     ci_step.py reads them for the job's commands: never to the step's log, a property or the master."""

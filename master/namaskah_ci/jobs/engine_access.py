@@ -18,8 +18,6 @@ functions: no Buildbot, no Docker.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from namaskah_ci.settings import Settings
 
 SETTING = "[workers] docker_socket_branches"
@@ -35,20 +33,24 @@ def allowed_branches(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys([settings.repo.default_branch, *deploys]))
 
 
-def refusal(allowed: tuple[str, ...], branch: Optional[str], fork: bool) -> str:
-    """"" when a build of `branch` may have the engine's socket, else one line saying why, naming the setting."""
+def refusal(allowed: tuple[str, ...], branch: str | None, fork: bool) -> str:
+    """Empty when a build of `branch` may have the engine's socket, else one line saying why, naming the setting."""
     if fork:
-        return (f"docker: a fork's pull request never gets the Docker engine's socket (root on its host), "
-                f"whatever {SETTING} says")
+        return (
+            f"docker: a fork's pull request never gets the Docker engine's socket (root on its host), "
+            f"whatever {SETTING} says"
+        )
     ref = (branch or "").removeprefix("refs/heads/")
     if ref and ref in allowed:
         return ""
     which = f"branch {ref}" if ref else "a build without a branch"
-    return (f"docker: {which} does not get the Docker engine's socket (root on its host): {SETTING} "
-            f"gives it to {', '.join(allowed) or 'no branch'} only")
+    return (
+        f"docker: {which} does not get the Docker engine's socket (root on its host): {SETTING} "
+        f"gives it to {', '.join(allowed) or 'no branch'} only"
+    )
 
 
-def summary(allowed: tuple[str, ...], branch: Optional[str], fork: bool) -> str:
+def summary(allowed: tuple[str, ...], branch: str | None, fork: bool) -> str:
     """The step's short summary of a refusal."""
     if fork:
         return "docker refused: a fork's pull request"

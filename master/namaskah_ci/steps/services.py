@@ -15,6 +15,8 @@ before start (to reap what a crashed build left) and as an `alwaysRun` teardown.
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.process import buildstep
 from buildbot.steps.shell import ShellCommand
@@ -32,7 +34,7 @@ def service_addresses(stdout: str) -> list[str]:
 class StartServices(buildstep.ShellMixin, buildstep.BuildStep):
     """Start the job's servers; their URLs stay on the worker (see the module docstring)."""
 
-    def __init__(self, services: tuple[str, ...], command: list[str], **kwargs):
+    def __init__(self, services: tuple[str, ...], command: list[str], **kwargs: Any) -> None:
         kwargs.setdefault("name", f"start {' + '.join(services)}")
         kwargs.setdefault("haltOnFailure", True)
         kwargs.setdefault("logEnviron", False)
@@ -42,22 +44,24 @@ class StartServices(buildstep.ShellMixin, buildstep.BuildStep):
         self.addresses: list[str] = []
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         cmd = yield self.makeRemoteShellCommand(collectStdout=True)
         yield self.runCommand(cmd)
         self.addresses = service_addresses(cmd.stdout)
-        return cmd.results()
+        results: int = cmd.results()
+        return results
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.results == buildstep.SUCCESS:
             return {"step": f"started {', '.join(self.addresses or self.services_started)}"}
-        return super().getResultSummary()
+        summary: dict[str, str] = super().getResultSummary()
+        return summary
 
 
 class StopServices(ShellCommand):
     """Stop the servers and remove their data; harmless when nothing runs."""
 
-    def __init__(self, command: list[str], **kwargs):
+    def __init__(self, command: list[str], **kwargs: Any) -> None:
         kwargs.setdefault("name", "stop services")
         kwargs.setdefault("logEnviron", False)
         super().__init__(command=command, **kwargs)

@@ -28,20 +28,21 @@ import glob
 import os
 import pwd
 import sys
+from collections.abc import Generator
+from typing import Any
 
+from buildbot.plugins import worker
 from twisted.internet import defer, threads
 from twisted.python import log
 
-from buildbot.plugins import worker
-
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_job_user import Refused, open_way, private_dir
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.jobs.hostenv import host_ca_env
 from namaskah_ci.names import worker_name
+from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.settings import Settings
-from namaskah_ci.jobs import engine_access
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots, pipeline_workers, reuse_worker
-
 
 SANDBOX_KEEPS = (
     "each job command runs in its own bubblewrap sandbox: no other job's processes, its own /tmp and HOME, "
@@ -55,16 +56,21 @@ def trust_notice(euid: int, job_user: str) -> str:
     keeps a branch from without a job user, and what it does not."""
     if euid != 0:
         who = pwd.getpwuid(euid).pw_name if euid in {p.pw_uid for p in pwd.getpwall()} else f"uid {euid}"
-        return (f"local mode: the master runs as {who}, not root, so jobs run as {who} too: {SANDBOX_KEEPS}; "
-                f"but the sandbox is then the only boundary between a branch's code and {who}'s files, and a job "
-                f"with `tools: [docker]` of [workers] docker_socket_branches reaches the Docker engine (root on this "
-                f"host) if {who} may use it; run the master as root with [workers] job_user, or use docker mode "
-                '([workers] mode = "docker"), for branches you do not trust')
+        return (
+            f"local mode: the master runs as {who}, not root, so jobs run as {who} too: {SANDBOX_KEEPS}; "
+            f"but the sandbox is then the only boundary between a branch's code and {who}'s files, and a job "
+            f"with `tools: [docker]` of [workers] docker_socket_branches reaches the Docker engine (root on this "
+            f"host) if {who} may use it; run the master as root with [workers] job_user, or use docker mode "
+            '([workers] mode = "docker"), for branches you do not trust'
+        )
     if not job_user:
-        return ('local mode: [workers] job_user is "": jobs run as root without capabilities: ' + SANDBOX_KEEPS
-                + "; but they keep uid 0 (a way out of the sandbox is root's, and a job with `tools: [docker]` "
-                "of [workers] docker_socket_branches reaches the Docker engine, root on this host); set job_user "
-                "(scripts/create_job_user.sh), or use docker mode, for branches you do not trust")
+        return (
+            'local mode: [workers] job_user is "": jobs run as root without capabilities: '
+            + SANDBOX_KEEPS
+            + "; but they keep uid 0 (a way out of the sandbox is root's, and a job with `tools: [docker]` "
+            "of [workers] docker_socket_branches reaches the Docker engine, root on this host); set job_user "
+            "(scripts/create_job_user.sh), or use docker mode, for branches you do not trust"
+        )
     return ""
 
 
@@ -84,10 +90,12 @@ def close_basedir(basedir: str, cache_dir: str) -> None:
             os.chmod(entry.path, entry.stat().st_mode & 0o700)
 
 
-def close_master_files(basedir: str, user, secrets_dir: str, cache_dir: str, db_path: str) -> list[str]:
+def close_master_files(
+    basedir: str, user: pwd.struct_passwd, secrets_dir: str, cache_dir: str, db_path: str
+) -> list[str]:
     """As root: close the master's files to the job user, open the way to the builder directories (see the
     module docstring). Returns what to log."""
-    lines = []
+    lines: list[str] = []
     close_basedir(basedir, cache_dir)
     if os.path.isdir(secrets_dir):
         os.chmod(secrets_dir, 0o700)
@@ -97,12 +105,16 @@ def close_master_files(basedir: str, user, secrets_dir: str, cache_dir: str, db_
     os.makedirs(cache_dir, exist_ok=True)
     for target in (basedir, cache_dir):  # each job's `own` step checks again (ci_step.py)
         try:
-            lines += [f"job user {user.pw_name}: {opened} made enterable by other users (o+x, not listable) "
-                      f"to reach {target}" for opened in open_way(target, user)]
+            lines += [
+                f"job user {user.pw_name}: {opened} made enterable by other users (o+x, not listable) to reach {target}"
+                for opened in open_way(target, user)
+            ]
         except Refused as exc:
             lines.append(str(exc).replace("ci_step: ", "", 1))
-    for what, path in (("Namaskah CI's helpers", os.path.join(HELPERS_DIR, "ci_step.py")),
-                       ("the master's Python (helpers then run on the job's)", sys.executable)):
+    for what, path in (
+        ("Namaskah CI's helpers", os.path.join(HELPERS_DIR, "ci_step.py")),
+        ("the master's Python (helpers then run on the job's)", sys.executable),
+    ):
         if private_dir(path, user):
             lines.append(f"job user {user.pw_name} cannot reach {what}: {private_dir(path, user)} is private")
     return lines
@@ -129,19 +141,36 @@ def private_twistd_log() -> bool:
     return False
 
 
-_STARTED: set = set()  # (basedir, job_user) this process has prepared and announced
+_STARTED: set[tuple[str, str]] = set()  # (basedir, job_user) this process has prepared and announced
 
 
 class JobUserLocalWorker(worker.LocalWorker):
     """A LocalWorker whose jobs' commands run as `job_user` (see the module docstring)."""
 
-    def checkConfig(self, name, job_user="", secrets_dir="", cache_dir="", db_path="", **kwargs):
+    def checkConfig(
+        self,
+        name: str,
+        job_user: str = "",
+        secrets_dir: str = "",
+        cache_dir: str = "",
+        db_path: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().checkConfig(name, **kwargs)
 
     @defer.inlineCallbacks
-    def reconfigService(self, name, job_user="", secrets_dir="", cache_dir="", db_path="", **kwargs):
+    def reconfigService(
+        self,
+        name: str,
+        job_user: str = "",
+        secrets_dir: str = "",
+        cache_dir: str = "",
+        db_path: str = "",
+        **kwargs: Any,
+    ) -> Generator[Any, Any, None]:
         yield super().reconfigService(name, **kwargs)
-        self.job_user, self.db_path = job_user, db_path
+        self.job_user: str = job_user
+        self.db_path: str = db_path
         key = (self.master.basedir, job_user)
         if key in _STARTED:
             return
@@ -153,27 +182,34 @@ class JobUserLocalWorker(worker.LocalWorker):
         try:
             user = pwd.getpwnam(job_user)
         except KeyError:
-            log.msg(f"local mode: the job user {job_user!r} does not exist: every job fails until it does: "
-                    f"create it with scripts/create_job_user.sh {job_user} as root (`make up` does), or set "
-                    '[workers] job_user = "" (jobs then run as root without capabilities: only their sandbox '
-                    "keeps them from the host)")
+            log.msg(
+                f"local mode: the job user {job_user!r} does not exist: every job fails until it does: "
+                f"create it with scripts/create_job_user.sh {job_user} as root (`make up` does), or set "
+                '[workers] job_user = "" (jobs then run as root without capabilities: only their sandbox '
+                "keeps them from the host)"
+            )
             return
         if not private_twistd_log():
             log.msg("job user: twistd.log's next rotation may be readable until a build starts (LogFile not found)")
         basedir = os.path.abspath(self.master.basedir)
         try:
-            lines = yield threads.deferToThread(close_master_files, basedir, user, secrets_dir, cache_dir, db_path)
+            lines = yield threads.deferToThread(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+                close_master_files, basedir, user, secrets_dir, cache_dir, db_path
+            )
         except OSError as exc:
             lines = [f"job user {job_user}: could not close the master's files to it: {exc}"]
-        log.msg(f"local mode: jobs' commands run as {job_user} (uid {user.pw_uid}), not root: it cannot read "
-                "[secrets] dir, the master's database or its logs")
+        log.msg(
+            f"local mode: jobs' commands run as {job_user} (uid {user.pw_uid}), not root: it cannot read "
+            "[secrets] dir, the master's database or its logs"
+        )
         for line in lines:
             log.msg(line)
 
-    def buildStarted(self, wfb):
+    def buildStarted(self, wfb: Any) -> None:
         super().buildStarted(wfb)
         if self.job_user and os.geteuid() == 0:
-            threads.deferToThread(protect_logs, os.path.abspath(self.master.basedir), self.db_path).addErrback(log.err)
+            basedir = os.path.abspath(self.master.basedir)
+            threads.deferToThread(protect_logs, basedir, self.db_path).addErrback(log.err)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
 
 
 def make_local_plan(settings: Settings) -> WorkerPlan:
@@ -188,13 +224,13 @@ def make_local_plan(settings: Settings) -> WorkerPlan:
     )
 
 
-def make_local_workers(settings: Settings, jobs: list[str], registry) -> list:
+def make_local_workers(settings: Settings, jobs: list[str], registry: Registry) -> list[Any]:
     """The pipeline's workers and each job builder's slots (the deploy builders one worker each), as
     `JobUserLocalWorker`s, and `reuse`."""
     plan = make_local_plan(settings)
     guarded = {"secrets_dir": str(settings.secrets_dir), "cache_dir": str(settings.cache_dir)}
     database = settings.database_url
-    guarded["db_path"] = database[len("sqlite:///"):] if database.startswith("sqlite:///") else ""
+    guarded["db_path"] = database[len("sqlite:///") :] if database.startswith("sqlite:///") else ""
     names = [*pipeline_workers(settings)]
     for builder in jobs:  # job builders have their slots; the deploy builders one worker each (one at a time)
         names += plan.job_workers(builder) if registry.entry(builder) else [worker_name(builder)]

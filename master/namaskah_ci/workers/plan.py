@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from buildbot.plugins import worker
 
@@ -26,18 +27,21 @@ class WorkerPlan:
     services_in_worker: bool = False  # the worker starts PostgreSQL/Redis, not StartServices steps
     hosts: int = 1  # Docker hosts: `slots` workers per job builder on each
     slots: int = 1  # workers per job builder (per host): how many of its builds may run at once
-    base_env: tuple = ()  # (name, value) pairs: every job's base environment on this kind of worker
-    known_pythons: tuple | None = None  # versions with a worker image (None: any interpreter on the host)
+    base_env: tuple[
+        tuple[str, str], ...
+    ] = ()  # (name, value) pairs: every job's base environment on this kind of worker
+    known_pythons: tuple[str, ...] | None = None  # versions with a worker image (None: any interpreter on the host)
     # local mode: job commands run under `nice` so the master (same host, same CPUs) stays responsive
     nice_commands: bool = False
     job_user: str = ""  # local mode, master running as root: the user the jobs' commands run as
-    docker_socket_branches: tuple = ()  # both modes: branches whose `tools: [docker]` jobs get the engine
+    docker_socket_branches: tuple[str, ...] = ()  # both modes: branches whose `tools: [docker]` jobs get the engine
 
     def job_workers(self, builder: str) -> list[str]:
         """The workers a check builder runs on."""
         if self.mode == "docker":
-            return [docker_worker_name(builder, index, slot) for slot in range(self.slots)
-                    for index in range(self.hosts)]
+            return [
+                docker_worker_name(builder, index, slot) for slot in range(self.slots) for index in range(self.hosts)
+            ]
         return [worker_name(builder, slot) for slot in range(self.slots)]
 
 
@@ -76,6 +80,6 @@ def pipeline_workers(settings: Settings) -> list[str]:
     return [worker_name(PIPELINE, slot) for slot in range(pipeline_slots(settings))]
 
 
-def reuse_worker():
+def reuse_worker() -> Any:
     """The master-side worker of reused job builds: they only link to the earlier build (jobs/reuse.py)."""
     return worker.LocalWorker(REUSE_WORKER, max_builds=None)
