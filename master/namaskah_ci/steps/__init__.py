@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from buildbot.process.results import SKIPPED
+from typing import Any
+
+from namaskah_ci.steps.results import SKIPPED
 
 
-def hide_skipped(results, step) -> bool:
+def hide_skipped(results: int | None, step: Any) -> bool:
     """`hideStepIf` for steps that only sometimes apply: shown when they ran, hidden when skipped."""
     return results == SKIPPED

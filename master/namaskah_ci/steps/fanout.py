@@ -14,25 +14,25 @@ once the checks ended, without waiting for them.
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Generator
+from typing import Any
 
+from buildbot.steps.trigger import Trigger
 from twisted.internet import defer
 from twisted.python import log
 
-from buildbot.process.results import CANCELLED, SUCCESS, Results, worst_status
-from buildbot.steps.trigger import Trigger
-
 from namaskah_ci import names
-from namaskah_ci.pipeline.inputs import reuse_key
-from namaskah_ci.pipeline.model import JobSpec
-from namaskah_ci.pipeline.source import PipelineConfig, source_for
 from namaskah_ci.jobs.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
 from namaskah_ci.jobs.reuse import summary as reuse_summary
+from namaskah_ci.pipeline.inputs import reuse_key
+from namaskah_ci.pipeline.model import JobSpec, Pipeline
+from namaskah_ci.pipeline.source import PipelineConfig, source_for
+from namaskah_ci.steps.results import CANCELLED, SUCCESS, Results, worst_status
 
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it
 
 
-def job_properties(job: JobSpec, revision: str, origin: str, pull: dict | None = None) -> dict:
+def job_properties(job: JobSpec, revision: str, origin: str, pull: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a job build is triggered with; `pull`: the pipeline's pull request properties."""
     return {
         names.PROP_JOB: job.to_dict(),
@@ -47,16 +47,16 @@ class _PipelineTrigger(Trigger):
     def __init__(
         self,
         disabled: tuple[str, ...] = (),
-        reuse: Optional[ReuseSetup] = None,
-        config: Optional[PipelineConfig] = None,
-        **kwargs,
-    ):
+        reuse: ReuseSetup | None = None,
+        config: PipelineConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("updateSourceStamp", False)
         super().__init__(schedulerNames=[PLACEHOLDER], **kwargs)
         self.disabled = tuple(disabled)
         self.reuse = reuse
         self.config = config
-        self.reused: dict[str, dict] = {}  # builder -> the record of the build it reuses
+        self.reused: dict[str, dict[str, Any]] = {}  # builder -> the record of the build it reuses
 
     def selected_jobs(self) -> list[JobSpec]:
         raise NotImplementedError
@@ -72,18 +72,29 @@ class _PipelineTrigger(Trigger):
         return ""
 
     @defer.inlineCallbacks
-    def reuse_properties(self, job: JobSpec, revision: str, store: ReuseStore, history: str | Exception = ""):
+    def reuse_properties(
+        self,
+        job: JobSpec,
+        revision: str,
+        store: ReuseStore,
+        setup: ReuseSetup,
+        config: PipelineConfig,
+        history: str | Exception = "",
+    ) -> Generator[Any, Any, tuple[dict[str, Any], str]]:
         """(properties, log line): the job's reuse key, and the build it reuses if one matches.
         `history`: `reuse.history_facts` for the pipeline's `history: full` jobs (or why it failed)."""
         try:
-            if isinstance(history, Exception) and job.history == "full":
-                raise history
-            inputs = yield source_for(self.master, self.config).inputs_digest(revision, job.inputs)
-            runtime = yield runtime_facts(self.reuse, job)
-            key = reuse_key(job.to_dict(), inputs, runtime, history if job.history == "full" else "")
+            facts = ""
+            if job.history == "full":
+                if isinstance(history, Exception):
+                    raise history
+                facts = history
+            inputs = yield source_for(self.master, config).inputs_digest(revision, job.inputs)
+            runtime = yield runtime_facts(setup, job)
+            key = reuse_key(job.to_dict(), inputs, runtime, facts)
             record = yield store.lookup(key)
         except Exception as exc:  # reuse only saves time: a job whose key cannot be made runs
-            log.err(exc, f"reuse: no key for {job.builder}")
+            log.err(exc, f"reuse: no key for {job.builder}")  # type: ignore[no-untyped-call]  # Twisted's log.err is unannotated
             return {}, f"{job.builder}: runs (no reuse key: {str(exc)[:200]})"
         what = f"{len(job.inputs)} input pattern(s)" if job.inputs is not None else "the whole tree"
         if job.history == "full":
@@ -95,22 +106,24 @@ class _PipelineTrigger(Trigger):
         return {names.PROP_REUSE_KEY: key, names.PROP_REUSED: record}, line
 
     @defer.inlineCallbacks
-    def getSchedulersAndProperties(self):
+    def getSchedulersAndProperties(self) -> Generator[Any, Any, list[dict[str, Any]]]:
         revision = self.getProperty("revision")
         origin = self.getProperty(names.PROP_PIPELINE_FILE) or ""
         jobs = self.selected_jobs()
-        extra: list = [({}, "")] * len(jobs)
+        extra: list[tuple[dict[str, Any], str]] = [({}, "")] * len(jobs)
         off = self.reuse_off()
-        if jobs and not off:
+        setup, config = self.reuse, self.config
+        if jobs and not off and setup is not None and config is not None:  # (not off: both are set)
             store = ReuseStore(self.master)
             history: str | Exception = ""
             if any(job.history == "full" for job in jobs):  # listed once, for every job that reads it
                 try:
-                    history = yield history_facts(self.config.repo_url, revision)
+                    history = yield history_facts(config.repo_url, revision)
                 except Exception as exc:  # those jobs run
                     history = exc
             extra = yield defer.gatherResults(
-                [self.reuse_properties(job, revision, store, history) for job in jobs], consumeErrors=True
+                [self.reuse_properties(job, revision, store, setup, config, history) for job in jobs],
+                consumeErrors=True,
             )
         if jobs:
             lines = [line for _, line in extra] if not off else [off]
@@ -122,30 +135,32 @@ class _PipelineTrigger(Trigger):
                 "props_to_set": {**job_properties(job, revision, origin, pull), **props},
                 "unimportant": False,
             }
-            for job, (props, _) in zip(jobs, extra)
+            for job, (props, _) in zip(jobs, extra, strict=True)
         ]
 
-    def prepareSourcestampListForTrigger(self):
+    def prepareSourcestampListForTrigger(self) -> list[dict[str, Any]]:
         """The jobs build the pinned revision (a forced pipeline of a branch has none in its stamp)."""
-        stamps = super().prepareSourcestampListForTrigger()
+        stamps: list[dict[str, Any]] = super().prepareSourcestampListForTrigger()
         revision = self.getProperty("revision")
         for stamp in stamps:
             if revision and not stamp.get("revision"):
                 stamp["revision"] = revision
         return stamps
 
-    def pipeline(self):
-        return getattr(self.build, "namaskah_pipeline", None)
+    def pipeline(self) -> Pipeline | None:
+        pipeline: Pipeline | None = getattr(self.build, "namaskah_pipeline", None)
+        return pipeline
 
-    def jobs_branch(self):
+    def jobs_branch(self) -> str | None:
         """What the jobs' `branches:` match: the build's branch, a pull request's base."""
-        return names.jobs_branch(self.getProperty("branch"), self.getProperty(names.PROP_PR_BASE))
+        branch: str | None = names.jobs_branch(self.getProperty("branch"), self.getProperty(names.PROP_PR_BASE))
+        return branch
 
 
 class FanOut(_PipelineTrigger):
     """Trigger the job builders of the verdict in parallel and wait for all of them."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("waitForFinish", True)
         kwargs.setdefault("name", "checks")
         super().__init__(**kwargs)
@@ -166,9 +181,10 @@ class FanOut(_PipelineTrigger):
         return dict(kept) if isinstance(kept, dict) else {}
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         if not self.selected_jobs() and self.kept():
-            return (yield self.keep_only())
+            kept: int = yield self.keep_only()
+            return kept
         if not self.selected_jobs():
             self.empty = True
             self.setProperty(names.PROP_CHECK_RESULTS, {}, "FanOut")
@@ -177,7 +193,7 @@ class FanOut(_PipelineTrigger):
         return worst_status(result, overall_result(self.kept()))  # a re-run: the kept checks count too
 
     @defer.inlineCallbacks
-    def addBuildUrls(self, rclist):
+    def addBuildUrls(self, rclist: list[tuple[bool, Any]]) -> Generator[Any, Any, None]:
         yield super().addBuildUrls(rclist)
         results: dict[str, int] = {}
         for was_cb, outcome in rclist:
@@ -203,7 +219,7 @@ class FanOut(_PipelineTrigger):
         self.updateSummary()
 
     @defer.inlineCallbacks
-    def keep_only(self):
+    def keep_only(self) -> Generator[Any, Any, int]:
         """A re-run whose failed jobs the file no longer has on this branch: the kept results stand."""
         self.check_results = dict(sorted(self.kept().items()))
         self.setProperty(names.PROP_CHECK_RESULTS, self.check_results, "FanOut")
@@ -211,13 +227,14 @@ class FanOut(_PipelineTrigger):
         self.updateSummary()
         return overall_result(self.check_results)
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.ended:
             return {"step": "interrupted"}
         if self.empty:
             return {"step": "no checks for this branch in the pipeline file"}
         if not self.check_results:
-            return super().getResultSummary()
+            summary: dict[str, str] = super().getResultSummary()
+            return summary
         text = ", ".join(f"{name}: {result}" for name, result in self.check_results.items())
         failed = [name for name, result in self.check_results.items() if result != "success"]
         build = f"failed: {', '.join(failed)}" if failed else "all checks passed"
@@ -232,7 +249,7 @@ class FanOut(_PipelineTrigger):
 class StartAnalysis(_PipelineTrigger):
     """Start the jobs outside the verdict that run on this branch (not waited for)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("name", "analysis")
         kwargs.setdefault("waitForFinish", False)
         kwargs.setdefault("alwaysRun", True)
@@ -243,16 +260,16 @@ class StartAnalysis(_PipelineTrigger):
         return pipeline.analysis_jobs(self.jobs_branch()) if pipeline is not None else []
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         jobs = self.selected_jobs()
         if not jobs:
             self.descriptionDone = "none on this branch"
             return SUCCESS
         self.descriptionDone = f"started {', '.join(job.builder for job in jobs)}"
-        result = yield super().run()
+        result: int = yield super().run()
         return result
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         return {"step": self.descriptionDone if isinstance(self.descriptionDone, str) else "analysis"}
 
 

@@ -15,24 +15,27 @@ worker's environment, which for a local worker is the master's.
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any
 
-from buildbot.process import buildstep, results
+from buildbot.process import buildstep
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from buildbot.steps.worker import CompositeStepMixin
+from twisted.internet import defer
 
 from namaskah_ci import names
+from namaskah_ci.steps import results
 
 
 class PinnedGit(Git):
     """Git at the revision the job's definition came from (falls back to the source stamp's)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("logEnviron", False)
         super().__init__(**kwargs)
 
-    def run_vc(self, branch, revision, patch):
+    def run_vc(self, branch: str | None, revision: str | None, patch: Any) -> Any:
         pinned = self.getProperty(names.PROP_JOB_REVISION)
         if pinned:
             self.revision = pinned
@@ -44,41 +47,43 @@ class JobStep(ShellCommand):
     """A pipeline-file step; `skip_reason` set means it is shown as skipped and never runs. A command
     killed by a signal (an out-of-memory kill, someone's `kill -9`) says so in its summary."""
 
-    def __init__(self, skip_reason: str = "", **kwargs):
+    def __init__(self, skip_reason: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("logEnviron", False)
         if skip_reason:
             kwargs["doStepIf"] = False
         super().__init__(**kwargs)
         self.skip_reason = skip_reason
-        self.exit_code = None
+        self.exit_code: int | None = None
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         cmd = yield self.makeRemoteShellCommand()
         yield self.runCommand(cmd)
         self.exit_code = cmd.rc
-        return cmd.results()
+        result: int = cmd.results()
+        return result
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.skip_reason:
             return {"step": self.skip_reason}
-        summary = super().getResultSummary()
+        summary: dict[str, str] = super().getResultSummary()
         if self.exit_code == -1 and self.results not in (results.SUCCESS, None) and not self.stopped:
             text = f"{self.name}: killed by a signal"
             summary = {"step": text, "build": text}
         return summary
 
 
-def job_path(path_module, workdir: str, *parts: str) -> str:
+def job_path(path_module: Any, workdir: str, *parts: str) -> str:
     """A path beside the checkout (`build/../.namaskah-ci/...`) without passing through `build`, which
     a build stopped while cloning leaves missing (the worker could not resolve `build/..` then)."""
-    return path_module.normpath(path_module.join(workdir, *parts))
+    path: str = path_module.normpath(path_module.join(workdir, *parts))
+    return path
 
 
 class CleanupJob(CompositeStepMixin, buildstep.BuildStep):
     """Remove `<job dir>/secrets` and `<job dir>/tmp` (always runs, never fails the job)."""
 
-    def __init__(self, job_dir: str, **kwargs):
+    def __init__(self, job_dir: str, **kwargs: Any) -> None:
         kwargs.setdefault("name", "cleanup")
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("flunkOnFailure", False)
@@ -89,7 +94,7 @@ class CleanupJob(CompositeStepMixin, buildstep.BuildStep):
         self.logEnviron = False
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         failed = False
         for part in ("secrets", "tmp"):
             path = job_path(self.build.path_module, self.workdir, self.job_dir, part)

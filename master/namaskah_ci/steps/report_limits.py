@@ -25,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tarfile
-
-from twisted.internet import threads
+from typing import Literal
 
 from buildbot.process import remotetransfer
 from buildbot.util import unicode2bytes
+from twisted.internet import defer, threads
 
 TAR_OVERHEAD = 2048  # bytes per archive entry beyond its content: header, long-name header, padding
 TAR_END = 20480  # the archive's end blocks, padded to tarfile's record size
@@ -46,9 +46,9 @@ class ReportBudget:
     max_bytes: int = 0
     max_files: int = 0
 
-    def __post_init__(self):
-        self.bytes_left = self.max_bytes or None
-        self.files_left = self.max_files or None
+    def __post_init__(self) -> None:
+        self.bytes_left: int | None = self.max_bytes or None
+        self.files_left: int | None = self.max_files or None
 
     def refusal(self, path: str, what: str) -> str:
         if what == "files":
@@ -60,7 +60,7 @@ class ReportBudget:
     def no_file_left(self) -> bool:
         return self.files_left is not None and self.files_left < 1
 
-    def worker_maxsize(self, directory: bool):
+    def worker_maxsize(self, directory: bool) -> int | None:
         """What the worker may send: one byte more than is left (so it can say when a file is larger),
         for a directory's archive also its headers."""
         if self.bytes_left is None:
@@ -80,12 +80,12 @@ class ReportBudget:
 class LimitedFileWriter(remotetransfer.FileWriter):
     """Buildbot's FileWriter storing at most `limit` bytes; `overflow`: the worker sent more."""
 
-    def __init__(self, destfile, limit, mode):
+    def __init__(self, destfile: str, limit: int | None, mode: int | None) -> None:
         super().__init__(destfile, limit, mode)
         self.overflow = False
         self.received = 0
 
-    def remote_write(self, data):
+    def remote_write(self, data: str | bytes) -> None:
         data = unicode2bytes(data)
         self.received += len(data)
         if self.remaining is not None and len(data) > self.remaining:
@@ -97,31 +97,32 @@ class LimitedDirectoryWriter(remotetransfer.DirectoryWriter):
     """Buildbot's DirectoryWriter whose archive is checked against the budget, then unpacked in a
     thread (`unpacked`, None until then); `refused`: "bytes", "files", another reason, or ""."""
 
-    def __init__(self, destroot, budget: ReportBudget, compress, mode):
+    def __init__(self, destroot: str, budget: ReportBudget, compress: str | None, mode: int | None) -> None:
         super().__init__(destroot, budget.worker_maxsize(directory=True), compress, mode)
         self.budget_bytes = budget.bytes_left
         self.budget_files = budget.files_left
         self.overflow = False
         self.refused = ""
-        self.unpacked = None
+        self.unpacked: defer.Deferred[None] | None = None
         self.stored = (0, 0)  # bytes, entries unpacked
 
-    def remote_write(self, data):
+    def remote_write(self, data: str | bytes) -> None:
         data = unicode2bytes(data)
         if self.remaining is not None and len(data) > self.remaining:
             self.overflow = True
         super().remote_write(data)
 
-    def remote_unpack(self):
+    def remote_unpack(self) -> None:
         self.remote_close()
         if self.overflow:
             self.refused = "bytes"
             return None
-        self.unpacked = threads.deferToThread(self._unpack)
+        self.unpacked = threads.deferToThread(self._unpack)  # type: ignore[no-untyped-call]  # unannotated in Twisted
         return None
 
     def _unpack(self) -> None:
-        mode = {"bz2": "r:bz2", "gz": "r:gz"}.get(self.compress, "r")
+        modes: dict[str | None, Literal["r:bz2", "r:gz"]] = {"bz2": "r:bz2", "gz": "r:gz"}
+        mode: Literal["r", "r:bz2", "r:gz"] = modes.get(self.compress, "r")
         try:
             with tarfile.open(name=self.tarname, mode=mode) as archive:
                 size = entries = 0
@@ -145,7 +146,7 @@ class LimitedDirectoryWriter(remotetransfer.DirectoryWriter):
             if os.path.exists(self.tarname):
                 os.remove(self.tarname)
 
-    def purge(self):
+    def purge(self) -> None:
         """Buildbot purges a failed transfer at once: after the unpacking thread, if one runs."""
         if self.unpacked is not None and not self.unpacked.called:
             self.unpacked.addBoth(lambda result: (remotetransfer.DirectoryWriter.purge(self), result)[1])

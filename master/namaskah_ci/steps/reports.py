@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import os
 import stat
-
-from twisted.internet import defer, threads
+from collections.abc import Generator
+from typing import Any, ClassVar
 
 from buildbot.process import remotecommand
-from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.steps.transfer import MultipleFileUpload, makeStatusRemoteCommand
+from twisted.internet import defer, threads
 
 from namaskah_ci import names
-from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.pipeline.model import ReportSpec
+from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.steps.report_limits import LimitedDirectoryWriter, LimitedFileWriter, ReportBudget
+from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS
 
 
 def reports_url(buildbot_url: str, separate: str = "") -> str:
@@ -41,10 +42,18 @@ def reports_url(buildbot_url: str, separate: str = "") -> str:
 class PublishReports(MultipleFileUpload):
     """Upload each declared report, keep its relative path, and check what it says."""
 
-    renderables = ["reports_root"]
+    renderables: ClassVar[list[str]] = ["reports_root"]
 
-    def __init__(self, reports_root, base_url: str, reports: tuple[ReportSpec, ...], coverage_min: int = 0,
-                 max_bytes: int = 0, max_files: int = 0, **kwargs):
+    def __init__(
+        self,
+        reports_root: Any,  # a renderable: the build's own reports directory
+        base_url: str,
+        reports: tuple[ReportSpec, ...],
+        coverage_min: int = 0,
+        max_bytes: int = 0,
+        max_files: int = 0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("name", "publish reports")
         kwargs.setdefault("alwaysRun", True)
         super().__init__(workersrcs=[r.path for r in reports], masterdest=".", **kwargs)
@@ -57,46 +66,60 @@ class PublishReports(MultipleFileUpload):
         self.summary_text = ""
 
     @defer.inlineCallbacks
-    def _upload(self, kind: str, source: str, destination: str, budget: ReportBudget):
+    def _upload(
+        self, kind: str, source: str, destination: str, budget: ReportBudget
+    ) -> Generator[Any, Any, tuple[int, str]]:
         """Buildbot's uploadFile / uploadDirectory with bounded writers: (result, refusal or '')."""
         directory = kind == "dir"
+        writer: LimitedDirectoryWriter | LimitedFileWriter
+        args: dict[str, Any]
         if directory:
             writer = LimitedDirectoryWriter(destination, budget, self.compress, 0o600)
             args = {"compress": self.compress}
         else:
             writer = LimitedFileWriter(destination, budget.bytes_left, self.mode)
             args = {"keepstamp": self.keepstamp}
-        args.update(workdir=self.workdir, writer=writer, maxsize=budget.worker_maxsize(directory),
-                    blocksize=self.blocksize, workersrc=source)
+        args.update(
+            workdir=self.workdir,
+            writer=writer,
+            maxsize=budget.worker_maxsize(directory),
+            blocksize=self.blocksize,
+            workersrc=source,
+        )
         cmd = makeStatusRemoteCommand(self, "uploadDirectory" if directory else "uploadFile", args)
-        result = yield self.runTransferCommand(cmd, writer)
-        if directory and writer.unpacked is not None:
+        result: int = yield self.runTransferCommand(cmd, writer)
+        if isinstance(writer, LimitedDirectoryWriter) and writer.unpacked is not None:
             yield writer.unpacked
-        refused = "bytes" if writer.overflow else getattr(writer, "refused", "")
+        refused: str = "bytes" if writer.overflow else getattr(writer, "refused", "")
         if refused:
-            yield threads.deferToThread(writer.purge)  # whatever the worker said of it: not kept
+            # whatever the worker said of it: not kept (Twisted's deferToThread is unannotated)
+            yield threads.deferToThread(writer.purge)  # type: ignore[no-untyped-call]
             return result, budget.refusal(source, refused) if refused in ("bytes", "files") else refused
         if result == SUCCESS:
-            budget.spend(*(writer.stored if directory else (writer.received, 1)))
+            budget.spend(*(writer.stored if isinstance(writer, LimitedDirectoryWriter) else (writer.received, 1)))
         return result, ""
 
     @defer.inlineCallbacks
-    def _kind_of(self, path: str):
+    def _kind_of(self, path: str) -> Generator[Any, Any, str | None]:
         """ "dir", "file" or None (missing, or neither)."""
         cmd = remotecommand.RemoteCommand("stat", {"file": path, "workdir": self.workdir, "logEnviron": False})
         yield self.runCommand(cmd)
         if cmd.rc != 0:
             return None
-        mode = cmd.updates["stat"][-1][stat.ST_MODE]
+        mode: int = cmd.updates["stat"][-1][stat.ST_MODE]
         return "dir" if stat.S_ISDIR(mode) else ("file" if stat.S_ISREG(mode) else None)
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         self.stdio_log = yield self.addLog("stdio")
         steps_passed = self.build.results == SUCCESS
         relative = os.path.join(self.getProperty("buildername"), str(self.getProperty("buildnumber")))
         index = f"{self.base_url}{relative}/"
-        published, missing, notes, failures, skipped = [], [], [], [], []
+        published: list[ReportSpec] = []
+        missing: list[ReportSpec] = []
+        notes: list[str] = []
+        failures: list[str] = []
+        skipped: list[str] = []
         budget = ReportBudget(self.max_bytes, self.max_files)
         for report in self.declared:
             kind = yield self._kind_of(report.path)
@@ -106,7 +129,8 @@ class PublishReports(MultipleFileUpload):
                 continue
             refusal = budget.refusal(report.path, "files") if budget.no_file_left() else ""
             if not refusal:
-                yield threads.deferToThread(os.makedirs, os.path.dirname(destination), exist_ok=True)
+                # Twisted's deferToThread is unannotated
+                yield threads.deferToThread(os.makedirs, os.path.dirname(destination), exist_ok=True)  # type: ignore[no-untyped-call]
                 result, refusal = yield self._upload(kind, report.path, destination, budget)
             if refusal:
                 skipped.append(refusal)
@@ -122,7 +146,8 @@ class PublishReports(MultipleFileUpload):
             if kind == "dir" and report.kind == "html":
                 target += "index.html"
             yield self.addURL(report.title, target)
-            text, values = yield threads.deferToThread(report_kinds.describe, report.kind, destination)
+            # Twisted's deferToThread is unannotated
+            text, values = yield threads.deferToThread(report_kinds.describe, report.kind, destination)  # type: ignore[no-untyped-call]
             if text:
                 notes.append(text)
                 yield self.stdio_log.addStdout(f"{report.path}: {text}\n")
@@ -149,10 +174,11 @@ class PublishReports(MultipleFileUpload):
             return FAILURE
         return WARNINGS if skipped or (missing and steps_passed) else SUCCESS
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.summary_text:
             summary = {"step": self.summary_text}
             if getattr(self, "build_text", ""):
                 summary["build"] = self.build_text
             return summary
-        return super().getResultSummary()
+        default: dict[str, str] = super().getResultSummary()
+        return default

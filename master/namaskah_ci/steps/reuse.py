@@ -8,21 +8,22 @@ Any other result records nothing. The step is hidden; its log says what it did.
 from __future__ import annotations
 
 import time
-
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.process import buildstep
-from buildbot.process.results import SKIPPED, SUCCESS, Results
 from buildbot.reporters.utils import getURLForBuild
+from twisted.internet import defer
 
 from namaskah_ci import names
 from namaskah_ci.jobs.reuse import ReuseStore
+from namaskah_ci.steps.results import SKIPPED, SUCCESS, Results
 
 
 class RecordReuse(buildstep.BuildStep):
     name = "record for reuse"
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("flunkOnFailure", False)
         kwargs.setdefault("warnOnFailure", True)
@@ -30,7 +31,7 @@ class RecordReuse(buildstep.BuildStep):
         super().__init__(**kwargs)
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         key = self.getProperty(names.PROP_REUSE_KEY)
         if self.build.results != SUCCESS or not key:
             self.descriptionDone = f"not recorded: the job ended {Results[self.build.results]}"

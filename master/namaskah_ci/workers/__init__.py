@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from buildbot.plugins import worker
 
 from namaskah_ci.names import PIPELINE
+from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers.plan import WorkerPlan, pipeline_workers, reuse_worker
 
@@ -24,7 +27,7 @@ def make_plan(settings: Settings) -> WorkerPlan:
     return make_local_plan(settings)
 
 
-def make_workers(settings: Settings, builder_names: list[str], registry) -> list:
+def make_workers(settings: Settings, builder_names: list[str], registry: Registry) -> list[Any]:
     """A fresh list of workers: the pipeline's, each job builder's slots (docker mode: containers), `reuse`."""
     jobs = [name for name in builder_names if name != PIPELINE]
     if settings.workers.mode == "docker":

@@ -1,1 +1,2 @@
-"""Deploy and rollback steps: the gate, Render's API, starting once, verifying, rolling back, notifying, and the deploy history they read."""
+"""Deploy and rollback steps: the gate, Render's API, starting once, verifying, rolling back,
+notifying, and the deploy history they read."""

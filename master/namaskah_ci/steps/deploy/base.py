@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet import defer
-
 from buildbot.process import buildstep
 from buildbot.process.properties import Secret
-from buildbot.process.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 from buildbot.util import asyncSleep
 from buildbot.util.httpclientservice import HTTPSession
+from twisted.internet import defer
+
 from namaskah_ci.names import PROP_FAILURE, RENDER_API_KEY
-
-# Build properties the deploy and rollback builds set (and the deploy history reads).
-
+from namaskah_ci.steps.results import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +65,7 @@ class HttpFailure(Exception):
 class HttpAnswer:
     code: int
     body: bytes
-    headers: dict = dataclasses.field(default_factory=dict)  # lower-cased names: Retry-After, Ratelimit-*
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # lower-cased names: Retry-After, Ratelimit-*
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
@@ -95,10 +93,10 @@ def describe_http_error(exc: BaseException) -> str:
 RATE_HEADERS = ("retry-after", "ratelimit-reset", "ratelimit-remaining", "ratelimit-limit")
 
 
-def response_headers(response) -> dict:
+def response_headers(response: Any) -> dict[str, str]:
     """The rate-limit headers of an answer (txrequests or treq underneath Buildbot's HTTPSession)."""
     raw = getattr(response, "_res", None)
-    headers = getattr(raw, "headers", None)
+    headers: Any = getattr(raw, "headers", None)  # twisted's Headers (treq) or a requests' mapping
     found = {}
     for name in RATE_HEADERS:
         value = None
@@ -110,7 +108,6 @@ def response_headers(response) -> dict:
         if value is not None:
             found[name] = value.decode() if isinstance(value, bytes) else str(value)
     return found
-
 
 
 def segment(value: str) -> str:
@@ -128,18 +125,18 @@ def with_ref(hook_url: str, revision: str) -> str:
 class DeployStep(buildstep.BuildStep):
     """Base of the master-side deploy steps: HTTP, secrets, sleep, log and summary."""
 
-    def __init__(self, target: DeployTarget, **kwargs):
+    def __init__(self, target: DeployTarget, **kwargs: Any) -> None:
         kwargs.setdefault("updateBuildSummaryPolicy", False)
         super().__init__(**kwargs)
         self.target = target
         self.summary = ""
         self.build_summary = ""
-        self._details = None
-        self._session = None
+        self._details: Any = None  # the step's `details` log, once a line was written
+        self._session: Any = None  # Buildbot's HTTPSession, while the step runs
 
     # -- secrets -------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def secret(self, name: str):
+    def secret(self, name: str) -> Generator[Any, Any, str | None]:
         """The secret's value (registered for redaction), or None when it is not configured."""
         try:
             value = yield self.build.render(Secret(name))
@@ -149,7 +146,7 @@ class DeployStep(buildstep.BuildStep):
         return value or None
 
     @defer.inlineCallbacks
-    def api_credentials(self):
+    def api_credentials(self) -> Generator[Any, Any, tuple[str, str] | None]:
         """(api key, service id) when both secrets exist, else None."""
         key = yield self.secret(self.target.api_key_secret)
         service = yield self.secret(self.target.service_id_secret)
@@ -159,7 +156,9 @@ class DeployStep(buildstep.BuildStep):
 
     # -- HTTP ----------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def http(self, method: str, url: str, headers: dict | None = None, json_body: Any = None):
+    def http(
+        self, method: str, url: str, headers: dict[str, str] | None = None, json_body: Any = None
+    ) -> Generator[Any, Any, HttpAnswer]:
         """One request; an HttpAnswer for any HTTP status, HttpFailure when there is no answer."""
         if self._session is None:
             self._session = HTTPSession(self.master.httpservice, "")
@@ -172,7 +171,7 @@ class DeployStep(buildstep.BuildStep):
         try:
             response = yield getattr(session, method.lower())(url, **kwargs)
             body = yield response.content()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a URL-free HttpFailure
+        except Exception as exc:  # every failure becomes a URL-free HttpFailure
             raise HttpFailure(describe_http_error(exc)) from None
         return HttpAnswer(int(response.code), body or b"", response_headers(response))
 
@@ -187,7 +186,7 @@ class DeployStep(buildstep.BuildStep):
         if isinstance(kept, list) and pooled in kept:
             kept.remove(pooled)
 
-    def api_headers(self, key: str) -> dict:
+    def api_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
 
     def api_url(self, service_id: str, path: str) -> str:
@@ -195,14 +194,16 @@ class DeployStep(buildstep.BuildStep):
 
     # -- time ----------------------------------------------------------------------------
     def now(self) -> float:
-        return self.master.reactor.seconds()
+        seconds: float = self.master.reactor.seconds()
+        return seconds
 
-    def sleep(self, seconds: float):
-        return asyncSleep(max(0.0, seconds), reactor=self.master.reactor)
+    def sleep(self, seconds: float) -> defer.Deferred[None]:
+        sleeping: defer.Deferred[None] = asyncSleep(max(0.0, seconds), reactor=self.master.reactor)
+        return sleeping
 
     # -- log and summary -----------------------------------------------------------------
     @defer.inlineCallbacks
-    def note(self, line: str):
+    def note(self, line: str) -> Generator[Any, Any, None]:
         """Append a line to the step's `details` log (after secret redaction)."""
         if self._details is None:
             self._details = yield self.addLog("details")
@@ -210,7 +211,7 @@ class DeployStep(buildstep.BuildStep):
         yield self._details.addStdout(text + "\n")
 
     @defer.inlineCallbacks
-    def finish_log(self):
+    def finish_log(self) -> Generator[Any, Any, None]:
         if self._details is not None:
             yield self._details.finish()
 
@@ -222,9 +223,10 @@ class DeployStep(buildstep.BuildStep):
     def cancelled(self) -> bool:
         return bool(self.stopped)
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if not self.summary:
-            return super().getResultSummary()
+            default: dict[str, str] = super().getResultSummary()
+            return default
         text = self.summary
         if self.results == CANCELLED:
             text += " (cancelled)"
@@ -234,9 +236,9 @@ class DeployStep(buildstep.BuildStep):
         return summary
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         try:
-            result = yield self.execute()
+            result: int = yield self.execute()
         finally:
             self.release_http()
             yield self.finish_log()
@@ -244,5 +246,5 @@ class DeployStep(buildstep.BuildStep):
             return CANCELLED
         return result
 
-    def execute(self):  # pragma: no cover - every subclass defines it
+    def execute(self) -> defer.Deferred[int]:  # pragma: no cover - every subclass defines it
         raise NotImplementedError

@@ -17,16 +17,17 @@ build then records (property `gate_override`, WARNINGS).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Generator
+from typing import Any
 
+from buildbot.steps.trigger import Trigger
 from twisted.internet import defer
 
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
-from buildbot.steps.trigger import Trigger
-
 from namaskah_ci import names
-from namaskah_ci.steps.deploy.history import find_pipeline_build, newest_branch_revision
-from namaskah_ci.steps.deploy.base import DeployStep
 from namaskah_ci.names import PROP_GATE_OVERRIDE, PROP_GATE_PIPELINE, PROP_OVERRIDE_REQUEST, PROP_REVISION
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget
+from namaskah_ci.steps.deploy.history import find_pipeline_build, newest_branch_revision
+from namaskah_ci.steps.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from namaskah_ci.text import short
 
 SUCCESS_NAME = "success"
@@ -39,7 +40,7 @@ class Verdict:
 
 
 def required_checks_verdict(
-    check_results: dict | None, required: list[str], defined: list | None = None, origin: str = ""
+    check_results: dict[str, str] | None, required: list[str], defined: list[str] | None = None, origin: str = ""
 ) -> Verdict:
     """Did every required check succeed? The reason names each one that did not.
 
@@ -64,7 +65,7 @@ def required_checks_verdict(
 class DeployGate(Trigger):
     """Trigger the deploy builder of the build's branch when every required check succeeded."""
 
-    def __init__(self, branch_schedulers: dict[str, str], required: list[str], **kwargs):
+    def __init__(self, branch_schedulers: dict[str, str], required: list[str], **kwargs: Any) -> None:
         kwargs.setdefault("name", "deploy gate")
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("waitForFinish", False)
@@ -76,7 +77,7 @@ class DeployGate(Trigger):
         self.chosen: str | None = None
         self.gate_summary = ""
 
-    def getSchedulersAndProperties(self):
+    def getSchedulersAndProperties(self) -> list[dict[str, Any]]:
         number = self.getProperty("buildnumber")
         return [
             {
@@ -87,7 +88,7 @@ class DeployGate(Trigger):
         ]
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         branch = self.getProperty("branch")
         revision = self.getProperty("revision")
         scheduler = self.branch_schedulers.get(branch)
@@ -120,32 +121,33 @@ class DeployGate(Trigger):
                 self.gate_summary = f"not deploying: {branch} has moved on to {short(newest)} since {short(revision)}"
                 return SKIPPED
         self.chosen = scheduler
-        result = yield super().run()
+        result: int = yield super().run()
         self.gate_summary = f"{verdict.reason}: deploy of {short(revision)} requested ({scheduler})"
         return result
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.gate_summary:
             return {"step": self.gate_summary}
-        return super().getResultSummary()
+        default: dict[str, str] = super().getResultSummary()
+        return default
 
 
 class VerifyPipelinePassed(DeployStep):
     """Pin the revision to deploy and make sure its pipeline passed (or the admin overrode)."""
 
-    def __init__(self, target, required: list[str], **kwargs):
+    def __init__(self, target: DeployTarget, required: list[str], **kwargs: Any) -> None:
         kwargs.setdefault("name", "pipeline gate")
         kwargs.setdefault("haltOnFailure", True)
         kwargs.setdefault("warnOnWarnings", True)  # an override shows as WARNINGS on the build
         super().__init__(target, **kwargs)
         self.required = list(required)
 
-    def refuse(self, reason: str):
+    def refuse(self, reason: str) -> int:
         self.summary = self.build_summary = f"not deployed: {reason}"
         return FAILURE
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         revision = self.getProperty("revision")
         pipeline = self.getProperty(PROP_GATE_PIPELINE)
         if pipeline and revision:

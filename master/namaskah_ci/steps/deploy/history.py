@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-
-from twisted.internet import defer
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from buildbot.data import resultspec
-from buildbot.process.results import SUCCESS
+from twisted.internet import defer
 
 from namaskah_ci import names
-
 from namaskah_ci.names import PROP_DEPLOY_ID, PROP_REVISION
+from namaskah_ci.steps.results import SUCCESS
 from namaskah_ci.text import same_revision
 
 
@@ -52,20 +52,20 @@ class PipelineRecord:
     buildid: int
     revision: str
     complete: bool
-    check_results: dict
-    defined: list | None = None  # the verdict jobs its pipeline file defined for its branch (None: unknown)
+    check_results: dict[str, str]
+    defined: list[str] | None = None  # the verdict jobs its pipeline file defined for its branch (None: unknown)
     origin: str = ""
 
 
-def _sort_key(record: DeployRecord):
+def _sort_key(record: DeployRecord) -> tuple[float, int]:
     stamp = record.complete_at.timestamp() if record.complete_at else 0.0
     return (stamp, record.buildid)
 
 
 @defer.inlineCallbacks
-def good_deploys(master, builder_names, limit: int = 20):
+def good_deploys(master: Any, builder_names: Iterable[str], limit: int = 20) -> Generator[Any, Any, list[DeployRecord]]:
     """Good deploys of the named builders, newest first."""
-    records = []
+    records: list[DeployRecord] = []
     for name in builder_names:
         builds = yield master.data.get(
             ("builders", name, "builds"),
@@ -113,7 +113,7 @@ def find_revision(records: list[DeployRecord], revision: str) -> DeployRecord | 
 
 
 @defer.inlineCallbacks
-def find_pipeline_build(master, revision: str, scan: int = 200):
+def find_pipeline_build(master: Any, revision: str, scan: int = 200) -> Generator[Any, Any, PipelineRecord | None]:
     """The newest pipeline build of `revision` (complete or not), or None; a pull request's pipeline
     never counts (pull requests never deploy, not even by a forced deploy of their merge result)."""
     builds = yield master.data.get(("builders", names.PIPELINE, "builds"), order=["-number"], limit=scan)
@@ -134,7 +134,7 @@ def find_pipeline_build(master, revision: str, scan: int = 200):
 
 
 @defer.inlineCallbacks
-def newest_branch_revision(master, branch: str):
+def newest_branch_revision(master: Any, branch: str) -> Generator[Any, Any, str | None]:
     """The revision of the newest change seen on `branch`, or None."""
     changes = yield master.data.get(
         ("changes",),
@@ -143,19 +143,20 @@ def newest_branch_revision(master, branch: str):
         limit=1,
     )
     for change in changes or []:
-        if change.get("revision"):
-            return change["revision"]
+        revision: str | None = change.get("revision")
+        if revision:
+            return revision
     return None
 
 
-def _submitted(request) -> float:
+def _submitted(request: Any) -> float:
     stamp = getattr(request, "submittedAt", None)
     if isinstance(stamp, datetime.datetime):
         return stamp.timestamp()
     return float(stamp or 0)
 
 
-def supersede_queued(builder, requests):
+def supersede_queued(builder: Any, requests: list[Any]) -> Any:
     """`nextBuild`: the newest queued request first. The older ones still run, after it, and their
     first steps skip them naming the newer revision (steps/start_deploy.NotOutdated), so an older
     revision is never deployed after a newer one and every skipped request says why."""

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import email.message
 import re
+from collections.abc import Generator
+from typing import Any
 
+from buildbot.reporters.utils import getURLForBuild
 from twisted.internet import defer
 
-from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
-from buildbot.reporters.utils import getURLForBuild
-
-from namaskah_ci import names
-from namaskah_ci.steps import hide_skipped
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment
 from namaskah_ci.names import (
     GITHUB_TOKEN,
     NOTIFY_WEBHOOK_URL,
@@ -43,6 +40,9 @@ from namaskah_ci.names import (
     PROP_ROLLED_BACK_TO,
     PROP_STARTED,
 )
+from namaskah_ci.steps import hide_skipped
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget, HttpFailure, segment
+from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS
 from namaskah_ci.text import short
 
 _GITHUB_SLUG = re.compile(r"github\.com[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/*$")
@@ -56,12 +56,12 @@ def github_slug(repo_url: str, configured: str = "") -> str | None:
     return f"{found.group(1)}/{found.group(2)}" if found else None
 
 
-def attempted(step) -> bool:
+def attempted(step: Any) -> bool:
     return bool(step.getProperty(PROP_ATTEMPTED))
 
 
-def rollback_outcome(props) -> str:
-    result = props.getProperty(PROP_ROLLBACK_RESULT)
+def rollback_outcome(props: Any) -> str:
+    result: str | None = props.getProperty(PROP_ROLLBACK_RESULT)
     if result:
         return result
     if not props.getProperty(PROP_ROLLBACK_STARTED):
@@ -70,7 +70,7 @@ def rollback_outcome(props) -> str:
     return f"rolled back to {short(props.getProperty(PROP_ROLLED_BACK_TO))} ({'; '.join(d for d in details if d)})"
 
 
-def outcome_text(props, rollback_build: bool, ok: bool) -> str:
+def outcome_text(props: Any, rollback_build: bool, ok: bool) -> str:
     """The one line a person reads: what was deployed, what failed, where production is now."""
     env = props.getProperty(PROP_ENVIRONMENT) or "?"
     revision = short(props.getProperty(PROP_REVISION))
@@ -87,11 +87,16 @@ def outcome_text(props, rollback_build: bool, ok: bool) -> str:
     return f"deployed {revision}, {failure}, {rollback_outcome(props)}"
 
 
-def send_mail(reactor, host: str, port: int, sender: str, recipients: list[str], message: bytes):
+def send_mail(
+    reactor: Any, host: str, port: int, sender: str, recipients: list[str], message: bytes
+) -> defer.Deferred[Any]:
     """Send one message with Twisted's SMTP client (a Deferred)."""
     from twisted.mail import smtp
 
-    return smtp.sendmail(host, sender, recipients, message, port=port, reactor=reactor)
+    sending: defer.Deferred[Any] = smtp.sendmail(  # type: ignore[no-untyped-call]  # unannotated in Twisted
+        host, sender, recipients, message, port=port, reactor=reactor
+    )
+    return sending
 
 
 class Notify(DeployStep):
@@ -101,7 +106,7 @@ class Notify(DeployStep):
 
     def __init__(
         self,
-        target,
+        target: DeployTarget,
         rollback_build: bool = False,
         email_to: tuple[str, ...] = (),
         email_from: str = "namaskah-ci@localhost",
@@ -109,8 +114,8 @@ class Notify(DeployStep):
         smtp_port: int = 25,
         github_api_url: str = "https://api.github.com",
         github_repository: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("name", "notify")
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("flunkOnFailure", False)
@@ -127,15 +132,16 @@ class Notify(DeployStep):
         self.github_repository = github_repository
 
     @defer.inlineCallbacks
-    def build_url(self) -> str:
+    def build_url(self) -> Generator[Any, Any, str]:
         try:
             builderid = yield self.build.getBuilderId()
         except AttributeError:
             builderid = getattr(self.build.builder, "builderid", None)
-        return getURLForBuild(self.master, builderid, self.build.number)
+        url: str = getURLForBuild(self.master, builderid, self.build.number)
+        return url
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         ok = self.build.results in (SUCCESS, WARNINGS)
         props = self.build.getProperties()
         text = outcome_text(props, self.rollback_build, ok)
@@ -156,7 +162,7 @@ class Notify(DeployStep):
             "build_url": url,
         }
         yield self.note(f"outcome: {text}")
-        outcomes = []
+        outcomes: list[str] = []
         for channel in (self.webhook, self.mail, self.github_status):
             sent = yield channel(payload)
             outcomes.append(sent)
@@ -165,7 +171,7 @@ class Notify(DeployStep):
         return FAILURE if failed else SUCCESS
 
     @defer.inlineCallbacks
-    def webhook(self, payload):
+    def webhook(self, payload: dict[str, Any]) -> Generator[Any, Any, str]:
         url = yield self.secret(NOTIFY_WEBHOOK_URL)
         if not url:
             return f"webhook: skipped (no {NOTIFY_WEBHOOK_URL} secret)"
@@ -186,7 +192,7 @@ class Notify(DeployStep):
         return f"FAILED webhook: {problem}"
 
     @defer.inlineCallbacks
-    def mail(self, payload):
+    def mail(self, payload: dict[str, Any]) -> Generator[Any, Any, str]:
         if not self.email_to:
             return "e-mail: not configured"
         message = email.message.EmailMessage()
@@ -208,13 +214,13 @@ class Notify(DeployStep):
                 list(self.email_to),
                 message.as_bytes(),
             )
-        except Exception as exc:  # noqa: BLE001 - reported, never raised
+        except Exception as exc:  # reported, never raised
             yield self.note(f"e-mail: {type(exc).__name__}")
             return f"FAILED e-mail: {type(exc).__name__}"
         return f"e-mail: sent to {len(self.email_to)}"
 
     @defer.inlineCallbacks
-    def github_status(self, payload):
+    def github_status(self, payload: dict[str, Any]) -> Generator[Any, Any, str]:
         token = yield self.secret(GITHUB_TOKEN)
         if not token:
             return "GitHub status: skipped (no github_token)"

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime
 import random
+from collections.abc import Generator
+from typing import Any
 
 from twisted.internet import defer
 
-from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
-
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, segment
 from namaskah_ci.names import (
     PROP_DEPLOY_ID,
     PROP_ENVIRONMENT,
@@ -29,6 +28,8 @@ from namaskah_ci.names import (
     PROP_NOT_CONFIGURED,
     PROP_REVISION,
 )
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget, HttpAnswer, HttpFailure, segment
+from namaskah_ci.steps.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
 from namaskah_ci.text import same_revision, short
 
 LIVE = "live"
@@ -37,12 +38,12 @@ RUNNING_STATUSES = ("created", "queued")
 MAX_API_ERRORS = 5  # consecutive unusable answers from the Render API before giving up
 
 
-def is_configured(step) -> bool:
+def is_configured(step: Any) -> bool:
     """doStepIf for every step after `CheckDeployConfigured`."""
     return not step.getProperty(PROP_NOT_CONFIGURED)
 
 
-def deploy_from(data) -> dict | None:
+def deploy_from(data: Any) -> dict[str, Any] | None:
     """The deploy object of a hook answer (`{"deploy": {...}}`) or an API answer (the object)."""
     if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
         data = data["deploy"]
@@ -62,7 +63,7 @@ def classify(status: str) -> str:
     return "unexpected"
 
 
-def _created_at(deploy: dict) -> float | None:
+def _created_at(deploy: dict[str, Any]) -> float | None:
     try:
         return datetime.datetime.fromisoformat(str(deploy.get("createdAt"))).timestamp()
     except ValueError:
@@ -76,10 +77,11 @@ MAX_WAIT = 65.0  # seconds: one wait is never longer (Render's limits are per mi
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 20.0) -> float:
     """Exponential backoff with jitter: a random delay between half and all of base * 2**attempt (≤ cap)."""
-    return random.uniform(0.5, 1.0) * min(cap, base * (2**attempt))
+    longest: float = min(cap, base * (2**attempt))
+    return random.uniform(0.5, 1.0) * longest
 
 
-def retry_after(headers: dict) -> float:
+def retry_after(headers: dict[str, str]) -> float:
     """Seconds to wait from a 429's `Retry-After` or `Ratelimit-Reset` (2 when neither is usable)."""
     for name in ("retry-after", "ratelimit-reset"):
         try:
@@ -96,10 +98,13 @@ class HookStep(DeployStep):
     exponential backoff with jitter (at most TRIES tries); any other 4xx: fail at once."""
 
     @defer.inlineCallbacks
-    def post_with_retries(self, url: str, label: str, headers: dict | None = None, json_body=None):
+    def post_with_retries(
+        self, url: str, label: str, headers: dict[str, str] | None = None, json_body: Any = None
+    ) -> Generator[Any, Any, tuple[HttpAnswer | None, str]]:
         """(HttpAnswer, "") on a 2xx/3xx, (None, problem) otherwise."""
         problem, failures, waits = "", 0, 0
         while not self.stopped:
+            answer: HttpAnswer | None
             try:
                 answer = yield self.http("POST", url, headers=headers, json_body=json_body)
             except HttpFailure as exc:
@@ -130,13 +135,13 @@ class HookStep(DeployStep):
 class CheckDeployConfigured(DeployStep):
     """End the build SKIPPED, saying why, when the environment cannot be deployed (or rolled back)."""
 
-    def __init__(self, target, rollback: bool = False, **kwargs):
+    def __init__(self, target: DeployTarget, rollback: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("name", "configuration")
         super().__init__(target, **kwargs)
         self.rollback = rollback
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         target = self.target
         self.setProperty(PROP_ENVIRONMENT, target.environment, self.name)
         hook = yield self.secret(target.deploy_hook_secret)
@@ -176,13 +181,13 @@ class WaitUntilLive(DeployStep):
 
     def __init__(
         self,
-        target,
+        target: DeployTarget,
         deploy_id_property: str = PROP_DEPLOY_ID,
         revision_property: str = PROP_REVISION,
         since_property: str = PROP_HOOK_AT,
         failure_property: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("name", "wait until live")
         super().__init__(target, **kwargs)
         self.deploy_id_property = deploy_id_property
@@ -190,7 +195,7 @@ class WaitUntilLive(DeployStep):
         self.since_property = since_property
         self.failure_property = failure_property  # where a failure is recorded (default: deploy_failure)
 
-    def failed(self, reason: str, summary: str | None = None):
+    def failed(self, reason: str, summary: str | None = None) -> int:
         if self.failure_property:
             self.setProperty(self.failure_property, reason, self.name)
         else:
@@ -199,7 +204,7 @@ class WaitUntilLive(DeployStep):
         return FAILURE
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         credentials = yield self.api_credentials()
         if credentials is None:
             seconds = self.target.wait_seconds
@@ -220,11 +225,11 @@ class WaitUntilLive(DeployStep):
                     f"within {self.target.live_timeout_seconds}s"
                 )
             self.setProperty(self.deploy_id_property, deploy_id, self.name)
-        result = yield self.poll(credentials, deploy_id, started, deadline)
+        result: int = yield self.poll(credentials, deploy_id, started, deadline)
         return result
 
     @defer.inlineCallbacks
-    def api_get(self, credentials, path: str):
+    def api_get(self, credentials: tuple[str, str], path: str) -> Generator[Any, Any, tuple[Any, str, bool]]:
         """(data, problem, fatal): the JSON of a 200, or what went wrong (fatal for a 4xx but 429)."""
         key, service = credentials
         try:
@@ -240,7 +245,7 @@ class WaitUntilLive(DeployStep):
         return data, "", False
 
     @defer.inlineCallbacks
-    def find_deploy(self, credentials, deadline):
+    def find_deploy(self, credentials: tuple[str, str], deadline: float) -> Generator[Any, Any, str | None]:
         """The id of the newest deploy of our revision created since the hook: the hook queued it."""
         revision = self.getProperty(self.revision_property)
         since = (self.getProperty(self.since_property) or self.now()) - 120
@@ -258,8 +263,9 @@ class WaitUntilLive(DeployStep):
                 commit = (deploy or {}).get("commit") or {}
                 created = _created_at(deploy or {})
                 if deploy and same_revision(commit.get("id"), revision) and (created is None or created >= since):
-                    yield self.note(f"found {deploy['id']} (status {deploy.get('status')})")
-                    return deploy["id"]
+                    found: str = deploy["id"]  # (deploy_from: a non-empty string)
+                    yield self.note(f"found {found} (status {deploy.get('status')})")
+                    return found
             errors = errors + 1 if problem else 0
             if problem:
                 yield self.note(problem)
@@ -269,7 +275,9 @@ class WaitUntilLive(DeployStep):
         return None
 
     @defer.inlineCallbacks
-    def poll(self, credentials, deploy_id: str, started: float, deadline: float):
+    def poll(
+        self, credentials: tuple[str, str], deploy_id: str, started: float, deadline: float
+    ) -> Generator[Any, Any, int]:
         errors = 0
         last_status = "unknown"
         while True:
@@ -280,7 +288,7 @@ class WaitUntilLive(DeployStep):
                 return self.failed(problem, f"{deploy_id}: {problem}")
             if data is not None and not isinstance(status, str):
                 problem = "Render API answer has no deploy status"
-            if problem:
+            if problem or not isinstance(status, str):  # (no problem: there is a status)
                 errors += 1
                 yield self.note(f"{problem} ({errors}/{MAX_API_ERRORS})")
                 if errors >= MAX_API_ERRORS:
@@ -309,7 +317,7 @@ class WaitUntilLive(DeployStep):
                 return CANCELLED
 
     @defer.inlineCallbacks
-    def cancel_pending(self, credentials, deploy_id: str):
+    def cancel_pending(self, credentials: tuple[str, str], deploy_id: str) -> Generator[Any, Any, None]:
         """Best effort: a deploy that never went live must not go live after the rollback."""
         key, service = credentials
         try:

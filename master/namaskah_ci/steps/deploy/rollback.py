@@ -12,13 +12,11 @@ the newest good deploy of the environment.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 from twisted.internet import defer
 
-from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
-
-from namaskah_ci.steps.deploy.history import find_revision, good_deploys, previous_good
-from namaskah_ci.steps.deploy.base import DeployStep, with_ref
-from namaskah_ci.steps.deploy.render import HookStep, deploy_from
 from namaskah_ci.names import (
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
@@ -32,29 +30,34 @@ from namaskah_ci.names import (
     PROP_STARTED,
     PROP_TARGET_DEPLOY_ID,
 )
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget, with_ref
+from namaskah_ci.steps.deploy.history import find_revision, good_deploys, previous_good
+from namaskah_ci.steps.deploy.render import HookStep, deploy_from
+from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS
 from namaskah_ci.text import short
 
+Way = tuple[str, str, dict[str, str] | None, dict[str, str] | None]  # label, URL, headers, JSON body
 
 
-def rollback_needed(step) -> bool:
+def rollback_needed(step: Any) -> bool:
     """doStepIf of the automatic rollback: the hook was accepted and something failed since."""
     return bool(step.getProperty(PROP_STARTED)) and step.build.results not in (SUCCESS, WARNINGS)
 
 
-def rollback_started(step) -> bool:
+def rollback_started(step: Any) -> bool:
     return bool(step.getProperty(PROP_ROLLBACK_STARTED))
 
 
 class ChooseRollbackTarget(DeployStep):
     """Set the target revision (and its Render deploy id when the history knows it)."""
 
-    def __init__(self, target, **kwargs):
+    def __init__(self, target: DeployTarget, **kwargs: Any) -> None:
         kwargs.setdefault("name", "rollback target")
         kwargs.setdefault("haltOnFailure", True)
         super().__init__(target, **kwargs)
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         self.setProperty(PROP_ATTEMPTED, True, self.name)
         records = yield good_deploys(self.master, self.target.history_builders)
         for record in records[:5]:
@@ -84,13 +87,13 @@ class ChooseRollbackTarget(DeployStep):
 class RollBack(HookStep):
     """Roll back by the Render API, the rollback hook or the deploy hook, whichever works first."""
 
-    def __init__(self, target, auto: bool, **kwargs):
+    def __init__(self, target: DeployTarget, auto: bool, **kwargs: Any) -> None:
         kwargs.setdefault("name", "automatic rollback" if auto else "roll back")
         super().__init__(target, **kwargs)
         self.auto = auto
 
     @defer.inlineCallbacks
-    def choose(self):
+    def choose(self) -> Generator[Any, Any, tuple[str | None, str | None]]:
         """(revision, deploy id) to roll back to, or (None, None) with a reason recorded."""
         if not self.auto:
             return self.getProperty(PROP_REVISION), self.getProperty(PROP_TARGET_DEPLOY_ID)
@@ -101,9 +104,9 @@ class RollBack(HookStep):
         return records[0].revision, records[0].deploy_id
 
     @defer.inlineCallbacks
-    def ways(self, revision: str, deploy_id: str | None):
+    def ways(self, revision: str, deploy_id: str | None) -> Generator[Any, Any, list[Way]]:
         """[(label, url, headers, json body)] in order of preference."""
-        found = []
+        found: list[Way] = []
         credentials = yield self.api_credentials()
         if credentials and deploy_id:
             key, service = credentials
@@ -123,7 +126,7 @@ class RollBack(HookStep):
             found.append(("deploy hook", with_ref(deploy_hook, revision), None, None))
         return found
 
-    def give_up(self, result: str, summary: str):
+    def give_up(self, result: str, summary: str) -> int:
         if self.auto:
             self.setProperty(PROP_ROLLBACK_RESULT, result, self.name)
         else:
@@ -132,7 +135,7 @@ class RollBack(HookStep):
         return FAILURE
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         revision, deploy_id = yield self.choose()
         if not revision:
             return self.give_up("nothing to roll back to", "nothing to roll back to: no earlier good deploy")
@@ -142,7 +145,7 @@ class RollBack(HookStep):
                 "no rollback configured",
                 f"cannot roll back to {short(revision)}: no Render API key, rollback hook or deploy hook",
             )
-        problems = []
+        problems: list[str] = []
         for label, url, headers, body in ways:
             self.setProperty(PROP_ROLLBACK_AT, self.now(), self.name)
             answer, problem = yield self.post_with_retries(url, label, headers=headers, json_body=body)

@@ -20,13 +20,11 @@ minute per service).
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 from twisted.internet import defer, utils
 
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
-
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure, with_ref
-from namaskah_ci.pipeline.source import REVISION
-from namaskah_ci.steps.deploy.render import HookStep, classify, deploy_from
 from namaskah_ci.names import (
     PROP_ATTEMPTED,
     PROP_DEPLOY_ID,
@@ -37,20 +35,24 @@ from namaskah_ci.names import (
     PROP_STARTED,
     PROP_SUPERSEDED,
 )
+from namaskah_ci.pipeline.source import REVISION
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget, HttpFailure, with_ref
+from namaskah_ci.steps.deploy.render import HookStep, classify, deploy_from
+from namaskah_ci.steps.results import FAILURE, SKIPPED, SUCCESS
 from namaskah_ci.text import same_revision, short
 
 HISTORY = 50  # earlier builds looked at
 
 
-def is_superseded(step) -> bool:
+def is_superseded(step: Any) -> bool:
     return bool(step.getProperty(PROP_SUPERSEDED))
 
 
 @defer.inlineCallbacks
-def earlier_builds(step, builder: str):
+def earlier_builds(step: Any, builder: str) -> Generator[Any, Any, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """[(build dict, properties dict)] of this builder's other builds, newest first."""
     builds = yield step.master.data.get(("builders", builder, "builds"), order=["-number"], limit=HISTORY)
-    found = []
+    found: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for build in builds or []:
         if build["buildid"] == step.build.buildid:
             continue
@@ -62,31 +64,32 @@ def earlier_builds(step, builder: str):
 class NotOutdated(DeployStep):
     """Skip a deploy that would repeat one or go backwards (see the module docstring)."""
 
-    def __init__(self, target, git_dirs: tuple[str, ...] = (), **kwargs):
+    def __init__(self, target: DeployTarget, git_dirs: tuple[str, ...] = (), **kwargs: Any) -> None:
         kwargs.setdefault("name", "newest revision")
         super().__init__(target, **kwargs)
         self.git_dirs = tuple(git_dirs)
 
     @defer.inlineCallbacks
-    def is_ancestor(self, older: str, newer: str):
+    def is_ancestor(self, older: str, newer: str) -> Generator[Any, Any, bool | None]:
         """True/False when a repository knows both; None when none can tell (or one is not a revision)."""
         if not (REVISION.match(str(older)) and REVISION.match(str(newer))):
             return None
+        code: int  # git's exit code
         for git_dir in self.git_dirs:
-            _, _, code = yield utils.getProcessOutputAndValue(
+            _, _, code = yield utils.getProcessOutputAndValue(  # type: ignore[no-untyped-call]  # unannotated in Twisted
                 "git", ["--git-dir", git_dir, "merge-base", "--is-ancestor", older, newer]
             )
             if code in (0, 1):
                 return code == 0
         return None
 
-    def skip(self, why: str):
+    def skip(self, why: str) -> int:
         self.setProperty(PROP_SUPERSEDED, why, self.name)
         self.summary = self.build_summary = why
         return SKIPPED
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         revision = self.getProperty(PROP_REVISION)
         if not revision:
             self.summary = "no revision"
@@ -115,19 +118,21 @@ class NotOutdated(DeployStep):
 class StartDeploy(HookStep):
     """Start (or resume) the Render deploy of the pinned revision."""
 
-    def __init__(self, target, **kwargs):
+    def __init__(self, target: DeployTarget, **kwargs: Any) -> None:
         kwargs.setdefault("name", "start deploy")
         kwargs.setdefault("haltOnFailure", True)
         super().__init__(target, **kwargs)
 
     @defer.inlineCallbacks
-    def record(self, name: str, value):
+    def record(self, name: str, value: Any) -> Generator[Any, Any, None]:
         """A property set now and written to the database at once (a crash right after keeps it)."""
         self.setProperty(name, value, self.name)
         yield self.master.data.updates.setBuildProperty(self.build.buildid, name, value, self.name)
 
     @defer.inlineCallbacks
-    def started_before(self, revision: str, credentials):
+    def started_before(
+        self, revision: str, credentials: tuple[str, str] | None
+    ) -> Generator[Any, Any, tuple[str | None, str]]:
         """(deploy id, where) of a deploy of this revision already under way or live, else (None, "")."""
         for build, props in (yield earlier_builds(self, self.target.deploy_builder)):
             known = props.get(PROP_DEPLOY_ID)
@@ -151,7 +156,7 @@ class StartDeploy(HookStep):
         return None, ""
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         revision = self.getProperty(PROP_REVISION)
         credentials = yield self.api_credentials()
         hook = yield self.secret(self.target.deploy_hook_secret)

@@ -10,13 +10,14 @@ the revision that was deployed. The same steps verify a rollback.
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
+from typing import Any
 
 from twisted.internet import defer
 
-from buildbot.process.results import CANCELLED, FAILURE, SUCCESS
-
-from namaskah_ci.steps.deploy.base import DeployStep, HttpFailure
 from namaskah_ci.names import PROP_REVISION
+from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget, HttpFailure
+from namaskah_ci.steps.results import CANCELLED, FAILURE, SUCCESS
 from namaskah_ci.text import same_revision, short
 
 COMMIT_KEY = "commit"
@@ -26,13 +27,13 @@ _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
 class HealthCheck(DeployStep):
     """GET <url>/health until 200, at most `health_retries` times."""
 
-    def __init__(self, target, result_property: str | None = None, **kwargs):
+    def __init__(self, target: DeployTarget, result_property: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("name", "health check")
         super().__init__(target, **kwargs)
         self.result_property = result_property  # set to "healthy"/"unhealthy" (used after a rollback)
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         tries = self.target.health_retries
         url = self.target.page("/health")
         last = ""
@@ -66,15 +67,15 @@ class HealthCheck(DeployStep):
 class SmokeTests(DeployStep):
     """Every smoke path answers 200 with JSON; a reported commit is the deployed revision."""
 
-    def __init__(self, target, revision_property: str = PROP_REVISION, **kwargs):
+    def __init__(self, target: DeployTarget, revision_property: str = PROP_REVISION, **kwargs: Any) -> None:
         kwargs.setdefault("name", "smoke tests")
         super().__init__(target, **kwargs)
         self.revision_property = revision_property
 
     @defer.inlineCallbacks
-    def execute(self):
+    def execute(self) -> Generator[Any, Any, int]:
         expected = self.getProperty(self.revision_property)
-        problems = []
+        problems: list[str] = []
         confirmed = False
         for path in self.target.smoke_paths:
             problem, commit_ok = yield self.check(path, expected)
@@ -91,7 +92,7 @@ class SmokeTests(DeployStep):
         return SUCCESS
 
     @defer.inlineCallbacks
-    def check(self, path: str, expected: str | None):
+    def check(self, path: str, expected: str | None) -> Generator[Any, Any, tuple[str, bool]]:
         """(problem or "", whether the page confirmed the expected commit)."""
         try:
             answer = yield self.http("GET", self.target.page(path))

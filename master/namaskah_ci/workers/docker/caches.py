@@ -41,7 +41,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from namaskah_ci.workers.docker import services as ds
 
@@ -97,7 +99,7 @@ class CacheRecord:
     def __init__(self, path: str):
         self.path = path
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -105,7 +107,7 @@ class CacheRecord:
         except (OSError, ValueError):
             return {}
 
-    def _write(self, data: dict) -> None:
+    def _write(self, data: dict[str, Any]) -> None:
         """Best effort: without the record, pruning goes by the volumes' creation times."""
         temporary = f"{self.path}.tmp"
         try:
@@ -115,17 +117,17 @@ class CacheRecord:
         except OSError:
             pass
 
-    def get(self, host: str, volume: str) -> dict:
+    def get(self, host: str, volume: str) -> dict[str, Any]:
         with self._lock:
             return dict(self._read().get(f"{host} {volume}") or {})
 
-    def update(self, host: str, volume: str, **values) -> None:
+    def update(self, host: str, volume: str, **values: Any) -> None:
         with self._lock:
             data = self._read()
             data[f"{host} {volume}"] = {**(data.get(f"{host} {volume}") or {}), **values}
             self._write(data)
 
-    def forget(self, host: str, volumes) -> None:
+    def forget(self, host: str, volumes: Iterable[str]) -> None:
         with self._lock:
             data = self._read()
             for volume in volumes:
@@ -142,8 +144,16 @@ def _volume_lock(host: str, volume: str) -> threading.Lock:
         return _volume_locks.setdefault((host, volume), threading.Lock())
 
 
-def prepare(client, plan: CachePlan, image: str, labels: dict[str, str], record: CacheRecord | None, host: str,
-            log=print, now: float | None = None) -> None:
+def prepare(
+    client: Any,  # a blocking docker.APIClient
+    plan: CachePlan,
+    image: str,
+    labels: dict[str, str],
+    record: CacheRecord | None,
+    host: str,
+    log: Callable[[str], object] = print,
+    now: float | None = None,
+) -> None:
     """In a thread, before a build's worker container starts: its volume exists (a new branch volume
     seeded from the default branch's), its use is recorded, and old branch volumes go."""
     now = time.time() if now is None else now
@@ -175,7 +185,9 @@ def prepare(client, plan: CachePlan, image: str, labels: dict[str, str], record:
             log(f"docker: removed unused branch cache volumes: {', '.join(removed)}")
 
 
-def seed(client, image: str, source: str, volume: str, labels: dict[str, str], timeout: float = SEED_TIMEOUT) -> str:
+def seed(
+    client: Any, image: str, source: str, volume: str, labels: dict[str, str], timeout: float = SEED_TIMEOUT
+) -> str:
     """Copy volume `source` (mounted read-only) into `volume` in a container of `image` without a
     network; '' when done, else why not. The container is removed whatever happens."""
     host_config = client.create_host_config(
@@ -205,7 +217,7 @@ def seed(client, image: str, source: str, volume: str, labels: dict[str, str], t
             ds.remove_containers(client, [container_id])
 
 
-def _logs(client, container_id: str) -> str:
+def _logs(client: Any, container_id: str) -> str:
     try:
         raw = client.logs(container_id, tail=5)
     except Exception:
@@ -213,7 +225,7 @@ def _logs(client, container_id: str) -> str:
     return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()[-500:]
 
 
-def remove_volume(client, name: str) -> bool:
+def remove_volume(client: Any, name: str) -> bool:
     """Remove a volume; False when it is missing or in use (the engine refuses: 409)."""
     try:
         client.remove_volume(name)
@@ -222,7 +234,7 @@ def remove_volume(client, name: str) -> bool:
         return False
 
 
-def _created(volume: dict) -> float:
+def _created(volume: dict[str, Any]) -> float:
     text = str(volume.get("CreatedAt") or "")
     try:
         return datetime.fromisoformat(re.sub(r"\.\d+", "", text).replace("Z", "+00:00")).timestamp()
@@ -230,8 +242,16 @@ def _created(volume: dict) -> float:
         return 0.0
 
 
-def prune(client, instance: str, record: CacheRecord | None, host: str, now: float | None = None,
-          keep: str = "", days: int = BRANCH_CACHE_DAYS, cap: int = BRANCH_CACHE_MAX) -> list[str]:
+def prune(
+    client: Any,
+    instance: str,
+    record: CacheRecord | None,
+    host: str,
+    now: float | None = None,
+    keep: str = "",
+    days: int = BRANCH_CACHE_DAYS,
+    cap: int = BRANCH_CACHE_MAX,
+) -> list[str]:
     """Remove this master's branch volumes unused for `days`, then the least recently used beyond
     `cap`; never `keep` nor a volume in use. Returns the names removed."""
     now = time.time() if now is None else now

@@ -12,7 +12,7 @@ of its own, seeded from the default branch's (`workers/docker/caches.py`); a for
 pull request's is never seeded. Only builds of `[workers] docker_socket_branches`
 (default: the deploy branches and the default branch) get the Docker engine's
 socket for `tools: [docker]`, never a fork's pull request
-(`workers/docker/engine_access.py`; the job's `required tools` step fails the
+(`jobs/engine_access.py`; the job's `required tools` step fails the
 others naming the setting). Job containers run without
 CAP_NET_RAW: with the host's network they could otherwise capture the host's
 loopback traffic (other builds' worker connections). Pure functions of the
@@ -24,23 +24,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-
-from twisted.internet import defer
-from zope.interface import implementer
+from typing import Any
 
 from buildbot.interfaces import IRenderable
 from buildbot.plugins import worker
 from buildbot.util import ComparableMixin
+from twisted.internet import defer
+from zope.interface import implementer
 
-from namaskah_ci.workers.docker import caches as docker_caches
+from namaskah_ci import names
 from namaskah_ci.jobs import engine_access
 from namaskah_ci.jobs.images import VERSION_KEY, image_from
-from namaskah_ci.workers.docker import services as ds
-from namaskah_ci import names
-from namaskah_ci.workers.docker.latent import ServiceDockerWorker
 from namaskah_ci.pipeline.registry import BuilderEntry, Registry
 from namaskah_ci.secrets import secret_available, worker_password
 from namaskah_ci.settings import Settings
+from namaskah_ci.workers.docker import caches as docker_caches
+from namaskah_ci.workers.docker import services as ds
+from namaskah_ci.workers.docker.latent import ServiceDockerWorker
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots
 
 CACHE_MOUNT = docker_caches.CACHE_MOUNT  # the build's cache volume inside every worker container
@@ -75,7 +75,7 @@ def images_of(settings: Settings) -> dict[str, str]:
     return {**DEFAULT_IMAGES, **settings.workers.images}
 
 
-def image_for(settings: Settings, builder: str, job: str, python: str, tools: tuple) -> str:
+def image_for(settings: Settings, builder: str, job: str, python: str, tools: tuple[str, ...]) -> str:
     """`images[<builder>]` or `images[<job>]`; the tools image for jobs with `tools`; else its Python's."""
     return image_from(images_of(settings), builder, job, python, tools)
 
@@ -85,7 +85,7 @@ def cache_volume(python: str) -> str:
     return docker_caches.default_volume(python)
 
 
-def cache_plan(settings: Settings, python: str, branch, fork: bool) -> docker_caches.CachePlan:
+def cache_plan(settings: Settings, python: str, branch: str | None, fork: bool) -> docker_caches.CachePlan:
     return docker_caches.plan_for(python, branch, settings.repo.default_branch, fork)
 
 
@@ -124,17 +124,17 @@ class _JobValues:
     settings: Settings
     entry: BuilderEntry
 
-    def job(self, props) -> dict:
+    def job(self, props: Any) -> dict[str, Any]:
         given = props.getProperty(names.PROP_JOB)
         if isinstance(given, dict) and given.get("builder") == self.entry.builder:
             return given
         return dataclasses.asdict(self.entry)
 
-    def image(self, props) -> str:
+    def image(self, props: Any) -> str:
         job = self.job(props)
         return image_for(self.settings, job["builder"], job["job"], job["python"], tuple(job.get("tools", ())))
 
-    def volumes(self, props) -> list[str]:
+    def volumes(self, props: Any) -> list[str]:
         job = self.job(props)
         volumes = [f"{self.cache(props).volume}:{CACHE_MOUNT}"]
         url = self.settings.repo_url
@@ -144,23 +144,23 @@ class _JobValues:
             volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")  # container-scan builds images on the engine
         return volumes
 
-    def socket_refusal(self, props) -> str:
+    def socket_refusal(self, props: Any) -> str:
         """Why this build does not get the engine's socket ("": it does); a fork's PR never does."""
         fork = bool(props.getProperty(names.PROP_PR_FORK))
         allowed = engine_access.allowed_branches(self.settings)
         return engine_access.refusal(allowed, props.getProperty("branch"), fork)
 
-    def hostconfig(self, props) -> dict:
+    def hostconfig(self, props: Any) -> dict[str, Any]:
         shares = CPU_SHARES.get(self.job(props).get("priority", "normal"), CPU_SHARES["normal"])
         # no raw sockets: on the host's network they would capture every connection on it
         return {"network_mode": "host", "init": False, "cpu_shares": shares, "cap_drop": ["NET_RAW"]}
 
-    def cache(self, props) -> docker_caches.CachePlan:
+    def cache(self, props: Any) -> docker_caches.CachePlan:
         """The build's cache volume: its ref's own (the default branch's for it), see workers/docker/caches.py."""
         fork = bool(props.getProperty(names.PROP_PR_FORK))
         return cache_plan(self.settings, self.job(props)["python"], props.getProperty("branch"), fork)
 
-    def services(self, props) -> tuple:
+    def services(self, props: Any) -> tuple[str, ...]:
         return tuple(self.job(props).get("services", ()))
 
 
@@ -171,18 +171,20 @@ class JobValue(ComparableMixin):
 
     compare_attrs = ("values", "what")
 
-    def __init__(self, values: _JobValues, what: str):
+    def __init__(self, values: _JobValues, what: str) -> None:
         self.values = values
         self.what = what
 
-    def getRenderingFor(self, props):
+    def getRenderingFor(self, props: Any) -> defer.Deferred[Any]:
         return defer.succeed(getattr(self.values, self.what)(props))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"JobValue({self.values.entry.builder}, {self.what})"
 
 
-def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0, slot: int = 0):
+def make_job_worker(
+    settings: Settings, entry: BuilderEntry, host: str, host_index: int = 0, slot: int = 0
+) -> ServiceDockerWorker:
     """The latent worker of one job builder on one Docker host; image, volumes, CPU share and services
     are rendered per build from the job's definition at the build's revision."""
     values = _JobValues(settings, entry)
@@ -212,9 +214,9 @@ def make_job_worker(settings: Settings, entry: BuilderEntry, host: str, host_ind
     )
 
 
-def make_docker_workers(settings: Settings, builder_names: list[str], registry: Registry) -> list:
+def make_docker_workers(settings: Settings, builder_names: list[str], registry: Registry) -> list[Any]:
     """Job builders get `builder_slots` latent workers per Docker host; other builders a LocalWorker."""
-    result: list = []
+    result: list[Any] = []
     for name in builder_names:
         entry = registry.entry(name)
         if entry is None:

@@ -25,12 +25,13 @@ container runs and stops it before anything is removed. See docs/docker.md.
 
 from __future__ import annotations
 
-from typing import Callable
-
-from twisted.internet import defer, task, threads
-from twisted.python import log
+from collections.abc import Callable, Generator
+from typing import Any
 
 from buildbot.process.results import CANCELLED, EXCEPTION, RETRY
+from twisted.internet import defer, task, threads
+from twisted.python import log
+from twisted.python.failure import Failure
 
 CHECK_INTERVAL = 2.0  # seconds between two looks at a build's containers
 WORKER = "worker"  # the role of the worker container among the watched ones
@@ -42,7 +43,7 @@ def is_missing(exc: Exception) -> bool:
     return status == 404 or "No such container" in str(exc)
 
 
-def fault_reason(role: str, state: dict | None) -> str | None:
+def fault_reason(role: str, state: dict[str, Any] | None) -> str | None:
     """Why a container no longer serves its build (`state`: docker's State; None: removed), or None."""
     what = "worker container" if role == WORKER else f"service container {role}"
     if state is None:
@@ -58,12 +59,14 @@ def fault_reason(role: str, state: dict | None) -> str | None:
 def results_for(role: str) -> int:
     """A dead service fails the build (EXCEPTION: the job's code is not to blame); a dead worker
     retries it, as Buildbot does when it loses a worker's connection."""
-    return RETRY if role == WORKER else EXCEPTION
+    result: int = RETRY if role == WORKER else EXCEPTION  # (Buildbot's result codes are untyped)
+    return result
 
 
-def thd_check(client, containers: dict[str, str]) -> tuple[str, str] | None:
+def thd_check(client: Any, containers: dict[str, str]) -> tuple[str, str] | None:
     """In a thread: (role, reason) for the first container {id: role} that is gone, else None."""
     for container_id, role in containers.items():
+        state: dict[str, Any] | None
         try:
             state = (client.inspect_container(container_id) or {}).get("State") or {}
         except Exception as exc:
@@ -76,18 +79,23 @@ def thd_check(client, containers: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
+def _log_failure(failure: Failure, why: str) -> None:
+    """An errback: log the failure, saying what failed."""
+    log.err(failure, why)  # type: ignore[no-untyped-call]  # Twisted's legacy log.err is unannotated
+
+
 class ContainerWatch:
     """Checks a build's containers every `interval` seconds until `stop()`; see the module docstring."""
 
     def __init__(
         self,
-        reactor,
-        open_client: Callable[[], object],
+        reactor: Any,
+        open_client: Callable[[], Any],
         containers: dict[str, str],
         on_fault: Callable[[str, str], object],
         interval: float = CHECK_INTERVAL,
         name: str = "",
-    ):
+    ) -> None:
         self.reactor = reactor
         self.open_client = open_client  # called in a thread: a blocking docker.APIClient
         self.containers = dict(containers)
@@ -95,26 +103,26 @@ class ContainerWatch:
         self.interval = interval
         self.name = name
         self.fault: str | None = None
-        self._client = None
+        self._client: Any = None  # a docker.APIClient, used (and closed) in threads only
         self._loop: task.LoopingCall | None = None
-        self._busy: defer.Deferred | None = None  # the check running in a thread
+        self._busy: defer.Deferred[tuple[str, str] | None] | None = None  # the check running in a thread
         self._stopped = False
         self._engine_error_logged = False
 
     def start(self) -> None:
         self._loop = task.LoopingCall(self._check)
         self._loop.clock = self.reactor
-        self._loop.start(self.interval, now=False).addErrback(log.err, f"{self.name}: container watch")
+        self._loop.start(self.interval, now=False).addErrback(_log_failure, f"{self.name}: container watch")
 
     def check_now(self) -> None:
         """Look at the containers at once (unless a look is under way), not waiting for the next tick."""
-        self._check().addErrback(log.err, f"{self.name}: container watch")
+        self._check().addErrback(_log_failure, f"{self.name}: container watch")
 
     @defer.inlineCallbacks
-    def _check(self):
+    def _check(self) -> Generator[Any, Any, None]:
         if self._stopped or self._busy is not None:
             return
-        self._busy = threads.deferToThread(self._thd_check)
+        self._busy = threads.deferToThread(self._thd_check)  # type: ignore[no-untyped-call]  # unannotated in Twisted
         try:
             found = yield self._busy
         except Exception as exc:
@@ -131,35 +139,44 @@ class ContainerWatch:
             yield self.stop()
             # not waited for: stopping a build whose worker is dead may take as long as its connection
             defer.maybeDeferred(self.on_fault, role, reason).addErrback(
-                log.err, f"{self.name}: could not stop the build after: {reason}"
+                _log_failure, f"{self.name}: could not stop the build after: {reason}"
             )
 
-    def _thd_check(self):
+    def _thd_check(self) -> tuple[str, str] | None:
         if self._client is None:
             self._client = self.open_client()
         return thd_check(self._client, self.containers)
 
-    def stop(self) -> defer.Deferred:
+    def stop(self) -> defer.Deferred[None]:
         """Stop checking (idempotent); the client is closed in a thread once no check runs."""
         if self._stopped:
             return defer.succeed(None)
         self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        busy = self._busy if self._busy is not None else defer.succeed(None)
-        done: defer.Deferred = defer.Deferred()
-        busy.addBoth(lambda result: (done.callback(None), result)[1])
-        done.addCallback(lambda _: threads.deferToThread(self._thd_close))
-        done.addErrback(log.err, f"{self.name}: closing the container watch's client")
+        busy: defer.Deferred[Any] = self._busy if self._busy is not None else defer.succeed(None)
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def release(result: object) -> object:
+            done.callback(None)
+            return result
+
+        def close(_: None) -> defer.Deferred[None]:
+            closing: defer.Deferred[None] = threads.deferToThread(self._thd_close)  # type: ignore[no-untyped-call]  # unannotated in Twisted
+            return closing
+
+        busy.addBoth(release)
+        done.addCallback(close)
+        done.addErrback(_log_failure, f"{self.name}: closing the container watch's client")
         return done
 
-    def _thd_close(self):
+    def _thd_close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
 
 
-def stop_build(build, reason: str, results: int) -> defer.Deferred:
+def stop_build(build: Any, reason: str, results: int) -> defer.Deferred[Any]:
     """`build.stopBuild(reason, results)`, and the build really ends with `results`.
 
     Buildbot's stopBuild interrupts the running step, which then ends
@@ -171,7 +188,7 @@ def stop_build(build, reason: str, results: int) -> defer.Deferred:
     """
     original = build.stepDone
 
-    def step_done(step_results, step):
+    def step_done(step_results: int, step: Any) -> Any:
         return original(results if step_results == CANCELLED else step_results, step)
 
     build.stepDone = step_done
