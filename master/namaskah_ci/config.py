@@ -7,26 +7,28 @@ reconfigures the master, which calls this again (`jobs/builder_sync.py`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.python import log
 
-from namaskah_ci.builders.jobs import builder_names, make_builders
-from namaskah_ci.triggers.changes import make_change_sources
-from namaskah_ci.database import make_db_config
 from namaskah_ci.builders.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
-from namaskah_ci.fixes.request_limits import RequestBodyLimits
-from namaskah_ci.reports.janitor import ReportsJanitor
-from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
-from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry, write_registry
-from namaskah_ci.www.metrics import MetricsService
-from namaskah_ci.github.pending_events import PendingPullRequests
+from namaskah_ci.builders.jobs import builder_names, make_builders
 from namaskah_ci.builders.setup import make_job_setup, make_pipeline_config
+from namaskah_ci.database import make_db_config
+from namaskah_ci.fixes.request_limits import RequestBodyLimits
+from namaskah_ci.github.pending_events import PendingPullRequests
 from namaskah_ci.github.pull_requests import merge_ref_waits
 from namaskah_ci.github.reporters import make_reporters
-from namaskah_ci.triggers.schedulers import make_schedulers
+from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
+from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry, write_registry
+from namaskah_ci.reports.janitor import ReportsJanitor
 from namaskah_ci.secrets import make_secret_providers, secret_available
 from namaskah_ci.settings import Settings
+from namaskah_ci.triggers.changes import make_change_sources
+from namaskah_ci.triggers.schedulers import make_schedulers
 from namaskah_ci.workers import make_plan, make_workers
 from namaskah_ci.www.config import make_www
+from namaskah_ci.www.metrics import MetricsService
 
 
 class ConfigError(Exception):
@@ -55,8 +57,10 @@ def load_registry(settings: Settings) -> Registry:
     if bounded == registry:
         return registry
     retired = sorted(set(registry.builders) - set(bounded.builders))
-    log.msg(f"job registry: {len(registry.entries)} builders, more than [limits] registered_builders = {limit}: "
-            f"retiring the {len(retired)} unused longest: {', '.join(retired)}")
+    log.msg(
+        f"job registry: {len(registry.entries)} builders, more than [limits] registered_builders = {limit}: "
+        f"retiring the {len(retired)} unused longest: {', '.join(retired)}"
+    )
     try:
         write_registry(path, bounded)
     except OSError as exc:
@@ -64,7 +68,7 @@ def load_registry(settings: Settings) -> Registry:
     return bounded
 
 
-def build_config(settings: Settings, registry: Registry | None = None) -> dict:
+def build_config(settings: Settings, registry: Registry | None = None) -> dict[str, Any]:
     registry = load_registry(settings) if registry is None else registry
     plan = make_plan(settings)
     pipeline_config = make_pipeline_config(settings, plan)
@@ -86,8 +90,9 @@ def build_config(settings: Settings, registry: Registry | None = None) -> dict:
             ReportsJanitor(root=str(settings.reports_dir), max_age_days=settings.checks.report_retention_days),
             *make_reporters(settings, registry, lambda name: secret_available(settings, name)),
             MetricsService(public_view=settings.www.public_view),
-            RequestBodyLimits(request_bytes=settings.limits.request_bytes,
-                              hook_bytes=settings.github.max_payload_bytes),
+            RequestBodyLimits(
+                request_bytes=settings.limits.request_bytes, hook_bytes=settings.github.max_payload_bytes
+            ),
             PendingPullRequests(
                 pipeline_config=pipeline_config,
                 merge_ref_waits=merge_ref_waits(settings.github.merge_ref_wait_seconds),

@@ -16,6 +16,7 @@ last transactions, and never corrupts the database) make a write ~0.1 ms. Other 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from sqlalchemy.pool import QueuePool
 
@@ -26,14 +27,14 @@ SQLITE_MAX_OVERFLOW = 4  # Buildbot's thread pool for other databases has 5 thre
 class NormalSyncConnection(sqlite3.Connection):
     """A sqlite3 connection with `synchronous = NORMAL` (the journal mode stays Buildbot's WAL)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.execute("pragma synchronous = normal")
 
 
-def make_db_config(database_url: str) -> dict:
+def make_db_config(database_url: str) -> dict[str, Any]:
     """`c['db']` for a database URL: pooled, relaxed-sync connections for a SQLite file."""
-    config: dict = {"db_url": database_url}
+    config: dict[str, Any] = {"db_url": database_url}
     if database_url.startswith("sqlite:///") and database_url != "sqlite://":
         config["engine_kwargs"] = {
             "poolclass": QueuePool,

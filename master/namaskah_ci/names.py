@@ -155,7 +155,7 @@ PROP_OVERRIDE_REQUEST = "override_gate"  # the force form's checkbox
 PROP_ROLLBACK_REQUEST = "rollback_target"  # the rollback force form's revision field
 
 
-def jobs_branch(branch, pr_base=None):
+def jobs_branch(branch: str | None, pr_base: str | None = None) -> str | None:
     """The branch a job's `branches:` is matched against: a pull request's base, else the build's."""
     return pr_base or branch
 

@@ -11,12 +11,15 @@ version by its path and mtime), the environment captured once from
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def per_master(master: Any, key: str, make: Callable[[Any], Any]) -> Any:
+def per_master(master: Any, key: str, make: Callable[[Any], T]) -> T:
     attribute = f"_namaskah_{key}"
-    existing = getattr(master, attribute, None)
+    existing: T | None = getattr(master, attribute, None)
     if existing is None:
         existing = make(master)
         setattr(master, attribute, existing)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from buildbot import config
 from buildbot.plugins import util
@@ -30,13 +31,13 @@ from buildbot.secrets.providers.file import SecretInAFile
 
 from namaskah_ci import names
 from namaskah_ci.access.auth import htpasswd_problems
-from namaskah_ci.settings import Settings
 from namaskah_ci.names import (
     ADMIN_HTPASSWD,
     GITHUB_OAUTH_CLIENT_ID,
     GITHUB_OAUTH_CLIENT_SECRET,
     WORKER_PASSWORD,
 )
+from namaskah_ci.settings import Settings
 
 # DESIGN.md's secret names (the seed's two environments; any other `<env>` adds its own three)
 SECRET_NAMES = (
@@ -93,14 +94,14 @@ class OwnerOnlySecretInAFile(SecretInAFile):
 
     name = "OwnerOnlySecretInAFile"
 
-    def checkSecretDirectoryIsAvailableAndReadable(self, dirname, suffixes):
+    def checkSecretDirectoryIsAvailableAndReadable(self, dirname: str, suffixes: list[str]) -> None:
         if not os.path.isdir(dirname):
             config.error(f"secret directory {dirname} does not exist")
             return
         for problem in secret_file_problems(dirname):
             config.error(problem)
 
-    def loadSecrets(self, dirname, suffixes, strip):
+    def loadSecrets(self, dirname: str, suffixes: list[str], strip: bool) -> dict[str, str]:
         secrets = {}
         for name in os.listdir(dirname):
             if not _is_secret_entry(dirname, name):
@@ -120,7 +121,7 @@ def environment_secrets(prefix: str, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     found = {var: value for var, value in _CAPTURED_ENV.items() if var.startswith(prefix)}
     found.update({var: value for var, value in environ.items() if var.startswith(prefix)})
-    return {var[len(prefix):].lower(): value for var, value in found.items() if var[len(prefix):]}
+    return {var[len(prefix) :].lower(): value for var, value in found.items() if var[len(prefix) :]}
 
 
 class SecretInEnvironment(SecretProviderBase):
@@ -128,7 +129,7 @@ class SecretInEnvironment(SecretProviderBase):
 
     name = "SecretInEnvironment"
 
-    def checkConfig(self, prefix: str, scrub: bool = True):
+    def checkConfig(self, prefix: str, scrub: bool = True) -> None:
         if not prefix:
             config.error("SecretInEnvironment: the prefix must not be empty")
         htpasswd = environment_secrets(prefix).get(ADMIN_HTPASSWD)
@@ -136,15 +137,15 @@ class SecretInEnvironment(SecretProviderBase):
             for problem in htpasswd_problems(htpasswd):
                 config.error(f"environment variable {env_var_name(prefix, ADMIN_HTPASSWD)}: {problem}")
 
-    def reconfigService(self, prefix: str, scrub: bool = True):
-        self.secrets = {}
+    def reconfigService(self, prefix: str, scrub: bool = True) -> None:
+        self.secrets: dict[str, str] = {}
         for var in [v for v in os.environ if v.startswith(prefix)]:
             _CAPTURED_ENV[var] = os.environ[var]
             if scrub:
                 del os.environ[var]
         self.secrets = {k: v.rstrip("\r\n") for k, v in environment_secrets(prefix).items()}
 
-    def get(self, entry):
+    def get(self, entry: str) -> str | None:
         return self.secrets.get(entry)
 
 
@@ -165,9 +166,9 @@ def worker_password() -> util.Secret:
     return util.Secret(WORKER_PASSWORD)
 
 
-def make_secret_providers(settings: Settings) -> list:
+def make_secret_providers(settings: Settings) -> list[Any]:
     """Providers for `c['secretsProviders']`: the directory (when it exists) first, then the environment."""
-    providers: list = []
+    providers: list[Any] = []
     directory = settings.secrets_dir
     if directory.is_dir():
         providers.append(OwnerOnlySecretInAFile(dirname=str(directory)))

@@ -46,9 +46,7 @@ def _check_workers(merged: dict[str, dict[str, Any]]) -> None:
         raise SettingsError(f"[workers] mode: must be one of {', '.join(WORKER_MODES)}, got {mode!r}")
     network_mode = merged["workers"]["network_mode"]
     if network_mode not in NETWORK_MODES:
-        raise SettingsError(
-            f"[workers] network_mode: must be one of {', '.join(NETWORK_MODES)}, got {network_mode!r}"
-        )
+        raise SettingsError(f"[workers] network_mode: must be one of {', '.join(NETWORK_MODES)}, got {network_mode!r}")
     for section, key in (("workers", "max_jobs"), ("workers", "engine_jobs"), ("pipeline", "max_pipelines")):
         if merged[section][key] < 0:
             raise SettingsError(f"[{section}] {key}: must be 0 (automatic) or more, got {merged[section][key]}")
@@ -84,7 +82,7 @@ def _check_deploy(merged: dict[str, dict[str, Any]]) -> None:
 def _check_pipeline(merged: dict[str, dict[str, Any]]) -> None:
     from namaskah_ci import names  # plain data, no Buildbot
 
-    environments = tuple(name[len(DEPLOY_PREFIX):] for name in deploy_sections(merged))
+    environments = tuple(name[len(DEPLOY_PREFIX) :] for name in deploy_sections(merged))
     for secret in merged["pipeline"]["job_secrets"]:
         if names.master_only_secret(secret, environments):
             raise SettingsError(

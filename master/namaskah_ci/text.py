@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import Any, Optional
+from typing import Any
 
 SHORT_REVISION = 7  # characters of a revision shown (git's default abbreviation)
 
@@ -21,7 +21,7 @@ def short(revision: Any) -> str:
     return (str(revision) if revision else "?")[:SHORT_REVISION]
 
 
-def same_revision(a: Optional[str], b: Optional[str]) -> bool:
+def same_revision(a: str | None, b: str | None) -> bool:
     """Equal commits, one possibly abbreviated (at least 7 characters)."""
     if not a or not b:
         return False
@@ -36,11 +36,11 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def epoch(value: Any) -> Optional[float]:
+def epoch(value: object) -> float | None:
     """Seconds since the epoch of a datetime (naive: UTC) or a number; None for anything else."""
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         return value.timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

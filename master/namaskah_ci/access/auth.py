@@ -30,8 +30,13 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
+from buildbot.config.errors import error as config_error
+from buildbot.plugins import util
+from buildbot.www.auth import TwistedICredAuthBase
+from buildbot.www.oauth2 import GitHubAuth
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -41,14 +46,9 @@ from twisted.web import resource
 from twisted.web.guard import BasicCredentialFactory
 from zope.interface import implementer
 
-from buildbot.config.errors import error as config_error
-from buildbot.plugins import util
-from buildbot.www.auth import TwistedICredAuthBase
-from buildbot.www.oauth2 import GitHubAuth
-
-from namaskah_ci import names
 from namaskah_ci.names import ADMIN_HTPASSWD, GITHUB_OAUTH_CLIENT_ID, GITHUB_OAUTH_CLIENT_SECRET
 from namaskah_ci.per_master import per_master
+from namaskah_ci.settings import Settings
 
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # checked when the user is unknown, so a wrong name costs as long as a wrong password
@@ -110,14 +110,14 @@ def check_password(entries: dict[str, bytes], username: str, password: bytes) ->
 class SecretHtpasswdChecker:
     """A Twisted credentials checker over a bcrypt htpasswd kept as a Buildbot secret."""
 
-    credentialInterfaces = [IUsernamePassword]
+    credentialInterfaces = (IUsernamePassword,)
 
     def __init__(self, secret_name: str = ADMIN_HTPASSWD, master: Any = None):
         self.secret_name = secret_name
         self.master = master
 
     @defer.inlineCallbacks
-    def load_entries(self):
+    def load_entries(self) -> Generator[Any, Any, dict[str, bytes]]:
         details = None
         if self.master is not None:
             details = yield self.master.secrets_manager.get(self.secret_name)
@@ -131,17 +131,17 @@ class SecretHtpasswdChecker:
             return {}
 
     @defer.inlineCallbacks
-    def check(self, username: str, password: bytes):
+    def check(self, username: str, password: bytes) -> Generator[Any, Any, bool]:
         entries = yield self.load_entries()
-        ok = yield threads.deferToThread(check_password, entries, username, password)
+        ok: bool = yield threads.deferToThread(check_password, entries, username, password)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         return ok
 
     @defer.inlineCallbacks
-    def requestAvatarId(self, credentials):
-        username = credentials.username
+    def requestAvatarId(self, credentials: Any) -> Generator[Any, Any, bytes]:
+        username: str | bytes = credentials.username
         if isinstance(username, bytes):
             username = username.decode("utf-8", "replace")
-        password = credentials.password
+        password: str | bytes = credentials.password
         if isinstance(password, str):
             password = password.encode("utf-8")
         ok = yield self.check(username, password)
@@ -154,17 +154,23 @@ DEFAULT_MAX_FAILURES = 5
 DEFAULT_WINDOW_SECONDS = 600
 MAX_TRACKED = 10_000  # users and addresses remembered at once; the least recently failed go first
 _NAME_CHARS = 100  # of a user name, as a counter key and in the log
+Key = tuple[str, str]  # ("user", name) or ("address", host)
 
 
 class LoginLimiter:
     """Recent failed logins per user name and per client address (sliding window, bounded memory)."""
 
-    def __init__(self, max_failures: int = DEFAULT_MAX_FAILURES, window_seconds: int = DEFAULT_WINDOW_SECONDS,
-                 max_tracked: int = MAX_TRACKED, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+        window_seconds: int = DEFAULT_WINDOW_SECONDS,
+        max_tracked: int = MAX_TRACKED,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.max_failures, self.window = max_failures, window_seconds
         self.max_tracked, self.clock = max_tracked, clock
         # ("user", name) / ("address", host) → failures, oldest first: (time, the other half of the pair)
-        self._failures: collections.OrderedDict = collections.OrderedDict()
+        self._failures: collections.OrderedDict[Key, collections.deque[tuple[float, str]]] = collections.OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -175,10 +181,10 @@ class LoginLimiter:
             self.max_failures, self.window = max_failures, window_seconds
             self._failures.clear()
 
-    def _keys(self, user: str, address: str) -> tuple[tuple, tuple]:
+    def _keys(self, user: str, address: str) -> tuple[Key, Key]:
         return ("user", user[:_NAME_CHARS]), ("address", address)
 
-    def _recent(self, key: tuple, now: float) -> collections.deque:
+    def _recent(self, key: Key, now: float) -> collections.deque[tuple[float, str]]:
         failures = self._failures.get(key)
         if failures is None:
             return collections.deque()
@@ -267,10 +273,10 @@ class LimitedLoginResource(resource.Resource):
     isLeaf = True
 
     def __init__(self, wrapped: Any, limiter: LoginLimiter):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         self.wrapped, self.limiter = wrapped, limiter
 
-    def render(self, request: Any):
+    def render(self, request: Any) -> Any:
         user = basic_user(request)
         if user is None:
             return self.wrapped.render(request)
@@ -299,13 +305,19 @@ class LimitedLoginResource(resource.Resource):
 class BcryptHTPasswdAuth(TwistedICredAuthBase):
     """HTTP basic login against the bcrypt htpasswd in the `admin_htpasswd` secret, rate-limited."""
 
-    def __init__(self, secret_name: str = ADMIN_HTPASSWD, max_failures: int = DEFAULT_MAX_FAILURES,
-                 window_seconds: int = DEFAULT_WINDOW_SECONDS, **kwargs: Any):
+    def __init__(
+        self,
+        secret_name: str = ADMIN_HTPASSWD,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+        window_seconds: int = DEFAULT_WINDOW_SECONDS,
+        **kwargs: Any,
+    ):
         self.checker = SecretHtpasswdChecker(secret_name)
         self.max_failures, self.window_seconds = max_failures, window_seconds
         self.limiter = LoginLimiter(max_failures, window_seconds)
         # no Digest: it needs the plain password on the server side
-        super().__init__([BasicCredentialFactory(b"Namaskah CI")], [self.checker], **kwargs)
+        factory = BasicCredentialFactory(b"Namaskah CI")  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+        super().__init__([factory], [self.checker], **kwargs)
 
     def reconfigAuth(self, master: Any, new_config: Any) -> None:
         super().reconfigAuth(master, new_config)
@@ -327,7 +339,7 @@ def github_server_url(api_url: str) -> str | None:
     return None
 
 
-def make_auth(settings: Any, has_secret) -> Any:
+def make_auth(settings: Settings, has_secret: Callable[[str], bool]) -> Any:
     """GitHub OAuth when both its secrets exist (`has_secret(name)`), else the bcrypt htpasswd login."""
     if has_secret(GITHUB_OAUTH_CLIENT_ID) and has_secret(GITHUB_OAUTH_CLIENT_SECRET):
         if "admin" in settings.www.admins:

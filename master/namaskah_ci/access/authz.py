@@ -20,13 +20,13 @@ letting more people re-run checks can never open the deploy buttons.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Generator
 from typing import Any
-
-from twisted.internet import defer
 
 from buildbot.plugins import util
 from buildbot.www.authz import endpointmatchers
 from buildbot.www.authz.roles import RolesFromBase
+from twisted.internet import defer
 
 from namaskah_ci.settings import Settings
 
@@ -61,7 +61,9 @@ class CancelBuildRequestEndpointMatcher(endpointmatchers.EndpointMatcherBase):
         super().__init__(**kwargs)
 
     @defer.inlineCallbacks
-    def match_BuildRequestEndpoint_cancel(self, epobject, epdict, options):
+    def match_BuildRequestEndpoint_cancel(
+        self, epobject: Any, epdict: dict[str, Any], options: dict[str, Any]
+    ) -> Generator[Any, Any, Any]:
         buildrequest = yield epobject.get({}, epdict)
         if buildrequest is None:
             return None
@@ -91,7 +93,7 @@ def make_matcher(rule: AccessRule) -> Any:
 class RolesFromLogin(RolesFromBase):
     """`users` for anyone logged in (user info with a username)."""
 
-    def getRolesFromUser(self, userDetails: dict) -> list[str]:
+    def getRolesFromUser(self, userDetails: dict[str, Any]) -> list[str]:
         return [USERS] if userDetails.get("username") else []
 
 
@@ -103,13 +105,13 @@ class RolesFromGroupMembership(RolesFromBase):
         self.role = role
         self.groups = set(groups)
 
-    def getRolesFromUser(self, userDetails: dict) -> list[str]:
+    def getRolesFromUser(self, userDetails: dict[str, Any]) -> list[str]:
         member_of = userDetails.get("groups") or []
         return [self.role] if self.groups.intersection(member_of) else []
 
 
-def make_role_matchers(settings: Settings) -> list:
-    matchers: list = [RolesFromLogin()]
+def make_role_matchers(settings: Settings) -> list[Any]:
+    matchers: list[Any] = [RolesFromLogin()]
     if settings.www.admins:
         matchers.append(util.RolesFromUsername(roles=[ADMINS], usernames=list(settings.www.admins)))
     if settings.www.admin_groups:

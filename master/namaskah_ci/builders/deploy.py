@@ -15,38 +15,14 @@ whose environment has no deploy hook secret ends SKIPPED, "not configured".
 
 from __future__ import annotations
 
+from typing import Any
+
 from buildbot.plugins import schedulers, util
 from buildbot.process.build import Build
 from buildbot.process.factory import BuildFactory
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 
-from namaskah_ci.steps.deploy.history import supersede_queued
-from namaskah_ci.triggers.force_params import ReasonParameter, RevisionParameter, codebase
-from namaskah_ci.settings import Settings
-from namaskah_ci.steps import hide_skipped
-from namaskah_ci.steps.deploy.base import DeployTarget
-from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed
-from namaskah_ci.steps.deploy.notify import Notify, github_slug
-from namaskah_ci.steps.deploy.render import CheckDeployConfigured, WaitUntilLive, is_configured
-from namaskah_ci.steps.deploy.start import NotOutdated, StartDeploy, is_superseded
-from namaskah_ci.steps.deploy.rollback import (
-    ChooseRollbackTarget,
-    RollBack,
-    rollback_needed,
-    rollback_started,
-)
-from namaskah_ci.steps.deploy.verify import HealthCheck, SmokeTests
 from namaskah_ci import names
-from namaskah_ci.names import (
-    deploy_builder_name,
-    deploy_force_name,
-    deploy_trigger_name,
-    environment_secrets,
-    rollback_builder_name,
-    rollback_force_name,
-    worker_name,
-)
-from namaskah_ci.workers.plan import WorkerPlan
 from namaskah_ci.names import (
     PROP_NOT_CONFIGURED,
     PROP_OVERRIDE_REQUEST,
@@ -58,14 +34,36 @@ from namaskah_ci.names import (
     PROP_ROLLBACK_REQUEST,
     PROP_ROLLED_BACK_TO,
     PROP_SUPERSEDED,
+    deploy_builder_name,
+    deploy_force_name,
+    deploy_trigger_name,
+    environment_secrets,
+    rollback_builder_name,
+    rollback_force_name,
+    worker_name,
 )
+from namaskah_ci.settings import Settings
+from namaskah_ci.steps import hide_skipped
+from namaskah_ci.steps.deploy.base import DeployTarget
+from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed
+from namaskah_ci.steps.deploy.history import supersede_queued
+from namaskah_ci.steps.deploy.notify import Notify, github_slug
+from namaskah_ci.steps.deploy.render import CheckDeployConfigured, WaitUntilLive, is_configured
+from namaskah_ci.steps.deploy.rollback import (
+    ChooseRollbackTarget,
+    RollBack,
+    rollback_needed,
+    rollback_started,
+)
+from namaskah_ci.steps.deploy.start import NotOutdated, StartDeploy, is_superseded
+from namaskah_ci.steps.deploy.verify import HealthCheck, SmokeTests
+from namaskah_ci.triggers.force_params import ReasonParameter, RevisionParameter, codebase
+from namaskah_ci.workers.plan import WorkerPlan
 
 
 def deploy_builder_names(settings: Settings) -> list[str]:
     """Every deploy and rollback builder (they need workers like any builder)."""
-    return [
-        name for env in settings.environments for name in (deploy_builder_name(env), rollback_builder_name(env))
-    ]
+    return [name for env in settings.environments for name in (deploy_builder_name(env), rollback_builder_name(env))]
 
 
 def make_target(settings: Settings, environment: str) -> DeployTarget:
@@ -96,7 +94,9 @@ class DeployBuild(Build):
     without Buildbot's "build successful"/"failed" prefix), and which ends SKIPPED with its
     reason when the environment is not configured."""
 
-    def allStepsDone(self):
+    results: int  # set by Build (a buildbot.process.results value)
+
+    def allStepsDone(self) -> Any:
         reason = self.getProperty(PROP_NOT_CONFIGURED) or self.getProperty(PROP_SUPERSEDED)
         if reason and self.results in (SUCCESS, SKIPPED):
             self.results = SKIPPED
@@ -119,7 +119,7 @@ def _notify(settings: Settings, target: DeployTarget, rollback_build: bool) -> N
     )
 
 
-def to_deploy(step) -> bool:
+def to_deploy(step: Any) -> bool:
     """doStepIf of the steps after the newest-revision check: configured, and not superseded."""
     return is_configured(step) and not is_superseded(step)
 
@@ -132,9 +132,9 @@ def git_dirs(settings: Settings) -> tuple[str, ...]:
 def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactory:
     factory = BuildFactory()
     factory.buildClass = DeployBuild
-    configured = {"doStepIf": is_configured, "hideStepIf": hide_skipped}
-    deploying = {"doStepIf": to_deploy, "hideStepIf": hide_skipped}
-    auto = {"alwaysRun": True, "hideStepIf": hide_skipped}
+    configured: dict[str, Any] = {"doStepIf": is_configured, "hideStepIf": hide_skipped}
+    deploying: dict[str, Any] = {"doStepIf": to_deploy, "hideStepIf": hide_skipped}
+    auto: dict[str, Any] = {"alwaysRun": True, "hideStepIf": hide_skipped}
     factory.addSteps(
         [
             CheckDeployConfigured(target),
@@ -171,7 +171,7 @@ def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactor
 def make_rollback_factory(settings: Settings, target: DeployTarget) -> BuildFactory:
     factory = BuildFactory()
     factory.buildClass = DeployBuild
-    configured = {"doStepIf": is_configured, "hideStepIf": hide_skipped, "haltOnFailure": True}
+    configured: dict[str, Any] = {"doStepIf": is_configured, "hideStepIf": hide_skipped, "haltOnFailure": True}
     factory.addSteps(
         [
             CheckDeployConfigured(target, rollback=True),
@@ -191,9 +191,9 @@ def make_rollback_factory(settings: Settings, target: DeployTarget) -> BuildFact
     return factory
 
 
-def make_deploy_builders(settings: Settings, plan: WorkerPlan) -> list:
+def make_deploy_builders(settings: Settings, plan: WorkerPlan) -> list[Any]:
     """A fresh list of the deploy and rollback BuilderConfigs (plan: unused, deploy steps run on the master)."""
-    result = []
+    result: list[Any] = []
     for environment in settings.environments:
         target = make_target(settings, environment)
         lock = util.MasterLock(f"deploy-{environment}")
@@ -220,7 +220,7 @@ def make_deploy_builders(settings: Settings, plan: WorkerPlan) -> list:
     return result
 
 
-def _codebase(branch: str, revision) -> util.CodebaseParameter:
+def _codebase(branch: str, revision: Any) -> util.CodebaseParameter:
     if type(revision) is util.StringParameter:  # a typed revision: a commit id or empty (triggers/force_params.py)
         revision = RevisionParameter(
             name=revision.name, label=revision.label, default=revision.default, size=revision.size
@@ -238,9 +238,9 @@ def make_deploy_gate(settings: Settings) -> DeployGate:
     return DeployGate(branch_schedulers=branches, required=list(settings.checks.required))
 
 
-def make_deploy_schedulers(settings: Settings) -> list:
+def make_deploy_schedulers(settings: Settings) -> list[Any]:
     """A fresh list: per environment, the gate's Triggerable and the deploy and rollback force forms."""
-    result: list = []
+    result: list[Any] = []
     for environment in settings.environments:
         branch = settings.deploy[environment].branch
         result += [

@@ -9,24 +9,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from buildbot.process.factory import BuildFactory
 
-from namaskah_ci.steps.job_steps import JobSetup
-from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.jobs.reuse import ReuseSetup
+from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.steps import hide_skipped
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
+from namaskah_ci.steps.job_steps import JobSetup
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
 
 
-def _has_analysis(step) -> bool:
+def _has_analysis(step: Any) -> bool:
     return bool(step.selected_jobs())
 
 
 def make_pipeline_factory(
     config: PipelineConfig,
     disabled: tuple[str, ...] = (),
-    deploy_gate=None,
+    deploy_gate: Any = None,
     reuse: ReuseSetup | None = None,
     fork_approval: bool = False,
 ) -> BuildFactory:

@@ -17,22 +17,23 @@ no slot.
 
 from __future__ import annotations
 
-from twisted.internet import defer
-from zope.interface import implementer
+from typing import Any
 
 from buildbot.interfaces import IRenderable
 from buildbot.plugins import util
 from buildbot.util import ComparableMixin
+from twisted.internet import defer
+from zope.interface import implementer
 
 from namaskah_ci import names
 from namaskah_ci.builders.deploy import make_deploy_gate
 from namaskah_ci.builders.factories import make_job_factory, make_pipeline_factory
-from namaskah_ci.steps.job_steps import JobSetup
-from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.builders.setup import make_reuse_setup
-from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.jobs.placement import JobSlots, select_worker
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.settings import Settings
+from namaskah_ci.steps.job_steps import JobSetup
 from namaskah_ci.workers.plan import WorkerPlan, job_slots, pipeline_workers
 
 JOB_SLOTS_LOCK = "job-slots"
@@ -48,7 +49,7 @@ class JobLocks(ComparableMixin):
         self.slots = slots
         self.lock = util.MasterLock(JOB_SLOTS_LOCK, maxCount=slots)
 
-    def getRenderingFor(self, props):
+    def getRenderingFor(self, props: Any) -> defer.Deferred[list[Any]]:
         return defer.succeed([] if props.getProperty(names.PROP_REUSED) else [self.lock.access("counting")])
 
 
@@ -58,9 +59,9 @@ def builder_names(registry: Registry) -> list[str]:
 
 def make_builders(
     settings: Settings, registry: Registry, plan: WorkerPlan, config: PipelineConfig, setup: JobSetup
-) -> list:
+) -> list[Any]:
     """A fresh list of BuilderConfigs."""
-    result = [
+    result: list[Any] = [
         util.BuilderConfig(
             name=names.PIPELINE,
             workernames=pipeline_workers(settings),

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import os
 
-from namaskah_ci import names
 from namaskah_ci.jobs.commands import JobLayout
-from namaskah_ci.steps.job_steps import JobSetup
-from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
-from namaskah_ci.pipeline.model import PipelinePolicy
-from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.jobs.reuse import ReuseSetup
+from namaskah_ci.names import MIRROR_DIR, POLLER_DIR
+from namaskah_ci.pipeline.model import PipelinePolicy
+from namaskah_ci.pipeline.registry import FILE_NAME as REGISTRY_FILE
+from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.settings import ROOT, Settings
+from namaskah_ci.steps.job_steps import JobSetup
 from namaskah_ci.steps.reports import reports_url
 from namaskah_ci.workers.plan import WorkerPlan
-from namaskah_ci.names import MIRROR_DIR, POLLER_DIR
-
 
 
 def make_policy(settings: Settings, plan: WorkerPlan) -> PipelinePolicy:
@@ -50,7 +48,7 @@ def make_pipeline_config(settings: Settings, plan: WorkerPlan) -> PipelineConfig
 
 def make_reuse_setup(settings: Settings, setup: JobSetup) -> ReuseSetup:
     """What a job's reuse key takes from where it runs (`jobs/reuse.py`)."""
-    images: tuple = ()
+    images: tuple[tuple[str, str], ...] = ()
     if setup.mode == "docker":
         from namaskah_ci.workers.docker.config import images_of
 
@@ -69,8 +67,12 @@ def make_reuse_setup(settings: Settings, setup: JobSetup) -> ReuseSetup:
 
 def make_job_setup(settings: Settings, plan: WorkerPlan) -> JobSetup:
     layout = JobLayout(
-        runner=plan.runner, helpers_dir=plan.helpers_dir, cache_root=plan.cache_root, user=plan.job_user,
-        sandbox=plan.mode == "local", default_branch=settings.repo.default_branch,  # local: bwrap, caches per ref
+        runner=plan.runner,
+        helpers_dir=plan.helpers_dir,
+        cache_root=plan.cache_root,
+        user=plan.job_user,
+        sandbox=plan.mode == "local",
+        default_branch=settings.repo.default_branch,  # local: bwrap, caches per ref
         hidden=(str(settings.basedir), str(settings.secrets_dir), str(settings.cache_dir)),
     )
     worker_env = {**dict(plan.base_env), **settings.scanner_env, **settings.workers.job_env}

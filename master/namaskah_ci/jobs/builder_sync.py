@@ -19,13 +19,16 @@ or one running a build.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from typing import Any, cast
 
 from twisted.internet import defer, reactor, task, threads
+from twisted.internet.interfaces import IReactorTime
 from twisted.python import log
 
 from namaskah_ci import names
-from namaskah_ci.pipeline.registry import read_registry, write_registry
 from namaskah_ci.pipeline.model import Pipeline
+from namaskah_ci.pipeline.registry import read_registry, write_registry
 
 RECONFIG_TIMEOUT = 120.0
 _LOCK = defer.DeferredLock()
@@ -35,12 +38,14 @@ class BuilderSyncError(Exception):
     """The new builders did not appear; the message says why."""
 
 
-def configured(master, builder: str) -> bool:
+def configured(master: Any, builder: str) -> bool:
     schedulers = master.scheduler_manager.namedServices
     return builder in master.botmaster.builders and names.check_scheduler_name(builder) in schedulers
 
 
-def _update(path: str, pipeline: Pipeline, on_default_branch: bool, limit: int | None, keep: set) -> tuple:
+def _update(
+    path: str, pipeline: Pipeline, on_default_branch: bool, limit: int | None, keep: set[str]
+) -> tuple[bool, list[str]]:
     """Merge, bound and write the registry (in a thread): (whether the configuration changed, retired)."""
     current = read_registry(path)
     updated = current.merge(pipeline, on_default_branch, used_at=int(time.time()))
@@ -54,13 +59,13 @@ def _update(path: str, pipeline: Pipeline, on_default_branch: bool, limit: int |
 
 @defer.inlineCallbacks
 def ensure_builders(
-    master,
+    master: Any,
     registry_path: str,
     pipeline: Pipeline,
     on_default_branch: bool,
     timeout: float = RECONFIG_TIMEOUT,
     limit: int | None = None,
-):
+) -> Generator[Any, Any, list[str]]:
     """The builders this call added (empty when every one existed); the registry keeps at most `limit`."""
     if limit is not None and len(pipeline.builders) > limit:
         raise BuilderSyncError(
@@ -70,14 +75,15 @@ def ensure_builders(
     running = {name for name, builder in master.botmaster.builders.items() if getattr(builder, "building", None)}
     yield _LOCK.acquire()
     try:
-        changed, retired = yield threads.deferToThread(
+        changed, retired = yield threads.deferToThread(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
             _update, registry_path, pipeline, on_default_branch, limit, set(pipeline.builders) | running
         )
     finally:
         _LOCK.release()
     if retired:
-        log.msg(f"pipeline: retiring the job builders unused longest ([limits] registered_builders): "
-                f"{', '.join(retired)}")
+        log.msg(
+            f"pipeline: retiring the job builders unused longest ([limits] registered_builders): {', '.join(retired)}"
+        )
     missing = [builder for builder in pipeline.builders if not configured(master, builder)]
     if not changed and not missing:
         return []
@@ -90,7 +96,7 @@ def ensure_builders(
     while missing and waited < timeout:
         missing = [builder for builder in missing if not configured(master, builder)]
         if missing:
-            yield task.deferLater(reactor, 0.1, lambda: None)
+            yield task.deferLater(cast(IReactorTime, reactor), 0.1, lambda: None)  # the global reactor provides it
             waited += 0.1
     if missing:
         raise BuilderSyncError(

@@ -15,11 +15,13 @@ import subprocess
 SHARED_PYTHONS = os.environ.get("NAMASKAH_PYTHONS", "/opt/namaskah-ci/python")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _usable(candidate: str) -> bool:
     """The interpreter runs and can create virtualenvs (Debian splits venv/ensurepip out)."""
     try:
-        probe = subprocess.run([candidate, "-c", "import venv, ensurepip"], capture_output=True, timeout=20)
+        probe = subprocess.run(
+            [candidate, "-c", "import venv, ensurepip"], capture_output=True, timeout=20, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
@@ -58,7 +60,7 @@ HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 CA_VARIABLES = ("GIT_SSL_CAINFO", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-def host_ca_env() -> tuple:
+def host_ca_env() -> tuple[tuple[str, str], ...]:
     for bundle in HOST_CA_BUNDLES:
         if os.path.isfile(bundle):
             return tuple((name, bundle) for name in CA_VARIABLES)

@@ -17,7 +17,7 @@ VERSION_KEY = re.compile(r"^[0-9]+\.[0-9]+$")  # an image key that is a Python v
 ROLE_KEYS = ("tools", *SERVICES)  # image keys that are never a builder's or job's own image
 
 
-def image_from(images: dict[str, str], builder: str, job: str, python: str, tools: tuple) -> str:
+def image_from(images: dict[str, str], builder: str, job: str, python: str, tools: tuple[str, ...]) -> str:
     for key in (builder, job):
         # a job named `redis` or `tools` does not run in that image
         if key in images and key not in ROLE_KEYS and not VERSION_KEY.match(key):

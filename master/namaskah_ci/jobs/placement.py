@@ -20,23 +20,26 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 from namaskah_ci import names
 from namaskah_ci.jobs.reuse import is_reused
 
 
-def _on_reuse_worker(workerforbuilder) -> bool:
-    return workerforbuilder.worker.workername == names.REUSE_WORKER
+def _on_reuse_worker(workerforbuilder: Any) -> bool:
+    workername: str = workerforbuilder.worker.workername
+    return workername == names.REUSE_WORKER
 
 
-def engine_of(worker) -> str | None:
+def engine_of(worker: Any) -> str | None:
     """The Docker engine of a docker-mode job worker (None for a local worker)."""
     return getattr(worker, "docker_host", None)
 
 
-def engine_load(workers) -> Counter:
+def engine_load(workers: Iterable[Any]) -> Counter[str | None]:
     """{engine: job builds of this master starting or running there}."""
-    load: Counter = Counter()
+    load: Counter[str | None] = Counter()
     for worker in workers:
         engine = engine_of(worker)
         if engine is not None:
@@ -44,7 +47,7 @@ def engine_load(workers) -> Counter:
     return load
 
 
-def select_worker(builder, workers, request):
+def select_worker(builder: Any, workers: list[Any], request: Any) -> Any:
     """A job builder's nextWorker (see the module docstring); None: none of them fits."""
     wanted = [wfb for wfb in workers if _on_reuse_worker(wfb) == is_reused(request)]
     if len({engine_of(wfb.worker) for wfb in wanted}) > 1:
@@ -54,31 +57,36 @@ def select_worker(builder, workers, request):
     return random.choice(wanted) if wanted else None
 
 
-def started_jobs(workers, job_builders) -> int:
+def started_jobs(workers: Iterable[Any], job_builders: frozenset[str]) -> int:
     """Job builds started (preparing, waiting or running) on the job builders' own workers."""
-    return sum(1 for worker in workers if worker.workername != names.REUSE_WORKER
-               for name, wfb in worker.workerforbuilders.items() if name in job_builders and wfb.isBusy())
+    return sum(
+        1
+        for worker in workers
+        if worker.workername != names.REUSE_WORKER
+        for name, wfb in worker.workerforbuilders.items()
+        if name in job_builders and wfb.isBusy()
+    )
 
 
 class JobSlots:
     """A job builder's canStartBuild: the right worker for the request, and a free job slot."""
 
-    def __init__(self, slots: int, job_builders):
+    def __init__(self, slots: int, job_builders: Iterable[str]):
         self.slots = slots
         self.job_builders = frozenset(job_builders)
 
-    def __call__(self, builder, workerforbuilder, request) -> bool:
+    def __call__(self, builder: Any, workerforbuilder: Any, request: Any) -> bool:
         if _on_reuse_worker(workerforbuilder) != is_reused(request):
             return False
         if is_reused(request):
             return True
         return started_jobs(builder.master.workers.workers.values(), self.job_builders) < self.slots
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, JobSlots) and self._key() == other._key()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._key())
 
-    def _key(self):
+    def _key(self) -> tuple[int, frozenset[str]]:
         return self.slots, self.job_builders

@@ -35,7 +35,8 @@ import functools
 import hashlib
 import os
 import shutil
-from typing import Optional
+from collections.abc import Generator
+from typing import Any
 
 from twisted.internet import defer, threads, utils
 
@@ -74,32 +75,33 @@ def _helpers_digest() -> str:
     return digest.hexdigest()
 
 
-_VERSIONS: dict = {}  # (interpreter path, mtime) -> its sys.version and real path
+# (interpreter path, mtime) -> its sys.version and real path
+_VERSIONS: dict[tuple[str, int] | None, dict[str, str]] = {}
 
 
 @defer.inlineCallbacks
-def _interpreter_facts(interpreters: dict, version: str):
-    path = yield threads.deferToThread(resolve_interpreter, interpreters, version)
+def _interpreter_facts(interpreters: dict[str, str], version: str) -> Generator[Any, Any, dict[str, str]]:
+    path: str = yield threads.deferToThread(resolve_interpreter, interpreters, version)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     try:
         stamp = (path, os.stat(os.path.realpath(path)).st_mtime_ns) if os.path.isabs(path) else None
     except OSError:
         stamp = None
     if stamp in _VERSIONS:
         return _VERSIONS[stamp]
-    out, _err, code = yield utils.getProcessOutputAndValue(path, ["-c", VERSION_PROBE], env=dict(os.environ))
+    out, _err, code = yield utils.getProcessOutputAndValue(path, ["-c", VERSION_PROBE], env=dict(os.environ))  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     facts = {"interpreter": path, "version": out.decode("utf-8", "replace").strip() if code == 0 else "unusable"}
     if stamp is not None and code == 0:
         _VERSIONS[stamp] = facts
     return facts
 
 
-def _image_ids(docker_host: str, wanted: list[str]) -> dict:
+def _image_ids(docker_host: str, wanted: list[str]) -> dict[str, str]:
     """{image: id or 'missing'} on the engine (blocking: call in a thread)."""
     import docker
 
     client = docker.APIClient(base_url=docker_host, timeout=10)
     try:
-        ids = {}
+        ids: dict[str, str] = {}
         for image in wanted:
             try:
                 ids[image] = client.inspect_image(image)["Id"]
@@ -111,20 +113,20 @@ def _image_ids(docker_host: str, wanted: list[str]) -> dict:
 
 
 @defer.inlineCallbacks
-def runtime_facts(setup: ReuseSetup, job: JobSpec):
+def runtime_facts(setup: ReuseSetup, job: JobSpec) -> Generator[Any, Any, dict[str, Any]]:
     """Where the job runs, as it enters its key (interpreter or images, environment, helpers)."""
-    facts: dict = {
+    facts: dict[str, Any] = {
         "mode": setup.mode,
         "env": sorted(setup.worker_env),
         "path": setup.base_path,
         "user": setup.job_user,
-        "helpers": (yield threads.deferToThread(_helpers_digest)),
+        "helpers": (yield threads.deferToThread(_helpers_digest)),  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     }
     if setup.mode == "docker":
         images = dict(setup.images)
         wanted = [image_from(images, job.builder, job.job, job.python, job.tools)]
         wanted += [images[service] for service in job.services if service in images]
-        facts["images"] = yield threads.deferToThread(_image_ids, setup.docker_host, wanted)
+        facts["images"] = yield threads.deferToThread(_image_ids, setup.docker_host, wanted)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     else:
         facts.update((yield _interpreter_facts(dict(setup.interpreters), job.python)))
     return facts
@@ -135,11 +137,11 @@ class HistoryError(Exception):
 
 
 @defer.inlineCallbacks
-def history_facts(repo_url: str, revision: str):
+def history_facts(repo_url: str, revision: str) -> Generator[Any, Any, str]:
     """What a `history: full` job reads beyond its tree, as it enters its key: the revision and a
     digest of every branch and tag it fetches (job_commands.fetch_history_argv), listed now."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    out, _err, code = yield utils.getProcessOutputAndValue(
+    out, _err, code = yield utils.getProcessOutputAndValue(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         shutil.which("git") or "git", ["ls-remote", "--heads", "--tags", repo_url], env=env
     )
     if code:  # git's message may hold the repository URL, which may hold a credential
@@ -152,18 +154,18 @@ def history_facts(repo_url: str, revision: str):
 class ReuseStore:
     """The reuse records: key -> the SUCCESS build that had it."""
 
-    def __init__(self, master):
+    def __init__(self, master: Any):
         self.master = master
-        self._objectid: Optional[int] = None
+        self._objectid: int | None = None
 
     @defer.inlineCallbacks
-    def objectid(self):
+    def objectid(self) -> Generator[Any, Any, int]:
         if self._objectid is None:
             self._objectid = yield self.master.db.state.getObjectId(*STATE_OBJECT)
         return self._objectid
 
     @defer.inlineCallbacks
-    def lookup(self, key: str):
+    def lookup(self, key: str) -> Generator[Any, Any, dict[str, Any] | None]:
         """The record of a SUCCESS build with this key that still exists, else None."""
         objectid = yield self.objectid()
         record = yield self.master.db.state.getState(objectid, key, None)
@@ -175,7 +177,7 @@ class ReuseStore:
         return record
 
     @defer.inlineCallbacks
-    def remember(self, key: str, record: dict):
+    def remember(self, key: str, record: dict[str, Any]) -> Generator[Any, Any, None]:
         objectid = yield self.objectid()
         yield self.master.db.state.setState(objectid, key, record)
 
@@ -183,22 +185,22 @@ class ReuseStore:
 class InFlight:
     """Reuse keys whose job is running now on this master: key -> (builder/number, waiters)."""
 
-    def __init__(self):
-        self.running: dict[str, tuple[str, list]] = {}
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[str, list[defer.Deferred[None]]]] = {}
 
-    def claim(self, key: str, who: str) -> Optional[str]:
+    def claim(self, key: str, who: str) -> str | None:
         """Register `who` as running `key`; returns who already runs it instead (then nothing changes)."""
         if key in self.running:
             return self.running[key][0]
         self.running[key] = (who, [])
         return None
 
-    def wait(self, key: str) -> defer.Deferred:
+    def wait(self, key: str) -> defer.Deferred[None]:
         """Fires when the build running `key` is done (at once when none is)."""
         entry = self.running.get(key)
         if entry is None:
             return defer.succeed(None)
-        waiter: defer.Deferred = defer.Deferred()
+        waiter: defer.Deferred[None] = defer.Deferred()
         entry[1].append(waiter)
         return waiter
 
@@ -212,15 +214,15 @@ class InFlight:
                 waiter.callback(None)
 
 
-def in_flight(master) -> InFlight:
+def in_flight(master: Any) -> InFlight:
     """The master's registry (one per master)."""
     return per_master(master, "in_flight", lambda _: InFlight())
 
 
-def is_reused(request) -> bool:
+def is_reused(request: Any) -> bool:
     return bool(request.properties.getProperty(names.PROP_REUSED))
 
 
-def summary(record: dict) -> str:
+def summary(record: dict[str, Any]) -> str:
     revision = short(record.get("revision"))
     return f"reused from {record['builder']}/{record['number']} ({revision})"

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 # JobSpec fields that do not change what a job does (they show it, time it out or pick when it runs)
 NOT_IN_KEY = ("context", "timeout_minutes", "branches", "verdict", "schedule", "priority")
@@ -55,9 +56,11 @@ LITERAL, ONE, CLASS, STAR, ANY, DIRS = range(6)
 # ANY `**`: any run; DIRS `**/` (and an unanchored pattern's start): nothing, or any run ending in '/'
 _SKIPPABLE = (STAR, ANY, DIRS)
 MAX_STATES = 1024  # numbered state sets kept per pattern; past it the table is started again
+# (kind, value): a LITERAL's character, a CLASS's (ranges, negate), None for the others
+Token = tuple[int, Any]
 
 
-def _class(body: str, index: int) -> tuple[tuple, int]:
+def _class(body: str, index: int) -> tuple[Token, int]:
     """The token of the `[...]` opening at `index`, and the index after it."""
     end = body.find("]", index + 1)
     if end < 0:
@@ -76,8 +79,8 @@ def _class(body: str, index: int) -> tuple[tuple, int]:
     return (CLASS, (tuple(ranges), negate)), end + 1
 
 
-def _tokens(body: str) -> list[tuple]:
-    tokens: list[tuple] = []
+def _tokens(body: str) -> list[Token]:
+    tokens: list[Token] = []
     index = 0
     while index < len(body):
         if body.startswith("**/", index):
@@ -98,12 +101,12 @@ def _tokens(body: str) -> list[tuple]:
     return tokens
 
 
-def _in_class(value: tuple, char: str) -> bool:
+def _in_class(value: tuple[tuple[tuple[str, str], ...], bool], char: str) -> bool:
     ranges, negate = value
     return any(low <= char <= high for low, high in ranges) != negate
 
 
-def pattern_problem(pattern: str) -> Optional[str]:
+def pattern_problem(pattern: str) -> str | None:
     """Why `pattern` is not a usable input pattern (None when it is)."""
     body = pattern[1:] if pattern.startswith("!") else pattern
     if not body.strip("/").strip():
@@ -122,7 +125,7 @@ def pattern_problem(pattern: str) -> Optional[str]:
 class Glob:
     """One pattern's automaton (see above): `match(path)` in O(len(path) x len(pattern)) at worst."""
 
-    def __init__(self, tokens: list[tuple]):
+    def __init__(self, tokens: list[Token]):
         self.tokens = tuple(tokens)
         self.end = len(self.tokens)  # the whole pattern read: the path may end here or go on below
         self.below = self.end + 1  # the end and a '/' read: everything under it is taken
@@ -132,13 +135,14 @@ class Glob:
         self._reset()
 
     def _reset(self) -> None:
-        self.sets: list[frozenset] = []
-        self.numbers: dict[frozenset, int] = {}
+        self.sets: list[frozenset[int]] = []
+        self.numbers: dict[frozenset[int], int] = {}
         self.moves: list[dict[str, int]] = []
         self.start = self._number(self._closure((0,)))
 
-    def _closure(self, states) -> frozenset:
-        out, todo = set(), list(states)
+    def _closure(self, states: Iterable[int]) -> frozenset[int]:
+        out: set[int] = set()
+        todo = list(states)
         while todo:
             state = todo.pop()
             if state not in out:
@@ -147,7 +151,7 @@ class Glob:
                     todo.append(state + 1)
         return frozenset(out)
 
-    def _number(self, states: frozenset) -> int:
+    def _number(self, states: frozenset[int]) -> int:
         number = self.numbers.get(states)
         if number is None:
             number = self.numbers[states] = len(self.sets)
@@ -155,7 +159,7 @@ class Glob:
             self.moves.append({})
         return number
 
-    def _step(self, states: frozenset, char: str) -> frozenset:
+    def _step(self, states: frozenset[int], char: str) -> frozenset[int]:
         after = []
         for state in states:
             if state >= self.inside:  # within a DIRS run: it ends only after a '/'
@@ -257,7 +261,7 @@ def inputs_digest(entries: Iterable[tuple[str, str, str, str]], patterns: Iterab
     return f"files:{digest.hexdigest()}", taken
 
 
-def key_document(job: dict, inputs: str, runtime: dict, history: str = "") -> dict:
+def key_document(job: dict[str, Any], inputs: str, runtime: dict[str, Any], history: str = "") -> dict[str, Any]:
     """What the reuse key is the hash of (a job's `JobSpec.to_dict()`).
 
     A `history: full` job reads more than its tree: every commit it fetches (a secret added and
@@ -274,6 +278,6 @@ def key_document(job: dict, inputs: str, runtime: dict, history: str = "") -> di
     return document
 
 
-def reuse_key(job: dict, inputs: str, runtime: dict, history: str = "") -> str:
+def reuse_key(job: dict[str, Any], inputs: str, runtime: dict[str, Any], history: str = "") -> str:
     text = json.dumps(key_document(job, inputs, runtime, history), sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

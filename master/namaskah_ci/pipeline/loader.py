@@ -24,7 +24,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -34,7 +35,7 @@ from yaml.resolver import Resolver
 DEFAULT_DEPTH = 32  # [limits] file_depth
 DEFAULT_NODES = 20_000  # [limits] file_nodes; a pipeline file has a few hundred
 
-Path = tuple  # of str keys and int indexes
+Path = tuple[str | int, ...]  # of str keys and int indexes
 
 
 class YamlProblem(Exception):
@@ -70,7 +71,7 @@ class Deadline:
 class Limits:
     depth: int = DEFAULT_DEPTH
     nodes: int = DEFAULT_NODES
-    deadline: Optional[Deadline] = None
+    deadline: Deadline | None = None
 
     def too_deep(self, line: int) -> YamlProblem:
         return YamlProblem(line, f"nesting deeper than {self.depth} levels ([limits] file_depth)")
@@ -118,7 +119,7 @@ class _Scanner(yaml.SafeLoader):
         super().__init__(text)
         self.limits = limits
 
-    def fetch_flow_collection_start(self, TokenClass):
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
         if self.flow_level >= self.limits.depth:
             raise self.limits.too_deep(self.line + 1)
         super().fetch_flow_collection_start(TokenClass)
@@ -138,12 +139,12 @@ def _checked_events(text: str, limits: Limits) -> list[yaml.Event]:
     """Every event of the stream, once each is checked: tags, depth and values (aliases expanded), time."""
     scanner = _Scanner(text, limits)
     events: list[yaml.Event] = []
-    open_: list[list] = []  # per open collection: [anchor, height of its deepest child]
-    anchored: dict[str, tuple[int, int]] = {}  # anchor → (height, values) of the finished node it names
+    open_: list[list[Any]] = []  # per open collection: [anchor, height of its deepest child]
+    anchored: dict[str | None, tuple[int, int]] = {}  # anchor → (height, values) of the finished node it names
     values = 0
     try:
         while scanner.check_event():
-            event = scanner.get_event()
+            event = scanner.get_event()  # type: ignore[no-untyped-call]  # types-PyYAML: Parser.get_event unannotated
             events.append(event)
             line = _line(event)
             limits.check_time(line)
@@ -187,7 +188,7 @@ class _Composer(Composer, SafeConstructor, Resolver):
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
 
-    def check_event(self, *choices) -> bool:
+    def check_event(self, *choices: type[yaml.Event]) -> bool:
         return bool(self.events) and (not choices or isinstance(self.events[0], choices))
 
     def peek_event(self) -> yaml.Event:
@@ -210,7 +211,7 @@ class _Builder:
         self.limits.check_time(line)
         self.lines.set(path, line)
         if isinstance(node, yaml.MappingNode):
-            own: set = set()
+            own: set[str] = set()
             for key_node, _ in node.value:  # duplicates among the keys written here (not merged ones)
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue

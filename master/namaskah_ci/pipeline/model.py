@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from namaskah_ci import names
+from namaskah_ci.pipeline.loader import DEFAULT_DEPTH, DEFAULT_NODES, Deadline, Limits, Lines, Path, YamlProblem, parse
 from namaskah_ci.pipeline.schema import JobFile, PipelineFile, known_keys, pattern_hint, version_problem
-from namaskah_ci.pipeline.loader import DEFAULT_DEPTH, DEFAULT_NODES, Deadline, Limits, Lines, YamlProblem, parse
+
+if TYPE_CHECKING:
+    from namaskah_ci.settings import Settings
 
 FILE_NAME = ".namaskah-ci.yml"
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -41,7 +46,7 @@ class StepSpec:
     run: str
     continue_on_failure: bool = False  # later steps still run; the job still fails
     allow_failure: bool = False  # a failure is a warning
-    only_with_secret: Optional[str] = None
+    only_with_secret: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +73,13 @@ class JobSpec:
     tools: tuple[str, ...] = ()
     history: str = "revision"
     reports: tuple[ReportSpec, ...] = ()
-    inputs: Optional[tuple[str, ...]] = None  # None: the whole tree
-    branches: Optional[tuple[str, ...]] = None
+    inputs: tuple[str, ...] | None = None  # None: the whole tree
+    branches: tuple[str, ...] | None = None
     verdict: bool = True
-    schedule: Optional[str] = None
+    schedule: str | None = None
     priority: str = "normal"
 
-    def runs_on(self, branch: Optional[str]) -> bool:
+    def runs_on(self, branch: str | None) -> bool:
         if self.branches is None or branch is None:
             return True
         return any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.branches)
@@ -83,11 +88,11 @@ class JobSpec:
     def environment(self) -> dict[str, str]:
         return dict(self.env)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "JobSpec":
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         values = dict(data)
         values["steps"] = tuple(StepSpec(**step) for step in values["steps"])
         values["reports"] = tuple(ReportSpec(**report) for report in values.get("reports", ()))
@@ -107,18 +112,18 @@ class Pipeline:
     source: str  # "<file> at <revision>" or "the default pipeline (<path>)"
     jobs: tuple[JobSpec, ...]
 
-    def job(self, builder: str) -> Optional[JobSpec]:
+    def job(self, builder: str) -> JobSpec | None:
         return next((job for job in self.jobs if job.builder == builder), None)
 
     @property
     def builders(self) -> list[str]:
         return [job.builder for job in self.jobs]
 
-    def verdict_jobs(self, branch: Optional[str]) -> list[JobSpec]:
+    def verdict_jobs(self, branch: str | None) -> list[JobSpec]:
         """The jobs whose results make the pipeline's result on `branch`."""
         return [job for job in self.jobs if job.verdict and job.runs_on(branch)]
 
-    def analysis_jobs(self, branch: Optional[str]) -> list[JobSpec]:
+    def analysis_jobs(self, branch: str | None) -> list[JobSpec]:
         """Jobs outside the verdict that run on `branch` once the checks ended."""
         return [job for job in self.jobs if not job.verdict and job.runs_on(branch)]
 
@@ -129,7 +134,7 @@ class PipelinePolicy:
 
     job_secrets: tuple[str, ...] = (names.CODECOV_TOKEN, names.SAFETY_API_KEY)
     environments: tuple[str, ...] = ("production", "staging")
-    known_pythons: Optional[tuple[str, ...]] = None  # docker mode: versions with a worker image
+    known_pythons: tuple[str, ...] | None = None  # docker mode: versions with a worker image
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_DEPTH
     max_nodes: int = DEFAULT_NODES
@@ -137,7 +142,7 @@ class PipelinePolicy:
     max_builders: int = DEFAULT_MAX_BUILDERS
 
     @classmethod
-    def from_settings(cls, settings, known_pythons: Optional[tuple[str, ...]] = None) -> "PipelinePolicy":
+    def from_settings(cls, settings: Settings, known_pythons: tuple[str, ...] | None = None) -> PipelinePolicy:
         """`[pipeline] job_secrets` and `max_file_bytes`, `[limits] file_*` and `pipeline_builders`, the
         deploy environments' names."""
         limits = settings.limits
@@ -172,7 +177,7 @@ def key_path(loc: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
-def _describe(error: dict) -> tuple[tuple, str]:
+def _describe(error: ErrorDetails) -> tuple[Path, str]:
     """(key path, problem) of one pydantic error, in the words a pipeline author needs."""
     loc = tuple(part for part in error["loc"] if part != "function-after")
     kind, message, value = error["type"], error["msg"], error.get("input")
@@ -214,7 +219,7 @@ class _Problems:
         self.lines = lines
         self.found: list[str] = []
 
-    def add(self, loc: tuple, problem: str) -> None:
+    def add(self, loc: Path, problem: str) -> None:
         self.found.append(f"{self.source}:{self.lines.line(loc)}: {key_path(loc)}: {problem}")
 
     def raise_if_any(self) -> None:
@@ -225,8 +230,8 @@ class _Problems:
 
 
 def _format_context(template: str, python: str) -> str:
-    class Values(dict):
-        def __missing__(self, key):
+    class Values(dict[str, str]):
+        def __missing__(self, key: str) -> str:
             raise KeyError(key)
 
     return template.format_map(Values(python=python))

@@ -20,7 +20,8 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from namaskah_ci.pipeline.model import JobSpec, Pipeline
 
@@ -42,12 +43,12 @@ class BuilderEntry:
     tools: tuple[str, ...] = ()
     verdict: bool = True
     priority: str = "normal"
-    schedule: Optional[str] = None  # from the default branch's file only
+    schedule: str | None = None  # from the default branch's file only
     # when a pipeline last defined it (Unix time); not part of the configuration
     last_used: int = dataclasses.field(default=0, compare=False)
 
     @classmethod
-    def of(cls, job: JobSpec, schedule: Optional[str], used_at: int = 0) -> "BuilderEntry":
+    def of(cls, job: JobSpec, schedule: str | None, used_at: int = 0) -> BuilderEntry:
         return cls(
             builder=job.builder,
             job=job.job,
@@ -63,7 +64,7 @@ class BuilderEntry:
         )
 
     @classmethod
-    def from_dict(cls, data: dict) -> "BuilderEntry":
+    def from_dict(cls, data: dict[str, Any]) -> BuilderEntry:
         values = dict(data)
         for key in ("services", "tools"):
             values[key] = tuple(values.get(key, ()))
@@ -79,10 +80,10 @@ class Registry:
     def builders(self) -> list[str]:
         return [entry.builder for entry in self.entries]
 
-    def entry(self, builder: str) -> Optional[BuilderEntry]:
+    def entry(self, builder: str) -> BuilderEntry | None:
         return next((entry for entry in self.entries if entry.builder == builder), None)
 
-    def merge(self, pipeline: Pipeline, default_branch: bool, used_at: int = 0) -> "Registry":
+    def merge(self, pipeline: Pipeline, default_branch: bool, used_at: int = 0) -> Registry:
         """This registry updated with a pipeline: new builders added; on the default branch, every
         builder's definition (and schedule) refreshed and schedules of jobs it no longer has dropped.
         The pipeline's builders count as used at `used_at` (rewritten at most once a minute)."""
@@ -101,7 +102,7 @@ class Registry:
                     by_name[name] = dataclasses.replace(entry, schedule=None)
         return Registry(tuple(sorted(by_name.values(), key=lambda entry: entry.builder)))
 
-    def retire(self, limit: int, keep: Iterable[str] = ()) -> "Registry":
+    def retire(self, limit: int, keep: Iterable[str] = ()) -> Registry:
         """This registry with at most `limit` builders: the longest unused are retired first (those
         holding a schedule after every other), never one of `keep` (it may stay over the limit for them)."""
         extra = len(self.entries) - limit

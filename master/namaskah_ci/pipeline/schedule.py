@@ -43,13 +43,13 @@ def _numbers(text: str, name: str, low: int, high: int) -> list[int]:
     return sorted(found)
 
 
-def parse_cron(line: str) -> dict:
+def parse_cron(line: str) -> dict[str, int | list[int]]:
     """`"35 19 * * 6"` → `{"minute": 35, "hour": 19, "dayOfWeek": 5}` (fields left `*` are omitted)."""
     parts = line.split()
     if len(parts) != len(FIELDS):
         raise CronError(f"expected 5 cron fields (minute hour day-of-month month day-of-week), got {len(parts)}")
-    kwargs: dict = {}
-    for text, (name, low, high) in zip(parts, FIELDS):
+    kwargs: dict[str, int | list[int]] = {}
+    for text, (name, low, high) in zip(parts, FIELDS, strict=True):
         if text == "*":
             continue
         values = _numbers(text, name, low, high)

@@ -11,11 +11,12 @@ values may be numbers or booleans (written out as strings, as YAML users expect)
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from namaskah_ci.pipeline.inputs import pattern_problem
+from namaskah_ci.pipeline.loader import Path
 from namaskah_ci.pipeline.schedule import CronError, parse_cron
 
 SCHEMA_VERSION = 1
@@ -85,7 +86,7 @@ EnvValue = Annotated[
     str,
     BeforeValidator(
         _env_value,
-        json_schema_input_type=Union[Annotated[str, StringConstraints(pattern=ENV_VALUE_PATTERN)], int, float, bool],
+        json_schema_input_type=Annotated[str, StringConstraints(pattern=ENV_VALUE_PATTERN)] | int | float | bool,
     ),
 ]
 RelativePath = Annotated[str, BeforeValidator(_relative_path)]
@@ -114,13 +115,13 @@ def _step_shorthand(value: Any) -> Any:
 class StepFile(Strict):
     """One step: a shell line run by `bash -e -o pipefail` from the checkout root."""
 
-    name: Optional[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(
+    name: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = Field(
         None, description="shown in the UI (default: the command's first line)"
     )
     run: Annotated[str, StringConstraints(min_length=1)] = Field(description="the shell line or script")
     continue_: bool = Field(False, alias="continue", description="later steps still run; the job still fails")
     allow_failure: bool = Field(False, description="a failure only warns; the job does not fail")
-    only_with_secret: Optional[SecretName] = Field(
+    only_with_secret: SecretName | None = Field(
         None, description="run only when this secret (listed in the job's secrets) is configured; else skipped"
     )
 
@@ -128,7 +129,7 @@ class StepFile(Strict):
 class ReportFile(Strict):
     path: RelativePath = Field(description="file or directory, relative to the checkout root")
     kind: Literal["junit", "coverage", "sarif", "html", "json", "csv", "text"]
-    title: Optional[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = None
+    title: Annotated[str, StringConstraints(min_length=1, max_length=60)] | None = None
 
 
 class MatrixFile(Strict):
@@ -145,13 +146,13 @@ class MatrixFile(Strict):
 
 
 class JobFile(Strict):
-    python: Optional[PythonVersion] = Field(None, description="interpreter version (default: the top-level one)")
-    requirements: Optional[list[RelativePath]] = Field(
+    python: PythonVersion | None = Field(None, description="interpreter version (default: the top-level one)")
+    requirements: list[RelativePath] | None = Field(
         None, description="installed into the job's cached virtualenv; [] = no virtualenv"
     )
     env: Environment = Field(default_factory=dict, description="merged over the top-level env")
-    matrix: Optional[MatrixFile] = None
-    context: Optional[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+    matrix: MatrixFile | None = None
+    context: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
         None, description="commit-status context; {python} is the job's Python version"
     )
     timeout: Annotated[int, Field(ge=1, le=1440)] = Field(30, description="minutes")
@@ -162,20 +163,20 @@ class JobFile(Strict):
     tools: list[ToolName] = Field(default_factory=list, description="programs checked before the job starts")
     history: Literal["revision", "full"] = Field("revision", description="full: every branch and tag fetched too")
     steps: Annotated[
-        list[Annotated[StepFile, BeforeValidator(_step_shorthand, json_schema_input_type=Union[str, StepFile])]],
+        list[Annotated[StepFile, BeforeValidator(_step_shorthand, json_schema_input_type=str | StepFile)]],
         Field(min_length=1, description="shell lines, or {name, run, continue, allow_failure, only_with_secret}"),
     ]
     reports: list[ReportFile] = Field(default_factory=list)
-    inputs: Optional[Annotated[list[InputPattern], Field(min_length=1)]] = Field(
+    inputs: Annotated[list[InputPattern], Field(min_length=1)] | None = Field(
         None,
         description="path patterns (.gitignore style, !pattern excludes) of the files the job reads; a revision "
         "whose inputs, job and runtime equal an earlier success reuses it (default: the whole tree)",
     )
-    branches: Optional[list[Annotated[str, StringConstraints(min_length=1)]]] = Field(
+    branches: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         None, description="branch names or globs the job runs on (default: every branch)"
     )
     verdict: bool = Field(True, description="false: outside the pipeline's result, started after the checks")
-    schedule: Optional[str] = Field(None, description="cron (UTC) on the default branch, e.g. '35 19 * * 6'")
+    schedule: str | None = Field(None, description="cron (UTC) on the default branch, e.g. '35 19 * * 6'")
     priority: Literal["high", "normal", "low"] = Field(
         "normal", description="CPU priority on a shared machine (default low when verdict is false)"
     )
@@ -195,7 +196,7 @@ class JobFile(Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: Optional[str]) -> Optional[str]:
+    def _cron(cls, value: str | None) -> str | None:
         if value is not None:
             try:
                 parse_cron(value)
@@ -221,7 +222,7 @@ class PipelineFile(Strict):
         return _check_env(env)
 
 
-def known_keys(path: tuple) -> list[str]:
+def known_keys(path: Path) -> list[str]:
     """The keys allowed at a key path (for "unknown key" messages)."""
     model: Any = PipelineFile
     rest = list(path)
@@ -233,7 +234,7 @@ def known_keys(path: tuple) -> list[str]:
                 rest.pop(0)  # the job's name
             else:
                 return []
-        elif model is JobFile and part in ("steps", "reports", "matrix"):
+        elif model is JobFile and isinstance(part, str) and part in ("steps", "reports", "matrix"):
             model = {"steps": StepFile, "reports": ReportFile, "matrix": MatrixFile}[part]
             if rest and isinstance(rest[0], int):
                 rest.pop(0)
@@ -242,7 +243,7 @@ def known_keys(path: tuple) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def schema_document() -> dict:
+def schema_document() -> dict[str, Any]:
     """The JSON Schema of version 1, for editors (`master/namaskah-ci.schema.json`)."""
     schema = PipelineFile.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -28,18 +28,23 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from twisted.internet import defer, threads, utils
 from twisted.python import log
 from twisted.python.failure import Failure
 
-from namaskah_ci.pipeline.inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
 from namaskah_ci.per_master import per_master
+from namaskah_ci.pipeline.inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
 from namaskah_ci.pipeline.model import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
 from namaskah_ci.text import short
 
 CACHE_SIZE = 128
 DEFAULT_REGISTERED = 256  # [limits] registered_builders
+# a file's content key: ("blob", blob id, label, policy) or ("default", sha256, label, policy)
+FileKey = tuple[str, str, str, PipelinePolicy]
+Parsed = Pipeline | PipelineError  # what a file gives: its pipeline, or why it is unusable
 
 
 class SourceError(Exception):
@@ -57,7 +62,7 @@ class PipelineConfig:
     default_label: str
     registry_path: str
     default_branch: str
-    policy: PipelinePolicy = PipelinePolicy()
+    policy: PipelinePolicy = dataclasses.field(default_factory=PipelinePolicy)
     max_registered: int = DEFAULT_REGISTERED  # job builders the registry keeps ([limits] registered_builders)
 
 
@@ -68,31 +73,32 @@ BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")  # also never a
 class PipelineSource:
     """One per mirror directory (`source_for`), so its lock and cache outlive reconfigs."""
 
-    def __init__(self, config: PipelineConfig, state: "SourceState | None" = None):
+    def __init__(self, config: PipelineConfig, state: SourceState | None = None):
         self.config = config
         self.state = SourceState() if state is None else state
         self.lock = self.state.lock_for(config.mirror_dir)  # one git at a time per mirror
-        self.cache: collections.OrderedDict = collections.OrderedDict()
-        self.digests: dict = {}  # (revision, patterns) -> inputs digest (a revision's files never change)
+        self.cache: collections.OrderedDict[str, Parsed] = collections.OrderedDict()
+        # (revision, patterns) -> inputs digest (a revision's files never change)
+        self.digests: dict[tuple[str, tuple[str, ...] | None], str] = {}
 
     @defer.inlineCallbacks
-    def git(self, git_dir: str, *args: str):
+    def git(self, git_dir: str, *args: str) -> Generator[Any, Any, tuple[bytes, str, int]]:
         env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-        out, err, code = yield utils.getProcessOutputAndValue(
+        out, err, code = yield utils.getProcessOutputAndValue(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
             shutil.which("git") or "git", ["--git-dir", git_dir, *args], env=env
         )
         return out, err.decode("utf-8", "replace").strip(), code
 
     @defer.inlineCallbacks
-    def _ensure_mirror(self):
+    def _ensure_mirror(self) -> Generator[Any, Any, None]:
         if not os.path.isdir(os.path.join(self.config.mirror_dir, "objects")):
-            yield threads.deferToThread(os.makedirs, self.config.mirror_dir, exist_ok=True)
-            out, err, code = yield self.git(self.config.mirror_dir, "init", "--quiet", "--bare")
+            yield threads.deferToThread(os.makedirs, self.config.mirror_dir, exist_ok=True)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+            _, err, code = yield self.git(self.config.mirror_dir, "init", "--quiet", "--bare")
             if code:
                 raise SourceError(f"cannot create the pipeline mirror {self.config.mirror_dir}: {err}")
 
     @defer.inlineCallbacks
-    def fetch(self, *refspecs: str):
+    def fetch(self, *refspecs: str) -> Generator[Any, Any, tuple[int, str]]:
         """Fetch into the mirror (serialised: one fetch at a time)."""
         yield self.lock.acquire()
         try:
@@ -106,7 +112,7 @@ class PipelineSource:
             self.lock.release()
 
     @defer.inlineCallbacks
-    def resolve_branch(self, branch: str):
+    def resolve_branch(self, branch: str) -> Generator[Any, Any, str]:
         """The newest revision of a branch in the repository (fetched now)."""
         if not isinstance(branch, str) or not BRANCH.match(branch):
             raise SourceError(f"{str(branch)[:60]!r} is not a branch name")
@@ -115,6 +121,7 @@ class PipelineSource:
             raise SourceError(
                 f"cannot fetch branch {branch!r} from the repository: {err.splitlines()[-1] if err else code}"
             )
+        out: bytes
         out, err, code = yield self.git(
             self.config.mirror_dir, "rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}"
         )
@@ -123,7 +130,7 @@ class PipelineSource:
         return out.decode().strip()
 
     @defer.inlineCallbacks
-    def _entry(self, git_dir: str, revision: str):
+    def _entry(self, git_dir: str, revision: str) -> Generator[Any, Any, tuple[bool, list[str] | None]]:
         """(known, entry): whether git_dir has the revision, and its file's ls-tree entry."""
         if not os.path.isdir(git_dir):
             return False, None
@@ -134,7 +141,7 @@ class PipelineSource:
         return True, (line.split(None, 4) if line else None)
 
     @defer.inlineCallbacks
-    def read(self, revision: str):
+    def read(self, revision: str) -> Generator[Any, Any, tuple[str, list[str] | None]]:
         """(git dir, ls-tree entry or None when the revision has no pipeline file)."""
         if not isinstance(revision, str) or not REVISION.match(revision):
             raise SourceError(f"{str(revision)[:60]!r} is not a revision (7 to 40 hexadecimal characters)")
@@ -150,20 +157,23 @@ class PipelineSource:
         raise SourceError(f"revision {short(revision)} is not in the repository {self.config.repo_url}")
 
     @defer.inlineCallbacks
-    def default_pipeline(self):
-        def read_default():
+    def default_pipeline(self) -> Generator[Any, Any, Pipeline]:
+        def read_default() -> bytes:
             with open(self.config.default_file, "rb") as handle:
                 return handle.read()
 
         try:
-            text = yield threads.deferToThread(read_default)
+            text = yield threads.deferToThread(read_default)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         except OSError as exc:
-            raise SourceError(f"the default pipeline {self.config.default_file} cannot be read: {exc.strerror}")
+            raise SourceError(
+                f"the default pipeline {self.config.default_file} cannot be read: {exc.strerror}"
+            ) from exc
         key = ("default", hashlib.sha256(text).hexdigest(), self.config.default_label, self.config.policy)
-        return (yield self.state.parsed(key, text, self.config.default_label, self.config.policy))
+        pipeline: Pipeline = yield self.state.parsed(key, text, self.config.default_label, self.config.policy)
+        return pipeline
 
     @defer.inlineCallbacks
-    def pipeline_at(self, revision: str):
+    def pipeline_at(self, revision: str) -> Generator[Any, Any, Pipeline]:
         """The revision's pipeline model; raises PipelineError (bad file) or SourceError."""
         if revision in self.cache:
             self.cache.move_to_end(revision)
@@ -172,6 +182,7 @@ class PipelineSource:
                 raise PipelineError(cached.summary, cached.problems)
             return cached
         git_dir, entry = yield self.read(revision)
+        pipeline: Pipeline
         try:
             pipeline = yield self._load(git_dir, revision, entry)
         except PipelineError as exc:
@@ -181,7 +192,8 @@ class PipelineSource:
         return pipeline
 
     @defer.inlineCallbacks
-    def _load(self, git_dir: str, revision: str, entry):
+    def _load(self, git_dir: str, revision: str, entry: list[str] | None) -> Generator[Any, Any, Pipeline]:
+        pipeline: Pipeline
         if entry is None:
             pipeline = yield self.default_pipeline()
             return pipeline
@@ -199,10 +211,11 @@ class PipelineSource:
             text, err, code = yield self.git(git_dir, "cat-file", "blob", blob)
             if code:
                 raise SourceError(f"cannot read {FILE_NAME} at {short(revision)}: {err}")
-        return (yield self.state.parsed(key, text, FILE_NAME, self.config.policy))
+        pipeline = yield self.state.parsed(key, text, FILE_NAME, self.config.policy)
+        return pipeline
 
     @defer.inlineCallbacks
-    def inputs_digest(self, revision: str, patterns):
+    def inputs_digest(self, revision: str, patterns: Iterable[str] | None) -> Generator[Any, Any, str]:
         """The content digest of a job's inputs at the revision (pipeline/inputs.py): the tree's id for
         the whole tree (`patterns` None), else the matching files' paths, modes and blobs."""
         key = (revision, tuple(patterns) if patterns is not None else None)
@@ -214,7 +227,7 @@ class PipelineSource:
             digest = f"{WHOLE_TREE}:{out.decode().strip()}"
         else:
             out, err, code = yield self.git(git_dir, "ls-tree", "-r", "-z", "--full-tree", f"{revision}^{{commit}}")
-            digest = "" if code else (yield threads.deferToThread(_digest, out, tuple(patterns)))
+            digest = "" if code else (yield threads.deferToThread(_digest, out, tuple(patterns)))  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         if code:
             raise SourceError(f"cannot list the files of {short(revision)}: {err}")
         self.digests[key] = digest
@@ -222,17 +235,17 @@ class PipelineSource:
             self.digests.pop(next(iter(self.digests)))
         return digest
 
-    def _remember(self, revision: str, value) -> None:
+    def _remember(self, revision: str, value: Parsed) -> None:
         self.cache[revision] = value
         while len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
 
 
-def _digest(ls_tree: bytes, patterns: tuple) -> str:
+def _digest(ls_tree: bytes, patterns: tuple[str, ...]) -> str:
     return inputs_digest(parse_ls_tree(ls_tree), patterns)[0]
 
 
-def _parse_file(text: bytes, label: str, policy: PipelinePolicy):
+def _parse_file(text: bytes, label: str, policy: PipelinePolicy) -> Parsed:
     """In a thread: the pipeline, or the PipelineError returned (kept like a pipeline)."""
     try:
         return load_pipeline(text, label, policy)
@@ -240,7 +253,7 @@ def _parse_file(text: bytes, label: str, policy: PipelinePolicy):
         return exc
 
 
-def _raise_error(value):
+def _raise_error(value: Parsed) -> Pipeline:
     if isinstance(value, PipelineError):
         raise PipelineError(value.summary, value.problems)  # a copy: the kept one gathers no traceback
     return value
@@ -253,8 +266,9 @@ class SourceState:
     def __init__(self, _master: object = None):
         self.sources: dict[str, PipelineSource] = {}
         self.locks: dict[str, defer.DeferredLock] = {}
-        self.results: collections.OrderedDict = collections.OrderedDict()
-        self.parsing: dict = {}  # key -> the Deferreds of readers waiting for the parse under way
+        self.results: collections.OrderedDict[FileKey, Parsed] = collections.OrderedDict()
+        # key -> the Deferreds of readers waiting for the parse under way
+        self.parsing: dict[FileKey, list[defer.Deferred[Parsed]]] = {}
 
     def lock_for(self, mirror_dir: str) -> defer.DeferredLock:
         return self.locks.setdefault(mirror_dir, defer.DeferredLock())
@@ -266,12 +280,13 @@ class SourceState:
             source = self.sources[config.mirror_dir] = PipelineSource(config, self)
         return source
 
-    def known(self, key: tuple) -> bool:
+    def known(self, key: FileKey) -> bool:
         """Whether the file of `key` is parsed or being parsed (its text is not needed again)."""
         return key in self.results or key in self.parsing
 
-    def parsed(self, key: tuple, text: bytes, label: str, policy: PipelinePolicy):
+    def parsed(self, key: FileKey, text: bytes, label: str, policy: PipelinePolicy) -> defer.Deferred[Pipeline]:
         """A Deferred of the pipeline of `text` (or PipelineError), parsed in a thread once per `key`."""
+        result: defer.Deferred[Parsed]
         if key in self.results:
             self.results.move_to_end(key)
             result = defer.succeed(self.results[key])
@@ -280,14 +295,15 @@ class SourceState:
             self.parsing[key].append(result)
         else:
             self.parsing[key] = []
-            result = threads.deferToThread(_parse_file, text, label, policy).addBoth(self._settle, key, label)
+            result = threads.deferToThread(_parse_file, text, label, policy).addBoth(self._settle, key, label)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
         return result.addCallback(_raise_error)
 
-    def _settle(self, value, key: tuple, label: str):
+    def _settle(self, value: Parsed | Failure, key: FileKey, label: str) -> Parsed:
         """The parse of `key` ended: keep its result and hand it to every reader waiting for it."""
         if isinstance(value, Failure):  # a bug, not the file's fault: one line for the build, the traceback logged
-            log.err(value, f"pipeline: reading {label} failed")
-            summary = f"{label}: could not be read ({value.type.__name__}; see the master's twistd.log)"
+            log.err(value, f"pipeline: reading {label} failed")  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+            kind = value.type.__name__ if value.type is not None else "error"
+            summary = f"{label}: could not be read ({kind}; see the master's twistd.log)"
             value = PipelineError(summary, [summary])
         self.results[key] = value
         while len(self.results) > CACHE_SIZE:

@@ -10,19 +10,25 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ElementTree
-from typing import Optional
+from typing import Any, TypedDict
+
 from namaskah_ci.text import short
 
 MAX_BYTES = 50 * 1024 * 1024
 
 
-def _xml_root(path: str):
+class SarifFindings(TypedDict):
+    levels: dict[str, int]  # level -> results
+    commits: list[str]  # short shas, in the order met
+
+
+def _xml_root(path: str) -> ElementTree.Element:
     if os.path.getsize(path) > MAX_BYTES:
         raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
     return ElementTree.parse(path).getroot()  # nosec B314 - size-bounded; expat refuses entity expansion bombs
 
 
-def coverage_percent(path: str) -> tuple[Optional[float], str]:
+def coverage_percent(path: str) -> tuple[float | None, str]:
     """Line coverage of a Cobertura XML report (coverage.py's `--cov-report=xml`), in percent."""
     try:
         root = _xml_root(path)
@@ -34,7 +40,7 @@ def coverage_percent(path: str) -> tuple[Optional[float], str]:
         return None, f"unreadable coverage report: {exc}"
 
 
-def junit_counts(path: str) -> tuple[Optional[dict], str]:
+def junit_counts(path: str) -> tuple[dict[str, int] | None, str]:
     """{"tests", "failures", "errors", "skipped"} summed over the report's test suites."""
     try:
         root = _xml_root(path)
@@ -53,7 +59,7 @@ def junit_counts(path: str) -> tuple[Optional[dict], str]:
     return counts, ""
 
 
-def sarif_findings(path: str) -> tuple[Optional[dict], str]:
+def sarif_findings(path: str) -> tuple[SarifFindings | None, str]:
     """{"levels": {level: count}, "commits": [short sha, ...]} over every run of a SARIF report.
 
     Commits come from the results' `partialFingerprints.commitSha` (gitleaks writes them); the
@@ -78,7 +84,7 @@ def sarif_findings(path: str) -> tuple[Optional[dict], str]:
         return None, f"unreadable SARIF report: {exc}"
 
 
-def describe(kind: str, path: str) -> tuple[str, dict]:
+def describe(kind: str, path: str) -> tuple[str, dict[str, Any]]:
     """A short text for the step summary and the values for build properties."""
     if kind == "coverage":
         percent, problem = coverage_percent(path)
@@ -101,7 +107,7 @@ def describe(kind: str, path: str) -> tuple[str, dict]:
     return "", {}
 
 
-def coverage_verdict(percent: Optional[float], minimum: int) -> str:
+def coverage_verdict(percent: float | None, minimum: int) -> str:
     """'' when coverage meets `[checks] coverage_min`, else the reason."""
     if minimum <= 0:
         return ""

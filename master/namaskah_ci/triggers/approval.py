@@ -15,20 +15,21 @@ jobs run in containers), so the form exists in local mode only.
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any, NoReturn
 
 from buildbot.data import resultspec
 from buildbot.plugins import schedulers, util
 from buildbot.schedulers.forcesched import CollectedValidationError
+from twisted.internet import defer
 
 from namaskah_ci import names
-from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
 from namaskah_ci.names import PROP_PR_NUMBER
 from namaskah_ci.text import short
+from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
 
 
-
-def _refuse(message: str):
+def _refuse(message: str) -> NoReturn:
     raise CollectedValidationError({PROP_PR_NUMBER: message})
 
 
@@ -36,7 +37,7 @@ class ApproveForkScheduler(schedulers.ForceScheduler):
     """A ForceScheduler on `pipeline` whose one field is the fork PR's number (see the docstring)."""
 
     @defer.inlineCallbacks
-    def newest_change(self, number):
+    def newest_change(self, number: Any) -> Generator[Any, Any, dict[str, Any]]:
         if not isinstance(number, int) or number < 1:
             _refuse(f"{number!r} is not a pull request number")
         changes = yield self.master.data.get(
@@ -47,10 +48,13 @@ class ApproveForkScheduler(schedulers.ForceScheduler):
         )
         if not changes:
             _refuse(f"no pull request #{number} has been recorded (its webhook delivery makes the record)")
-        return changes[0]
+        newest: dict[str, Any] = changes[0]
+        return newest
 
     @defer.inlineCallbacks
-    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, **kwargs):
+    def addBuildsetForSourceStampsWithDefaults(
+        self, reason: str, sourcestamps: Any = None, properties: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, Any]:
         number = properties.getProperty(PROP_PR_NUMBER)
         change = yield self.newest_change(number)
         recorded = {name: value for name, (value, _) in (change.get("properties") or {}).items()}

@@ -10,28 +10,27 @@ says `[skip ci]` / `[ci skip]` (pull requests are checked when recorded).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
 from namaskah_ci import names
 from namaskah_ci.fixes.poller_reconfig import SteadyGitPoller
 from namaskah_ci.settings import Settings
 
-
 SKIP_MARKERS = ("[skip ci]", "[ci skip]")  # as GitHub Actions: in the head commit's message
 
 
-def skips_ci(message: Optional[str]) -> bool:
+def skips_ci(message: str | None) -> bool:
     """Does a commit message ask for no pipeline (`[skip ci]` / `[ci skip]`, any case)?"""
     text = (message or "").lower()
     return any(marker in text for marker in SKIP_MARKERS)
 
 
-def wanted(change) -> bool:
+def wanted(change: Any) -> bool:
     """Does the push scheduler build this change? Not when its commit says [skip ci]."""
     return change.category == "pull" or not skips_ci(change.comments)
 
 
-def make_change_sources(settings: Settings) -> list:
+def make_change_sources(settings: Settings) -> list[Any]:
     return [
         SteadyGitPoller(
             repourl=settings.repo_url,

@@ -10,12 +10,12 @@ false` turns it off.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
+from buildbot.schedulers import base
 from twisted.internet import defer
 from twisted.python import log
-
-from buildbot.schedulers import base
 
 from namaskah_ci import names
 
@@ -25,27 +25,29 @@ STATE_KEY = "first_run_done"
 class FirstRunScheduler(base.ReconfigurableBaseScheduler):
     """Starts one `pipeline` build of `branch` (its newest revision) the first time a master runs."""
 
-    def checkConfig(self, builderNames, branch: str = "main", repository: str = "", **kwargs: Any):  # type: ignore[override]
+    def checkConfig(self, builderNames: list[str], branch: str = "main", repository: str = "", **kwargs: Any) -> None:
         super().checkConfig(builderNames=builderNames, **kwargs)
 
     @defer.inlineCallbacks
-    def reconfigService(self, builderNames, branch: str = "main", repository: str = "", **kwargs: Any):  # type: ignore[override]
+    def reconfigService(
+        self, builderNames: list[str], branch: str = "main", repository: str = "", **kwargs: Any
+    ) -> Generator[Any, Any, None]:
         yield super().reconfigService(builderNames=builderNames, **kwargs)
         self.branch = branch
         self.repository = repository
 
     @defer.inlineCallbacks
-    def activate(self):
+    def activate(self) -> Generator[Any, Any, None]:
         yield super().activate()
         if not self.enabled:
             return
         try:
             yield self.run_once()
         except Exception as exc:  # never keep the master from starting
-            log.err(exc, "first run: could not start the first pipeline")
+            log.err(exc, "first run: could not start the first pipeline")  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
 
     @defer.inlineCallbacks
-    def run_once(self):
+    def run_once(self) -> Generator[Any, Any, Any]:
         done = yield self.getState(STATE_KEY, False)
         if done:
             return None
@@ -56,8 +58,13 @@ class FirstRunScheduler(base.ReconfigurableBaseScheduler):
         log.msg(f"first run: building the newest revision of {self.branch}")
         result = yield self.addBuildsetForSourceStamps(
             sourcestamps=[
-                {"codebase": "", "repository": self.repository, "branch": self.branch, "revision": None,
-                 "project": names.PROJECT}
+                {
+                    "codebase": "",
+                    "repository": self.repository,
+                    "branch": self.branch,
+                    "revision": None,
+                    "project": names.PROJECT,
+                }
             ],
             reason=f"first run: the newest revision of {self.branch}",
             builderNames=self.builderNames,

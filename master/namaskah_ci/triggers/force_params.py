@@ -158,9 +158,7 @@ def codebase(branch: Any, revision: Any, label: str = "") -> util.CodebaseParame
     )
 
 
-def source_taken_elsewhere() -> list:
+def source_taken_elsewhere() -> list[Any]:
     """The `codebases` of a form whose source stamp comes from what it names (a build, a pull
     request), not from fields: branch, revision and repository are fixed and empty."""
-    return [
-        codebase(util.FixedParameter(name="branch", default=""), util.FixedParameter(name="revision", default=""))
-    ]
+    return [codebase(util.FixedParameter(name="branch", default=""), util.FixedParameter(name="revision", default=""))]

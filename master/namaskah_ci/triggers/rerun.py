@@ -14,29 +14,31 @@ naming the problem; nothing starts.
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any, NoReturn
 
 from buildbot.plugins import schedulers, util
 from buildbot.schedulers.forcesched import CollectedValidationError
+from twisted.internet import defer
 
 from namaskah_ci import names
-from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
 from namaskah_ci.names import PROP_RERUN_OF
+from namaskah_ci.triggers.force_params import ReasonParameter, source_taken_elsewhere
 
 KEPT_RESULTS = ("success", "warnings")  # what a re-run keeps; every other check runs again
 
 
-def kept_and_rerun(check_results: dict) -> tuple[dict, list]:
+def kept_and_rerun(check_results: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """({builder: result} kept, [builders to run again]) of a pipeline's check results."""
     kept = {name: result for name, result in check_results.items() if result in KEPT_RESULTS}
     return kept, sorted(name for name in check_results if name not in kept)
 
 
-def _refuse(message: str):
+def _refuse(message: str) -> NoReturn:
     raise CollectedValidationError({PROP_RERUN_OF: message})
 
 
-def _prop(properties: dict, name: str):
+def _prop(properties: dict[str, Any], name: str) -> Any:
     value = properties.get(name)
     return value[0] if isinstance(value, (list, tuple)) and value else None
 
@@ -45,7 +47,7 @@ class RerunFailedScheduler(schedulers.ForceScheduler):
     """A ForceScheduler on `pipeline` whose one field is the build to re-run (see the module docstring)."""
 
     @defer.inlineCallbacks
-    def original(self, number):
+    def original(self, number: Any) -> Generator[Any, Any, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
         """(build, its properties, its source stamp) of pipeline build `number`, or a refusal."""
         if not isinstance(number, int) or number < 1:
             _refuse(f"{number!r} is not a build number")
@@ -61,9 +63,11 @@ class RerunFailedScheduler(schedulers.ForceScheduler):
         return build, properties or {}, (buildset or {}).get("sourcestamps", [{}])[0]
 
     @defer.inlineCallbacks
-    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, **kwargs):
+    def addBuildsetForSourceStampsWithDefaults(
+        self, reason: str, sourcestamps: Any = None, properties: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, Any]:
         number = properties.getProperty(PROP_RERUN_OF)
-        build, props, stamp = yield self.original(number)
+        _build, props, stamp = yield self.original(number)
         check_results = _prop(props, names.PROP_CHECK_RESULTS)
         revision = _prop(props, "revision") or stamp.get("revision")
         if _prop(props, names.PROP_PIPELINE_ERROR) or not isinstance(check_results, dict) or not revision:
@@ -96,7 +100,11 @@ def make_rerun_scheduler() -> RerunFailedScheduler:
         reason=ReasonParameter(name="reason", label="Reason", default="re-run failed jobs", size=20),
         codebases=source_taken_elsewhere(),
         properties=[
-            util.IntParameter(name=PROP_RERUN_OF, label="Pipeline build number (#) to re-run the failed jobs of",
-                              default=0, required=True)
+            util.IntParameter(
+                name=PROP_RERUN_OF,
+                label="Pipeline build number (#) to re-run the failed jobs of",
+                default=0,
+                required=True,
+            )
         ],
     )

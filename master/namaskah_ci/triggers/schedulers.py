@@ -11,20 +11,25 @@ branch (the master runs with TZ=UTC).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from buildbot.plugins import schedulers, util
 
 from namaskah_ci import names
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.pipeline.schedule import parse_cron
+from namaskah_ci.settings import Settings
 from namaskah_ci.triggers.approval import make_approval_scheduler
 from namaskah_ci.triggers.changes import wanted
 from namaskah_ci.triggers.first_run import FirstRunScheduler
 from namaskah_ci.triggers.force_params import BranchParameter, ReasonParameter, RevisionParameter, codebase
-from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.triggers.rerun import make_rerun_scheduler
-from namaskah_ci.pipeline.schedule import parse_cron
-from namaskah_ci.settings import Settings
 
 
-def _force(name: str, builder: str, label: str, branch: str, properties: list = ()) -> schedulers.ForceScheduler:
+def _force(
+    name: str, builder: str, label: str, branch: str, properties: Sequence[Any] = ()
+) -> schedulers.ForceScheduler:
     return schedulers.ForceScheduler(
         properties=list(properties),
         name=name,
@@ -42,10 +47,10 @@ def _force(name: str, builder: str, label: str, branch: str, properties: list = 
     )
 
 
-def make_schedulers(settings: Settings, registry: Registry) -> list:
+def make_schedulers(settings: Settings, registry: Registry) -> list[Any]:
     """A fresh list of schedulers."""
     default_branch = settings.repo.default_branch
-    result: list = [
+    result: list[Any] = [
         schedulers.AnyBranchScheduler(
             name=names.PUSH_SCHEDULER,
             treeStableTimer=settings.repo.tree_stable_seconds or None,
@@ -53,7 +58,10 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
             change_filter=util.ChangeFilter(filter_fn=wanted),
         ),
         _force(
-            names.force_scheduler_name(names.PIPELINE), names.PIPELINE, "Run the pipeline", default_branch,
+            names.force_scheduler_name(names.PIPELINE),
+            names.PIPELINE,
+            "Run the pipeline",
+            default_branch,
             properties=[
                 util.BooleanParameter(
                     name=names.PROP_RUN_EVERYTHING, label="Run everything (reuse no earlier result)", default=False
@@ -67,7 +75,9 @@ def make_schedulers(settings: Settings, registry: Registry) -> list:
     if settings.pipeline.first_run:
         result.append(
             FirstRunScheduler(
-                name=names.FIRST_RUN_SCHEDULER, builderNames=[names.PIPELINE], branch=default_branch,
+                name=names.FIRST_RUN_SCHEDULER,
+                builderNames=[names.PIPELINE],
+                branch=default_branch,
                 repository=settings.repo_url,
             )
         )
