@@ -187,6 +187,25 @@ def test_a_redelivery_is_recognised_by_its_delivery_id_even_after_a_restart():
     assert "d-3" not in restarted._namaskah_deliveries.ids
 
 
+def test_a_delivery_is_answered_when_reading_the_delivery_ids_fails_at_once():
+    # the state read failing synchronously (a database gone while the master stops) made first_time
+    # fail with AttributeError ('NoneType' object has no attribute 'addBoth'): the good delivery was
+    # refused as "malformed payload (AttributeError)"
+    master = FakeMaster()
+    reads = []
+
+    def failing_once(name, class_name):
+        reads.append(name)
+        return defer.fail(RuntimeError("database is gone")) if len(reads) == 1 else defer.succeed(1)
+
+    master.db.state.getObjectId = failing_once
+    body = json.dumps(push_payload(SHA)).encode()
+    hook = handler(master)
+    assert "polling now" in answer(hook, body, delivery="d-1")
+    assert "polling now" in answer(hook, body, delivery="d-2")  # the ids are read again
+    assert len(reads) == 2 and master.db.state.saved["recent"] == ["d-1", "d-2"]
+
+
 def test_the_payload_limit_is_a_setting():
     body = json.dumps(push_payload(SHA)).encode()
     with pytest.raises(PayloadError, match="max_payload_bytes"):

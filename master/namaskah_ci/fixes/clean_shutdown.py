@@ -69,7 +69,7 @@ def _clean_shutdown(original: Callable[..., defer.Deferred[Any]]) -> Callable[..
 
         return done
 
-    cleanShutdown.namaskah_original = original  # type: ignore[attr-defined]
+    cleanShutdown.namaskah_original = original  # type: ignore[attr-defined]  # a marker on the replacement function
     return cleanShutdown
 
 

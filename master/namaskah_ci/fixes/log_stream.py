@@ -211,7 +211,7 @@ def _stop_service(original: Callable[..., Any]) -> Callable[..., Any]:
         _stopping_event(self._compression_pool).set()  # waiting producers give up: the pool can join
         return original(self)
 
-    stopService.namaskah_original = original  # type: ignore[attr-defined]
+    stopService.namaskah_original = original  # type: ignore[attr-defined]  # a marker on the replacement function
     return stopService
 
 
@@ -220,7 +220,7 @@ def _start_service(original: Callable[..., Any]) -> Callable[..., Any]:
         _stopping_event(self._compression_pool).clear()
         return original(self)
 
-    startService.namaskah_original = original  # type: ignore[attr-defined]
+    startService.namaskah_original = original  # type: ignore[attr-defined]  # a marker on the replacement function
     return startService
 
 

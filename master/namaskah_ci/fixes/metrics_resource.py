@@ -50,7 +50,7 @@ def attach_child(www: Any, name: bytes, child: resource.Resource) -> bool:
         _put(www, name, child)
         return result
 
-    setup_site.metrics_child = child  # type: ignore[attr-defined]
+    setup_site.metrics_child = child  # type: ignore[attr-defined]  # a marker on the wrapper function
     www.setupSite = setup_site
     return False
 

@@ -45,7 +45,7 @@ def _stop_build(original: Callable[..., Any]) -> Callable[..., Any]:
             setattr(self, FLAG, True)
         return original(self, reason, results)
 
-    stopBuild.namaskah_original = original  # type: ignore[attr-defined]
+    stopBuild.namaskah_original = original  # type: ignore[attr-defined]  # a marker on the replacement function
     return stopBuild
 
 
@@ -59,7 +59,7 @@ def _step_done(original: Callable[..., Any]) -> Callable[..., defer.Deferred[Any
             self.results = RETRY  # the interrupted step's CANCELLED must not complete the build request
         return terminate
 
-    stepDone.namaskah_original = original  # type: ignore[attr-defined]
+    stepDone.namaskah_original = original  # type: ignore[attr-defined]  # a marker on the replacement function
     return stepDone
 
 

@@ -22,4 +22,4 @@ class FixedRepositoryMixin:
         if self.repository:
             owner, name = self.repository.split("/")
             return owner, name
-        return super()._extract_github_info(sourcestamp)  # type: ignore[misc]
+        return super()._extract_github_info(sourcestamp)  # type: ignore[misc]  # the next class in the MRO is GitHubStatusPush

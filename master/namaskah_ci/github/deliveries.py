@@ -10,9 +10,12 @@ ids are kept. One log per master (`for_master`).
 from __future__ import annotations
 
 import collections
+from collections.abc import Generator
+from typing import Any
 
 from twisted.internet import defer
 from twisted.python import log
+from twisted.python.failure import Failure
 
 from namaskah_ci.per_master import per_master
 
@@ -23,36 +26,45 @@ LIMIT = 2000
 
 
 class DeliveryLog:
-    def __init__(self, master, limit: int = LIMIT):
+    def __init__(self, master: Any, limit: int = LIMIT):
         self.master = master
         self.limit = limit
-        self.ids: collections.OrderedDict = collections.OrderedDict()
-        self.loaded: defer.Deferred | None = None
+        self.ids: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        self.loaded: defer.Deferred[int | None] | None = None  # the state's object id (None: not read)
         self.saving = defer.DeferredLock()
 
     @defer.inlineCallbacks
-    def _load(self):
-        objectid = yield self.master.db.state.getObjectId(OBJECT_NAME, OBJECT_CLASS)
+    def _load(self) -> Generator[Any, Any, int | None]:
+        """The state's object id, after reading the ids saved there."""
+        objectid: int = yield self.master.db.state.getObjectId(OBJECT_NAME, OBJECT_CLASS)
         saved = yield self.master.db.state.getState(objectid, STATE_KEY, [])
         for delivery in saved if isinstance(saved, list) else []:
             self.ids[str(delivery)] = True
         return objectid
 
-    def _ready(self) -> defer.Deferred:
-        if self.loaded is None:
-            self.loaded = self._load()
-            self.loaded.addErrback(self._load_failed)
-        result: defer.Deferred = defer.Deferred()
-        self.loaded.addBoth(lambda value: (result.callback(value), value)[1])
+    def _ready(self) -> defer.Deferred[int | None]:
+        """The object id once the saved ids are read; None when reading them failed (then the next
+        call reads again: `_load_failed` forgets `loaded`, at once when the read failed at once)."""
+        loaded = self.loaded
+        if loaded is None:
+            loaded = self.loaded = self._load()
+            loaded.addErrback(self._load_failed)
+        result: defer.Deferred[int | None] = defer.Deferred()
+
+        def hand_over(value: int | Failure | None) -> int | Failure | None:
+            result.callback(value)
+            return value
+
+        loaded.addBoth(hand_over)
         return result
 
-    def _load_failed(self, failure):
-        log.err(failure, "GitHub hook: cannot read the delivery ids already processed")
+    def _load_failed(self, failure: Failure) -> None:
+        log.err(failure, "GitHub hook: cannot read the delivery ids already processed")  # type: ignore[no-untyped-call]  # Twisted leaves log.err unannotated
         self.loaded = None
         return None
 
     @defer.inlineCallbacks
-    def first_time(self, delivery: str):
+    def first_time(self, delivery: str) -> Generator[Any, Any, bool]:
         """True the first time `delivery` is seen (then remembered); False for a redelivery."""
         yield self._ready()
         if delivery in self.ids:
@@ -67,7 +79,7 @@ class DeliveryLog:
         self.ids.pop(delivery, None)
 
     @defer.inlineCallbacks
-    def save(self):
+    def save(self) -> Generator[Any, Any, None]:
         """Write the ids to the database (serialised)."""
         yield self.saving.acquire()
         try:
@@ -80,5 +92,5 @@ class DeliveryLog:
             self.saving.release()
 
 
-def for_master(master) -> DeliveryLog:
+def for_master(master: Any) -> DeliveryLog:
     return per_master(master, "deliveries", DeliveryLog)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from typing import Any, Optional
+from typing import Any
+
 
 class PayloadError(ValueError):
     """The request is refused; the change hook answers 400 with this message."""
 
 
-def _require(value: Any, kind: type | tuple, where: str, optional: bool = False) -> Any:
+def _require(value: Any, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
     if value is None and optional:
         return value
     if isinstance(value, bool) and kind in (int, (int, float)):
@@ -60,7 +61,7 @@ def _repository(value: Any) -> None:
         _require(value.get(key), str, f"repository.{key}")
 
 
-def validate_push(payload: dict) -> None:
+def validate_push(payload: dict[str, Any]) -> None:
     """Raise PayloadError unless `payload` is a push event the GitHub handler can process."""
     _require(payload.get("ref"), str, "ref")
     _repository(payload.get("repository"))
@@ -74,7 +75,7 @@ def validate_push(payload: dict) -> None:
         _commit(head, "head_commit")
 
 
-def validate_pull_request(payload: dict) -> None:
+def validate_pull_request(payload: dict[str, Any]) -> None:
     _require(payload.get("number"), int, "number")
     _require(payload.get("action"), str, "action")
     _repository(payload.get("repository"))
@@ -142,7 +143,7 @@ class PullRequest:
         return f"refs/pull/{self.number}/head"
 
     @classmethod
-    def from_payload(cls, payload: dict) -> "PullRequest":
+    def from_payload(cls, payload: dict[str, Any]) -> PullRequest:
         validate_pull_request(payload)
         if payload["number"] < 1:
             raise PayloadError("malformed payload: number must be a pull request number (1 or more)")

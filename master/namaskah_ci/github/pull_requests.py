@@ -25,17 +25,18 @@ never called here.
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
+from typing import Any
 
+from buildbot.data import resultspec
 from twisted.internet import defer, task
 from twisted.python import log
 
-from buildbot.data import resultspec
-
 from namaskah_ci import names
-from namaskah_ci.pipeline.source import PipelineConfig, source_for
 from namaskah_ci.github.payloads import PullRequest
-from namaskah_ci.triggers.changes import skips_ci
+from namaskah_ci.pipeline.source import PipelineConfig, PipelineSource, source_for
 from namaskah_ci.text import short
+from namaskah_ci.triggers.changes import skips_ci
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_FILES = 1000  # a change lists at most this many files (the reuse key reads the tree, not this list)
@@ -54,22 +55,22 @@ def merge_ref_waits(total: int) -> tuple[float, ...]:
 class PullRequests:
     """Records pull requests' merge results as changes (see the module docstring)."""
 
-    def __init__(self, master, config: PipelineConfig, merge_ref_waits: tuple[float, ...] = (1.0, 3.0)):
+    def __init__(self, master: Any, config: PipelineConfig, merge_ref_waits: tuple[float, ...] = (1.0, 3.0)):
         self.master = master
         self.config = config
         self.merge_ref_waits = tuple(merge_ref_waits)
 
     @property
-    def source(self):
+    def source(self) -> PipelineSource:
         return source_for(self.master, self.config)
 
     @defer.inlineCallbacks
-    def _git(self, *args: str):
+    def _git(self, *args: str) -> Generator[Any, Any, tuple[str, str, int]]:
         out, err, code = yield self.source.git(self.config.mirror_dir, *args)
         return out.decode("utf-8", "replace").strip(), err, code
 
     @defer.inlineCallbacks
-    def _merge_result(self, pr: PullRequest):
+    def _merge_result(self, pr: PullRequest) -> Generator[Any, Any, str | None]:
         """The merge commit of head into base, or None when GitHub has none for this head."""
         for delay in (0.0, *self.merge_ref_waits):
             if delay:
@@ -77,13 +78,14 @@ class PullRequests:
             code, _ = yield self.source.fetch(f"+{pr.merge_ref}:{pr.merge_ref}")
             if code:
                 continue
-            parents, _, code = yield self._git("rev-list", "--parents", "-n", "1", pr.merge_ref)
+            listed: tuple[str, str, int] = yield self._git("rev-list", "--parents", "-n", "1", pr.merge_ref)
+            parents, _, code = listed
             if not code and pr.head_sha in parents.split()[1:]:
                 return parents.split()[0]
         return None
 
     @defer.inlineCallbacks
-    def recorded_at(self, pr: PullRequest):
+    def recorded_at(self, pr: PullRequest) -> Generator[Any, Any, str | None]:
         """The revision of the newest change recorded for the PR (None: none yet)."""
         changes = yield self.master.data.get(
             ("changes",), filters=[resultspec.Filter("branch", "eq", [pr.merge_ref])], order=["-changeid"], limit=1
@@ -91,7 +93,7 @@ class PullRequests:
         return changes[0]["revision"] if changes else None
 
     @defer.inlineCallbacks
-    def record(self, pr: PullRequest, replay: bool = False):
+    def record(self, pr: PullRequest, replay: bool = False) -> Generator[Any, Any, str]:
         """Record the PR's change; returns what happened (one line, also logged). `replay` (an event
         saved before a restart, github/pending_events.py): nothing is recorded twice."""
         if not SHA.match(pr.head_sha):
@@ -139,7 +141,7 @@ class PullRequests:
         return self._say(pr, f"{what}: recorded")
 
     @defer.inlineCallbacks
-    def cancel(self, pr: PullRequest, reason: str):
+    def cancel(self, pr: PullRequest, reason: str) -> Generator[Any, Any, int]:
         """Stop the PR's unfinished builds and cancel its queued requests; returns how many."""
         stopped = 0
         unfinished = yield self.master.data.get(("builds",), filters=[resultspec.Filter("complete", "eq", [False])])

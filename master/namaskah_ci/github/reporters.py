@@ -21,11 +21,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from buildbot.plugins import util
-from buildbot.reporters.github import GitHubStatusPush
 from buildbot.reporters.generators.build import BuildStartEndStatusGenerator
 from buildbot.reporters.generators.buildrequest import BuildRequestGenerator
+from buildbot.reporters.github import GitHubStatusPush
 from buildbot.reporters.message import MessageFormatterRenderable
+from twisted.internet import defer
 
 from namaskah_ci import names
 from namaskah_ci.fixes.status_repository import FixedRepositoryMixin
@@ -41,10 +45,12 @@ def status_contexts(registry: Registry) -> dict[str, str]:
     return {entry.builder: entry.context for entry in registry.entries}
 
 
-def context_renderer(contexts: dict[str, str]):
+def context_renderer(contexts: dict[str, str]) -> Any:
+    """A Buildbot renderable of the commit-status context of a build."""
+
     @util.renderer
-    def context(props) -> str:
-        given = props.getProperty(names.PROP_STATUS_CONTEXT)
+    def context(props: Any) -> str:
+        given: str | None = props.getProperty(names.PROP_STATUS_CONTEXT)
         if given:
             return given
         builder = props.getProperty("buildername")
@@ -58,20 +64,39 @@ class CommitStatusPush(FixedRepositoryMixin, GitHubStatusPush):
 
     name = "CommitStatusPush"
 
-    def checkConfig(self, token, repository: str = "", **kwargs):
+    def checkConfig(self, token: Any, repository: str = "", **kwargs: Any) -> None:
         super().checkConfig(token, **kwargs)
 
-    def reconfigService(self, token, repository: str = "", **kwargs):
+    def reconfigService(self, token: Any, repository: str = "", **kwargs: Any) -> defer.Deferred[None]:
         self.repository = repository
-        return super().reconfigService(token, **kwargs)
+        done: defer.Deferred[None] = super().reconfigService(token, **kwargs)
+        return done
 
-    def createStatus(self, repo_user, repo_name, sha, state, target_url=None, context=None, issue=None,
-                     description=None, props=None):
+    def createStatus(
+        self,
+        repo_user: str,
+        repo_name: str,
+        sha: str,
+        state: str,
+        target_url: str | None = None,
+        context: Any = None,
+        issue: Any = None,
+        description: str | None = None,
+        props: Any = None,
+    ) -> defer.Deferred[Any]:
         head = props.getProperty(names.PROP_PR_HEAD) if props is not None else None
-        return super().createStatus(
-            repo_user, repo_name, head or sha, state, target_url=target_url, context=context, issue=issue,
-            description=description, props=props,
+        response: defer.Deferred[Any] = super().createStatus(
+            repo_user,
+            repo_name,
+            head or sha,
+            state,
+            target_url=target_url,
+            context=context,
+            issue=issue,
+            description=description,
+            props=props,
         )
+        return response
 
 
 def make_status_push(settings: Settings, registry: Registry) -> CommitStatusPush:
@@ -103,9 +128,9 @@ def make_build_canceller(settings: Settings, registry: Registry) -> util.OldBuil
     return util.OldBuildCanceller(CANCELLER_NAME, filters=[(builders, not_deploying)])
 
 
-def make_reporters(settings: Settings, registry: Registry, has_secret) -> list:
+def make_reporters(settings: Settings, registry: Registry, has_secret: Callable[[str], bool]) -> list[Any]:
     """Services for `c['services']`; `has_secret(name)` tells whether a secret is configured."""
-    services: list = [make_build_canceller(settings, registry)]
+    services: list[Any] = [make_build_canceller(settings, registry)]
     if has_secret(GITHUB_TOKEN) and registry.builders:
         services.append(make_status_push(settings, registry))
     return services

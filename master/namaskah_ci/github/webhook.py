@@ -28,21 +28,19 @@ basic credentials of a user in `[www] admins` (checked against the
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from typing import Any
-
-from twisted.internet import defer
-from twisted.python import log
 
 from buildbot.changes.gitpoller import GitPoller
 from buildbot.process.properties import Properties
 from buildbot.www.hooks.base import BaseHookHandler
+from twisted.internet import defer
+from twisted.python import log
+from twisted.python.failure import Failure
 
-from namaskah_ci.github import deliveries
-from namaskah_ci.github import pending_events
 from namaskah_ci.access.auth import SecretHtpasswdChecker, client_address, login_limiter
 from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
-from namaskah_ci.github.pull_requests import PullRequests
-from namaskah_ci.triggers.changes import skips_ci
+from namaskah_ci.github import deliveries, pending_events
 from namaskah_ci.github.payloads import (
     PayloadError,
     PullRequest,
@@ -50,7 +48,9 @@ from namaskah_ci.github.payloads import (
     validate_push,
     verify_signature,
 )
+from namaskah_ci.github.pull_requests import PullRequests
 from namaskah_ci.text import short
+from namaskah_ci.triggers.changes import skips_ci
 
 ACCEPTED_EVENTS = ("ping", "push", "pull_request")
 BUILT_ACTIONS = ("opened", "reopened", "synchronize")
@@ -67,7 +67,7 @@ class GitHubHook(BaseHookHandler):
     `max_payload_bytes`, `repository` (owner/name; "" takes any), `merge_ref_waits`,
     `fork_approval` (local mode: a fork's pipeline waits for an admin)."""
 
-    def __init__(self, master, options):
+    def __init__(self, master: Any, options: dict[str, Any]) -> None:
         super().__init__(master, options)
         self.secret = options["secret"]
         self.max_bytes = int(options.get("max_payload_bytes") or DEFAULT_MAX_BYTES)
@@ -77,11 +77,11 @@ class GitHubHook(BaseHookHandler):
         self.pull_requests = (
             PullRequests(master, config, tuple(options.get("merge_ref_waits", (1.0, 3.0)))) if config else None
         )
-        self.pending: set = set()  # work started after answering
+        self.pending: set[defer.Deferred[Any]] = set()  # work started after answering
 
     # --- the request ------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def getChanges(self, request):
+    def getChanges(self, request: Any) -> Generator[Any, Any, tuple[list[dict[str, Any]], str]]:
         event = _header(request, b"X-GitHub-Event") or ""
         try:
             payload = yield self.payload(request)
@@ -97,11 +97,12 @@ class GitHubHook(BaseHookHandler):
         return [], "git"
 
     @defer.inlineCallbacks
-    def payload(self, request):
+    def payload(self, request: Any) -> Generator[Any, Any, dict[str, Any]]:
         declared = (_header(request, b"Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > self.max_bytes:  # refused without reading it
-            raise PayloadError(f"payload of {int(declared)} bytes is over {self.max_bytes} bytes "
-                               "([github] max_payload_bytes)")
+            raise PayloadError(
+                f"payload of {int(declared)} bytes is over {self.max_bytes} bytes ([github] max_payload_bytes)"
+            )
         body = request.content.read(self.max_bytes + 1)
         if len(body) > self.max_bytes:
             raise PayloadError(f"payload over {self.max_bytes} bytes ([github] max_payload_bytes)")
@@ -110,9 +111,7 @@ class GitHubHook(BaseHookHandler):
         secret = yield props.render(self.secret)
         if not secret:
             raise PayloadError("the webhook secret is not configured")
-        verify_signature(
-            secret, body, _header(request, b"X-Hub-Signature-256"), _header(request, b"X-Hub-Signature")
-        )
+        verify_signature(secret, body, _header(request, b"X-Hub-Signature-256"), _header(request, b"X-Hub-Signature"))
         content_type = (_header(request, b"Content-Type") or "").split(";")[0].strip()
         try:
             if content_type == "application/json":
@@ -130,7 +129,7 @@ class GitHubHook(BaseHookHandler):
         return payload
 
     @defer.inlineCallbacks
-    def answer(self, request, event: str, payload: dict):
+    def answer(self, request: Any, event: str, payload: dict[str, Any]) -> Generator[Any, Any, str]:
         """What the body says; records the delivery, starts the work that follows."""
         if event not in ACCEPTED_EVENTS:
             return f"event {event[:40]!r} ignored (this hook uses {', '.join(ACCEPTED_EVENTS)})"
@@ -155,25 +154,28 @@ class GitHubHook(BaseHookHandler):
             yield log_.save()  # before the answer: a crash right after it still knows this delivery
         return answer
 
-    def after(self, work: defer.Deferred) -> None:
+    def after(self, work: defer.Deferred[Any]) -> None:
         """Keep `work` (started after answering) until it ends; log its failure."""
         self.pending.add(work)
 
-        def done(result):
+        def done(result: Any) -> Any:
             self.pending.discard(work)
             return result
 
-        work.addBoth(done)
-        work.addErrback(log.err, "GitHub hook: work after answering failed")
+        def failed(failure: Failure) -> None:
+            log.err(failure, "GitHub hook: work after answering failed")  # type: ignore[no-untyped-call]  # Twisted leaves log.err unannotated
 
-    def wrong_repository(self, payload: dict) -> str:
+        work.addBoth(done)
+        work.addErrback(failed)
+
+    def wrong_repository(self, payload: dict[str, Any]) -> str:
         name = payload["repository"]["full_name"]
         if self.repository and name.lower() != self.repository.lower():
             return f"repository {name} is not {self.repository} ([github] repository): ignored"
         return ""
 
     # --- push -------------------------------------------------------------------------------
-    def git_pollers(self) -> list:
+    def git_pollers(self) -> list[GitPoller]:
         change_svc = getattr(self.master, "change_svc", None)
         return [source for source in (change_svc or []) if isinstance(source, GitPoller)]
 
@@ -186,7 +188,7 @@ class GitHubHook(BaseHookHandler):
             return bool(branches(f"refs/heads/{branch}"))
         return branch in (branches or []) or f"refs/heads/{branch}" in (branches or [])
 
-    def handle_push(self, payload: dict) -> str:
+    def handle_push(self, payload: dict[str, Any]) -> str:
         validate_push(payload)
         ref = payload["ref"]
         other = self.wrong_repository(payload)
@@ -194,7 +196,7 @@ class GitHubHook(BaseHookHandler):
             return other
         if not ref.startswith("refs/heads/"):
             return f"push of {ref[:100]}: not a branch: ignored"
-        branch = ref[len("refs/heads/"):]
+        branch = ref[len("refs/heads/") :]
         if payload.get("deleted"):
             return f"push deleting {branch}: nothing to build"
         head = payload["head_commit"]
@@ -210,7 +212,7 @@ class GitHubHook(BaseHookHandler):
 
     # --- pull_request -----------------------------------------------------------------------
     @defer.inlineCallbacks
-    def handle_pull_request(self, payload: dict):
+    def handle_pull_request(self, payload: dict[str, Any]) -> Generator[Any, Any, str]:
         pr = PullRequest.from_payload(payload)
         other = self.wrong_repository(payload)
         if other:
@@ -235,13 +237,13 @@ class GitHubHook(BaseHookHandler):
 class AdminBaseHookHandler(BaseHookHandler):
     """Buildbot's `base` hook, for requests with HTTP basic credentials of an admin."""
 
-    def __init__(self, master, options):
+    def __init__(self, master: Any, options: dict[str, Any]) -> None:
         super().__init__(master, options)
         self.admins = set(options.get("admins", ()))
         self.checker = SecretHtpasswdChecker(master=master)
 
     @defer.inlineCallbacks
-    def getChanges(self, request):
+    def getChanges(self, request: Any) -> Generator[Any, Any, tuple[list[dict[str, Any]], str]]:
         username = request.getUser().decode("utf-8", "replace")
         password = request.getPassword()
         if not username or not password:
