@@ -27,11 +27,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python import log
 
 from namaskah_ci import names
+from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import Pipeline
 from namaskah_ci.pipeline.registry import read_registry, write_registry
 
 RECONFIG_TIMEOUT = 120.0
-_LOCK = defer.DeferredLock()
 
 
 class BuilderSyncError(Exception):
@@ -73,13 +73,14 @@ def ensure_builders(
             "([limits] registered_builders)"
         )
     running = {name for name, builder in master.botmaster.builders.items() if getattr(builder, "building", None)}
-    yield _LOCK.acquire()
+    lock = per_master(master, "builder_sync_lock", lambda _: defer.DeferredLock())  # one registry update at a time
+    yield lock.acquire()
     try:
         changed, retired = yield threads.deferToThread(  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
             _update, registry_path, pipeline, on_default_branch, limit, set(pipeline.builders) | running
         )
     finally:
-        _LOCK.release()
+        lock.release()
     if retired:
         log.msg(
             f"pipeline: retiring the job builders unused longest ([limits] registered_builders): {', '.join(retired)}"
