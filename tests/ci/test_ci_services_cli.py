@@ -24,6 +24,12 @@ def ci_services() -> ModuleType:
     return module
 
 
+@pytest.fixture
+def ci_servers(ci_services: ModuleType) -> ModuleType:
+    """The servers' module (ci_servers.py), as the command under test imports it from its directory."""
+    return ci_services.ci_servers
+
+
 def fake_binary(directory: Path, name: str, version_line: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
@@ -37,49 +43,49 @@ def run(*args: str, path: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-def test_versions_are_read_from_postgres_and_redis_output(ci_services: ModuleType, tmp_path: Path) -> None:
+def test_versions_are_read_from_postgres_and_redis_output(ci_servers: ModuleType, tmp_path: Path) -> None:
     pg = fake_binary(tmp_path, "postgres", "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)")
     redis = fake_binary(tmp_path, "redis-server", "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0")
     junk = fake_binary(tmp_path, "junk", "no version here")
-    assert ci_services.major_version(str(pg)) == 15
-    assert ci_services.major_version(str(redis)) == 7
-    assert ci_services.major_version(str(junk)) is None
-    assert ci_services.major_version(str(tmp_path / "absent")) is None
+    assert ci_servers.major_version(str(pg)) == 15
+    assert ci_servers.major_version(str(redis)) == 7
+    assert ci_servers.major_version(str(junk)) is None
+    assert ci_servers.major_version(str(tmp_path / "absent")) is None
 
 
-def test_postgres_of_another_major_version_is_refused(ci_services: ModuleType, tmp_path: Path, monkeypatch) -> None:
+def test_postgres_of_another_major_version_is_refused(ci_servers: ModuleType, tmp_path: Path, monkeypatch) -> None:
     bindir = tmp_path / "pg16"
     for name in ("postgres", "initdb", "pg_ctl", "psql"):
         fake_binary(bindir, name, "postgres (PostgreSQL) 16.2")
     monkeypatch.setenv("PATH", str(bindir))
-    monkeypatch.setattr(ci_services, "PG_DIRS", ())
-    with pytest.raises(ci_services.ServiceError) as raised:
-        ci_services.find_postgres()
+    monkeypatch.setattr(ci_servers, "PG_DIRS", ())
+    with pytest.raises(ci_servers.ServiceError) as raised:
+        ci_servers.find_postgres()
     assert raised.value.code == 2
     assert "is version 16" in str(raised.value) and "apt-get install postgresql-15" in str(raised.value)
 
 
-def test_a_postgres_15_on_the_path_is_found(ci_services: ModuleType, tmp_path: Path, monkeypatch) -> None:
+def test_a_postgres_15_on_the_path_is_found(ci_servers: ModuleType, tmp_path: Path, monkeypatch) -> None:
     bindir = tmp_path / "pg15"
     for name in ("postgres", "initdb", "pg_ctl", "psql"):
         fake_binary(bindir, name, "postgres (PostgreSQL) 15.4")
     monkeypatch.setenv("PATH", str(bindir))
-    assert ci_services.find_postgres() == str(bindir)
+    assert ci_servers.find_postgres() == str(bindir)
 
 
-def test_redis_of_another_major_version_is_refused(ci_services: ModuleType, tmp_path: Path, monkeypatch) -> None:
+def test_redis_of_another_major_version_is_refused(ci_servers: ModuleType, tmp_path: Path, monkeypatch) -> None:
     fake_binary(tmp_path, "redis-server", "Redis server v=6.2.1 sha=0")
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ci_services.ServiceError, match="apt-get install redis-server") as raised:
-        ci_services.find_redis()
+    with pytest.raises(ci_servers.ServiceError, match="apt-get install redis-server") as raised:
+        ci_servers.find_redis()
     assert raised.value.code == 2
 
 
 def test_a_missing_postgres_exits_2_with_one_line_naming_the_package(
-    ci_services: ModuleType, tmp_path: Path, monkeypatch, capsys
+    ci_services: ModuleType, ci_servers: ModuleType, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(ci_services, "PG_DIRS", (str(tmp_path / "nowhere"),))
+    monkeypatch.setattr(ci_servers, "PG_DIRS", (str(tmp_path / "nowhere"),))
     assert ci_services.main(["start", "--state-dir", str(tmp_path / "s"), "--postgres", "--redis"]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0
@@ -116,8 +122,8 @@ def test_stop_removes_a_half_written_state_dir(tmp_path: Path) -> None:
     assert not state.exists()
 
 
-def test_free_ports_are_on_loopback_and_usable(ci_services: ModuleType) -> None:
-    port = ci_services.free_port()
+def test_free_ports_are_on_loopback_and_usable(ci_servers: ModuleType) -> None:
+    port = ci_servers.free_port()
     assert 1024 < port < 65536
 
 

@@ -6,11 +6,13 @@ each build (`.namaskah-ci/helpers/` beside the checkout). Jobs reach them
 as `$NAMASKAH_CI_HELPERS/<script>.py`.
 """
 
+from __future__ import annotations
+
 import os
 
 HELPERS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def scripts() -> tuple:
+def scripts() -> tuple[str, ...]:
     """The helper scripts' file names."""
     return tuple(sorted(n for n in os.listdir(HELPERS_DIR) if n.startswith("ci_") and n.endswith(".py")))

@@ -15,9 +15,13 @@ import argparse
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ci_common import ensure_cli, job_secret  # noqa: E402
+if TYPE_CHECKING:  # mypy reads the sibling as a module of the helpers package; a job imports it from here
+    from namaskah_ci.helpers import ci_common
+else:
+    import ci_common
 
 CODECOV_CLI = "codecov-cli==11.3.1"
 
@@ -30,16 +34,16 @@ def main(argv: list[str]) -> int:
     if not os.path.isfile(args.file):
         print(f"codecov: coverage report {args.file} not found (did the tests run?)", file=sys.stderr)
         return 2
-    token = job_secret("codecov", "CODECOV_TOKEN", "codecov_token")
+    token = ci_common.job_secret("codecov", "CODECOV_TOKEN", "codecov_token")
     if token is None:
         return 2
-    rc = ensure_cli("codecov", "codecovcli", CODECOV_CLI)
+    rc = ci_common.ensure_cli("codecov", "codecovcli", CODECOV_CLI)
     if rc:
         return rc
     command = ["codecovcli", "upload-process", "--file", args.file, "--fail-on-error"]
     if args.flag:
         command += ["--flag", args.flag]
-    return subprocess.run(command, env=dict(os.environ, CODECOV_TOKEN=token)).returncode
+    return subprocess.run(command, env=dict(os.environ, CODECOV_TOKEN=token), check=False).returncode
 
 
 if __name__ == "__main__":

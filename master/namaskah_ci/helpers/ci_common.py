@@ -11,10 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Optional
 
 
-def job_secret(tool: str, variable: str, secret: str) -> Optional[str]:
+def job_secret(tool: str, variable: str, secret: str) -> str | None:
     """The secret the job exports as `variable` (`secrets: [secret]` in the pipeline file), or None, said."""
     value = os.environ.get(variable, "").strip()
     if not value:
@@ -35,7 +34,7 @@ def ensure_cli(tool: str, program: str, requirement: str) -> int:
         command += ["--target", target]
         os.environ["PATH"] = os.pathsep.join((os.path.join(target, "bin"), os.environ.get("PATH", "")))
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (target, os.environ.get("PYTHONPATH")) if p)
-    rc = subprocess.run(command).returncode
+    rc = subprocess.run(command, check=False).returncode
     if rc:
         print(f"{tool}: could not install {requirement}", file=sys.stderr)
     return rc

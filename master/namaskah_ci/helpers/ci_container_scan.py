@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 
-
 CONTEXT_CA = "pip-ca.crt"
 
 
@@ -33,9 +32,9 @@ def build(tag: str) -> int:
     if cert and os.path.isfile(cert) and not os.path.exists(CONTEXT_CA):
         shutil.copyfile(cert, CONTEXT_CA)
         copied = True
-    print("+", " ".join(command + ["."]), flush=True)
+    print("+", " ".join([*command, "."]), flush=True)
     try:
-        return subprocess.run(command + ["."]).returncode
+        return subprocess.run([*command, "."], check=False).returncode
     finally:
         if copied:
             os.remove(CONTEXT_CA)
@@ -51,9 +50,11 @@ def database_problem() -> str:
         return ""
     cache = os.environ.get("TRIVY_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trivy")
     if not os.path.isfile(os.path.join(cache, "db", "trivy.db")):
-        return (f"trivy_skip_db_update is set but {cache}/db/trivy.db does not exist: seed that cache "
-                "(`trivy image --download-db-only --cache-dir ...` where the database can be downloaded) "
-                "or set [scanners] trivy_db_repository to a mirror")
+        return (
+            f"trivy_skip_db_update is set but {cache}/db/trivy.db does not exist: seed that cache "
+            "(`trivy image --download-db-only --cache-dir ...` where the database can be downloaded) "
+            "or set [scanners] trivy_db_repository to a mirror"
+        )
     return ""
 
 
@@ -63,15 +64,20 @@ def scan(tag: str, sarif: str) -> int:
         print(f"container-scan: {problem}", file=sys.stderr)
         return NO_DATABASE
     base = ["trivy", "image", "--severity", "HIGH,CRITICAL", "--exit-code", "1", "--no-progress"]
-    report = subprocess.run(base + ["--format", "sarif", "--output", sarif, tag], stderr=subprocess.PIPE, text=True)
+    report = subprocess.run(
+        [*base, "--format", "sarif", "--output", sarif, tag], stderr=subprocess.PIPE, text=True, check=False
+    )
     sys.stderr.write(report.stderr)
     if report.returncode and any(marker in report.stderr for marker in DOWNLOAD_FAILED):
         mirror = os.environ.get("TRIVY_DB_REPOSITORY") or "trivy's default (ghcr.io)"
-        print(f"container-scan: trivy could not get its vulnerability database from {mirror}: set [scanners] "
-              "trivy_db_repository to a mirror this machine reaches, or pre-seed [scanners] trivy_cache_dir and "
-              "set trivy_skip_db_update = true", file=sys.stderr)
+        print(
+            f"container-scan: trivy could not get its vulnerability database from {mirror}: set [scanners] "
+            "trivy_db_repository to a mirror this machine reaches, or pre-seed [scanners] trivy_cache_dir and "
+            "set trivy_skip_db_update = true",
+            file=sys.stderr,
+        )
         return NO_DATABASE
-    table = subprocess.run(base + ["--format", "table", tag])
+    table = subprocess.run([*base, "--format", "table", tag], check=False)
     return report.returncode or table.returncode
 
 

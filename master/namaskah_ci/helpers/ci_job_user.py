@@ -9,10 +9,12 @@ commands as `[workers] job_user`). Stdlib only; Python 3.9+.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
 import stat
+from typing import IO, Any, TypedDict
 
 REPORTS = "reports"  # DIR/reports: the declared reports as collected for the upload
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -24,11 +26,21 @@ FIX = (
 )
 
 
+class Budget(TypedDict, total=False):
+    """What a job's reports may still take (`_collect`); None: no limit."""
+
+    bytes: int | None
+    files: int | None
+    bytes_text: str  # the limits as the refusals name them
+    files_text: str
+    exceeded: int  # the files refused so far
+
+
 class Refused(Exception):
     """The job cannot run as its user; the message says why and what to do."""
 
 
-def job_user(job: dict):
+def job_user(job: dict[str, Any]) -> pwd.struct_passwd | None:
     """The job user's passwd entry, None when the job runs as the worker's user."""
     name = job.get("user", "")
     if not name:
@@ -46,7 +58,7 @@ def job_user(job: dict):
     return user
 
 
-def drop_to(user) -> None:
+def drop_to(user: pwd.struct_passwd) -> None:
     """Become `user` for good: its own group only, real, effective and saved ids alike."""
     uid, gid = user.pw_uid, user.pw_gid
     if os.getresuid() != (uid, uid, uid):
@@ -57,14 +69,14 @@ def drop_to(user) -> None:
         raise Refused(f"ci_step: could not switch to the job user {user.pw_name}")
 
 
-def as_user(user) -> dict:
+def as_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
     """subprocess arguments that start a child as `user` (nothing when this process is that user)."""
     if user is None or os.geteuid() == user.pw_uid:
         return {}
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def private_dir(path: str, user) -> str:
+def private_dir(path: str, user: pwd.struct_passwd) -> str:
     """The first directory on `path`, then on its resolved path, that `user` cannot enter; '' when none."""
     for full in (os.path.abspath(path), os.path.realpath(path)):
         current = "/"
@@ -80,11 +92,11 @@ def private_dir(path: str, user) -> str:
     return ""
 
 
-def open_way(path: str, user) -> list:
+def open_way(path: str, user: pwd.struct_passwd) -> list[str]:
     """As root: each directory on the way to `path` that `user` cannot enter gets o+x (enter, never list),
     unless it is someone's home (Refused, naming it). Returns the directories opened."""
     homes = {entry.pw_dir.rstrip("/") for entry in pwd.getpwall()} - {""}
-    opened: list = []
+    opened: list[str] = []
     blocked = private_dir(os.path.join(path, "x"), user)
     while blocked and blocked not in opened and blocked not in homes:
         os.chmod(blocked, stat.S_IMODE(os.stat(blocked).st_mode) | 0o001)
@@ -99,7 +111,7 @@ def open_way(path: str, user) -> list:
     return opened
 
 
-def runnable_by(user, program: str) -> bool:
+def runnable_by(user: pwd.struct_passwd, program: str) -> bool:
     """Whether `user` can execute `program` (checked in a child that becomes the user)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -112,17 +124,17 @@ def runnable_by(user, program: str) -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
-def cannot_run(user, program: str) -> str:
+def cannot_run(user: pwd.struct_passwd, program: str) -> str:
     blocked = private_dir(program, user)
     where = f" ({blocked} is private to its owner)" if blocked else ""
     return f"ci_step: the job user {user.pw_name} cannot run {program}{where}: {FIX}"
 
 
-def _owned(st, user) -> bool:
+def _owned(st: os.stat_result, user: pwd.struct_passwd) -> bool:
     return (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
 
 
-def chown_tree(path: str, user, prune_from=None) -> tuple:
+def chown_tree(path: str, user: pwd.struct_passwd, prune_from: int | None = None) -> tuple[int, int]:
     """Give `path` and what is under it to the user through directory descriptors, never following a
     symlink (a link is re-owned itself, its target never); a file with several links that is not the
     user's keeps its owner. From depth `prune_from` on, a directory already the user's is not descended.
@@ -134,7 +146,7 @@ def chown_tree(path: str, user, prune_from=None) -> tuple:
         os.close(top)
 
 
-def _chown_dir(fd: int, user, depth: int, prune_from) -> tuple:
+def _chown_dir(fd: int, user: pwd.struct_passwd, depth: int, prune_from: int | None) -> tuple[int, int]:
     changed = left = 0
     if not _owned(os.fstat(fd), user):
         os.fchown(fd, user.pw_uid, user.pw_gid)
@@ -164,14 +176,12 @@ def _chown_dir(fd: int, user, depth: int, prune_from) -> tuple:
     return changed, left
 
 
-def user_dir(parent: str, name: str, user) -> str:
+def user_dir(parent: str, name: str, user: pwd.struct_passwd) -> str:
     """`parent/name` made or kept a real directory of the user's (0700), never through a symlink."""
     fd = os.open(parent, DIR_FLAGS)
     try:
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=fd)
-        except FileExistsError:
-            pass
         child = os.open(name, DIR_FLAGS, dir_fd=fd)
         try:
             if not _owned(os.fstat(child), user):
@@ -184,7 +194,7 @@ def user_dir(parent: str, name: str, user) -> str:
     return os.path.join(parent, name)
 
 
-def prepare_user(job_dir: str, user, private: bool = False) -> str:
+def prepare_user(job_dir: str, user: pwd.struct_passwd, private: bool = False) -> str:
     """As root, before a command: TMPDIR is the user's, the way to the checkout open (again: something
     may have closed a directory above it since `own`). Returns the user's HOME: DIR/tmp/home when
     `private` (a sandboxed job: a HOME of this build's own) or the user has no home of its own, else
@@ -204,7 +214,7 @@ def prepare_user(job_dir: str, user, private: bool = False) -> str:
     return user_dir(tmp, "home", user)
 
 
-def _collect(top: int, parts: list, destination: str, uid: int, budget=None) -> list:
+def _collect(top: int, parts: list[str], destination: str, uid: int, budget: Budget | None = None) -> list[str]:
     """Copy the report `parts` (a path under the checkout's descriptor `top`), never through a symlink.
     `budget` ({"bytes", "files": what is left, None: no limit; "bytes_text", "files_text"}) is what
     the job's reports may still take: counted in bytes really read (a sparse or growing file too),
@@ -225,7 +235,7 @@ def _collect(top: int, parts: list, destination: str, uid: int, budget=None) -> 
         os.close(fd)
 
 
-def _count_file(budget: dict, st, shown: str) -> list:
+def _count_file(budget: Budget, st: os.stat_result, shown: str) -> list[str]:
     """One more file or directory against the budget's "files": [] when it fits, else the refusal."""
     if budget["files"] is None or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         return []
@@ -236,7 +246,9 @@ def _count_file(budget: dict, st, shown: str) -> list:
     return []
 
 
-def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:
+def _copy_entry(
+    dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget | None = None
+) -> list[str]:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -252,7 +264,7 @@ def _copy_entry(dir_fd: int, name: str, destination: str, shown: str, uid: int, 
     return _copy_file(dir_fd, name, destination, shown, uid, budget)
 
 
-def _copy_file(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: dict) -> list:
+def _copy_file(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget) -> list[str]:
     try:
         fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
@@ -275,7 +287,7 @@ def _copy_file(dir_fd: int, name: str, destination: str, shown: str, uid: int, b
     return []
 
 
-def _copy_at_most(source, destination: str, left) -> int:
+def _copy_at_most(source: IO[bytes], destination: str, left: int | None) -> int:
     """Copy `source` into `destination` while it fits in `left` bytes (None: no limit); returns the bytes
     read, at most one more than `left`."""
     copied = 0
@@ -290,18 +302,21 @@ def _copy_at_most(source, destination: str, left) -> int:
     return copied
 
 
-def _copy_dir(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget=None) -> list:
+def _copy_dir(
+    dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget | None = None
+) -> list[str]:
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError:
         return [f"skipped {shown}: not a directory any more"]
     try:
         os.makedirs(destination, mode=0o700, exist_ok=True)
-        notes: list = []
+        notes: list[str] = []
         refused = (budget or {}).get("exceeded", 0)
         for entry in sorted(os.scandir(fd), key=lambda e: e.name):
-            notes += _copy_entry(fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid,
-                                 budget)
+            notes += _copy_entry(
+                fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid, budget
+            )
             if (budget or {}).get("exceeded", 0) > refused:  # over a limit: the rest would be too
                 notes.append(f"report {shown}: the rest of it was not copied")
                 break

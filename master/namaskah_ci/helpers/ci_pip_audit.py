@@ -36,15 +36,24 @@ def default_cache_root() -> str | None:
 def requirements_venv(requirement: str, cache_root: str) -> str | None:
     """The cached venv of `requirement`; a local job's caches are read-only to its steps (its sandbox):
     one found there is used as is, else it is built in TMPDIR for this build."""
-    command = [sys.executable, os.path.join(HERE, "ci_venv.py"), "--python", sys.executable,
-               "--cache-root", cache_root, "-r", requirement]
+    command = [
+        sys.executable,
+        os.path.join(HERE, "ci_venv.py"),
+        "--python",
+        sys.executable,
+        "--cache-root",
+        cache_root,
+        "-r",
+        requirement,
+    ]
     if not os.access(cache_root, os.W_OK):
         build_in = os.path.join(os.environ.get("TMPDIR") or tempfile.gettempdir(), "ci-pip-audit")
-        command[command.index("--cache-root") + 1:command.index("--cache-root") + 2] = [build_in, "--seed", cache_root]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        at = command.index("--cache-root") + 1  # the cache root's value: the build's own, seeded from it
+        command[at : at + 1] = [build_in, "--seed", cache_root]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("VENV="):
-            return line[len("VENV="):].strip()
+            return line[len("VENV=") :].strip()
     return None
 
 
@@ -63,7 +72,9 @@ def main(argv: list[str]) -> int:
         return 2
     frozen = subprocess.run(
         [os.path.join(venv, "bin", "python"), "-m", "pip", "freeze", "--exclude-editable"],
-        stdout=subprocess.PIPE, text=True, check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     ).stdout
     pins = [line for line in frozen.splitlines() if line and not line.startswith("#")]
     print(f"ci_pip_audit: auditing the {len(pins)} packages {args.requirement} installs ({venv})", flush=True)
@@ -73,7 +84,7 @@ def main(argv: list[str]) -> int:
         index = os.environ.get("PIP_AUDIT_INDEX_URL", "")
         extra = ["--index-url", index] if index and "--index-url" not in passthrough else []
         command = ["pip-audit", "-r", handle.name, "--no-deps", "--disable-pip", *extra, *passthrough]
-        return subprocess.run(command).returncode
+        return subprocess.run(command, check=False).returncode
     finally:
         os.unlink(handle.name)
 
@@ -81,7 +92,7 @@ def main(argv: list[str]) -> int:
 def _split(argv: list[str]) -> tuple[list[str], None, list[str]]:
     if "--" in argv:
         index = argv.index("--")
-        return argv[:index], None, argv[index + 1:]
+        return argv[:index], None, argv[index + 1 :]
     return argv, None, []
 
 

@@ -37,7 +37,7 @@ DOCKER_DENIED = (
 VERSION_FLAGS = {"docker": ["--version"], "gitleaks": ["version"], "trivy": ["--version"], "codeql": ["version"]}
 
 
-def image_record(path: str = IMAGE_RECORD) -> dict:
+def image_record(path: str = IMAGE_RECORD) -> dict[str, str]:
     """{tool: reason} for the tools a worker image's build could not install."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -50,12 +50,15 @@ def image_record(path: str = IMAGE_RECORD) -> dict:
 def package_version(path: str) -> str:
     """The Debian package version of a program (Debian's gitleaks prints no version of its own)."""
     try:
-        owner = subprocess.run(["dpkg-query", "-S", os.path.realpath(path)], capture_output=True, text=True, timeout=20)
+        owner = subprocess.run(
+            ["dpkg-query", "-S", os.path.realpath(path)], capture_output=True, text=True, timeout=20, check=False
+        )
         package = owner.stdout.split(":", 1)[0].strip() if owner.returncode == 0 else ""
         if not package:
             return ""
-        done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
-                              timeout=20)
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True, timeout=20, check=False
+        )
         return f"Debian package {package} {done.stdout.strip()}" if done.returncode == 0 else ""
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -64,7 +67,7 @@ def package_version(path: str) -> str:
 def version_of(tool: str) -> str:
     try:
         command = [tool, *VERSION_FLAGS.get(tool, ["--version"])]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "version unknown"
     text = (done.stdout or done.stderr).strip().splitlines()
@@ -74,8 +77,8 @@ def version_of(tool: str) -> str:
     return first
 
 
-def problems(tools: list, record: dict = None) -> list:
-    found = []
+def problems(tools: list[str], record: dict[str, str] | None = None) -> list[str]:
+    found: list[str] = []
     record = image_record() if record is None else record
     for tool in tools:
         hint = HOW_TO_INSTALL.get(tool, f"install {tool}")
@@ -87,7 +90,7 @@ def problems(tools: list, record: dict = None) -> list:
             continue
         if tool == "docker":
             try:
-                probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+                probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20, check=False)
             except subprocess.TimeoutExpired:
                 found.append("docker: the engine did not answer `docker info` within 20s: start dockerd")
                 continue
@@ -100,7 +103,7 @@ def problems(tools: list, record: dict = None) -> list:
     return found
 
 
-def main(argv: list) -> int:
+def main(argv: list[str]) -> int:
     missing = problems(argv)
     for line in missing:
         print(f"missing tool: {line}", file=sys.stderr)

@@ -14,9 +14,13 @@ import argparse
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ci_common import ensure_cli, job_secret  # noqa: E402
+if TYPE_CHECKING:  # mypy reads the sibling as a module of the helpers package; a job imports it from here
+    from namaskah_ci.helpers import ci_common
+else:
+    import ci_common
 
 SAFETY = "safety==3.8.1"
 
@@ -26,13 +30,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-r", "--requirement", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    if job_secret("safety", "SAFETY_API_KEY", "safety_api_key") is None:
+    if ci_common.job_secret("safety", "SAFETY_API_KEY", "safety_api_key") is None:
         return 2
-    rc = ensure_cli("safety", "safety", SAFETY)
+    rc = ci_common.ensure_cli("safety", "safety", SAFETY)
     if rc:
         return rc
     with open(args.output, "w", encoding="utf-8") as report:
-        done = subprocess.run(["safety", "check", "-r", args.requirement, "--output", "json"], stdout=report)
+        done = subprocess.run(
+            ["safety", "check", "-r", args.requirement, "--output", "json"], stdout=report, check=False
+        )
     return done.returncode
 
 

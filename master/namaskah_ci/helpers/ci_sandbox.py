@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 
 PACKAGE = "bubblewrap"
 SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys", "/var/lib/dpkg")
@@ -70,7 +71,7 @@ def check(bwrap: str) -> None:
     """bwrap can make a sandbox here, as this process's user (raises Unavailable with its reason)."""
     probe = [bwrap, "--unshare-pid", "--die-with-parent", *system_args(), "--", shutil.which("true") or "/bin/true"]
     try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Unavailable(f"ci_step: {bwrap} does not run: {exc}") from None
     if done.returncode:
@@ -100,8 +101,8 @@ def under(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
-def system_args() -> list:
-    args = []
+def system_args() -> list[str]:
+    args: list[str] = []
     for tree in SYSTEM_TREES:
         if os.path.islink(tree):
             args += ["--symlink", os.readlink(tree), tree]
@@ -110,14 +111,14 @@ def system_args() -> list:
     return args
 
 
-def _system_visible() -> list:
+def _system_visible() -> list[str]:
     return [tree for tree in SYSTEM_TREES if os.path.isdir(tree) and not os.path.islink(tree)]
 
 
-def host_readonly(interpreter: str, search_path: str, helpers: str) -> list:
+def host_readonly(interpreter: str, search_path: str, helpers: str) -> list[str]:
     """The host's trees a command needs beside the system's: the interpreter's installation, the base
     PATH's directories, the helpers, where /etc/resolv.conf points."""
-    found = []
+    found: list[str] = []
     program = shutil.which(interpreter, path=search_path) if interpreter else None
     if program:
         prefix = os.path.dirname(os.path.dirname(os.path.realpath(program)))
@@ -155,13 +156,13 @@ def sandbox_argv(
     bwrap: str,
     *,
     workdir: str,
-    writable: list,
-    readonly: list,
-    hidden: list = (),
-    tools: list = (),
+    writable: Sequence[str],
+    readonly: Sequence[str],
+    hidden: Sequence[str] = (),
+    tools: Sequence[str] = (),
     as_root: bool = False,
-    switch_to: tuple = (),
-) -> list:
+    switch_to: tuple[str, int, int] | tuple[()] = (),
+) -> list[str]:
     """bwrap's arguments up to and with `--` (the command follows). `readonly`/`writable`: host paths
     mounted at the same place; `hidden`: host paths never to be seen (covered by a tmpfs if a tree
     mounted above them would show them); `tools`: the job's `tools:` as job.json lists them (`docker`
@@ -170,10 +171,32 @@ def sandbox_argv(
     `switch_to` (setpriv, uid, gid): the command then runs as that user, with no group, capability or
     way back (root sets the sandbox up, so mounting what the user could not reach on the way, a
     directory someone closed meanwhile, still works); without it, as root with no capability."""
-    args = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--perms", "1777", "--tmpfs", "/tmp",
-            "--perms", "1777", "--tmpfs", "/var/tmp", "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--tmpfs", "/dev/shm", *system_args()]
+    args = [
+        bwrap,
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/var/tmp",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+        *system_args(),
+    ]
     if as_root and not switch_to:
         args += ["--cap-drop", "ALL"]
     mounts = [(os.path.abspath(path), "--ro-bind") for path in readonly if os.path.exists(path)]
@@ -182,11 +205,11 @@ def sandbox_argv(
         mounts += [(os.path.realpath(path), "--bind") for path in DOCKER_SOCKETS if os.path.exists(path)]
     trees = _system_visible()
     shown = trees + [path for path, _ in mounts]
-    for path in hidden:
-        path = os.path.abspath(path)
+    for each in hidden:
+        path = os.path.abspath(each)
         if os.path.isdir(path) and any(under(path, tree) and path != tree for tree in shown):
             mounts.append((path, "--tmpfs"))
-    made: set = set()
+    made: set[str] = set()
     # parents before what is mounted inside them: a tmpfs hides a tree, then the one part of it allowed
     for path, kind in sorted(set(mounts), key=lambda item: (item[0].count("/"), item[1] != "--tmpfs", item[0])):
         args += _parents(path, trees, made)
@@ -198,15 +221,23 @@ def sandbox_argv(
     args += ["--remount-ro", "/", "--chdir", workdir, "--"]  # the rest of the tree: nothing to write into
     if switch_to:
         setpriv, uid, gid = switch_to
-        args += [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--no-new-privs", "--"]
+        args += [
+            setpriv,
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
     return args
 
 
-def _parents(path: str, mounted: list, made: set) -> list:
+def _parents(path: str, mounted: list[str], made: set[str]) -> list[str]:
     """`--dir` (0755, enterable by the command's user) for each directory above `path` that no host tree
     mounted so far provides (bwrap would make them private to the user setting the sandbox up)."""
-    args = []
+    args: list[str] = []
     parts = path.strip("/").split("/")[:-1]
     for depth in range(1, len(parts) + 1):
         parent = "/" + "/".join(parts[:depth])

@@ -18,9 +18,9 @@ import sys
 import tempfile
 
 
-def run(command: list[str], env: dict | None = None) -> int:
+def run(command: list[str], env: dict[str, str] | None = None) -> int:
     print("+", " ".join(command), flush=True)
-    return subprocess.run(command, env=env).returncode
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 def codeql(sarif: str) -> int:
@@ -74,7 +74,10 @@ def main(argv: list[str]) -> int:
     if shutil.which("semgrep"):
         print("static analysis: CodeQL CLI not installed, using semgrep with the rules in .semgrep/")
         return semgrep(sarif)
-    print("static analysis: neither codeql nor semgrep is installed (pip install -r requirements-static.txt)", file=sys.stderr)
+    print(
+        "static analysis: neither codeql nor semgrep is installed (pip install -r requirements-static.txt)",
+        file=sys.stderr,
+    )
     return 2
 
 

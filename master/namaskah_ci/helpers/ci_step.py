@@ -44,40 +44,33 @@ reach, fails naming it and the fix. Stdlib only; Python 3.9+.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ci_sandbox import Unavailable, check, die_with_parent, exit_like, find_bwrap, find_setpriv  # noqa: E402
-from ci_sandbox import host_readonly, inside  # noqa: E402
-from ci_sandbox import sandbox_argv  # noqa: E402
-from ci_venv import prune_refs, ref_dir  # noqa: E402
-from ci_job_user import (  # noqa: E402
-    DIR_FLAGS,
-    REPORTS,
-    Refused,
-    _collect,
-    as_user,
-    cannot_run,
-    chown_tree,
-    drop_to,
-    job_user,
-    open_way,
-    prepare_user,
-    private_dir,
-    runnable_by,
-)
+if TYPE_CHECKING:  # mypy reads the siblings as modules of the helpers package; a job imports them from here
+    import pwd
+
+    from namaskah_ci.helpers import ci_job_user, ci_sandbox, ci_venv
+else:
+    import ci_job_user
+    import ci_sandbox
+    import ci_venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def read_job(job_dir: str) -> dict:
+def read_job(job_dir: str) -> dict[str, Any]:
     with open(os.path.join(job_dir, "job.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+        job: dict[str, Any] = json.load(handle)
+    return job
 
 
 def recorded_venv(job_dir: str) -> str:
@@ -88,8 +81,8 @@ def recorded_venv(job_dir: str) -> str:
         return ""
 
 
-def read_secrets(job_dir: str) -> dict:
-    found = {}
+def read_secrets(job_dir: str) -> dict[str, str]:
+    found: dict[str, str] = {}
     directory = os.path.join(job_dir, "secrets")
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
@@ -98,7 +91,7 @@ def read_secrets(job_dir: str) -> dict:
     return found
 
 
-def read_services(job_dir: str) -> dict:
+def read_services(job_dir: str) -> dict[str, str]:
     """The job's service URLs, passwords and all (DIR/services.env, written by ci_services.py)."""
     try:
         with open(os.path.join(job_dir, "services.env"), encoding="utf-8") as handle:
@@ -108,12 +101,14 @@ def read_services(job_dir: str) -> dict:
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
-def interpreter_dir(job: dict, base_path: str) -> str:
-    found = shutil.which(job.get("interpreter", ""), path=base_path) or job.get("interpreter", "")
+def interpreter_dir(job: dict[str, Any], base_path: str) -> str:
+    found: str = shutil.which(job.get("interpreter", ""), path=base_path) or job.get("interpreter", "")
     return os.path.dirname(found) if os.path.isabs(found) else ""
 
 
-def job_environment(job_dir: str, job: dict, environ: dict, with_venv: bool = True, home: str = "") -> dict:
+def job_environment(
+    job_dir: str, job: dict[str, Any], environ: Mapping[str, str], with_venv: bool = True, home: str = ""
+) -> dict[str, str]:
     """The environment a job's command starts with (see the module docstring); `home`: the job user's."""
     job_dir = os.path.abspath(job_dir)
     base_path = job.get("path", os.defpath)
@@ -138,10 +133,10 @@ def job_environment(job_dir: str, job: dict, environ: dict, with_venv: bool = Tr
     return env
 
 
-def job_home(job_dir: str, job: dict, user) -> str:
+def job_home(job_dir: str, job: dict[str, Any], user: pwd.struct_passwd | None) -> str:
     """HOME for the command ('' outside a sandbox without a user: the worker's); as root, made the user's."""
     if user:
-        return prepare_user(job_dir, user, private="sandbox" in job)
+        return ci_job_user.prepare_user(job_dir, user, private="sandbox" in job)
     if "sandbox" not in job:
         return ""
     home = os.path.join(os.path.abspath(job_dir), "tmp", "home")
@@ -159,51 +154,56 @@ def checkout_root(job_dir: str) -> str:
     return os.path.join(builder, relative.split(os.sep)[0])
 
 
-def sandbox(job_dir: str, job: dict, env: dict, user, writable: list, readonly: list) -> list:
+def sandbox(
+    job_dir: str,
+    job: dict[str, Any],
+    env: dict[str, str],
+    user: pwd.struct_passwd | None,
+    writable: list[str],
+    readonly: list[str],
+) -> list[str]:
     """The bwrap command line (up to the command) for this job: the checkout and TMPDIR writable, plus
     `writable`; the system, the interpreter, the base PATH, the helpers and `readonly` read-only. Run
     as root, bwrap sets the sandbox up and setpriv then becomes the user."""
     box, base_path = job["sandbox"], job.get("path", os.defpath)
-    shown = host_readonly(job.get("interpreter", ""), base_path, HERE)
+    shown = ci_sandbox.host_readonly(job.get("interpreter", ""), base_path, HERE)
     if user:  # what the user cannot reach on the host stays out of its sandbox too (a pyenv under /root)
-        shown = [path for path in shown if not private_dir(os.path.join(path, "x"), user)]
+        shown = [path for path in shown if not ci_job_user.private_dir(os.path.join(path, "x"), user)]
     as_root = os.geteuid() == 0
-    return sandbox_argv(
-        find_bwrap(base_path),
+    return ci_sandbox.sandbox_argv(
+        ci_sandbox.find_bwrap(base_path),
         workdir=os.getcwd(),
         writable=[checkout_root(job_dir), env["TMPDIR"], *writable],
         readonly=shown + readonly,
         hidden=box.get("hide", []),
         tools=box.get("tools", []),
         as_root=as_root,
-        switch_to=(find_setpriv(base_path), user.pw_uid, user.pw_gid) if user and as_root else (),
+        switch_to=(ci_sandbox.find_setpriv(base_path), user.pw_uid, user.pw_gid) if user and as_root else (),
     )
 
 
-def job_python(job: dict) -> str:
+def job_python(job: dict[str, Any]) -> str:
     """The job's interpreter (helpers run on it inside a sandbox: the master's Python is not there)."""
     return shutil.which(job.get("interpreter", ""), path=job.get("path", os.defpath)) or "python3"
 
 
-def lower_priority(job: dict) -> None:
+def lower_priority(job: dict[str, Any]) -> None:
     niceness = int(job.get("nice", 0))
     if niceness > 0:
-        try:
+        with contextlib.suppress(OSError):
             os.nice(niceness)
-        except OSError:
-            pass
 
 
-def run(job_dir: str, argv: list) -> int:
+def run(job_dir: str, argv: list[str]) -> int:
     job = read_job(job_dir)
-    user = job_user(job)
+    user = ci_job_user.job_user(job)
     env = job_environment(job_dir, job, dict(os.environ), home=job_home(job_dir, job, user))
     os.makedirs(env["TMPDIR"], exist_ok=True)
     lower_priority(job)
     if "sandbox" in job:
         return run_sandboxed(job_dir, job, env, user, argv)
     if user:
-        drop_to(user)  # the secrets are in `env` already: their files are root's
+        ci_job_user.drop_to(user)  # the secrets are in `env` already: their files are root's
         if argv[0] == sys.executable and not os.access(argv[0], os.X_OK):
             # a helper, started with the master's Python, which only root can run: use the job's
             argv = [job.get("interpreter") or "python3", *argv[1:]]
@@ -212,32 +212,36 @@ def run(job_dir: str, argv: list) -> int:
         os.execve(program, argv, env)
     except OSError as exc:
         if user and isinstance(exc, PermissionError):
-            print(cannot_run(user, program), file=sys.stderr)
+            print(ci_job_user.cannot_run(user, program), file=sys.stderr)
         else:
             print(f"ci_step: cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
-    return 0  # not reached
 
 
-def run_sandboxed(job_dir: str, job: dict, env: dict, user, argv: list) -> int:
+def run_sandboxed(
+    job_dir: str, job: dict[str, Any], env: dict[str, str], user: pwd.struct_passwd | None, argv: list[str]
+) -> int:
     """The command in its sandbox, as the user; its virtualenv read-only, its branch's pip cache writable."""
     if argv[0] == sys.executable:
         argv = [job_python(job), *argv[1:]]  # a helper: on the job's Python
     box = job["sandbox"]
     venv, pip_cache = recorded_venv(job_dir), env.get("PIP_CACHE_DIR", "")
-    writable = [pip_cache] if inside(pip_cache, box.get("cache", "")) else []
+    writable = [pip_cache] if ci_sandbox.inside(pip_cache, box.get("cache", "")) else []
     caches = [os.path.join(cache, "venvs") for cache in (box.get("cache"), box.get("seed")) if cache]
-    readonly = [path for path in caches if inside(path, os.path.dirname(path))]  # the ref's and the seed's venvs
-    if venv and not inside(venv, *caches):
+    # the ref's and the seed's venvs
+    readonly = [path for path in caches if ci_sandbox.inside(path, os.path.dirname(path))]
+    if venv and not ci_sandbox.inside(venv, *caches):
         print(f"ci_step: {venv} is not a virtualenv of this ref's cache or the default branch's", file=sys.stderr)
         return 2
     command = sandbox(job_dir, job, env, user, writable, readonly) + argv
-    check(command[0])
-    die_with_parent()  # a master that dies takes this process, and so the sandbox, with it
-    return exit_like(subprocess.run(command, env=env).returncode)
+    ci_sandbox.check(command[0])
+    ci_sandbox.die_with_parent()  # a master that dies takes this process, and so the sandbox, with it
+    return ci_sandbox.exit_like(subprocess.run(command, env=env, check=False).returncode)
 
 
-def version_problem(python: str, expected: str, env: dict, run_as: dict, prefix: list = ()) -> str:
+def version_problem(
+    python: str, expected: str, env: dict[str, str], run_as: dict[str, Any], prefix: Sequence[str] = ()
+) -> str:
     """'' when `python` is the Python version the job asks for (NAMASKAH_CI_PYTHON)."""
     program = shutil.which(python, path=env["PATH"]) or python
     try:
@@ -247,6 +251,7 @@ def version_problem(python: str, expected: str, env: dict, run_as: dict, prefix:
             text=True,
             timeout=60,
             env=env,
+            check=False,
             **run_as,
         )
     except OSError:
@@ -261,20 +266,22 @@ def version_problem(python: str, expected: str, env: dict, run_as: dict, prefix:
     return ""
 
 
-def share_cache(cache_root: str, pip_cache: str, user) -> None:
+def share_cache(cache_root: str, pip_cache: str, user: pwd.struct_passwd) -> None:
     """As root: the shared venvs and this Python's pip cache are the job user's (venvs someone else
     built, e.g. a local run as root, included); each venv or cache entry already the user's is not
     descended."""
     venvs = os.path.join(cache_root, "venvs")
     for path in (cache_root, venvs) + ((pip_cache,) if pip_cache else ()):
         os.makedirs(path, exist_ok=True)
-    chown_tree(cache_root, user, prune_from=0)
-    chown_tree(venvs, user, prune_from=1)
+    ci_job_user.chown_tree(cache_root, user, prune_from=0)
+    ci_job_user.chown_tree(venvs, user, prune_from=1)
     if pip_cache:
-        chown_tree(pip_cache, user, prune_from=1)
+        ci_job_user.chown_tree(pip_cache, user, prune_from=1)
 
 
-def venv_caches(job: dict, env: dict, user, cache_root: str) -> tuple:
+def venv_caches(
+    job: dict[str, Any], env: dict[str, str], user: pwd.struct_passwd | None, cache_root: str
+) -> tuple[str, str]:
     """(the cache the virtualenv step writes, the seed it reads), ready for it: in a sandbox the ref's
     own (`sandbox.cache`, under root's `refs/`) and the default branch's (`sandbox.seed`); the job
     user's to write (as root), refs unused for long removed."""
@@ -282,41 +289,41 @@ def venv_caches(job: dict, env: dict, user, cache_root: str) -> tuple:
     seed = ""
     if box is not None:
         cache_root, seed = box.get("cache") or cache_root, box.get("seed", "")
-        ref_dir(cache_root)
+        ci_venv.ref_dir(cache_root)
     if user:
         share_cache(os.path.abspath(cache_root), env.get("PIP_CACHE_DIR", ""), user)
-        open_way(os.path.abspath(cache_root), user)
+        ci_job_user.open_way(os.path.abspath(cache_root), user)
     elif box is not None:
         for path in filter(None, (os.path.join(cache_root, "venvs"), env.get("PIP_CACHE_DIR", ""))):
             os.makedirs(path, exist_ok=True)
     if box is not None:
-        removed = prune_refs(cache_root, (seed,))
+        removed = ci_venv.prune_refs(cache_root, (seed,))
         if removed:
             print(f"ci_step: removed the caches unused for 14 days of: {', '.join(removed)}")
         seed = seed if seed and os.path.isdir(seed) and not os.path.islink(seed) else ""
     return cache_root, seed
 
 
-def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
+def venv(job_dir: str, python: str, cache_root: str, requirements: list[str]) -> int:
     """Find or build the virtualenv; sandboxed, in the branch's own cache (`sandbox.cache`, the only
     command that writes it) or, read-only, the default branch's (`sandbox.seed`)."""
     job = read_job(job_dir)
-    user = job_user(job)
+    user = ci_job_user.job_user(job)
     env = job_environment(job_dir, job, dict(os.environ), with_venv=False, home=job_home(job_dir, job, user))
     os.makedirs(env["TMPDIR"], exist_ok=True)
     lower_priority(job)
     program = shutil.which(python, path=env["PATH"]) or python
-    if user and not runnable_by(user, program):
-        raise Refused(cannot_run(user, program))
+    if user and not ci_job_user.runnable_by(user, program):
+        raise ci_job_user.Refused(ci_job_user.cannot_run(user, program))
     cache_root, seed = venv_caches(job, env, user, cache_root)
-    helper_python = program if user and not runnable_by(user, sys.executable) else sys.executable
-    prefix: list = []
-    run_as = as_user(user)
+    helper_python = program if user and not ci_job_user.runnable_by(user, sys.executable) else sys.executable
+    prefix: list[str] = []
+    run_as = ci_job_user.as_user(user)
     if "sandbox" in job:
         helper_python = program  # the master's Python is not in the sandbox
         prefix = sandbox(job_dir, job, env, user, [cache_root], [seed] if seed else [])
-        check(prefix[0])
-        die_with_parent()
+        ci_sandbox.check(prefix[0])
+        ci_sandbox.die_with_parent()
         run_as = {}  # bwrap starts as this process's user; the sandbox switches to the job user
     problem = version_problem(python, job.get("env", {}).get("NAMASKAH_CI_PYTHON", ""), env, run_as, prefix)
     if problem:
@@ -326,7 +333,7 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
     command += ["--seed", seed] if seed else []
     for path in requirements:
         command += ["-r", path]
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, **run_as)
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False, **run_as)
     sys.stdout.write(done.stdout)
     found = [line[len("VENV=") :].strip() for line in done.stdout.splitlines() if line.startswith("VENV=")]
     if done.returncode or not found:
@@ -339,36 +346,38 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list) -> int:
 def own(job_dir: str) -> int:
     """As root, after the checkout (and before any command of the job): hand it and TMPDIR to the user."""
     job = read_job(job_dir)
-    user = job_user(job)
+    user = ci_job_user.job_user(job)
     if user is None:
         print("ci_step: no job user: the job's commands run as the worker's user")
         return 0
     builder_dir = os.path.dirname(os.path.abspath(job_dir))
     for path in (builder_dir, os.path.abspath(job_dir)):  # root's: the user may enter, not list or write
         os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o711)
-    home = prepare_user(job_dir, user, private="sandbox" in job)
-    changed, left = chown_tree(".", user)
-    for opened in open_way(os.getcwd(), user):
+    home = ci_job_user.prepare_user(job_dir, user, private="sandbox" in job)
+    changed, left = ci_job_user.chown_tree(".", user)
+    for opened in ci_job_user.open_way(os.getcwd(), user):
         print(f"ci_step: {opened} made enterable by other users (o+x, not listable) to reach the checkout")
     print(f"ci_step: the job's commands run as {user.pw_name} (uid {user.pw_uid}, gid {user.pw_gid}), HOME={home}")
     print(f"ci_step: the checkout and TMPDIR are {user.pw_name}'s ({changed} entries handed over)")
     if "sandbox" in job:
-        print("ci_step: each command runs in a bubblewrap sandbox: its own processes only, this build's HOME "
-              "and /tmp, its branch's caches, the virtualenv read-only, nothing of the master's files")
+        print(
+            "ci_step: each command runs in a bubblewrap sandbox: its own processes only, this build's HOME "
+            "and /tmp, its branch's caches, the virtualenv read-only, nothing of the master's files"
+        )
     if left:
         print(f"ci_step: {left} file(s) with several hard links kept their owner")
     interpreter = job.get("interpreter", "")
-    if os.path.isabs(interpreter) and not runnable_by(user, interpreter):
-        print(cannot_run(user, interpreter).replace("ci_step: ", "ci_step: warning: ", 1))
+    if os.path.isabs(interpreter) and not ci_job_user.runnable_by(user, interpreter):
+        print(ci_job_user.cannot_run(user, interpreter).replace("ci_step: ", "ci_step: warning: ", 1))
     return 0
 
 
-def collect_reports(job_dir: str, paths: list, max_bytes: int = 0, max_files: int = 0) -> int:
+def collect_reports(job_dir: str, paths: list[str], max_bytes: int = 0, max_files: int = 0) -> int:
     """As root, after the job's commands: copy each report (a file or a directory, relative to the
     checkout) into DIR/reports; symlinks, special files and other users' hard links are skipped, and
     so is what goes over `max_bytes` (bytes really read) or `max_files` (0: no limit); 1 when a
     report went over a limit (each named in one line), else 0."""
-    budget = {
+    budget: ci_job_user.Budget = {
         "bytes": max_bytes or None,
         "files": max_files or None,
         "bytes_text": f"{max_bytes >> 20} MiB" if max_bytes and not max_bytes % (1 << 20) else f"{max_bytes} bytes",
@@ -376,28 +385,28 @@ def collect_reports(job_dir: str, paths: list, max_bytes: int = 0, max_files: in
     }
     job = read_job(job_dir)
     try:
-        user = job_user(job)
-    except Refused:
+        user = ci_job_user.job_user(job)
+    except ci_job_user.Refused:
         user = None  # no command ran as it
     uid = user.pw_uid if user else os.geteuid()
-    target = os.path.join(os.path.abspath(job_dir), REPORTS)
+    target = os.path.join(os.path.abspath(job_dir), ci_job_user.REPORTS)
     shutil.rmtree(target, ignore_errors=True)
     os.makedirs(target, mode=0o700)
-    top = os.open(".", DIR_FLAGS)
+    top = os.open(".", ci_job_user.DIR_FLAGS)
     try:
         for relative in paths:
             parts = [part for part in relative.split("/") if part not in ("", ".")]
             if not parts or ".." in parts or relative.startswith("/"):
                 print(f"collect-reports: {relative}: not a path inside the checkout")
                 continue
-            for note in _collect(top, parts, os.path.join(target, *parts), uid, budget):
+            for note in ci_job_user._collect(top, parts, os.path.join(target, *parts), uid, budget):
                 print(f"collect-reports: {note}")
     finally:
         os.close(top)
     return 1 if budget.get("exceeded") else 0
 
 
-def main(argv: list) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-dir", required=True, help="the job's directory written by the master")
     sub = parser.add_subparsers(dest="action", required=True)
@@ -425,7 +434,7 @@ def main(argv: list) -> int:
         if not command:
             parser.error("run: no command given")
         return run(args.job_dir, command)
-    except (Refused, Unavailable) as exc:
+    except (ci_job_user.Refused, ci_sandbox.Unavailable) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

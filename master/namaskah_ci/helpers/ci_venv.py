@@ -55,14 +55,18 @@ def python_version(python: str) -> str:
     the same version installed elsewhere (a copy the job user can run) gets a venv of its own."""
     return subprocess.run(
         [python, "-c", "import os, sys; print(sys.version); print(os.path.realpath(sys.executable))"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
 def usable(venv: str) -> bool:
     """The venv's interpreter runs for the current user (not one left by another user it cannot run)."""
     try:
-        done = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "pass"], capture_output=True, timeout=60)
+        done = subprocess.run(
+            [os.path.join(venv, "bin", "python"), "-c", "pass"], capture_output=True, timeout=60, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -90,7 +94,7 @@ def ref_dir(own: str) -> None:
         os.chmod(refs, 0o755)
 
 
-def prune_refs(own: str, keep: tuple, days: int = REF_CACHE_DAYS) -> list[str]:
+def prune_refs(own: str, keep: tuple[str, ...], days: int = REF_CACHE_DAYS) -> list[str]:
     """Local mode, outside the sandbox: mark the ref's cache `own` (`<cache>/refs/<ref>`) used, and
     remove the other refs' caches beside it not used for `days` days, but those in `keep` (the default
     branch's). Returns the names removed."""
@@ -126,13 +130,13 @@ def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
     subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
     pip = [os.path.join(venv, "bin", "python"), "-m", "pip"]
     # an old pip resolves slowly; without an index, keep the bundled one
-    if subprocess.run(pip + ["install", "-q", "--upgrade", "pip"], stdout=sys.stderr).returncode:
+    if subprocess.run([*pip, "install", "-q", "--upgrade", "pip"], stdout=sys.stderr, check=False).returncode:
         print("ci_venv: could not upgrade pip; using the bundled one", file=sys.stderr)
     if requirements:
-        command = pip + ["install", "--progress-bar", "off"]
+        command = [*pip, "install", "--progress-bar", "off"]
         for path in requirements:
             command += ["-r", path]
-        result = subprocess.run(command, stdout=sys.stderr)
+        result = subprocess.run(command, stdout=sys.stderr, check=False)
         if result.returncode != 0:
             print(f"ci_venv: pip install failed with exit code {result.returncode}", file=sys.stderr)
             return result.returncode

@@ -35,7 +35,7 @@ def wait(url: str, timeout: float, interval: float = 0.5) -> str:
     return last
 
 
-def main(argv: list) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
