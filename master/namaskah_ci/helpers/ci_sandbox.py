@@ -167,7 +167,7 @@ def sandbox_argv(
     mounted at the same place; `hidden`: host paths never to be seen (covered by a tmpfs if a tree
     mounted above them would show them); `tools`: the job's `tools:` as job.json lists them (`docker`
     gets the engine's socket, root on its host: the master lists it only for builds of [workers]
-    docker_socket_branches, workers/docker/engine_access.py). `as_root`: bwrap runs as root;
+    docker_socket_branches, jobs/engine_access.py). `as_root`: bwrap runs as root;
     `switch_to` (setpriv, uid, gid): the command then runs as that user, with no group, capability or
     way back (root sets the sandbox up, so mounting what the user could not reach on the way, a
     directory someone closed meanwhile, still works); without it, as root with no capability."""

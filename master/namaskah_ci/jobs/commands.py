@@ -71,7 +71,7 @@ def job_document(
 
     `worker_env` is the operator's (`[workers] job_env` and the worker kind's own base, e.g. the
     CA bundle of the docker images); the pipeline file's `env` goes over it. `docker_socket`: this
-    build may have the Docker engine's socket (`workers/docker/engine_access.py`, decided on the
+    build may have the Docker engine's socket (`jobs/engine_access.py`, decided on the
     master); without it a sandbox never mounts it, whatever `tools:` says."""
     env = dict(worker_env)
     env.update(

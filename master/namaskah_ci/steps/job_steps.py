@@ -30,21 +30,21 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import time
-from typing import Optional
-
-from twisted.internet import defer
+from collections.abc import Generator
+from typing import Any
 
 from buildbot.plugins import util
-from buildbot.process.results import FAILURE, SUCCESS
+from twisted.internet import defer
 
 from namaskah_ci import names
 from namaskah_ci.jobs import commands as job_commands
+from namaskah_ci.jobs import engine_access
 from namaskah_ci.jobs.commands import JobLayout
-from namaskah_ci.pipeline.model import JobSpec
+from namaskah_ci.pipeline.model import JobSpec, StepSpec
 from namaskah_ci.steps.job import CleanupJob, JobStep, PinnedGit
 from namaskah_ci.steps.reports import PublishReports
+from namaskah_ci.steps.results import FAILURE, SUCCESS
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices
-from namaskah_ci.jobs import engine_access
 
 NO_OUTPUT_TIMEOUT = 20 * 60  # seconds a command may print nothing
 CHECKOUT = "build"  # the build's workdir, in the builder directory
@@ -72,13 +72,14 @@ class JobSetup:
     report_bytes: int = 0  # [limits] report_bytes: a job's reports together (0: no limit)
     report_files: int = 0  # [limits] report_files: files (and directories) in them together
 
-    def untrusted(self) -> "JobSetup":
+    def untrusted(self) -> JobSetup:
         """The setup of a fork's pull request: caches apart from everyone else's (local mode: under
         `<cache>/untrusted`; docker mode mounts another volume, workers/docker/config.py)."""
         if self.mode == "docker":
             return self
-        return dataclasses.replace(self, layout=dataclasses.replace(
-            self.layout, cache_root=f"{self.layout.cache_root.rstrip('/')}/untrusted"))
+        return dataclasses.replace(
+            self, layout=dataclasses.replace(self.layout, cache_root=f"{self.layout.cache_root.rstrip('/')}/untrusted")
+        )
 
     @property
     def job_user(self) -> str:
@@ -101,7 +102,7 @@ class JobSetup:
 
 
 @util.renderer
-def remaining_time(props) -> int:
+def remaining_time(props: Any) -> int:
     """Seconds left before the job's deadline (at least 1): the maxTime of each command."""
     deadline = props.getProperty(names.PROP_DEADLINE)
     if deadline is None:
@@ -120,33 +121,36 @@ class RequiredTools(JobStep):
     local mode: its sandbox, has no socket) ends FAILURE here, before anything runs, its summary and its
     `refused` log naming why and the setting."""
 
-    def __init__(self, docker_branches: tuple[str, ...], **kwargs):
+    def __init__(self, docker_branches: tuple[str, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.docker_branches = docker_branches
         self.refused = ""
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         branch, fork = self.getProperty("branch"), bool(self.getProperty(names.PROP_PR_FORK))
         reason = engine_access.refusal(self.docker_branches, branch, fork)
         if reason:
             self.refused = engine_access.summary(self.docker_branches, branch, fork)
             yield self.addCompleteLog("refused", reason + "\n")
             return FAILURE
-        result = yield super().run()
+        result: int = yield super().run()
         return result
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.refused:
             return {"step": self.refused, "build": f"{self.name}: {self.refused}"}
-        return super().getResultSummary()
+        summary: dict[str, str] = super().getResultSummary()
+        return summary
 
 
-def _job_step(job: JobSpec, setup: JobSetup, step, missing_secrets: set, timing: dict) -> JobStep:
+def _job_step(
+    job: JobSpec, setup: JobSetup, step: StepSpec, missing_secrets: set[str], timing: dict[str, Any]
+) -> JobStep:
     skip = ""
     if step.only_with_secret and step.only_with_secret in missing_secrets:
         skip = f"skipped: no {step.only_with_secret} secret"
-    flags = {"haltOnFailure": True}
+    flags: dict[str, bool] = {"haltOnFailure": True}
     if step.continue_on_failure:
         flags = {"haltOnFailure": False}
     if step.allow_failure:
@@ -162,14 +166,14 @@ def _job_step(job: JobSpec, setup: JobSetup, step, missing_secrets: set, timing:
     )
 
 
-def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: Optional[set] = None) -> list:
+def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: set[str] | None = None) -> list[Any]:
     """The steps after LoadJob, as step instances."""
     missing_secrets = missing_secrets or set()
     layout = setup.layout
     user = setup.job_user
-    timing = {"maxTime": remaining_time, "timeout": NO_OUTPUT_TIMEOUT, "logEnviron": False}
+    timing: dict[str, Any] = {"maxTime": remaining_time, "timeout": NO_OUTPUT_TIMEOUT, "logEnviron": False}
     method = "copy" if user else "fresh"  # copy: root's git works in `source`, which the job never owns
-    result: list = [
+    result: list[Any] = [
         PinnedGit(repourl=setup.repo_url, mode="full", method=method, haltOnFailure=True, progress=False),
     ]
     if job.history == "full":
@@ -206,7 +210,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
             )
         )
     if job.tools:
-        check = dict(
+        check: dict[str, Any] = dict(
             name="required tools",
             description="checking tools",
             descriptionDone=f"tools: {', '.join(job.tools)}",
@@ -237,7 +241,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
         result.append(StartServices(job.services, start, **timing))
     result += [_job_step(job, setup, step, missing_secrets, timing) for step in job.steps]
     if job.reports:
-        where = {}
+        where: dict[str, str] = {}
         if user:
             result.append(
                 JobStep(

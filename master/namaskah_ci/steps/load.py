@@ -20,25 +20,26 @@
 from __future__ import annotations
 
 import json
-
-from twisted.internet import defer, threads
+from collections.abc import Callable, Generator
+from typing import Any
 
 from buildbot.process import buildstep
 from buildbot.process.properties import Secret
-from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.worker import CompositeStepMixin
+from twisted.internet import defer, threads
 
 from namaskah_ci import helpers, names
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
-from namaskah_ci.steps.job_steps import JobSetup, deadline_after, job_steps
-from namaskah_ci.pipeline.model import JobSpec, PipelineError
-from namaskah_ci.pipeline.source import PipelineConfig, SourceError, describe, source_for
+from namaskah_ci.jobs.hostenv import resolve_interpreter
 from namaskah_ci.jobs.reuse import ReuseStore, in_flight
 from namaskah_ci.jobs.reuse import summary as reuse_summary
-from namaskah_ci.jobs.hostenv import resolve_interpreter
+from namaskah_ci.pipeline.model import JobSpec, PipelineError
+from namaskah_ci.pipeline.source import PipelineConfig, SourceError, describe, source_for
 from namaskah_ci.steps.job import job_path
+from namaskah_ci.steps.job_steps import JobSetup, deadline_after, job_steps
+from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS
 from namaskah_ci.steps.reuse import RecordReuse
 from namaskah_ci.text import short
 
@@ -46,21 +47,21 @@ from namaskah_ci.text import short
 class _Resolving(buildstep.BuildStep):
     """Shared: the build's revision, pinned on the master."""
 
-    def __init__(self, config: PipelineConfig, **kwargs):
+    def __init__(self, config: PipelineConfig, **kwargs: Any) -> None:
         kwargs.setdefault("haltOnFailure", True)
         super().__init__(**kwargs)
         self.config = config
         self.summary = ""
         self.build_summary = ""
 
-    def refuse(self, summary: str):
+    def refuse(self, summary: str) -> int:
         self.summary = summary
         return FAILURE
 
     @defer.inlineCallbacks
-    def pinned_revision(self, *properties: str):
+    def pinned_revision(self, *properties: str) -> Generator[Any, Any, str]:
         for name in properties:
-            revision = self.getProperty(name)
+            revision: str = self.getProperty(name)
             if revision:
                 return revision
         branch = self.getProperty("branch") or self.config.default_branch
@@ -68,16 +69,17 @@ class _Resolving(buildstep.BuildStep):
         yield self.addCompleteLog("revision", f"no revision given: the newest on {branch} is {revision}\n")
         return revision
 
-    def getResultSummary(self):
+    def getResultSummary(self) -> dict[str, str]:
         if self.summary:
             summary = {"step": self.summary}
             if self.build_summary:
                 summary["build"] = self.build_summary
             return summary
-        return super().getResultSummary()
+        stock: dict[str, str] = super().getResultSummary()
+        return stock
 
 
-def waiting_summary(number, head_repo: str) -> str:
+def waiting_summary(number: int, head_repo: str) -> str:
     """What a fork's unapproved pipeline says until an admin approves it (triggers/approval.py)."""
     return (
         f"pull request #{number} from the fork {head_repo}: waiting for an admin's approval "
@@ -85,7 +87,7 @@ def waiting_summary(number, head_repo: str) -> str:
     )
 
 
-def pull_request_stop(get, fork_approval: bool):
+def pull_request_stop(get: Callable[[str], Any], fork_approval: bool) -> tuple[int, str, str] | None:
     """(result, step summary, build summary) ending a pull request's pipeline before any job, or None:
     FAILURE when it has no merge result, WARNINGS for a fork's awaiting an admin (local mode)."""
     number = get(names.PROP_PR_NUMBER)
@@ -93,8 +95,10 @@ def pull_request_stop(get, fork_approval: bool):
         return None
     conflict = get(names.PROP_PR_CONFLICT)
     if conflict:
-        summary = (f"pull request #{number} conflicts with {conflict}: GitHub has no merge result "
-                   f"(refs/pull/{number}/merge): no job run")
+        summary = (
+            f"pull request #{number} conflicts with {conflict}: GitHub has no merge result "
+            f"(refs/pull/{number}/merge): no job run"
+        )
         return FAILURE, summary, f"conflicts with {conflict}"
     if get(names.PROP_PR_FORK) and fork_approval and not get(names.PROP_PR_APPROVED_BY):
         summary = waiting_summary(number, get(names.PROP_PR_HEAD_REPO))
@@ -105,14 +109,16 @@ def pull_request_stop(get, fork_approval: bool):
 class LoadPipeline(_Resolving):
     """Read the revision's pipeline file and prepare the fan-out (see the module docstring)."""
 
-    def __init__(self, config: PipelineConfig, disabled: tuple[str, ...] = (), fork_approval: bool = False, **kwargs):
+    def __init__(
+        self, config: PipelineConfig, disabled: tuple[str, ...] = (), fork_approval: bool = False, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("name", "pipeline file")
         kwargs.setdefault("warnOnWarnings", True)  # a fork waiting for approval shows as WARNINGS
         super().__init__(config, **kwargs)
         self.disabled = tuple(disabled)
         self.fork_approval = fork_approval
 
-    def pull_request_stop(self):
+    def pull_request_stop(self) -> int | None:
         """A result that ends a pull request's pipeline before any job (conflict, fork unapproved)."""
         stop = pull_request_stop(self.getProperty, self.fork_approval)
         if stop is None:
@@ -123,7 +129,7 @@ class LoadPipeline(_Resolving):
         return result
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         stop = self.pull_request_stop()
         if stop is not None:
             return stop
@@ -167,14 +173,16 @@ class LoadPipeline(_Resolving):
 class LoadJob(CompositeStepMixin, _Resolving):
     """Find this build's job definition, write its directory on the worker, add its steps."""
 
-    def __init__(self, config: PipelineConfig, setup: JobSetup, **kwargs):
+    waiting: defer.Deferred[None] | None = None  # another build running the same job, waited for
+
+    def __init__(self, config: PipelineConfig, setup: JobSetup, **kwargs: Any) -> None:
         kwargs.setdefault("name", "job definition")
         super().__init__(config, **kwargs)
         self.setup = setup
         self.logEnviron = False
 
     @defer.inlineCallbacks
-    def definition(self, builder: str):
+    def definition(self, builder: str) -> Generator[Any, Any, tuple[JobSpec, str, str]]:
         """(job, revision, origin) or raise PipelineError / SourceError / LookupError."""
         given = self.getProperty(names.PROP_JOB)
         revision = self.getProperty(names.PROP_JOB_REVISION)
@@ -189,7 +197,7 @@ class LoadJob(CompositeStepMixin, _Resolving):
         return job, revision, origin
 
     @defer.inlineCallbacks
-    def run(self):
+    def run(self) -> Generator[Any, Any, int]:
         builder = self.getProperty("buildername")
         try:
             job, revision, origin = yield self.definition(builder)
@@ -211,7 +219,8 @@ class LoadJob(CompositeStepMixin, _Resolving):
         if not record:
             record = yield self.same_job_running()
         if isinstance(record, dict) and record.get("builder"):
-            return (yield self.show_reused(record))
+            reused: int = yield self.show_reused(record)
+            return reused
         if self.getProperty(names.PROP_PR_FORK):
             self.setup = self.setup.untrusted()  # this build's own step object: caches apart
         interpreter = yield self.interpreter(job)
@@ -224,7 +233,7 @@ class LoadJob(CompositeStepMixin, _Resolving):
         return SUCCESS
 
     @defer.inlineCallbacks
-    def same_job_running(self):
+    def same_job_running(self) -> Generator[Any, Any, dict[str, Any] | None]:
         """Another build runs this job's key now (a branch push and its PR's merge result with the
         same tree): wait for it, and return its record when it succeeded. Else claim the key."""
         key = self.getProperty(names.PROP_REUSE_KEY)
@@ -234,7 +243,7 @@ class LoadJob(CompositeStepMixin, _Resolving):
         who = f"{self.getProperty('buildername')}/{self.build.number}"
         store = ReuseStore(self.master)
         for attempt in range(1, 100):
-            record = yield store.lookup(key)  # it may have ended since the fan-out looked
+            record: dict[str, Any] | None = yield store.lookup(key)  # it may have ended since the fan-out looked
             if record:
                 self.setProperty(names.PROP_REUSED, record, self.name)
                 return record
@@ -251,14 +260,14 @@ class LoadJob(CompositeStepMixin, _Resolving):
                 return None
         return None
 
-    def interrupt(self, reason):
-        waiting = getattr(self, "waiting", None)
+    def interrupt(self, reason: Any) -> Any:
+        waiting = self.waiting
         if waiting is not None and not waiting.called:
             waiting.callback(None)
         return super().interrupt(reason)
 
     @defer.inlineCallbacks
-    def show_reused(self, record: dict):
+    def show_reused(self, record: dict[str, Any]) -> Generator[Any, Any, int]:
         """A reused job: no steps; its result is the earlier build's SUCCESS, linked."""
         self.summary = reuse_summary(record)
         self.build_summary = self.summary
@@ -266,16 +275,19 @@ class LoadJob(CompositeStepMixin, _Resolving):
             yield self.addURL(f"{record['builder']} #{record['number']}", record["url"])
         return SUCCESS
 
-    def interpreter(self, job: JobSpec):
+    def interpreter(self, job: JobSpec) -> defer.Deferred[str]:
         if self.setup.mode == "docker":
             return defer.succeed("python3")
-        return threads.deferToThread(resolve_interpreter, dict(self.setup.interpreters), job.python)
+        interpreters = dict(self.setup.interpreters)
+        resolving: defer.Deferred[str] = threads.deferToThread(resolve_interpreter, interpreters, job.python)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+        return resolving
 
     def _path(self, *parts: str) -> str:
-        return self.build.path_module.join(self.setup.layout.job_dir, *parts)
+        path: str = self.build.path_module.join(self.setup.layout.job_dir, *parts)
+        return path
 
     @defer.inlineCallbacks
-    def write_job_dir(self, job: JobSpec, revision: str, interpreter: str):
+    def write_job_dir(self, job: JobSpec, revision: str, interpreter: str) -> Generator[Any, Any, set[str]]:
         """job.json, the secrets (0600) and, in docker mode, the helpers; the secrets not configured."""
         # the checkout directory may be gone (a build stopped while it cloned afresh): the job directory
         # is removed by its own path, and written through `build/..` once `build` exists again, so
@@ -294,20 +306,21 @@ class LoadJob(CompositeStepMixin, _Resolving):
             branch=self.getProperty("branch") or "",
             build_url=(yield self.build_url()),
             nice=self.setup.nice,
-            docker_socket=not self.setup.engine_refusal(self.getProperty("branch"),
-                                                        bool(self.getProperty(names.PROP_PR_FORK))),
+            docker_socket=not self.setup.engine_refusal(
+                self.getProperty("branch"), bool(self.getProperty(names.PROP_PR_FORK))
+            ),
         )
         yield self.downloadFileContentToWorker(
             self._path("job.json"), json.dumps(document, indent=1), mode=0o644, abandonOnFailure=True
         )
         if self.setup.transfer_helpers:
             for script in helpers.scripts():
-                text = yield threads.deferToThread(_read, f"{helpers.HELPERS_DIR}/{script}")
+                text = yield threads.deferToThread(_read, f"{helpers.HELPERS_DIR}/{script}")  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
                 yield self.downloadFileContentToWorker(
                     self._path("helpers", script), text, mode=0o755, abandonOnFailure=True
                 )
-        missing = set()
-        lines = []
+        missing: set[str] = set()
+        lines: list[str] = []
         fork = self.getProperty(names.PROP_PR_FORK)
         for secret, variable in job_commands.secret_files(job).items():
             if fork:
@@ -326,15 +339,16 @@ class LoadJob(CompositeStepMixin, _Resolving):
                 self._path("secrets", variable), value.strip(), mode=0o600, abandonOnFailure=True
             )
             lines.append(f"{variable}: set from the {secret} secret")
-        shown = {k: v for k, v in document["env"].items()}
-        log = [f"{key}={value}" for key, value in sorted(shown.items())] + lines
+        shown = dict(document["env"].items())
+        log = [*(f"{key}={value}" for key, value in sorted(shown.items())), *lines]
         yield self.addCompleteLog("environment", "\n".join(log) + "\n")
         return missing
 
     @defer.inlineCallbacks
-    def build_url(self):
+    def build_url(self) -> Generator[Any, Any, str]:
         builderid = yield self.build.getBuilderId()
-        return getURLForBuild(self.master, builderid, self.build.number)
+        url: str = getURLForBuild(self.master, builderid, self.build.number)
+        return url
 
 
 def _read(path: str) -> str:
