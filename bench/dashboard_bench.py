@@ -1,6 +1,6 @@
 """Dashboard benchmark: time to first byte of the dashboard pages with 1,000 pipelines in the database.
 
-A real master (tests/ci/harness.py) on a scratch repository holding the reference service is
+A real master (tests/support/harness.py) on a scratch repository holding the reference service is
 started once (so Buildbot creates its schema, builders, master and workers), stopped, and its
 SQLite database is filled with synthetic history: `--pipelines` pipeline builds, each with the
 seed's eight check builds as triggered children (steps, properties, coverage, a failing step now

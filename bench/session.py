@@ -1,4 +1,4 @@
-"""A benchmarked master: a real master on free ports (tests/ci/harness.py) polling a scratch
+"""A benchmarked master: a real master on free ports (tests/support/harness.py) polling a scratch
 repository that holds the reference service, with an event recorder on its websocket.
 
 Buildbot stores build and step times in whole seconds, too coarse for a 2-second

@@ -9,7 +9,7 @@ each other. Groups are handed out longest first, from the seconds
 measured per group in `tests/durations.json` (a group missing there is guessed from its markers), so
 the run does not end with one worker alone on a long module. Each run under xdist writes what it
 measured to `test-artifacts/test-durations.json`: copy it over `tests/durations.json` when the
-suite's shape changes. Without xdist (`pytest tests/ci/test_x.py`) nothing here changes anything.
+suite's shape changes. Without xdist (`pytest tests/ci/pipeline/test_inputs.py`) nothing here changes anything.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+# fixtures every tier shares (tests/support/ is on the path: pyproject's pythonpath)
+pytest_plugins = ["jobs_support"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DURATIONS = ROOT / "tests" / "durations.json"
@@ -33,7 +36,7 @@ SHARED_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 # Modules whose module-scoped fixture is parametrized, one group per value (pytest sets the fixture up
 # once per value anyway): {module: fixture}.
-SPLIT_BY_PARAM = {"tests/ci/test_reliability_e2e.py": "crash_story"}  # two masters (SQLite, PostgreSQL)
+SPLIT_BY_PARAM = {"tests/e2e/test_reliability.py": "crash_story"}  # two masters (SQLite, PostgreSQL)
 
 
 def group_of(item: pytest.Item) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from deploy_story import stand_in_secrets, stand_in_settings
 from harness import ROOT, commit_file, make_service_repo, running, wait_for
 from render_standin import RenderStandin

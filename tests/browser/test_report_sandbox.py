@@ -27,10 +27,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
-
 from harness import free_port, make_service_repo
-from www_support import (ADMIN_PASSWORD, ADMIN_USER, Client, api, basic, builder_ids, default_secrets,
-                         force_scheduler_for, start_www_master)
+from www_support import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    Client,
+    api,
+    basic,
+    builder_ids,
+    default_secrets,
+    force_scheduler_for,
+    start_www_master,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

@@ -12,9 +12,7 @@ to a host other than the master's is aborted and reported. Screenshots go to
 
 from __future__ import annotations
 
-
 import pytest
-
 from harness import ROOT, commit_file, make_service_repo, wait_for, wait_poller_ready
 from www_support import ADMIN_PASSWORD, ADMIN_USER, api, builder_ids, default_secrets, start_www_master
 

@@ -18,12 +18,12 @@ from buildbot.schedulers.triggerable import Triggerable
 
 from namaskah_ci import names
 from namaskah_ci.config import ConfigError, build_config
-from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.pipeline.model import load_pipeline_file
+from namaskah_ci.pipeline.registry import Registry
 from namaskah_ci.secrets import SECRET_NAMES, OwnerOnlySecretInAFile, make_secret_providers
 from namaskah_ci.settings import ROOT, load_settings
-from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.deploy.gate import DeployGate
+from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
 
 CHECKS = ["test-py3.9", "test-py3.11", "lint", "integration", "migration-test", "security", "container-scan",
@@ -90,6 +90,7 @@ def test_a_registry_past_the_limit_is_bounded_when_the_master_starts_not_at_a_re
     unused longest retired, scheduled ones last, and written back); a reconfiguration reads it as written (a
     pipeline bounded it, keeping builders with a running build)."""
     import dataclasses
+
     from namaskah_ci.config import load_registry
     from namaskah_ci.pipeline.registry import read_registry, write_registry
 

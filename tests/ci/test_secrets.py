@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from buildbot.config.errors import ConfigErrors
 from buildbot.process.properties import Secret
-
 from harness import ROOT
+from www_support import htpasswd_text, write_secrets
+
 from namaskah_ci import secrets as secrets_module
 from namaskah_ci.secrets import (
     OwnerOnlySecretInAFile,
@@ -23,7 +24,6 @@ from namaskah_ci.secrets import (
     worker_password,
 )
 from namaskah_ci.settings import load_settings
-from www_support import htpasswd_text, write_secrets
 
 PREFIX = "NAMASKAH_TEST_SECRET_"
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 from buildbot.process.properties import Properties
+from twisted.internet import defer
+from unit_support import REGISTRY, WorkerTestBase, build_with, docker_settings
+
 from namaskah_ci.workers.docker import caches as docker_caches
 from namaskah_ci.workers.docker import config as dc
 from namaskah_ci.workers.docker import services as ds
-from test_docker_workers_unit import WorkerTestBase, build_with
-from twisted.internet import defer
-from unit_support import REGISTRY, docker_settings
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # what Docker accepts
 
@@ -169,7 +169,6 @@ def test_a_branch_jobs_pth_in_its_cache_never_runs_in_the_default_branchs_next_j
     import dataclasses
 
     import docker as docker_py
-
     from docker_harness import docker, require_engine_and_images
 
     require_engine_and_images()
@@ -226,8 +225,14 @@ jobs:
 @pytest.mark.e2e
 @pytest.mark.timeout(1200)
 def test_through_builds_a_branch_cannot_poison_mains_next_job(tmp_path: Path):
-    from docker_harness import docker, docker_env, labelled_containers, new_instance, remove_labelled
-    from docker_harness import require_engine_and_images
+    from docker_harness import (
+        docker,
+        docker_env,
+        labelled_containers,
+        new_instance,
+        remove_labelled,
+        require_engine_and_images,
+    )
     from harness import commit_file, git, start_master, wait_for, wait_poller_ready
 
     require_engine_and_images()
