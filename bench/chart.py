@@ -23,7 +23,10 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
     seq_rows = len(sequential)
     horizon = max([run["wall"] or 0] + [bar["end"] for bar in sequential] + [1])
     figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(11, 1.6 + 0.38 * (rows + seq_rows)), sharex=True,
+        2,
+        1,
+        figsize=(11, 1.6 + 0.38 * (rows + seq_rows)),
+        sharex=True,
         gridspec_kw={"height_ratios": [rows + 0.5, seq_rows + 0.5]},
     )
     labels = []
@@ -40,8 +43,13 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
         top.text(job["end"] + horizon * 0.005, index, f"{job['end'] - job['start']:.1f}s", va="center", fontsize=8)
         labels.append((index, name))
     pipeline_row = len(jobs)
-    top.barh(pipeline_row, run["wall"] - (run.get("first_step") or 0), left=run.get("first_step") or 0,
-             color="#9e9e9e", height=0.6)
+    top.barh(
+        pipeline_row,
+        run["wall"] - (run.get("first_step") or 0),
+        left=run.get("first_step") or 0,
+        color="#9e9e9e",
+        height=0.6,
+    )
     top.barh(pipeline_row, run.get("first_step") or 0, left=0, color="#ffb300", height=0.6)
     top.text(run["wall"] + horizon * 0.005, pipeline_row, f"verdict {run['wall']:.1f}s", va="center", fontsize=8)
     labels.append((pipeline_row, "pipeline (push → verdict)"))
@@ -54,16 +62,23 @@ def render_timeline(path: Path, run: dict, sequential: list[dict], title: str) -
             plt.Rectangle((0, 0), 1, 1, color=c)
             for c in ("#1565c0", "#2e7d32", "#c62828", "#ffb300", "#9e9e9e", "#d7ccc8")
         ],
-        labels=["critical path", "check passed", "check failed", "change detection", "pipeline build",
-                "same push, outside the verdict"],
-        fontsize=7, loc="lower center", ncol=6, frameon=False,
+        labels=[
+            "critical path",
+            "check passed",
+            "check failed",
+            "change detection",
+            "pipeline build",
+            "same push, outside the verdict",
+        ],
+        fontsize=7,
+        loc="lower center",
+        ncol=6,
+        frameon=False,
     )
     for index, bar in enumerate(sequential):
         colour = "#607d8b" if bar.get("result") == "success" else "#e57373"
-        bottom.barh(index, max(bar["end"] - bar["start"], horizon * 0.002), left=bar["start"], color=colour,
-                    height=0.6)
-        bottom.text(bar["end"] + horizon * 0.005, index, f"{bar['end'] - bar['start']:.1f}s", va="center",
-                    fontsize=8)
+        bottom.barh(index, max(bar["end"] - bar["start"], horizon * 0.002), left=bar["start"], color=colour, height=0.6)
+        bottom.text(bar["end"] + horizon * 0.005, index, f"{bar['end'] - bar['start']:.1f}s", va="center", fontsize=8)
     bottom.set_yticks(range(seq_rows), [f"{bar['job']}" for bar in sequential], fontsize=9)
     bottom.invert_yaxis()
     bottom.set_title("scripts/run_ci_checks.sh: the same checks one after another", fontsize=9)

@@ -80,26 +80,38 @@ SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(20_000_000):
 def parallel_capacity(processes: int) -> dict:
     """How much CPU-bound work `processes` side-by-side processes get done against one alone: the
     machine's real parallel capacity (SMT siblings, other tenants), the floor of pipeline/sequential."""
+
     def spin(count: int) -> list[float]:
-        running = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
-                   for _ in range(count)]
+        running = [
+            subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True) for _ in range(count)
+        ]
         return [float(p.communicate()[0]) for p in running]
 
     alone = min(spin(1)[0] for _ in range(2))
     together = max(spin(processes))
-    return {"processes": processes, "alone_s": round(alone, 3), "together_s": round(together, 3),
-            "capacity": round(processes * alone / together, 3)}
+    return {
+        "processes": processes,
+        "alone_s": round(alone, 3),
+        "together_s": round(together, 3),
+        "capacity": round(processes * alone / together, 3),
+    }
 
 
 def machine_info() -> dict:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         None,
     )
     memory = next(
-        (int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-         if line.startswith("MemTotal:")),
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        ),
         0,
     )
     return {
@@ -134,6 +146,7 @@ def versions(mode: str) -> dict:
 
 def aggregate(rounds: list[dict], rss_kib: int | None) -> tuple[dict, dict]:
     """Figures (each min/median/max over the rounds) and per-job summaries."""
+
     def over(fn):
         values = []
         for r in rounds:
@@ -229,42 +242,61 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
         for index in range(args.rounds):
             r: dict = {"round": index + 1, "load_average": os.getloadavg()}
             r["pipeline"] = runs.pipeline_run(bm, checks, webhook=True)
-            log(f"round {index + 1}: pipeline file {r['pipeline']['pipeline_file_s']}s, pipeline {r['pipeline']['wall']:.1f}s, critical path "
+            log(
+                f"round {index + 1}: pipeline file {r['pipeline']['pipeline_file_s']}s, pipeline {r['pipeline']['wall']:.1f}s, critical path "
                 f"{r['pipeline']['critical_path']} {r['pipeline']['critical_path_s']:.1f}s, first step "
-                f"{r['pipeline']['first_step']:.2f}s after the webhook")
+                f"{r['pipeline']['first_step']:.2f}s after the webhook"
+            )
             bm.wait_idle()
-            r["sequential"] = runs.sequential_run(bm.repo, cache_root, checks, work / f"sequential-{index + 1}.log",
-                                                  niceness=niceness)
+            r["sequential"] = runs.sequential_run(
+                bm.repo, cache_root, checks, work / f"sequential-{index + 1}.log", niceness=niceness
+            )
             log(f"round {index + 1}: sequential {r['sequential']['wall']:.1f}s")
             r["poll"] = runs.pipeline_run(bm, checks, webhook=False, rest_clients=args.rest_clients)
             rest = r["poll"]["rest"]["endpoints"]
-            log(f"round {index + 1}: poll -> first step {r['poll']['first_step']:.1f}s; REST p95 "
-                + ", ".join(f"{e} {v['p95_ms']}ms ({v['requests']} req)" for e, v in rest.items()))
+            log(
+                f"round {index + 1}: poll -> first step {r['poll']['first_step']:.1f}s; REST p95 "
+                + ", ".join(f"{e} {v['p95_ms']}ms ({v['requests']} req)" for e, v in rest.items())
+            )
             if mode == "local" and not args.skip_install:
                 r["install"] = runs.cold_warm(bm, cache_root)
-                log(f"round {index + 1}: install cold {r['install']['cold']['install_step_s']:.1f}s, "
-                    f"warm {r['install']['warm']['install_step_s']:.2f}s")
+                log(
+                    f"round {index + 1}: install cold {r['install']['cold']['install_step_s']:.1f}s, "
+                    f"warm {r['install']['warm']['install_step_s']:.2f}s"
+                )
             rounds.append(r)
         rss = bm.peak_rss_kib()
     finally:
         bm.stop()
     machine["parallel_capacity"].append(parallel_capacity(machine["cores"] or 1))
-    machine["load_average"] = {"before": list(load_before), "after": list(os.getloadavg()),
-                               "rounds": [r["load_average"] for r in rounds]}
+    machine["load_average"] = {
+        "before": list(load_before),
+        "after": list(os.getloadavg()),
+        "rounds": [r["load_average"] for r in rounds],
+    }
     figures, jobs = aggregate(rounds, rss)
     date = datetime.date.today().isoformat()
     doc = stats.results_document(
-        date=date, mode=mode, machine=machine, versions=versions(mode),
+        date=date,
+        mode=mode,
+        machine=machine,
+        versions=versions(mode),
         settings={
-            "rounds": args.rounds, "rest_clients": args.rest_clients, "poll_interval_s": poll_interval,
-            "tree_stable_seconds": tree_stable, "checks": checks, "branch": "main",
+            "rounds": args.rounds,
+            "rest_clients": args.rest_clients,
+            "poll_interval_s": poll_interval,
+            "tree_stable_seconds": tree_stable,
+            "checks": checks,
+            "branch": "main",
             "sequential_niceness": niceness,
-            "cold_warm": "not measured: docker mode caches in shared engine volumes" if mode == "docker" else
-            ("skipped (--skip-install)" if args.skip_install else "test-py3.9: venvs/py3.9-* and pip-3.9 removed"),
+            "cold_warm": "not measured: docker mode caches in shared engine volumes"
+            if mode == "docker"
+            else ("skipped (--skip-install)" if args.skip_install else "test-py3.9: venvs/py3.9-* and pip-3.9 removed"),
             "bench_seconds": round(time.monotonic() - started, 1),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
         },
-        rounds=rounds, figures=figures,
+        rounds=rounds,
+        figures=figures,
     )
     doc["jobs"] = jobs
     out = Path(args.output_dir) / f"{date}-{mode}.json"
@@ -272,7 +304,9 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     out.write_text(json.dumps(doc, indent=1) + "\n")
     median_round = sorted(rounds, key=lambda r: r["pipeline"]["wall"])[len(rounds) // 2]
     chart = render_timeline(
-        out.with_suffix(".png"), median_round["pipeline"], median_round["sequential"]["bars"],
+        out.with_suffix(".png"),
+        median_round["pipeline"],
+        median_round["sequential"]["bars"],
         f"Namaskah CI, {mode} workers, {machine['cores']} cores: push → verdict "
         f"{median_round['pipeline']['wall']:.0f}s vs sequential {median_round['sequential']['wall']:.0f}s "
         f"(round {median_round['round']}, {date})",
@@ -280,7 +314,9 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     log(f"{mode}: wrote {out} and {chart}")
     for target in doc["targets"]:
         state = "n/a" if target["met"] is None else ("met" if target["met"] else "MISSED")
-        log(f"  {target['what']}: median {target['median']} (worst {target['worst']}) target {target['target']}: {state}")
+        log(
+            f"  {target['what']}: median {target['median']} (worst {target['worst']}) target {target['target']}: {state}"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -294,14 +330,29 @@ def run_throughput_mode(args: argparse.Namespace) -> Path:
     capacity = parallel_capacity(machine["cores"] or 1)
     work = Path(tempfile.mkdtemp(prefix="namaskah-bench-throughput-"))
     started = time.monotonic()
-    result = run_throughput(args.rounds, Path(args.cache_root).resolve(), work,
-                            args.poll_interval or defaults["repo"]["poll_interval"],
-                            defaults["repo"]["tree_stable_seconds"], capacity["capacity"], log)
+    result = run_throughput(
+        args.rounds,
+        Path(args.cache_root).resolve(),
+        work,
+        args.poll_interval or defaults["repo"]["poll_interval"],
+        defaults["repo"]["tree_stable_seconds"],
+        capacity["capacity"],
+        log,
+    )
     machine["parallel_capacity"] = capacity
-    doc = {"schema": "namaskah-ci-throughput/1", "date": datetime.date.today().isoformat(), "mode": "local",
-           "machine": machine, "versions": versions("local"),
-           "settings": {"rounds": args.rounds, "bench_seconds": round(time.monotonic() - started, 1),
-                        "command": " ".join([Path(sys.executable).name, *sys.argv])}, **result}
+    doc = {
+        "schema": "namaskah-ci-throughput/1",
+        "date": datetime.date.today().isoformat(),
+        "mode": "local",
+        "machine": machine,
+        "versions": versions("local"),
+        "settings": {
+            "rounds": args.rounds,
+            "bench_seconds": round(time.monotonic() - started, 1),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        },
+        **result,
+    }
     out = Path(args.output_dir) / f"{doc['date']}-throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -309,8 +360,10 @@ def run_throughput_mode(args: argparse.Namespace) -> Path:
 
     log(f"throughput: wrote {out} and {render_throughput(out.with_suffix('.png'), doc)}")
     for figure in doc["figures"]:
-        log(f"  {figure['what']}: median {figure['median']} (min {figure['min']}, max {figure['max']}) "
-            f"target {figure['target']}: {'met' if figure['met'] else 'MISSED'}")
+        log(
+            f"  {figure['what']}: median {figure['median']} (min {figure['min']}, max {figure['max']}) "
+            f"target {figure['target']}: {'met' if figure['met'] else 'MISSED'}"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -320,14 +373,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per mode (default 3)")
     parser.add_argument("--mode", choices=("local", "docker", "both"), default="local")
     parser.add_argument("--rest-clients", type=int, default=20, help="concurrent REST clients (default 20)")
-    parser.add_argument("--poll-interval", type=int, default=0,
-                        help="[repo] poll_interval for the master (default: master/pipeline.toml's)")
-    parser.add_argument("--cache-root", default=str(DEFAULT_CACHE),
-                        help="pip caches and job venvs of the master and the sequential run")
+    parser.add_argument(
+        "--poll-interval",
+        type=int,
+        default=0,
+        help="[repo] poll_interval for the master (default: master/pipeline.toml's)",
+    )
+    parser.add_argument(
+        "--cache-root", default=str(DEFAULT_CACHE), help="pip caches and job venvs of the master and the sequential run"
+    )
     parser.add_argument("--output-dir", default=str(RESULTS))
     parser.add_argument("--skip-install", action="store_true", help="skip the cold vs warm install measurement")
-    parser.add_argument("--throughput", action="store_true",
-                        help="measure reuse, a tested tree on main and four branches at once instead (throughput.py)")
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="measure reuse, a tested tree on main and four branches at once instead (throughput.py)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

@@ -64,7 +64,9 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         "critical_path_s": critical,
         "jobs": {
             name: {
-                "start": b["start"], "end": b["end"], "results": b["results"],
+                "start": b["start"],
+                "end": b["end"],
+                "results": b["results"],
                 **stats.job_overhead(b),
                 "step_overheads": stats.step_overheads(b["steps"]),
             }
@@ -73,7 +75,8 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         # builds of the same push outside the verdict (codeql on main) that share the machine
         "other_builds": {
             b["builder"]: {"start": b["start"], "end": b["end"], "results": b["results"]}
-            for b in builds.values() if b["builder"] not in checks + ["pipeline"]
+            for b in builds.values()
+            if b["builder"] not in checks + ["pipeline"]
         },
     }
     run["first_step"] = run["detection"]["first_step_started"]
@@ -97,8 +100,17 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
     subprocess.run(["git", "clean", "-q", "-f", "-f", "-d", "-x"], cwd=repo, check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(PYTHON=sys.executable)
-    command = ["bash", str(ROOT / "scripts" / "run_ci_checks.sh"), *checks, "--repo", str(repo),
-               "--json", str(out), "--cache-root", str(cache_root)]
+    command = [
+        "bash",
+        str(ROOT / "scripts" / "run_ci_checks.sh"),
+        *checks,
+        "--repo",
+        str(repo),
+        "--json",
+        str(out),
+        "--cache-root",
+        str(cache_root),
+    ]
     if niceness:
         command = ["nice", "-n", str(niceness), *command]
     started, machine_before = time.monotonic(), machine_cpu_seconds()
@@ -107,8 +119,13 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
     wall = time.monotonic() - started
     machine_cpu = machine_cpu_seconds() - machine_before
     jobs = json.loads(out.read_text()) if out.exists() else []
-    return {"wall": round(wall, 3), "machine_cpu_s": round(machine_cpu, 2), "exit_code": done.returncode,
-            "jobs": jobs, "bars": stats.sequential_bars(jobs)}
+    return {
+        "wall": round(wall, 3),
+        "machine_cpu_s": round(machine_cpu, 2),
+        "exit_code": done.returncode,
+        "jobs": jobs,
+        "bars": stats.sequential_bars(jobs),
+    }
 
 
 def install_step(timeline: dict) -> dict:

@@ -102,8 +102,16 @@ def pipeline_defaults() -> dict:
 class BenchMaster:
     """One master for one worker mode; `push()` commits and announces, `collect()` reads a run back."""
 
-    def __init__(self, tmp: Path, mode: str, cache_root: Path, poll_interval: int, tree_stable: int,
-                 env: dict | None = None, secrets: dict | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        mode: str,
+        cache_root: Path,
+        poll_interval: int,
+        tree_stable: int,
+        env: dict | None = None,
+        secrets: dict | None = None,
+    ):
         self.tmp = tmp
         self.mode = mode
         self.cache_root = cache_root
@@ -132,9 +140,7 @@ class BenchMaster:
             self.events = EventRecorder(self.master.www_port)
             self.builder_ids = www_support.builder_ids(self.master)
             self.builder_names = {v: k for k, v in self.builder_ids.items()}
-            self.checks = [
-                s for s in api(self.master, "builders")["builders"] if "check" in (s.get("tags") or [])
-            ]
+            self.checks = [s for s in api(self.master, "builders")["builders"] if "check" in (s.get("tags") or [])]
         except BaseException:
             self.master.stop()
             raise
@@ -195,7 +201,10 @@ class BenchMaster:
             self._admin = Client(self.master, ADMIN_USER, ADMIN_PASSWORD)
         scheduler = www_support.force_scheduler_for(self.master, builder)
         status, answer = self._admin.rpc(
-            f"forceschedulers/{scheduler}", "force", builderid=self.builder_ids[builder], branch="main",
+            f"forceschedulers/{scheduler}",
+            "force",
+            builderid=self.builder_ids[builder],
+            branch="main",
             reason="pipeline benchmark",
         )
         if status != 200:

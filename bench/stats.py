@@ -88,8 +88,15 @@ def build_timeline(events: list[tuple[float, str, dict]], builders: dict[int, st
             stepid = int(parts[1])
             step = steps.setdefault(
                 stepid,
-                {"stepid": stepid, "buildid": message["buildid"], "number": message.get("number"),
-                 "name": message.get("name"), "start": None, "end": None, "results": None},
+                {
+                    "stepid": stepid,
+                    "buildid": message["buildid"],
+                    "number": message.get("number"),
+                    "name": message.get("name"),
+                    "start": None,
+                    "end": None,
+                    "results": None,
+                },
             )
             if parts[2] == "started" and step["start"] is None:
                 step["start"] = t
@@ -138,8 +145,9 @@ def step_overheads(steps: list[dict]) -> list[dict]:
         elapsed = step.get("elapsed")
         if took is None or elapsed is None:
             continue
-        result.append({"name": step["name"], "duration": round(took, 4), "command": elapsed,
-                       "overhead": round(took - elapsed, 4)})
+        result.append(
+            {"name": step["name"], "duration": round(took, 4), "command": elapsed, "overhead": round(took - elapsed, 4)}
+        )
     return result
 
 
@@ -168,8 +176,9 @@ def sequential_bars(jobs: list[dict]) -> list[dict]:
     bars, t = [], 0.0
     for job in jobs:
         seconds = float(job.get("seconds") or 0.0)
-        bars.append({"job": job["job"], "start": round(t, 4), "end": round(t + seconds, 4),
-                     "result": job.get("result")})
+        bars.append(
+            {"job": job["job"], "start": round(t, 4), "end": round(t + seconds, 4), "result": job.get("result")}
+        )
         t += seconds
     return bars
 
@@ -194,14 +203,16 @@ def check_targets(figures: dict[str, dict]) -> list[dict]:
     for key, target, what in TARGETS:
         figure = figures.get(key) or {}
         median, worst = figure.get("median"), figure.get("max")
-        report.append({
-            "figure": key,
-            "what": what,
-            "target": target,
-            "median": median,
-            "worst": worst,
-            "met": None if median is None else median <= target,
-        })
+        report.append(
+            {
+                "figure": key,
+                "what": what,
+                "target": target,
+                "median": median,
+                "worst": worst,
+                "met": None if median is None else median <= target,
+            }
+        )
     return report
 
 
@@ -239,4 +250,3 @@ def validate_results(doc: dict) -> None:
     for key in ("cores", "load_average"):
         if key not in doc["machine"]:
             raise ValueError(f"machine lacks {key}")
-

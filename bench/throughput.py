@@ -40,11 +40,16 @@ def throughput_master(work: Path, cache_root: Path, poll_interval: int, tree_sta
 
     render = RenderStandin(build_seconds=0.5, update_seconds=0.2).start()
     required = [c for c in stats_required() if c not in UNREACHABLE]
-    env = {**stand_in_settings(render), "PIPELINE_CHECKS_REQUIRED": ",".join(required),
-           "PIPELINE_CHECKS_DISABLED": ",".join(UNREACHABLE), "PIPELINE_PIPELINE_REUSE": "true"}
+    env = {
+        **stand_in_settings(render),
+        "PIPELINE_CHECKS_REQUIRED": ",".join(required),
+        "PIPELINE_CHECKS_DISABLED": ",".join(UNREACHABLE),
+        "PIPELINE_PIPELINE_REUSE": "true",
+    }
     try:
-        bm = BenchMaster(work, "local", cache_root, poll_interval, tree_stable, env=env,
-                         secrets=stand_in_secrets(render))
+        bm = BenchMaster(
+            work, "local", cache_root, poll_interval, tree_stable, env=env, secrets=stand_in_secrets(render)
+        )
     except BaseException:
         render.stop()
         raise
@@ -64,12 +69,21 @@ def timed_pipeline(bm: BenchMaster, sha: str, t0: float, branch: str = "main", a
     verdict = bm.wait_verdict(sha)
     builds = bm.collect(sha, t0)["builds"]
     pipeline = builds[verdict["buildid"]]
-    jobs = {b["builder"]: b for b in builds.values() if b["builder"] != "pipeline"
-            and not b["builder"].startswith(("deploy-", "rollback-"))}
+    jobs = {
+        b["builder"]: b
+        for b in builds.values()
+        if b["builder"] != "pipeline" and not b["builder"].startswith(("deploy-", "rollback-"))
+    }
     name, critical = stats.critical_path(jobs)
-    return {"revision": sha, "result": verdict["results"], "wall": pipeline["end"], "critical_path": name,
-            "critical_path_s": critical, "state": verdict["state_string"],
-            "jobs": {n: {"start": b["start"], "end": b["end"], "results": b["results"]} for n, b in jobs.items()}}
+    return {
+        "revision": sha,
+        "result": verdict["results"],
+        "wall": pipeline["end"],
+        "critical_path": name,
+        "critical_path_s": critical,
+        "state": verdict["state_string"],
+        "jobs": {n: {"start": b["start"], "end": b["end"], "results": b["results"]} for n, b in jobs.items()},
+    }
 
 
 def deploy_started(bm: BenchMaster, sha: str, t0: float) -> float:
@@ -102,8 +116,15 @@ def four_branches(bm: BenchMaster, capacity: float, label: str) -> dict:
     longest = max(j["end"] - j["start"] for r in runs for j in r["jobs"].values() if j["end"] is not None)
     floor = max(longest, jobs_cpu / capacity)
     wall = max(r["wall"] for r in runs)
-    return {"wall": wall, "jobs_cpu_s": round(jobs_cpu, 1), "capacity": capacity, "longest_job_s": round(longest, 2),
-            "floor_s": round(floor, 2), "over_floor": round(wall / floor, 3), "pipelines": runs}
+    return {
+        "wall": wall,
+        "jobs_cpu_s": round(jobs_cpu, 1),
+        "capacity": capacity,
+        "longest_job_s": round(longest, 2),
+        "floor_s": round(floor, 2),
+        "over_floor": round(wall / floor, 3),
+        "pipelines": runs,
+    }
 
 
 def throughput_round(bm: BenchMaster, capacity: float, index: int, log) -> dict:
@@ -115,8 +136,10 @@ def throughput_round(bm: BenchMaster, capacity: float, index: int, log) -> dict:
     bm.wait_idle()
     t0 = time.time()
     docs = timed_pipeline(bm, bm.commit(f"docs {index}", path="docs/BENCH.md"), t0)
-    log(f"round {index}: full {full['wall']:.1f}s (critical path {full['critical_path']} "
-        f"{full['critical_path_s']:.1f}s), docs-only {docs['wall']:.2f}s")
+    log(
+        f"round {index}: full {full['wall']:.1f}s (critical path {full['critical_path']} "
+        f"{full['critical_path_s']:.1f}s), docs-only {docs['wall']:.2f}s"
+    )
     bm.wait_idle()
     git(bm.repo, "commit", "-q", "--allow-empty", "-m", f"bench: same tree {index}")
     same = git(bm.repo, "rev-parse", "HEAD").strip()
@@ -126,14 +149,23 @@ def throughput_round(bm: BenchMaster, capacity: float, index: int, log) -> dict:
     log(f"round {index}: tree-equal revision on main: deploy started {to_deploy:.2f}s after the push")
     bm.wait_idle()
     branches = four_branches(bm, capacity, f"round {index}")
-    log(f"round {index}: four branches {branches['wall']:.1f}s, floor {branches['floor_s']:.1f}s "
-        f"(jobs {branches['jobs_cpu_s']} CPU-s / capacity {capacity}, longest job {branches['longest_job_s']}s)")
-    return {"round": index, "full": full, "docs": docs, "tree_equal_to_deploy_s": round(to_deploy, 3),
-            "four_branches": branches,
-            "ratios": {"docs_over_full": round(docs["wall"] / full["wall"], 4),
-                       "full_over_critical_path": round(full["wall"] / full["critical_path_s"], 3),
-                       "four_branches_over_floor": branches["over_floor"],
-                       "tree_equal_push_to_deploy_s": round(to_deploy, 3)}}
+    log(
+        f"round {index}: four branches {branches['wall']:.1f}s, floor {branches['floor_s']:.1f}s "
+        f"(jobs {branches['jobs_cpu_s']} CPU-s / capacity {capacity}, longest job {branches['longest_job_s']}s)"
+    )
+    return {
+        "round": index,
+        "full": full,
+        "docs": docs,
+        "tree_equal_to_deploy_s": round(to_deploy, 3),
+        "four_branches": branches,
+        "ratios": {
+            "docs_over_full": round(docs["wall"] / full["wall"], 4),
+            "full_over_critical_path": round(full["wall"] / full["critical_path_s"], 3),
+            "four_branches_over_floor": branches["over_floor"],
+            "tree_equal_push_to_deploy_s": round(to_deploy, 3),
+        },
+    }
 
 
 def figures_of(rounds: list[dict]) -> list[dict]:
@@ -141,13 +173,21 @@ def figures_of(rounds: list[dict]) -> list[dict]:
     for key, target, what in TARGETS:
         values = [r["ratios"][key] for r in rounds]
         summary = stats.summary(values)
-        result.append({"what": what, "key": key, "target": target, **summary,
-                       "met": summary["median"] is not None and summary["median"] <= target})
+        result.append(
+            {
+                "what": what,
+                "key": key,
+                "target": target,
+                **summary,
+                "met": summary["median"] is not None and summary["median"] <= target,
+            }
+        )
     return result
 
 
-def run_throughput(rounds: int, cache_root: Path, work: Path, poll_interval: int, tree_stable: int,
-                   capacity: float, log) -> dict:
+def run_throughput(
+    rounds: int, cache_root: Path, work: Path, poll_interval: int, tree_stable: int, capacity: float, log
+) -> dict:
     bm, render = throughput_master(work, cache_root, poll_interval, tree_stable)
     try:
         log("throughput: warm-up pipeline (not measured)")
@@ -157,5 +197,9 @@ def run_throughput(rounds: int, cache_root: Path, work: Path, poll_interval: int
     finally:
         bm.stop()
         render.stop()
-    return {"rounds": results, "figures": figures_of(results), "timeout_s": BUILD_TIMEOUT,
-            "disabled": list(UNREACHABLE)}
+    return {
+        "rounds": results,
+        "figures": figures_of(results),
+        "timeout_s": BUILD_TIMEOUT,
+        "disabled": list(UNREACHABLE),
+    }

@@ -24,8 +24,9 @@ def render_throughput(path: Path, doc: dict) -> Path:
             if job["start"] is not None and job["end"] is not None:
                 rows.append((index, name, job))
     rows.sort(key=lambda row: row[2]["start"])
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 1.8 + 0.22 * len(rows)),
-                                         gridspec_kw={"width_ratios": [3, 1]})
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(13, 1.8 + 0.22 * len(rows)), gridspec_kw={"width_ratios": [3, 1]}
+    )
     for y, (branch, name, job) in enumerate(rows):
         left.barh(y, job["end"] - job["start"], left=job["start"], color=COLOURS[branch % len(COLOURS)], height=0.7)
         left.text(job["end"] + 0.5, y, name, va="center", fontsize=6)
@@ -36,10 +37,17 @@ def render_throughput(path: Path, doc: dict) -> Path:
     left.set_yticks([])
     left.invert_yaxis()
     left.set_xlabel("seconds after the four pushes")
-    left.set_title(f"four branches at once: wall / floor {four['over_floor']:.2f} (jobs {four['jobs_cpu_s']:.0f} "
-                   f"CPU-s / capacity {four['capacity']:.2f}; round {chosen['round']}, {doc['date']})", fontsize=9)
-    left.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS],
-                labels=[f"feature/bench-{i}" for i in range(4)], fontsize=7, loc="upper right")
+    left.set_title(
+        f"four branches at once: wall / floor {four['over_floor']:.2f} (jobs {four['jobs_cpu_s']:.0f} "
+        f"CPU-s / capacity {four['capacity']:.2f}; round {chosen['round']}, {doc['date']})",
+        fontsize=9,
+    )
+    left.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS],
+        labels=[f"feature/bench-{i}" for i in range(4)],
+        fontsize=7,
+        loc="upper right",
+    )
     left.grid(axis="x", alpha=0.3)
     labels = ["full pipeline", "docs-only commit", "tree-equal → deploy started"]
     values = [chosen["full"]["wall"], chosen["docs"]["wall"], chosen["tree_equal_to_deploy_s"]]

@@ -56,10 +56,15 @@ def run(rounds: int, api_delay: float) -> dict:
         git(repo, "init", "-q", "-b", "main")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "initial")
-        env = {**outside_urls_env(), "PIPELINE_GITHUB_API_URL": github.url,
-               "PIPELINE_GITHUB_REPOSITORY": "acme/namaskah", "PIPELINE_CHECKS_REQUIRED": "check",
-               "PIPELINE_CHECKS_DISABLED": "",
-               "PIPELINE_REPO_POLL_INTERVAL": "3600", "PIPELINE_GITHUB_MERGE_REF_WAIT_SECONDS": "0"}
+        env = {
+            **outside_urls_env(),
+            "PIPELINE_GITHUB_API_URL": github.url,
+            "PIPELINE_GITHUB_REPOSITORY": "acme/namaskah",
+            "PIPELINE_CHECKS_REQUIRED": "check",
+            "PIPELINE_CHECKS_DISABLED": "",
+            "PIPELINE_REPO_POLL_INTERVAL": "3600",
+            "PIPELINE_GITHUB_MERGE_REF_WAIT_SECONDS": "0",
+        }
         master = start_master(tmp, repo, env=env, seed=False)
         try:
             wait_poller_ready(master)
@@ -113,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "bench" / "results" / f"{doc['date']}-webhook.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     overall = doc["overall"]
-    print(f"{overall['n']} answers with a {args.api_delay:.0f} s GitHub API: median {overall['median']:.3f} s, "
-          f"slowest {overall['max']:.3f} s (target <= {TARGET_SECONDS} s: {'met' if doc['met'] else 'MISSED'}); {out}")
+    print(
+        f"{overall['n']} answers with a {args.api_delay:.0f} s GitHub API: median {overall['median']:.3f} s, "
+        f"slowest {overall['max']:.3f} s (target <= {TARGET_SECONDS} s: {'met' if doc['met'] else 'MISSED'}); {out}"
+    )
     return 0
 
 

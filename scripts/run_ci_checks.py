@@ -227,8 +227,11 @@ def main(argv: list[str]) -> int:
     runner = LocalRun(settings, repo, state, Path(args.cache_root).resolve() if args.cache_root else None)
     if os.geteuid() == 0 and runner.cache_root.is_dir() and runner.cache_root.stat().st_uid != 0:
         # e.g. a root master's cache: its job user (any branch's code) can change these virtualenvs
-        print(f"warning: running as root over {runner.cache_root}, which another user can change: its "
-              "virtualenvs run as root here", file=sys.stderr)
+        print(
+            f"warning: running as root over {runner.cache_root}, which another user can change: its "
+            "virtualenvs run as root here",
+            file=sys.stderr,
+        )
     results = [runner.run_job(job) for job in selected]
     print("\nsummary:")
     for item in results:

@@ -55,8 +55,11 @@ def distributed(config: pytest.Config) -> bool:
     """A worker or the controller of an xdist run with `--dist loadgroup`."""
     if hasattr(config, "workerinput"):  # xdist gives its workers `loadgroup` (and `dist = "no"`)
         return bool(getattr(config.option, "loadgroup", False))
-    return bool(config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None)
-                and config.getoption("dist", "no") == "loadgroup")
+    return bool(
+        config.pluginmanager.hasplugin("xdist")
+        and config.getoption("numprocesses", None)
+        and config.getoption("dist", "no") == "loadgroup"
+    )
 
 
 def known_seconds() -> dict[str, float]:
@@ -88,8 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _trial_case_working_directory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def _trial_case_working_directory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Twisted trial test cases (Buildbot's step and fake-master tests) write into the working directory:
     a fake master's `basedir`, removed at its end, and `TestCase.mktemp()`'s directories. Each gets its
     own working directory (trial itself runs in `_trial_temp`), so that two such tests running at once
@@ -118,5 +122,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     MEASURED.parent.mkdir(exist_ok=True)
     ranked = dict(sorted(((name, round(s, 1)) for name, s in _measured.items()), key=lambda kv: -kv[1]))
-    MEASURED.write_text(json.dumps({"about": "seconds per xdist group (setup + call + teardown) of one run",
-                                    "seconds": ranked}, indent=1) + "\n")
+    MEASURED.write_text(
+        json.dumps(
+            {"about": "seconds per xdist group (setup + call + teardown) of one run", "seconds": ranked}, indent=1
+        )
+        + "\n"
+    )

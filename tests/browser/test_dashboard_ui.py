@@ -62,8 +62,9 @@ def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard")
     repo = make_service_repo(tmp / "repo")
     render = RenderStandin(build_seconds=1.0, update_seconds=0.5).start()
-    with running(lambda: start_www_master(tmp, repo, stand_in_secrets(render), env=stand_in_settings(render)),
-                 render) as master:
+    with running(
+        lambda: start_www_master(tmp, repo, stand_in_secrets(render), env=stand_in_settings(render)), render
+    ) as master:
         the_story = Story(master, render)
         the_story.good = commit_file(repo, "app/dashboard_note.py", '"""A green commit."""\n', "green")
         the_story.good_pipeline = master.pipeline_of(the_story.good)

@@ -12,7 +12,11 @@ from bench import stats
 
 def test_summary_is_min_median_max_of_the_known_values():
     assert stats.summary([3.0, 1.0, None, 2.0]) == {
-        "min": 1.0, "median": 2.0, "max": 3.0, "n": 3, "values": [3.0, 1.0, 2.0]
+        "min": 1.0,
+        "median": 2.0,
+        "max": 3.0,
+        "n": 3,
+        "values": [3.0, 1.0, 2.0],
     }
     assert stats.summary([4, 1])["median"] == 2.5
     assert stats.summary([None, float("nan")]) == {"min": None, "median": None, "max": None, "n": 0, "values": []}
@@ -72,7 +76,11 @@ def test_timeline_from_events_is_relative_to_the_push():
 
 
 def test_critical_path_is_the_longest_single_job():
-    jobs = {"lint": {"start": 2.0, "end": 20.0}, "test": {"start": 1.0, "end": 40.5}, "odd": {"start": 3.0, "end": None}}
+    jobs = {
+        "lint": {"start": 2.0, "end": 20.0},
+        "test": {"start": 1.0, "end": 40.5},
+        "odd": {"start": 3.0, "end": None},
+    }
     assert stats.critical_path(jobs) == ("test", pytest.approx(39.5))
     assert stats.critical_path({}) == (None, None)
 
@@ -97,8 +105,9 @@ def test_step_and_job_overheads_subtract_the_commands_own_runtime():
 
 
 def test_sequential_bars_run_back_to_back():
-    bars = stats.sequential_bars([{"job": "a", "seconds": 2.0, "result": "success"}, {"job": "b", "seconds": 0.0},
-                                  {"job": "c", "seconds": 3.5}])
+    bars = stats.sequential_bars(
+        [{"job": "a", "seconds": 2.0, "result": "success"}, {"job": "b", "seconds": 0.0}, {"job": "c", "seconds": 3.5}]
+    )
     assert [(b["job"], b["start"], b["end"]) for b in bars] == [("a", 0.0, 2.0), ("b", 2.0, 2.0), ("c", 2.0, 5.5)]
 
 
@@ -113,24 +122,48 @@ def figures(**medians):
 
 
 def test_results_document_has_the_ratios_and_checks_every_target():
-    figs = figures(pipeline_over_sequential=0.55, pipeline_over_critical_path=1.3, warm_over_cold_install=0.01,
-                   webhook_to_first_step_s=1.4, rest_p95_ms=250.0, pipeline_wall_s=90.0, pipeline_file_s=0.04)
+    figs = figures(
+        pipeline_over_sequential=0.55,
+        pipeline_over_critical_path=1.3,
+        warm_over_cold_install=0.01,
+        webhook_to_first_step_s=1.4,
+        rest_p95_ms=250.0,
+        pipeline_wall_s=90.0,
+        pipeline_file_s=0.04,
+    )
     doc = stats.results_document(
-        date="2026-02-01", mode="local", machine={"cores": 2, "load_average": {"before": [0.1, 0.2, 0.3]}},
-        versions={"buildbot": "4.3.0"}, settings={}, rounds=[], figures=figs,
+        date="2026-02-01",
+        mode="local",
+        machine={"cores": 2, "load_average": {"before": [0.1, 0.2, 0.3]}},
+        versions={"buildbot": "4.3.0"},
+        settings={},
+        rounds=[],
+        figures=figs,
     )
     assert set(stats.RESULT_KEYS) <= set(doc)
     assert doc["ratios"]["pipeline_wall / sequential_wall"]["median"] == 0.55
     assert doc["ratios"]["pipeline_wall / critical_path"]["median"] == 1.3
     met = {t["figure"]: t["met"] for t in doc["targets"]}
-    assert met == {"pipeline_over_sequential": True, "pipeline_over_critical_path": False,
-                   "warm_over_cold_install": True, "webhook_to_first_step_s": True, "rest_p95_ms": False,
-                   "pipeline_file_s": True}
+    assert met == {
+        "pipeline_over_sequential": True,
+        "pipeline_over_critical_path": False,
+        "warm_over_cold_install": True,
+        "webhook_to_first_step_s": True,
+        "rest_p95_ms": False,
+        "pipeline_file_s": True,
+    }
 
 
 def test_results_shape_is_validated():
-    good = stats.results_document(date="d", mode="local", machine={"cores": 2, "load_average": None}, versions={},
-                                  settings={}, rounds=[], figures={})
+    good = stats.results_document(
+        date="d",
+        mode="local",
+        machine={"cores": 2, "load_average": None},
+        versions={},
+        settings={},
+        rounds=[],
+        figures={},
+    )
     assert all(t["met"] is None for t in good["targets"])
     with pytest.raises(ValueError, match="not a min/median/max"):
         stats.validate_results({**good, "figures": {"pipeline_wall_s": 3.0}})
@@ -144,8 +177,14 @@ def test_throughput_figures_are_checked_against_their_targets():
     from bench.throughput import TARGETS, figures_of
 
     def round_with(docs, deploy, floor, critical):
-        return {"ratios": {"docs_over_full": docs, "tree_equal_push_to_deploy_s": deploy,
-                           "four_branches_over_floor": floor, "full_over_critical_path": critical}}
+        return {
+            "ratios": {
+                "docs_over_full": docs,
+                "tree_equal_push_to_deploy_s": deploy,
+                "four_branches_over_floor": floor,
+                "full_over_critical_path": critical,
+            }
+        }
 
     figures = {f["key"]: f for f in figures_of([round_with(0.08, 3.7, 1.06, 1.07), round_with(0.12, 6.0, 1.2, 1.2)])}
     assert set(figures) == {key for key, _, _ in TARGETS}

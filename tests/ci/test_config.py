@@ -26,8 +26,16 @@ from namaskah_ci.steps.deploy.gate import DeployGate
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
 
-CHECKS = ["test-py3.9", "test-py3.11", "lint", "integration", "migration-test", "security", "container-scan",
-          "secrets-scan"]
+CHECKS = [
+    "test-py3.9",
+    "test-py3.11",
+    "lint",
+    "integration",
+    "migration-test",
+    "security",
+    "container-scan",
+    "secrets-scan",
+]
 PRESENT = ["pipeline", *CHECKS, "codeql", "performance"]
 DESIGN_BUILDERS = {*PRESENT, "deploy-production", "deploy-staging", "rollback-production", "rollback-staging"}
 # the builders a master has once the reference service's pipeline ran on main
@@ -72,7 +80,12 @@ def steps_of(builder) -> list:
 def test_a_new_master_has_the_pipeline_and_deploy_builders_only(env):
     config = build_config(load_settings(env))
     assert [b.name for b in config["builders"]] == [
-        "pipeline", "deploy-production", "rollback-production", "deploy-staging", "rollback-staging"]
+        "pipeline",
+        "deploy-production",
+        "rollback-production",
+        "deploy-staging",
+        "rollback-staging",
+    ]
     forced = {b for s in config["schedulers"] if isinstance(s, ForceScheduler) for b in s.builderNames}
     assert "pipeline" in forced
 
@@ -189,8 +202,12 @@ def test_disabled_checks_reach_the_fan_out_and_stay_forceable(env):
 def test_schedules_come_from_the_registry_on_the_default_branch(env):
     config = config_for(env, PIPELINE_REPO_DEFAULT_BRANCH="trunk")
     nightly = {s.name: s for s in config["schedulers"] if isinstance(s, Nightly)}
-    assert sorted(nightly) == ["schedule-codeql", "schedule-container-scan", "schedule-secrets-scan",
-                               "schedule-security"]
+    assert sorted(nightly) == [
+        "schedule-codeql",
+        "schedule-container-scan",
+        "schedule-secrets-scan",
+        "schedule-security",
+    ]
     assert nightly["schedule-codeql"].builderNames == ["codeql"]
     kwargs = nightly["schedule-codeql"]._config_kwargs
     assert (kwargs["dayOfWeek"], kwargs["hour"], kwargs["minute"], kwargs["branch"]) == (5, 19, 35, "trunk")
@@ -206,7 +223,9 @@ def test_job_builders_never_collapse_requests(default_config):
 
 
 def test_coverage_min_and_the_job_environment_reach_the_jobs(env):
-    config = config_for(env, PIPELINE_CHECKS_COVERAGE_MIN="61", PIPELINE_WORKERS_JOB_ENV="PIP_INDEX_URL=https://m/simple")
+    config = config_for(
+        env, PIPELINE_CHECKS_COVERAGE_MIN="61", PIPELINE_WORKERS_JOB_ENV="PIP_INDEX_URL=https://m/simple"
+    )
     (load,) = steps_of(by_name(config["builders"])["test-py3.11"])
     assert load.setup.coverage_min == 61 and dict(load.setup.worker_env)["PIP_INDEX_URL"] == "https://m/simple"
 
@@ -253,9 +272,20 @@ HTPASSWD = "admin:" + bcrypt.hashpw(b"S3CRET-password", bcrypt.gensalt(rounds=4)
 
 
 # DESIGN.md's secrets (other optional ones, such as GitHub login, switch features on and need more settings)
-DESIGN_SECRETS = ("render_deploy_hook", "render_rollback_hook", "staging_deploy_hook", "staging_rollback_hook",
-                  "render_api_key", "render_service_id", "codecov_token", "github_token", "safety_api_key",
-                  "webhook_secret", "notify_webhook_url", "admin_htpasswd")
+DESIGN_SECRETS = (
+    "render_deploy_hook",
+    "render_rollback_hook",
+    "staging_deploy_hook",
+    "staging_rollback_hook",
+    "render_api_key",
+    "render_service_id",
+    "codecov_token",
+    "github_token",
+    "safety_api_key",
+    "webhook_secret",
+    "notify_webhook_url",
+    "admin_htpasswd",
+)
 
 
 def write_secrets(directory: Path, mode: int = 0o600) -> dict[str, str]:
@@ -324,8 +354,9 @@ def test_secret_files_readable_by_group_or_others_are_refused_naming_the_file(tm
     with pytest.raises(ConfigErrors) as info:
         OwnerOnlySecretInAFile(dirname=str(directory))
     path = directory / "codecov_token"
-    assert info.value.errors == [f"secret file {path} has mode {oct(mode)}: it must be readable by its owner only "
-                                 f"(run: chmod 600 {path})"]
+    assert info.value.errors == [
+        f"secret file {path} has mode {oct(mode)}: it must be readable by its owner only (run: chmod 600 {path})"
+    ]
     with pytest.raises(ConfigErrors, match="codecov_token"):
         build_config(load_settings({**isolated_env(tmp_path), "PIPELINE_SECRETS_DIR": str(directory)}))
 

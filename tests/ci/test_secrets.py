@@ -128,8 +128,13 @@ def test_a_plain_htpasswd_in_the_environment_is_refused(monkeypatch):
 
 
 def test_secret_available_looks_at_files_and_environment(tmp_path, directory):
-    settings = load_settings({"PIPELINE_SECRETS_DIR": str(directory), "PIPELINE_SECRETS_ENV_PREFIX": PREFIX,
-                              "PIPELINE_MASTER_BASEDIR": str(tmp_path / "master")})
+    settings = load_settings(
+        {
+            "PIPELINE_SECRETS_DIR": str(directory),
+            "PIPELINE_SECRETS_ENV_PREFIX": PREFIX,
+            "PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
+        }
+    )
     assert secret_available(settings, "github_token", environ={})
     assert not secret_available(settings, "webhook_secret", environ={})
     assert secret_available(settings, "webhook_secret", environ={PREFIX + "WEBHOOK_SECRET": "x"})
@@ -140,8 +145,13 @@ def test_secret_available_looks_at_files_and_environment(tmp_path, directory):
 def test_providers_directory_first_then_environment(tmp_path, directory):
     settings = load_settings({"PIPELINE_SECRETS_DIR": str(directory), "PIPELINE_MASTER_BASEDIR": str(tmp_path)})
     assert [type(p) for p in make_secret_providers(settings)] == [OwnerOnlySecretInAFile, SecretInEnvironment]
-    off = load_settings({"PIPELINE_SECRETS_DIR": str(tmp_path / "absent"), "PIPELINE_SECRETS_ENV_PREFIX": "",
-                         "PIPELINE_MASTER_BASEDIR": str(tmp_path)})
+    off = load_settings(
+        {
+            "PIPELINE_SECRETS_DIR": str(tmp_path / "absent"),
+            "PIPELINE_SECRETS_ENV_PREFIX": "",
+            "PIPELINE_MASTER_BASEDIR": str(tmp_path),
+        }
+    )
     assert make_secret_providers(off) == []
 
 
@@ -157,10 +167,19 @@ def test_the_master_refuses_to_start_with_a_group_readable_secret(tmp_path):
     write_secrets(directory, {"webhook_secret": "whs-value-not-to-print"})
     (directory / "webhook_secret").chmod(0o640)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(PIPELINE_SECRETS_DIR=str(directory), PIPELINE_MASTER_BASEDIR=str(tmp_path / "master"),
-               PYTHONPATH=str(ROOT / "master"), TZ="UTC")
-    done = subprocess.run([str(Path(sys.executable).parent / "buildbot"), "checkconfig", str(ROOT / "master")],
-                          env=env, capture_output=True, text=True, timeout=180)
+    env.update(
+        PIPELINE_SECRETS_DIR=str(directory),
+        PIPELINE_MASTER_BASEDIR=str(tmp_path / "master"),
+        PYTHONPATH=str(ROOT / "master"),
+        TZ="UTC",
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "buildbot"), "checkconfig", str(ROOT / "master")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert f"secret file {directory / 'webhook_secret'} has mode 0o640" in output

@@ -46,8 +46,14 @@ def test_defaults_load_with_the_documented_values():
     assert s.repo.branches == ["main", "develop"] and s.repo.poll_interval == 60
     assert s.render.api_url == "https://api.render.com/v1"
     assert s.checks.required == [
-        "test-py3.9", "test-py3.11", "lint", "integration", "migration-test",
-        "security", "container-scan", "secrets-scan",
+        "test-py3.9",
+        "test-py3.11",
+        "lint",
+        "integration",
+        "migration-test",
+        "security",
+        "container-scan",
+        "secrets-scan",
     ]
     assert s.checks.disabled == [] and s.checks.report_retention_days == 30
     assert set(s.deploy) == {"production", "staging"}
@@ -107,12 +113,15 @@ def test_overlay_path_may_use_tilde(tmp_path, monkeypatch):
             lambda s: s.workers.interpreters,
             {"3.9": "/opt/py39/bin/python3.9", "3.11": "python3.11"},
         ),
-        ("PIPELINE_WORKERS_INTERPRETERS", '{"3.12": "python3.12"}', lambda s: s.workers.interpreters,
-         {"3.12": "python3.12"}),
+        (
+            "PIPELINE_WORKERS_INTERPRETERS",
+            '{"3.12": "python3.12"}',
+            lambda s: s.workers.interpreters,
+            {"3.12": "python3.12"},
+        ),
         ("PIPELINE_DEPLOY_STAGING_URL", "https://s.example", lambda s: s.deploy["staging"].url, "https://s.example"),
         ("PIPELINE_DEPLOY_STAGING_HEALTH_RETRIES", "9", lambda s: s.deploy["staging"].health_retries, 9),
-        ("PIPELINE_DEPLOY_PRODUCTION_SMOKE_PATHS", "/a,/b", lambda s: s.deploy["production"].smoke_paths,
-         ["/a", "/b"]),
+        ("PIPELINE_DEPLOY_PRODUCTION_SMOKE_PATHS", "/a,/b", lambda s: s.deploy["production"].smoke_paths, ["/a", "/b"]),
         ("PIPELINE_RENDER_API_URL", "http://127.0.0.1:9/v1", lambda s: s.render.api_url, "http://127.0.0.1:9/v1"),
     ],
 )
@@ -121,8 +130,7 @@ def test_environment_overrides_each_type(var, raw, get, expected):
 
 
 def test_environment_beats_the_overlay_file(tmp_path):
-    env = overlay(tmp_path, "[www]\nport = 8020\n[deploy.staging]\nwait_seconds = 5\n",
-                  PIPELINE_WWW_PORT="8040")
+    env = overlay(tmp_path, "[www]\nport = 8020\n[deploy.staging]\nwait_seconds = 5\n", PIPELINE_WWW_PORT="8040")
     s = load_settings(env)
     assert s.www.port == 8040 and s.deploy["staging"].wait_seconds == 5
     assert s.deploy["production"].wait_seconds == 60  # a nested override touches one environment only
@@ -216,8 +224,9 @@ def test_settings_module_cli_validates_and_prints_values(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["PYTHONPATH"] = str(ROOT / "master")
     run = [sys.executable, "-m", "namaskah_ci.settings"]
-    good = subprocess.run(run + ["www.port"], env=dict(env, PIPELINE_WWW_PORT="8123"),
-                          capture_output=True, text=True, timeout=60)
+    good = subprocess.run(
+        run + ["www.port"], env=dict(env, PIPELINE_WWW_PORT="8123"), capture_output=True, text=True, timeout=60
+    )
     assert (good.returncode, good.stdout.strip()) == (0, "8123")
     bad = subprocess.run(run, env=dict(env, PIPELINE_WWW_PORT="x"), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stdout == ""
@@ -238,7 +247,10 @@ def master_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("checkconfig") / "master"
     subprocess.run(
         [str(VENV_BIN / "buildbot"), "create-master", "-r", f"--config={ROOT / 'master' / 'master.cfg'}", str(path)],
-        check=True, capture_output=True, timeout=120, env=clean_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env=clean_env(),
     )
     return path
 
@@ -246,7 +258,11 @@ def master_dir(tmp_path_factory) -> Path:
 def checkconfig(master_dir: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(VENV_BIN / "buildbot"), "checkconfig", str(master_dir)],
-        capture_output=True, text=True, timeout=120, env=clean_env(**env), cwd=master_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(**env),
+        cwd=master_dir,
     )
 
 
@@ -288,7 +304,9 @@ def test_master_ctl_up_stops_on_bad_settings_before_doing_anything(tmp_path):
     secrets = tmp_path / "secrets-not-created"
     done = subprocess.run(
         [str(ROOT / "scripts" / "master_ctl.sh"), "up"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=clean_env(PIPELINE_CONFIG=str(bad), PIPELINE_SECRETS_DIR=str(secrets), PY=sys.executable),
     )
     assert done.returncode != 0

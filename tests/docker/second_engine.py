@@ -27,8 +27,9 @@ class SecondEngine:
         return docker("-H", self.host, *args, timeout=timeout, check=check)
 
     def answers(self) -> bool:
-        done = subprocess.run(["docker", "-H", self.host, "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, timeout=20)
+        done = subprocess.run(
+            ["docker", "-H", self.host, "info", "--format", "{{.ServerVersion}}"], capture_output=True, timeout=20
+        )
         return done.returncode == 0
 
     def start(self, timeout: float = 60) -> "SecondEngine":
@@ -38,10 +39,24 @@ class SecondEngine:
         self.exec_root.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                ["dockerd", "--host", self.host, "--data-root", str(self.data_root), "--exec-root",
-                 str(self.exec_root), "--pidfile", str(self.pidfile), "--bridge=none", "--iptables=false",
-                 "--ip-masq=false"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    "dockerd",
+                    "--host",
+                    self.host,
+                    "--data-root",
+                    str(self.data_root),
+                    "--exec-root",
+                    str(self.exec_root),
+                    "--pidfile",
+                    str(self.pidfile),
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip-masq=false",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -54,12 +69,17 @@ class SecondEngine:
 
     def load(self, image: str) -> None:
         """Copy an image of the first engine into this one (no registry here)."""
-        if subprocess.run(["docker", "-H", self.host, "image", "inspect", image], capture_output=True,
-                          timeout=30).returncode == 0:
+        if (
+            subprocess.run(
+                ["docker", "-H", self.host, "image", "inspect", image], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        ):
             return
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        loaded = subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=save.stdout,
-                                capture_output=True, text=True, timeout=300)
+        loaded = subprocess.run(
+            ["docker", "-H", self.host, "load", "-q"], stdin=save.stdout, capture_output=True, text=True, timeout=300
+        )
         save.stdout.close()
         if save.wait(timeout=300) != 0 or loaded.returncode != 0:
             raise AssertionError(f"could not copy {image} to the second engine: {loaded.stderr.strip()}")

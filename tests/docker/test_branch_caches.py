@@ -108,8 +108,7 @@ class BranchVolumeTests(WorkerTestBase):
         branch = docker_caches.branch_volume("3.11", "feature/x")
         self.assertEqual(seed["entrypoint"], ["cp"])
         self.assertEqual(seed["command"], ["-a", "/seed/.", "/cache/"])
-        self.assertEqual(seed["host_config"]["binds"],
-                         ["namaskah-ci-cache-py3.11:/seed:ro", f"{branch}:/cache:rw"])
+        self.assertEqual(seed["host_config"]["binds"], ["namaskah-ci-cache-py3.11:/seed:ro", f"{branch}:/cache:rw"])
         self.assertEqual(seed["host_config"]["network_mode"], "none")
         self.assertEqual(self.engine.host_configs[-1]["binds"], [f"{branch}:/cache"])  # the job's container
         self.assertEqual(self.engine.host_configs[-1]["cap_drop"], ["NET_RAW"])
@@ -153,8 +152,9 @@ class BranchVolumeTests(WorkerTestBase):
         engine.create_volume("other-master", labels={ds.LABEL_MASTER: "n", ds.LABEL_ROLE: "branch-cache"})
         removed = docker_caches.prune(engine, "m", record, host, now=now, keep="b29", cap=24)
         self.assertEqual(sorted(removed), sorted(["old"] + [f"b{i}" for i in range(23, 29)]))  # 24 kept with b29
-        self.assertEqual(sorted(v for v in engine.volume_store if v.startswith("b")),
-                         sorted([f"b{i}" for i in range(23)] + ["b29"]))
+        self.assertEqual(
+            sorted(v for v in engine.volume_store if v.startswith("b")), sorted([f"b{i}" for i in range(23)] + ["b29"])
+        )
         for kept in ("old-in-use", "main", "other-master"):
             self.assertIn(kept, engine.volume_store)
         self.assertEqual(record.get(host, "old"), {})
@@ -185,12 +185,29 @@ def test_a_branch_jobs_pth_in_its_cache_never_runs_in_the_default_branchs_next_j
         docker_caches.prepare(client, values.cache(props), image, labels, None, "local")  # start_instance's
         mounts = [arg for volume in values.volumes(props) for arg in ("-v", volume)]
         used.update(volume.split(":")[0] for volume in values.volumes(props))
-        return docker("run", "--rm", "--network", "none", "--cap-drop", "NET_RAW", "--entrypoint", "/usr/bin/tini",
-                      *mounts, image, "--", "sh", "-c", script, timeout=300)
+        return docker(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--cap-drop",
+            "NET_RAW",
+            "--entrypoint",
+            "/usr/bin/tini",
+            *mounts,
+            image,
+            "--",
+            "sh",
+            "-c",
+            script,
+            timeout=300,
+        )
 
     venv = "/cache/venvs/v"
-    plant = (f"echo 'import sys; print(\"POISONED by feature/poison\")' > "
-             f"$({venv}/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz.pth; echo planted")
+    plant = (
+        f"echo 'import sys; print(\"POISONED by feature/poison\")' > "
+        f"$({venv}/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz.pth; echo planted"
+    )
     try:
         assert job("main", f"python3 -m venv {venv} && echo built") == "built"
         assert job("feature/poison", f"test -x {venv}/bin/python && echo seeded && {plant}") == "seeded\nplanted"
@@ -250,8 +267,9 @@ def test_through_builds_a_branch_cannot_poison_mains_next_job(tmp_path: Path):
 
         def build_of(revision: str) -> dict:
             def done():
-                found = [b for b in master.finished_builds("probe")
-                         if b["properties"].get("revision", [None])[0] == revision]
+                found = [
+                    b for b in master.finished_builds("probe") if b["properties"].get("revision", [None])[0] == revision
+                ]
                 return found[-1] if found else None
 
             return wait_for(f"the probe build of {revision[:8]}", done, 600, interval=2)

@@ -68,8 +68,10 @@ def test_the_refusal_is_one_line_naming_why_and_the_setting():
     allowed = ("main", "develop")
     assert engine_access.refusal(allowed, "main", False) == ""
     line = engine_access.refusal(allowed, "feature/x", False)
-    assert line == ("docker: branch feature/x does not get the Docker engine's socket (root on its host): "
-                    "[workers] docker_socket_branches gives it to main, develop only")
+    assert line == (
+        "docker: branch feature/x does not get the Docker engine's socket (root on its host): "
+        "[workers] docker_socket_branches gives it to main, develop only"
+    )
     assert "a build without a branch" in engine_access.refusal(allowed, None, False)
     fork = engine_access.refusal(allowed, "main", True)
     assert "fork's pull request" in fork and "[workers] docker_socket_branches" in fork
@@ -147,8 +149,12 @@ def test_a_container_planned_for_another_branch_cannot_reach_the_engine():
     for branch in ("main", "feature/x"):
         binds = [volume for volume in values.volumes(build_of(branch)) if volume.startswith("/")]
         output = client.containers.run(
-            image, ["sh", "-c", "docker version --format 'server {{.Server.Version}}' 2>&1; true"],
-            volumes=binds, entrypoint=[], remove=True, network_mode="none",
+            image,
+            ["sh", "-c", "docker version --format 'server {{.Server.Version}}' 2>&1; true"],
+            volumes=binds,
+            entrypoint=[],
+            remove=True,
+            network_mode="none",
             labels={"org.namaskah.ci.role": "test-socket-branches"},
         )
         seen[branch] = output.decode().strip()

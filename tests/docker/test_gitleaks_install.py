@@ -27,8 +27,21 @@ apt-get -s dist-upgrade | grep -i trixie || true
 
 def test_an_unreachable_release_falls_back_to_debians_package_pinned_alone():
     require_engine_and_images()
-    out = docker("run", "--rm", "--network", "host", "-e", "GITLEAKS_RELEASE_URL=http://127.0.0.1:9/gitleaks.tar.gz",
-                 "-v", f"{TOOLS}:/w:ro", "namaskah-ci/base:bookworm", "sh", "-c", CHECK, timeout=540)
+    out = docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-e",
+        "GITLEAKS_RELEASE_URL=http://127.0.0.1:9/gitleaks.tar.gz",
+        "-v",
+        f"{TOOLS}:/w:ro",
+        "namaskah-ci/base:bookworm",
+        "sh",
+        "-c",
+        CHECK,
+        timeout=540,
+    )
     assert "download of http://127.0.0.1:9/gitleaks.tar.gz failed" in out
     assert "installed Debian's gitleaks 8.16" in out and "/usr/bin/gitleaks" in out
     assert " -10 http://deb.debian.org/debian trixie/main" in out  # the pin: trixie at -10 ...
@@ -39,7 +52,14 @@ def test_an_unreachable_release_falls_back_to_debians_package_pinned_alone():
 
 def test_the_tools_image_has_a_real_gitleaks():
     require_engine_and_images()
-    out = docker("run", "--rm", "--entrypoint", "sh", "namaskah-ci/tools:latest", "-c",
-                 "command -v gitleaks; cat /etc/namaskah-tools-missing 2>/dev/null; true")
+    out = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        "namaskah-ci/tools:latest",
+        "-c",
+        "command -v gitleaks; cat /etc/namaskah-tools-missing 2>/dev/null; true",
+    )
     assert out.strip().splitlines()[0] in ("/usr/local/bin/gitleaks", "/usr/bin/gitleaks"), out
     assert "gitleaks:" not in out, out  # not recorded as missing

@@ -81,12 +81,16 @@ class ServiceWorkerTests(WorkerTestBase):
         [made] = self.engine.execs
         self.assertEqual((made["container"], made["user"]), (self.engine.running("postgres")[0]["Id"], "postgres"))
         sql = " ".join(made["cmd"])
-        self.assertIn(f"CREATE ROLE namaskah LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-                      f"PASSWORD '{password}'", sql)
+        self.assertIn(
+            f"CREATE ROLE namaskah LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            f"PASSWORD '{password}'",
+            sql,
+        )
         self.assertIn("ALTER DATABASE namaskah_ci OWNER TO namaskah", sql)
         for command in ds.REDIS_DISABLED:  # nothing that writes a file or loads code outside its data
-            self.assertIn(["--rename-command", command, ""], [redis["command"][i:i + 3]
-                                                              for i in range(len(redis["command"]))])
+            self.assertIn(
+                ["--rename-command", command, ""], [redis["command"][i : i + 3] for i in range(len(redis["command"]))]
+            )
         yield worker.stop_instance()
 
     @defer.inlineCallbacks
@@ -95,8 +99,9 @@ class ServiceWorkerTests(WorkerTestBase):
         self.engine.exec_exit_code = 2
         with self.assertRaises(LatentWorkerCannotSubstantiate) as raised:
             yield worker.start_instance(build_with())
-        self.assertIn("postgres (namaskah-ci/postgres:15): setting it up for the job failed (exit code 2)",
-                      str(raised.exception))
+        self.assertIn(
+            "postgres (namaskah-ci/postgres:15): setting it up for the job failed (exit code 2)", str(raised.exception)
+        )
         self.assertEqual(self.engine.running(), [])
 
     @defer.inlineCallbacks
@@ -124,8 +129,9 @@ class ServiceWorkerTests(WorkerTestBase):
     def test_a_worker_that_connects_before_its_services_are_ready_waits_for_them(self):
         worker = yield self.make_worker("integration")
         worker.services_ready = ready = defer.Deferred()
-        with mock.patch.object(buildbot_docker.DockerLatentWorker, "attached",
-                               side_effect=lambda conn: defer.succeed("attached")) as attached:
+        with mock.patch.object(
+            buildbot_docker.DockerLatentWorker, "attached", side_effect=lambda conn: defer.succeed("attached")
+        ) as attached:
             connecting = worker.attached("conn")
             self.assertFalse(connecting.called)
             attached.assert_not_called()
@@ -133,9 +139,12 @@ class ServiceWorkerTests(WorkerTestBase):
             self.assertEqual((yield connecting), "attached")
             attached.assert_called_once_with("conn")
         worker.services_ready = failed = defer.Deferred()  # readiness failed: the start says why
-        with mock.patch.object(buildbot_docker.DockerLatentWorker, "attached",
-                               side_effect=lambda conn: defer.succeed("attached")) as attached, \
-                mock.patch.object(worker, "_disconnect", return_value=defer.succeed(None)) as disconnect:
+        with (
+            mock.patch.object(
+                buildbot_docker.DockerLatentWorker, "attached", side_effect=lambda conn: defer.succeed("attached")
+            ) as attached,
+            mock.patch.object(worker, "_disconnect", return_value=defer.succeed(None)) as disconnect,
+        ):
             connecting = worker.attached("conn")
             failed.callback(False)
             with self.assertRaises(RuntimeError):

@@ -42,8 +42,16 @@ def make_repo(path: Path) -> Path:
 
 
 def worker_containers(cli, instance: str) -> set[str]:
-    out = cli("ps", "--filter", f"label={MASTER_LABEL}={instance}", "--filter", "label=org.namaskah.ci.role=worker",
-              "--format", "{{.Names}}", check=False)
+    out = cli(
+        "ps",
+        "--filter",
+        f"label={MASTER_LABEL}={instance}",
+        "--filter",
+        "label=org.namaskah.ci.role=worker",
+        "--format",
+        "{{.Names}}",
+        check=False,
+    )
     return set(out.split())
 
 
@@ -77,8 +85,12 @@ def run_pipeline(master, repo: Path, watch=None) -> tuple[dict, list[dict]]:
         return None
 
     pipeline = wait_for("the pipeline", done, 600, 0.5)
-    jobs = [b for job in JOBS for b in master.finished_builds(job)
-            if (b["properties"].get("namaskah_revision") or [None])[0] == revision]
+    jobs = [
+        b
+        for job in JOBS
+        for b in master.finished_builds(job)
+        if (b["properties"].get("namaskah_revision") or [None])[0] == revision
+    ]
     return pipeline, jobs
 
 

@@ -52,8 +52,12 @@ def test_the_jobs_role_is_no_superuser_and_redis_writes_no_file_elsewhere():
             stranger.close()
         client = Redis.from_url(cache, socket_timeout=5)
         try:
-            for command in (("CONFIG", "SET", "dir", "/tmp"), ("SLAVEOF", "127.0.0.1", "1"), ("MODULE", "LIST"),
-                            ("DEBUG", "SLEEP", "0")):
+            for command in (
+                ("CONFIG", "SET", "dir", "/tmp"),
+                ("SLAVEOF", "127.0.0.1", "1"),
+                ("MODULE", "LIST"),
+                ("DEBUG", "SLEEP", "0"),
+            ):
                 with pytest.raises(ResponseError, match="unknown command"):
                     client.execute_command(*command)
             assert client.ping()

@@ -120,7 +120,8 @@ def test_admins_cancel_a_pending_request(master, clients):
     lint_workers = wait_for(
         f"the {slots} lint workers",
         lambda: (lambda found: found if len(found) == slots else None)(
-            [w for w in api(master, "workers")["workers"] if w["name"].startswith("local-lint")]),
+            [w for w in api(master, "workers")["workers"] if w["name"].startswith("local-lint")]
+        ),
         60,
     )
     for who in ("anonymous", "non-admin"):

@@ -137,11 +137,29 @@ def test_unknown_revisions_and_branches_fail_the_first_step_saying_why(setup):
 def test_rest_calls_with_unknown_ids_answer_4xx(setup):
     master, admin = setup.master, setup.admin
     anonymous = Client(master)
-    for path in ("builds/999999", f"builds/{BIG}", "builders/999999", f"builders/{BIG}", "builders/nosuch",
-                 "buildrequests/999999", f"buildrequests/{BIG}", "steps/999999", f"steps/{BIG}", "logs/999999",
-                 "logs/999999/raw", f"logs/{BIG}/raw", "logs/999999/contents", "forceschedulers/nosuch",
-                 "builders/lint/builds/99999", "builds/999999/steps/1/logs/stdio", "masters/1/schedulers/99999",
-                 "workers/999999", "changes/999999", f"builds?buildid={BIG}", f"builds?limit={BIG}"):
+    for path in (
+        "builds/999999",
+        f"builds/{BIG}",
+        "builders/999999",
+        f"builders/{BIG}",
+        "builders/nosuch",
+        "buildrequests/999999",
+        f"buildrequests/{BIG}",
+        "steps/999999",
+        f"steps/{BIG}",
+        "logs/999999",
+        "logs/999999/raw",
+        f"logs/{BIG}/raw",
+        "logs/999999/contents",
+        "forceschedulers/nosuch",
+        "builders/lint/builds/99999",
+        "builds/999999/steps/1/logs/stdio",
+        "masters/1/schedulers/99999",
+        "workers/999999",
+        "changes/999999",
+        f"builds?buildid={BIG}",
+        f"builds?limit={BIG}",
+    ):
         status, answer = anonymous.get(path)
         assert status in (400, 404), f"GET {path}: HTTP {status} {str(answer)[:200]}"
     for path in ("builders/999999/forceschedulers", "builds/999999/changes", "builds/999999/steps"):
@@ -151,11 +169,17 @@ def test_rest_calls_with_unknown_ids_answer_4xx(setup):
     lint = builder_ids(master)["lint"]
     pipeline = builder_ids(master)["pipeline"]
     calls = [
-        ("builds/999999", "stop", {}, 404), ("builds/999999", "rebuild", {}, 404), (f"builds/{BIG}", "stop", {}, 404),
-        ("builders/lint/builds/99999", "stop", {}, 404), ("buildrequests/999999", "cancel", {}, 404),
-        ("buildrequests/999999", "set_priority", {"priority": 1}, 404), ("buildrequests/999999", "bogus", {}, 400),
-        ("workers/999999", "pause", {}, 404), ("schedulers/999999", "enable", {"enabled": False}, 404),
-        ("builders/999999", "stop", {}, 400), ("builds/999999", "bogus", {}, 400),
+        ("builds/999999", "stop", {}, 404),
+        ("builds/999999", "rebuild", {}, 404),
+        (f"builds/{BIG}", "stop", {}, 404),
+        ("builders/lint/builds/99999", "stop", {}, 404),
+        ("buildrequests/999999", "cancel", {}, 404),
+        ("buildrequests/999999", "set_priority", {"priority": 1}, 404),
+        ("buildrequests/999999", "bogus", {}, 400),
+        ("workers/999999", "pause", {}, 404),
+        ("schedulers/999999", "enable", {"enabled": False}, 404),
+        ("builders/999999", "stop", {}, 400),
+        ("builds/999999", "bogus", {}, 400),
         ("forceschedulers/nosuch", "force", {"builderid": lint}, 404),
         ("forceschedulers/force_lint", "force", {"builderid": 999999}, 400),
         ("forceschedulers/force_lint", "force", {"builderid": BIG}, 400),
@@ -178,12 +202,23 @@ def test_rest_calls_with_unknown_ids_answer_4xx(setup):
 
 def bad_deliveries(sha: str) -> list[tuple[bytes, dict]]:
     body = json.dumps(push_payload(sha)).encode()
-    pull = json.dumps({"number": 7, "action": "opened", "repository": push_payload(sha)["repository"],
-                       "pull_request": {"title": "t", "body": None, "created_at": "2026-01-31T12:00:00Z",
-                                        "commits": 1, "head": {"sha": UNKNOWN_SHA},
-                                        "base": {"ref": "main", "repo": {"full_name": "acme/namaskah"}},
-                                        "_links": {"html": {"href": "https://github.com/acme/namaskah/pull/7"}}},
-                       "sender": {"login": "mallory"}}).encode()
+    pull = json.dumps(
+        {
+            "number": 7,
+            "action": "opened",
+            "repository": push_payload(sha)["repository"],
+            "pull_request": {
+                "title": "t",
+                "body": None,
+                "created_at": "2026-01-31T12:00:00Z",
+                "commits": 1,
+                "head": {"sha": UNKNOWN_SHA},
+                "base": {"ref": "main", "repo": {"full_name": "acme/namaskah"}},
+                "_links": {"html": {"href": "https://github.com/acme/namaskah/pull/7"}},
+            },
+            "sender": {"login": "mallory"},
+        }
+    ).encode()
     wrong_types = push_payload(sha)
     wrong_types["commits"][0]["timestamp"] = 1706702400
     typed = json.dumps(wrong_types).encode()
@@ -237,7 +272,7 @@ def test_a_burst_of_good_and_bad_webhook_deliveries(setup):
 
     revisions = wait_for("the pushed commits as changes", recorded, 60, interval=0.5)
     assert revisions[: len(changes_before)] == changes_before
-    assert sorted(revisions[len(changes_before):]) == sorted(pushed), "exactly the pushed commits, once each"
+    assert sorted(revisions[len(changes_before) :]) == sorted(pushed), "exactly the pushed commits, once each"
     assert not [c for c in api(master, "changes")["changes"] if "refs/pull" in (c["branch"] or "")]
     still_answers(master)
 
@@ -269,8 +304,12 @@ def test_failed_logins_are_limited_per_user_and_per_address(setup):
     hook = Client(master)
     for n in range(6):
         token = base64.b64encode(f"mallory:guess-{n}".encode()).decode()
-        status, answer, _ = hook.request("POST", "change_hook/base", body=b"branch=main", headers={
-            "Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded"})
+        status, answer, _ = hook.request(
+            "POST",
+            "change_hook/base",
+            body=b"branch=main",
+            headers={"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert status == 400, (status, answer)
     assert b"too many failed logins" in answer
 

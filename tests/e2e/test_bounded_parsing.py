@@ -111,8 +111,10 @@ def test_a_pattern_a_regex_backtracks_on_is_matched_at_once_and_rest_answers(set
     (job,) = [b for b in master.finished_builds("probe") if b["properties"]["revision"][0] == revision]
     request = master.api(f"buildrequests/{job['buildrequestid']}")["buildrequests"][0]
     fanned_out = request["submitted_at"] - checks["started_at"]
-    print(f"ReDoS: checks started {checks['started_at']}, probe requested {request['submitted_at']} "
-          f"(+{fanned_out}s), slowest REST answer {probe.slowest:.3f}s of {len(probe.times)}")
+    print(
+        f"ReDoS: checks started {checks['started_at']}, probe requested {request['submitted_at']} "
+        f"(+{fanned_out}s), slowest REST answer {probe.slowest:.3f}s of {len(probe.times)}"
+    )
     assert pipeline["results"] == 0 and job["results"] == 0, pipeline["state_string"]
     assert "probe: runs (key " in master.build_text(pipeline)  # its inputs' digest was made
     assert fanned_out <= 2, fanned_out  # whole seconds, and the fan-out also probes the interpreter
@@ -128,8 +130,10 @@ def test_a_deeply_nested_file_fails_its_pipeline_at_once_in_one_line(setup):
         pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
     step = step_named(master, pipeline, "pipeline file")
     took = step["complete_at"] - step["started_at"]
-    print(f"nesting: step {step['state_string']!r} results {step['results']} in {took}s, "
-          f"slowest REST answer {probe.slowest:.3f}s of {len(probe.times)}")
+    print(
+        f"nesting: step {step['state_string']!r} results {step['results']} in {took}s, "
+        f"slowest REST answer {probe.slowest:.3f}s of {len(probe.times)}"
+    )
     summary = step["state_string"]
     assert step["results"] == 2 and pipeline["results"] == 2, (step["results"], summary)
     assert summary.startswith(".namaskah-ci.yml:9: nesting deeper than 32 levels ([limits] file_depth)"), summary
@@ -154,8 +158,10 @@ def test_builders_per_file_and_registered_are_bounded(setup):
     pipeline = master.pipeline_of(revision, PIPELINE_TIMEOUT, only=True)
     summary = step_named(master, pipeline, "pipeline file")["state_string"]
     assert pipeline["results"] == 2
-    assert summary.startswith(".namaskah-ci.yml:3: jobs: 5 job builders (matrix entries expanded) is over the limit "
-                              "of 4 ([limits] pipeline_builders)"), summary
+    assert summary.startswith(
+        ".namaskah-ci.yml:3: jobs: 5 job builders (matrix entries expanded) is over the limit "
+        "of 4 ([limits] pipeline_builders)"
+    ), summary
     assert not {"m1", "m2", "m3", "m4-py3.9"} & set(registered(master))
     for round_, names in enumerate((("b1", "b2", "b3"), ("c1", "c2", "c3"), ("d1", "d2", "d3")), start=1):
         revision = push(repo, f"set{round_}", {".namaskah-ci.yml": jobs_file(*names)}, f"jobs {names}")

@@ -83,8 +83,9 @@ def setup(tmp_path_factory):
 
 def pipelines_of(master, revisions: set[str]) -> list[dict]:
     def done():
-        found = [b for b in master.finished_builds("pipeline")
-                 if (b["properties"].get("revision") or [None])[0] in revisions]
+        found = [
+            b for b in master.finished_builds("pipeline") if (b["properties"].get("revision") or [None])[0] in revisions
+        ]
         return found if len(found) == len(revisions) else None
 
     return wait_for(f"{len(revisions)} pipelines", done, 600, 2)
@@ -119,9 +120,13 @@ def test_a_newer_push_cancels_the_older_pipeline_of_a_branch_that_does_not_deplo
     older = git(repo, "rev-parse", "HEAD").strip()
 
     def job_running():
-        running = [b for b in master.api("builds", complete="false", property="*")["builds"]
-                   if (b["properties"].get("namaskah_revision") or [None])[0] == older
-                   and b["started_at"] and "acquiring" not in (b["state_string"] or "")]
+        running = [
+            b
+            for b in master.api("builds", complete="false", property="*")["builds"]
+            if (b["properties"].get("namaskah_revision") or [None])[0] == older
+            and b["started_at"]
+            and "acquiring" not in (b["state_string"] or "")
+        ]
         return running
 
     wait_for("a job of the older revision to run", job_running, 120, 1)
@@ -132,7 +137,11 @@ def test_a_newer_push_cancels_the_older_pipeline_of_a_branch_that_does_not_deplo
     by_revision = {(p["properties"]["revision"][0]): p for p in pipelines_of(master, {older, newer})}
     assert by_revision[older]["results"] == CANCELLED, by_revision[older]["state_string"]
     assert by_revision[newer]["results"] == 0, by_revision[newer]["state_string"]
-    jobs = [b for name in JOBS for b in master.finished_builds(name)
-            if (b["properties"].get("namaskah_revision") or [None])[0] == older]
+    jobs = [
+        b
+        for name in JOBS
+        for b in master.finished_builds(name)
+        if (b["properties"].get("namaskah_revision") or [None])[0] == older
+    ]
     assert jobs and all(b["results"] == CANCELLED for b in jobs), [(b["builderid"], b["results"]) for b in jobs]
     assert not spans_of(master, {older})  # none ran to its end

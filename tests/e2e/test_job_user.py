@@ -97,8 +97,6 @@ def finished(master, builder: str, revision: str):
     return found[0] if found else None
 
 
-
-
 def test_the_jobs_commands_run_as_the_job_user_and_cannot_read_the_masters_files(isolated):
     master, tmp, builds = isolated
     probe = step_logs(master, builds["probe"])
@@ -158,8 +156,11 @@ def test_a_missing_job_user_does_not_stop_the_master_and_each_job_fails_naming_i
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "one job")
-    env = {"PIPELINE_PIPELINE_FIRST_RUN": "true", "PIPELINE_WORKERS_JOB_USER": missing,
-           "PIPELINE_WORKERS_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        "PIPELINE_PIPELINE_FIRST_RUN": "true",
+        "PIPELINE_WORKERS_JOB_USER": missing,
+        "PIPELINE_WORKERS_CACHE_DIR": str(tmp_path / "cache"),
+    }
     master = start_master(tmp_path, repo, env=env, seed=False)
     try:
         assert f"the job user {missing!r} does not exist: every job fails until it does" in master.twistd_log()

@@ -70,6 +70,7 @@ def rows(basedir, query: str) -> list[tuple]:
 
 def wait_job_running(port: int, long_id: int, count: int) -> dict:
     """The `count`-th build of the long job, once its `sleep 600` command runs."""
+
     def running():
         found = builds(port, builderid=str(long_id))
         if len(found) < count or found[-1]["complete"]:
@@ -94,8 +95,10 @@ def test_down_stops_a_pipeline_waiting_on_a_long_job_within_30s_and_up_runs_it_a
         assert lines[0].startswith("clean shutdown did not finish in 10 s: sent SIGTERM"), down.stdout + down.stderr
         assert lines[-1] == "master stopped" and not any("SIGKILL" in line for line in lines)
         assert seconds < STOP_SECONDS and not alive(pid)
-        pipeline, job = rows(basedir, "SELECT b.results, r.complete FROM builds b JOIN buildrequests r"
-                                      " ON b.buildrequestid = r.id ORDER BY b.id")
+        pipeline, job = rows(
+            basedir,
+            "SELECT b.results, r.complete FROM builds b JOIN buildrequests r ON b.buildrequestid = r.id ORDER BY b.id",
+        )
         assert pipeline == (RETRY, 0), "the pipeline must end RETRY with its request left to run again"
         assert job == (CANCELLED, 1), "its triggered job is CANCELLED (the retried pipeline triggers it anew)"
 
@@ -121,8 +124,11 @@ def test_down_kills_the_process_group_of_a_master_that_ignores_sigterm(tmp_path)
         f'[master]\nbasedir = "{basedir}"\n[www]\nport = {free_port()}\n[workers]\nport = {free_port()}\n'
         f'[repo]\nurl = "{tmp_path / "no-repo"}"\npoll_interval = 3600\n[secrets]\ndir = "{tmp_path / "secrets"}"\n'
     )
-    stubborn = subprocess.Popen(["sh", "-c", 'trap "" TERM USR1; sleep 300 & echo $! > child; exec sleep 300'],
-                                cwd=basedir, start_new_session=True)
+    stubborn = subprocess.Popen(
+        ["sh", "-c", 'trap "" TERM USR1; sleep 300 & echo $! > child; exec sleep 300'],
+        cwd=basedir,
+        start_new_session=True,
+    )
     try:
         (basedir / "twistd.pid").write_text(f"{stubborn.pid}\n")
         child = int(wait_for("the stand-in's child", lambda: (basedir / "child").read_text().strip(), 10, 0.1))

@@ -85,8 +85,15 @@ def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, timeout=120)
     git(clone, "checkout", "-q", revision)
     out = tmp / "by-hand.json"
-    command = [str(ROOT / "scripts" / "run_ci_checks.sh"), "--repo", str(clone), "--json", str(out),
-               "--cache-root", str(SHARED_CACHE)]  # the master's job caches: the same virtualenvs
+    command = [
+        str(ROOT / "scripts" / "run_ci_checks.sh"),
+        "--repo",
+        str(clone),
+        "--json",
+        str(out),
+        "--cache-root",
+        str(SHARED_CACHE),
+    ]  # the master's job caches: the same virtualenvs
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     by_hand = {item["job"]: item["result"] for item in json.loads(out.read_text())}
     assert by_hand == {job: "success" for job in JOBS}, done.stdout[-3000:]
@@ -133,13 +140,17 @@ def test_no_job_sees_the_masters_environment(first_run):
 def test_the_gate_blocks_on_required_checks_the_file_does_not_define(first_run):
     master, _, _, revision, pipeline = first_run
     gate = [s for s in master.steps(pipeline) if s["name"] == "deploy gate"][0]
-    assert gate["state_string"].startswith(f"not deploying: test-py3.9 is not defined in .namaskah-ci.yml at {short(revision)}")
+    assert gate["state_string"].startswith(
+        f"not deploying: test-py3.9 is not defined in .namaskah-ci.yml at {short(revision)}"
+    )
     assert not master.finished_builds("deploy-production")
 
 
 def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first_run):
     master, repo, _, _, _ = first_run
-    text = (repo / ".namaskah-ci.yml").read_text() + """
+    text = (
+        (repo / ".namaskah-ci.yml").read_text()
+        + """
   docs:
     requirements: []
     secrets: [fixture_token]
@@ -149,6 +160,7 @@ def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first
           printf '%s' "$FIXTURE_TOKEN" | sha256sum
           echo "the token is $FIXTURE_TOKEN"
 """
+    )
     added = commit_file(repo, ".namaskah-ci.yml", text, "ci: a docs job", branch="docs-job")
     git(repo, "checkout", "-q", "main")
     plain = commit_file(repo, "docs/NOTES.md", "second\n", "docs: another note")
@@ -169,24 +181,46 @@ def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first
 BAD_FILES = {
     "syntax": ("jobs:\n  a:\n    steps: [x\n", r".namaskah-ci.yml:4: YAML syntax error"),
     "unknown-key": ("jobs:\n  a:\n    stepz: [x]\n    steps: [y]\n", ".namaskah-ci.yml:4: jobs.a.stepz: unknown key"),
-    "wrong-type": ("jobs:\n  a:\n    timeout: soon\n    steps: [x]\n", ".namaskah-ci.yml:4: jobs.a.timeout: must be a whole number"),
-    "service": ("jobs:\n  a:\n    services: [mysql]\n    steps: [x]\n", ".namaskah-ci.yml:4: jobs.a.services[0]: unknown service 'mysql'"),
+    "wrong-type": (
+        "jobs:\n  a:\n    timeout: soon\n    steps: [x]\n",
+        ".namaskah-ci.yml:4: jobs.a.timeout: must be a whole number",
+    ),
+    "service": (
+        "jobs:\n  a:\n    services: [mysql]\n    steps: [x]\n",
+        ".namaskah-ci.yml:4: jobs.a.services[0]: unknown service 'mysql'",
+    ),
     "no-steps": ("jobs:\n  a:\n    steps: []\n", ".namaskah-ci.yml:4: jobs.a.steps: must not be empty"),
-    "duplicate": ("jobs:\n  t:\n    matrix: {python: ['3.11']}\n    steps: [x]\n  t-py3.11:\n    steps: [y]\n",
-                  ".namaskah-ci.yml:6: jobs.t-py3.11: builder 't-py3.11' is also made by job 't'"),
+    "duplicate": (
+        "jobs:\n  t:\n    matrix: {python: ['3.11']}\n    steps: [x]\n  t-py3.11:\n    steps: [y]\n",
+        ".namaskah-ci.yml:6: jobs.t-py3.11: builder 't-py3.11' is also made by job 't'",
+    ),
     "reserved": ("jobs:\n  deploy-production:\n    steps: [x]\n", ".namaskah-ci.yml:3: jobs.deploy-production:"),
-    "pipeline-name": ("jobs:\n  pipeline:\n    steps: [x]\n", ".namaskah-ci.yml:3: jobs.pipeline: 'pipeline' is the pipeline's"),
-    "secret": ("jobs:\n  a:\n    secrets: [render_deploy_hook]\n    steps: [x]\n",
-               ".namaskah-ci.yml:4: jobs.a.secrets[0]: 'render_deploy_hook' belongs to the master"),
-    "too-large": ("jobs:\n  a:\n    steps: [x]\n" + "# padding\n" * 500, ".namaskah-ci.yml:1: (file): 5037 bytes is over"),
+    "pipeline-name": (
+        "jobs:\n  pipeline:\n    steps: [x]\n",
+        ".namaskah-ci.yml:3: jobs.pipeline: 'pipeline' is the pipeline's",
+    ),
+    "secret": (
+        "jobs:\n  a:\n    secrets: [render_deploy_hook]\n    steps: [x]\n",
+        ".namaskah-ci.yml:4: jobs.a.secrets[0]: 'render_deploy_hook' belongs to the master",
+    ),
+    "too-large": (
+        "jobs:\n  a:\n    steps: [x]\n" + "# padding\n" * 500,
+        ".namaskah-ci.yml:1: (file): 5037 bytes is over",
+    ),
     # issue 21: the limits of one file, and env values that would forge lines in the `environment` log
-    "too-deep": ("jobs:\n  a:\n    steps: [x]\nx: " + "[" * 40 + "]" * 40 + "\n",
-                 ".namaskah-ci.yml:5: nesting deeper than 32 levels ([limits] file_depth)"),
-    "too-many-builders": ("jobs:\n  a:\n    matrix: {python: [" + ", ".join(f'"3.{n}"' for n in range(65)) + "]}\n"
-                          "    steps: [x]\n", ".namaskah-ci.yml:2: jobs: 65 job builders (matrix entries expanded) is "
-                          "over the limit of 64 ([limits] pipeline_builders)"),
-    "env-newline": ('env: {A: "one\\nINJECTED=1"}\njobs:\n  a:\n    steps: [x]\n',
-                    ".namaskah-ci.yml:2: env.A: holds a control character ('\\n')"),
+    "too-deep": (
+        "jobs:\n  a:\n    steps: [x]\nx: " + "[" * 40 + "]" * 40 + "\n",
+        ".namaskah-ci.yml:5: nesting deeper than 32 levels ([limits] file_depth)",
+    ),
+    "too-many-builders": (
+        "jobs:\n  a:\n    matrix: {python: [" + ", ".join(f'"3.{n}"' for n in range(65)) + "]}\n    steps: [x]\n",
+        ".namaskah-ci.yml:2: jobs: 65 job builders (matrix entries expanded) is "
+        "over the limit of 64 ([limits] pipeline_builders)",
+    ),
+    "env-newline": (
+        'env: {A: "one\\nINJECTED=1"}\njobs:\n  a:\n    steps: [x]\n',
+        ".namaskah-ci.yml:2: env.A: holds a control character ('\\n')",
+    ),
 }
 
 
@@ -206,12 +240,15 @@ def test_every_bad_file_fails_its_pipeline_at_once_in_one_line(first_run):
         steps = {s["name"]: s for s in master.steps(pipeline)}
         assert steps["pipeline file"]["results"] == 2 and "checks" not in steps  # halted: nothing fanned out
         assert steps["deploy gate"]["state_string"] in (
-            "branch bad-" + case + " does not deploy", "not deploying: the pipeline file is unusable")
+            "branch bad-" + case + " does not deploy",
+            "not deploying: the pipeline file is unusable",
+        )
     known = [b["name"] for b in master.api("builders")["builders"]]
     for builder in known:
         if builder != "pipeline":
-            assert not [b for b in master.builds(builder) if b["properties"].get("revision", [None])[0]
-                        in revisions.values()], builder
+            assert not [
+                b for b in master.builds(builder) if b["properties"].get("revision", [None])[0] in revisions.values()
+            ], builder
     assert not master.builds("deploy-staging") and master.api("builders")
 
 
@@ -223,7 +260,9 @@ def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(
     token = "ghp_" + "".join(pysecrets.choice(string.ascii_letters + string.digits) for _ in range(36))
     planted = commit_file(repo, "deploy/settings.env", f"GITHUB_TOKEN={token}\n", "deploy settings")
     (repo / "deploy" / "settings.env").unlink()
-    text = (repo / ".namaskah-ci.yml").read_text() + """
+    text = (
+        (repo / ".namaskah-ci.yml").read_text()
+        + """
   secrets-scan:
     requirements: []
     tools: [gitleaks]
@@ -232,6 +271,7 @@ def test_a_planted_secret_fails_the_scan_naming_its_commit_and_is_shown_nowhere(
       - gitleaks detect --source . --redact --no-banner --report-format sarif --report-path out/gitleaks.sarif
     reports: [{path: out/gitleaks.sarif, kind: sarif}]
 """
+    )
     (repo / ".namaskah-ci.yml").write_text(text)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "remove the token, scan for secrets")

@@ -116,13 +116,18 @@ def story(tmp_path_factory):
         yield story
     times = sorted(seconds for _, seconds in story.hook.times)
     if times:
-        print(f"\nwebhook answers with a {API_DELAY:.0f} s GitHub API: {len(times)} deliveries, "
-              f"median {times[len(times) // 2]:.3f} s, slowest {times[-1]:.3f} s")
+        print(
+            f"\nwebhook answers with a {API_DELAY:.0f} s GitHub API: {len(times)} deliveries, "
+            f"median {times[len(times) // 2]:.3f} s, slowest {times[-1]:.3f} s"
+        )
 
 
 def pipelines(story: Story, **wanted) -> list[dict]:
-    return [b for b in story.master.builds("pipeline")
-            if all(story.prop(b, name) == value for name, value in wanted.items())]
+    return [
+        b
+        for b in story.master.builds("pipeline")
+        if all(story.prop(b, name) == value for name, value in wanted.items())
+    ]
 
 
 def wait_pipeline(story: Story, timeout: float = 240, **wanted) -> dict:
@@ -144,8 +149,14 @@ def changes(master, **wanted) -> list[dict]:
 
 
 def test_ping_and_events_it_does_not_use_are_answered_2xx(story):
-    answer, _, _ = story.hook.send("ping", {"zen": "Keep it logically awesome.", "hook_id": 7,
-                                            "hook": {"type": "Repository", "events": ["push", "pull_request"]}})
+    answer, _, _ = story.hook.send(
+        "ping",
+        {
+            "zen": "Keep it logically awesome.",
+            "hook_id": 7,
+            "hook": {"type": "Repository", "events": ["push", "pull_request"]},
+        },
+    )
     assert answer.startswith("pong: hook 7")
     answer, _, _ = story.hook.send("create", {"ref": "v1", "ref_type": "tag", "repository": {}})
     assert "ignored" in answer
@@ -162,8 +173,12 @@ def test_a_push_and_a_form_encoded_push_are_recorded_once_and_deploy(story):
     pipeline = wait_pipeline(story, revision=second)
     assert pipeline["results"] == 0, story.step_states(pipeline)
     assert len(changes(story.master, revision=first)) == 1 and len(changes(story.master, revision=second)) == 1
-    wait_for("the deploy of the form-encoded push", lambda: any(
-        story.prop(b, "revision") == second for b in story.deploys() if b["complete"]), 180, 1)
+    wait_for(
+        "the deploy of the form-encoded push",
+        lambda: any(story.prop(b, "revision") == second for b in story.deploys() if b["complete"]),
+        180,
+        1,
+    )
     story.redelivery = (delivery, body)
 
 
@@ -178,7 +193,8 @@ def test_a_redelivery_is_ignored(story):
     assert len(api(story.master, "changes")["changes"]) == before and not changes(story.master, revision=third)
     big = push_payload(third)  # a new delivery of it is used, even at 6 MiB (GitHub sends up to 25 MB)
     big["head_commit"]["modified"] = big["commits"][0]["modified"] = [
-        f"src/generated/module_{index:06d}.py" for index in range(110_000)]
+        f"src/generated/module_{index:06d}.py" for index in range(110_000)
+    ]
     assert len(json.dumps(big)) > 6 * 1024 * 1024
     answer, _, _ = story.hook.send("push", big)
     assert answer == f"push to main at {third[:7]}: polling now"
@@ -219,12 +235,19 @@ def test_a_pull_request_builds_its_merge_result_posts_statuses_to_its_head_and_n
     assert pipeline["results"] == 0, story.step_states(pipeline)
     assert story.prop(pipeline, "branch") == "refs/pull/1/merge"
     assert (story.prop(pipeline, "pr_number"), story.prop(pipeline, "pr_head"), story.prop(pipeline, "pr_base")) == (
-        1, head, "main")
+        1,
+        head,
+        "main",
+    )
     assert "pull requests never deploy" in story.step_states(pipeline)["deploy gate"]
     probe = job_build(story, "probe", merge)
     assert hashlib.sha256(JOB_SECRET.encode()).hexdigest() in story.master.build_text(probe)  # trusted: given
-    wait_for("statuses on the PR head", lambda: story.github.statuses_for(head) == {
-        "ci/check": "success", "ci/probe": "success"}, 120, 1)
+    wait_for(
+        "statuses on the PR head",
+        lambda: story.github.statuses_for(head) == {"ci/check": "success", "ci/probe": "success"},
+        120,
+        1,
+    )
     assert not story.github.statuses_for(merge)
     time.sleep(2)
     assert len(story.deploys()) == deploys
@@ -232,8 +255,11 @@ def test_a_pull_request_builds_its_merge_result_posts_statuses_to_its_head_and_n
 
 def job_runs(story: Story, builder: str, revisions: set[str]) -> list[dict]:
     """The builds of `builder` at `revisions` that ran the job (not a reuse of another build)."""
-    return [b for b in story.master.finished_builds(builder)
-            if story.prop(b, "namaskah_revision") in revisions and not story.prop(b, "namaskah_reused")]
+    return [
+        b
+        for b in story.master.finished_builds(builder)
+        if story.prop(b, "namaskah_revision") in revisions and not story.prop(b, "namaskah_reused")
+    ]
 
 
 def test_the_same_tree_as_a_branch_push_and_a_pull_request_runs_its_jobs_once(story):
@@ -262,15 +288,23 @@ def test_a_newer_synchronize_cancels_the_older_pipeline_and_closing_cancels_the_
     slow = PIPELINE.format(sleep=600, secrets=story.tmp / "secrets", basedir=story.tmp / "master")
     head, _ = pull_request(story.repo, 4, "slow.txt", "1\n", pipeline=slow)
     story.hook.send("pull_request", pull_request_payload(4, head, action="opened"))
-    wait_for("the first slow check running", lambda: [
-        b for b in story.master.builds("check") if story.prop(b, "pr_head") == head and not b["complete"]], 120, 1)
+    wait_for(
+        "the first slow check running",
+        lambda: [b for b in story.master.builds("check") if story.prop(b, "pr_head") == head and not b["complete"]],
+        120,
+        1,
+    )
     git(story.repo, "update-ref", "-d", "refs/pull/4/merge")
     newer, _ = pull_request(story.repo, 4, "slow.txt", "2\n", pipeline=slow)
     story.hook.send("pull_request", pull_request_payload(4, newer, action="synchronize"))
     older = wait_pipeline(story, 120, pr_head=head)
     assert older["results"] == 6, story.step_states(older)  # CANCELLED
-    wait_for("the newer slow check running", lambda: [
-        b for b in story.master.builds("check") if story.prop(b, "pr_head") == newer and not b["complete"]], 120, 1)
+    wait_for(
+        "the newer slow check running",
+        lambda: [b for b in story.master.builds("check") if story.prop(b, "pr_head") == newer and not b["complete"]],
+        120,
+        1,
+    )
     answer, _, _ = story.hook.send("pull_request", pull_request_payload(4, newer, action="closed"))
     assert answer == "pull request #4 closed: cancelling its builds"
     latest = wait_pipeline(story, 120, pr_head=newer)
@@ -284,8 +318,9 @@ def test_a_newer_synchronize_cancels_the_older_pipeline_and_closing_cancels_the_
 def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(story):
     deploys = len(story.deploys())
     head, merge = pull_request(story.repo, 5, "fork.txt", "from a fork\n")
-    answer, _, _ = story.hook.send("pull_request", pull_request_payload(5, head, action="opened",
-                                                                        head_repo="mallory/namaskah"))
+    answer, _, _ = story.hook.send(
+        "pull_request", pull_request_payload(5, head, action="opened", head_repo="mallory/namaskah")
+    )
     assert "from the fork mallory/namaskah: no secrets; runs once an admin approves it" in answer
     waiting = wait_pipeline(story, revision=merge)
     assert waiting["results"] == 1 and "waiting for an admin's approval" in waiting["state_string"]
@@ -293,14 +328,20 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
     assert not [b for b in story.master.builds("probe") if story.prop(b, "pr_number") == 5]
     builderid = story.ids["pipeline"]
     status, _ = Client(story.master, DEV_USER, DEV_PASSWORD).rpc(
-        "forceschedulers/approve_fork", "force", builderid=builderid, pr_number=5, reason="looks fine")
+        "forceschedulers/approve_fork", "force", builderid=builderid, pr_number=5, reason="looks fine"
+    )
     assert status == 403
-    status, answer = story.admin.rpc("forceschedulers/approve_fork", "force", builderid=builderid,
-                                     pr_number=99, reason="no such PR")
+    status, answer = story.admin.rpc(
+        "forceschedulers/approve_fork", "force", builderid=builderid, pr_number=99, reason="no such PR"
+    )
     assert status != 200 and "no pull request #99 has been recorded" in json.dumps(answer), answer
     force(story.admin, "pipeline", "approve_fork", pr_number=5, reason="reviewed")
-    approved = wait_for("the approved pipeline", lambda: [
-        b for b in pipelines(story, revision=merge) if b["complete"] and story.prop(b, "pr_approved_by")], 240, 1)[-1]
+    approved = wait_for(
+        "the approved pipeline",
+        lambda: [b for b in pipelines(story, revision=merge) if b["complete"] and story.prop(b, "pr_approved_by")],
+        240,
+        1,
+    )[-1]
     assert approved["results"] == 0, story.step_states(approved)
     probe = job_build(story, "probe", merge)
     text = story.master.build_text(probe)
@@ -311,8 +352,9 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
     for value in story.secret_values:
         assert value not in text and hashlib.sha256(value.encode()).hexdigest() not in text
     assert [s["name"] for s in story.master.steps(probe)].count("record for reuse") == 0
-    wait_for("statuses on the fork's head", lambda: story.github.statuses_for(head).get("ci/probe") == "success",
-             120, 1)
+    wait_for(
+        "statuses on the fork's head", lambda: story.github.statuses_for(head).get("ci/probe") == "success", 120, 1
+    )
     assert len(story.deploys()) == deploys
 
 

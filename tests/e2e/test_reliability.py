@@ -36,8 +36,21 @@ HELPERS = ROOT / "master" / "namaskah_ci" / "helpers"
 
 
 def start_postgres(state: Path) -> str:
-    done = subprocess.run([sys.executable, str(HELPERS / "ci_services.py"), "start", "--state-dir", str(state),
-                           "--postgres", "--timeout", "60"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HELPERS / "ci_services.py"),
+            "start",
+            "--state-dir",
+            str(state),
+            "--postgres",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("DATABASE_URL=")][0]
 
@@ -64,8 +77,11 @@ def crash_story(request, tmp_path_factory):
         finally:
             render.stop()
             if db_url:
-                subprocess.run([sys.executable, str(HELPERS / "ci_services.py"), "stop", "--state-dir",
-                                str(tmp / "db")], capture_output=True, timeout=120)
+                subprocess.run(
+                    [sys.executable, str(HELPERS / "ci_services.py"), "stop", "--state-dir", str(tmp / "db")],
+                    capture_output=True,
+                    timeout=120,
+                )
 
 
 def write_trials(database: str) -> None:
@@ -78,8 +94,11 @@ def write_trials(database: str) -> None:
 def of_revision(story, builder: str, revision: str) -> list[dict]:
     """The builds of `builder` for `revision`, oldest first (the REST API's order is the database's:
     PostgreSQL returns an updated row, e.g. a build the restart marked RETRY, last)."""
-    found = [b for b in story.master.builds(builder) if story.prop(b, "revision") == revision
-             or story.prop(b, "deploy_revision") == revision]
+    found = [
+        b
+        for b in story.master.builds(builder)
+        if story.prop(b, "revision") == revision or story.prop(b, "deploy_revision") == revision
+    ]
     return sorted(found, key=lambda b: b["number"])
 
 
@@ -94,8 +113,11 @@ def running_build(story, builder: str, revision: str, step: str | None = None) -
 
 
 def step_done(story, builder: str, revision: str, step: str) -> bool:
-    return any(s["name"] == step and s["complete"] for b in of_revision(story, builder, revision)
-               for s in story.master.steps(b))
+    return any(
+        s["name"] == step and s["complete"]
+        for b in of_revision(story, builder, revision)
+        for s in story.master.steps(b)
+    )
 
 
 def crash(story, revision: str) -> float:
@@ -111,6 +133,7 @@ def crash(story, revision: str) -> float:
 
 def settled(story, revision: str) -> tuple[dict, dict]:
     """The final pipeline and deploy builds of a revision, once nothing of it runs or waits."""
+
     def final(builder):
         builds = [b for b in of_revision(story, builder, revision) if b["complete"] and b["results"] != RETRY]
         busy = [b for b in of_revision(story, builder, revision) if not b["complete"]]
@@ -142,10 +165,17 @@ def trial(story, moment: str, kill_when, revision: str, expect_live: str, after_
     t0 = time.monotonic()
     pipeline, deploy = settled(story, revision)
     check_invariants(story, expect_live)
-    record = {"database": story.database, "moment": moment, "revision": revision[:7],
-              "pipeline": pipeline["results"], "deploy": deploy["results"], "deploy_summary": deploy["state_string"],
-              "restart_s": round(restart_s, 1), "restart_to_deploy_done_s": round(time.monotonic() - t0, 1),
-              "render_deploys_of_revision": len(story.render.deploys_of(revision))}
+    record = {
+        "database": story.database,
+        "moment": moment,
+        "revision": revision[:7],
+        "pipeline": pipeline["results"],
+        "deploy": deploy["results"],
+        "deploy_summary": deploy["state_string"],
+        "restart_s": round(restart_s, 1),
+        "restart_to_deploy_done_s": round(time.monotonic() - t0, 1),
+        "render_deploys_of_revision": len(story.render.deploys_of(revision)),
+    }
     TRIALS.append(record)
     return record
 
@@ -180,8 +210,9 @@ def test_killed_right_after_render_answered_the_deploy_call(crash_story):
     finally:
         story.render.on_deploy = None
     assert record["deploy"] == 0 and record["render_deploys_of_revision"] == 1, record
-    assert "resuming" in json.dumps([s["state_string"] for s in story.master.steps(
-        of_revision(story, "deploy-production", rev)[-1])]), "the retried deploy took Render's deploy over"
+    assert "resuming" in json.dumps(
+        [s["state_string"] for s in story.master.steps(of_revision(story, "deploy-production", rev)[-1])]
+    ), "the retried deploy took Render's deploy over"
 
 
 def test_killed_while_waiting_for_live(crash_story):
@@ -189,8 +220,13 @@ def test_killed_while_waiting_for_live(crash_story):
     story.render.build_seconds = 8.0
     try:
         rev = story.commit("live", "app/notes.md", "killed while waiting for live\n")
-        record = trial(story, "while waiting for live",
-                       lambda: running_build(story, "deploy-production", rev, "wait until live"), rev, rev)
+        record = trial(
+            story,
+            "while waiting for live",
+            lambda: running_build(story, "deploy-production", rev, "wait until live"),
+            rev,
+            rev,
+        )
     finally:
         story.render.build_seconds = 1.0
     assert record["deploy"] == 0 and record["render_deploys_of_revision"] == 1, record
@@ -204,8 +240,14 @@ def test_killed_during_the_health_checks(crash_story):
         story.render.service.down = False
 
     rev = story.commit("health", "app/notes.md", "killed during the health checks\n")
-    record = trial(story, "during health checks",
-                   lambda: running_build(story, "deploy-production", rev, "health check"), rev, rev, healthy_again)
+    record = trial(
+        story,
+        "during health checks",
+        lambda: running_build(story, "deploy-production", rev, "health check"),
+        rev,
+        rev,
+        healthy_again,
+    )
     assert record["deploy"] == 0 and record["render_deploys_of_revision"] == 1, record
 
 
@@ -239,5 +281,11 @@ def test_two_pushes_a_second_apart_end_on_the_newer(crash_story):
     check_invariants(story, newer)
     order = [d["commit"]["id"] for d in story.render.deploy_history() if d["trigger"] != "rollback"]
     assert newer in order and (older not in order or order.index(older) < order.index(newer)), order
-    TRIALS.append({"database": story.database, "moment": "two pushes a second apart (slow Render)",
-                   "revision": newer[:7], "deployed_in_order": [r[:7] for r in order[-2:]]})
+    TRIALS.append(
+        {
+            "database": story.database,
+            "moment": "two pushes a second apart (slow Render)",
+            "revision": newer[:7],
+            "deployed_in_order": [r[:7] for r in order[-2:]],
+        }
+    )

@@ -113,8 +113,9 @@ def test_a_500_mib_declared_body_is_refused_by_its_length_without_memory_growth(
 
 
 def test_a_chunked_body_is_stopped_at_the_limit(master):
-    status, body = status_and_body(post(master.www_port, "/api/v2/forceschedulers/force-pipeline", 4 * MIB,
-                                        chunked=True))
+    status, body = status_and_body(
+        post(master.www_port, "/api/v2/forceschedulers/force-pipeline", 4 * MIB, chunked=True)
+    )
     assert status == "HTTP/1.1 413 Content Too Large"
     assert body == "request body is over the limit of 1048576 bytes ([limits] request_bytes)\n"
 

@@ -109,8 +109,11 @@ def job_builds(story: Story, pipeline: dict) -> dict[str, dict]:
     revision = story.prop(pipeline, "revision")
     found = {}
     for job in JOBS:
-        builds = [b for b in story.master.finished_builds(job) if story.prop(b, "namaskah_revision") == revision
-                  and b["started_at"] >= pipeline["started_at"]]
+        builds = [
+            b
+            for b in story.master.finished_builds(job)
+            if story.prop(b, "namaskah_revision") == revision and b["started_at"] >= pipeline["started_at"]
+        ]
         assert builds, f"no {job} build of {revision[:8]}"
         found[job] = builds[-1]
     return found
@@ -205,8 +208,7 @@ def test_records_survive_a_restart(story, first):
 def test_a_forced_run_everything_reuses_nothing(story, first):
     revision = git(story.repo, "rev-parse", "HEAD").strip()
     before = len(story.master.finished_builds("pipeline"))
-    force(story.admin, "pipeline", branch=BRANCH, revision=revision, run_everything=True,
-                reason="everything")
+    force(story.admin, "pipeline", branch=BRANCH, revision=revision, run_everything=True, reason="everything")
     builds = story.master.wait_builds("pipeline", before + 1, 300)
     pipeline = builds[before]
     assert "run everything" in story.master.build_text(pipeline)
@@ -236,7 +238,7 @@ def test_rerun_failed_runs_exactly_the_failed_jobs_then_deploys(story, first):
     markers.chmod(0o755)
     marker = markers / f"namaskah-rerun-{os.getpid()}-{secrets.token_hex(4)}"
     git(story.repo, "checkout", "-q", "main")
-    gate_step = f'test ! -e flag && test -e {marker}'
+    gate_step = f"test ! -e flag && test -e {marker}"
     text = pipeline_text(mode="b", app_step='echo "step two $MODE"').replace(
         'steps: ["test ! -e flag"]', f"steps: [{json.dumps(gate_step)}]"
     )
@@ -257,9 +259,16 @@ def test_rerun_failed_runs_exactly_the_failed_jobs_then_deploys(story, first):
     try:
         status, answer = rerun(story, failed["number"])
         assert status == 200, answer
-        again = wait_for("the re-run pipeline", lambda: [
-            b for b in story.master.finished_builds("pipeline") if b["number"] > failed["number"]
-            and story.prop(b, "rerun_of") == failed["number"]], 300, 2)[0]
+        again = wait_for(
+            "the re-run pipeline",
+            lambda: [
+                b
+                for b in story.master.finished_builds("pipeline")
+                if b["number"] > failed["number"] and story.prop(b, "rerun_of") == failed["number"]
+            ],
+            300,
+            2,
+        )[0]
     finally:
         marker.unlink()
     assert story.prop(again, "revision") == revision and story.prop(again, "branch") == "main"

@@ -65,7 +65,7 @@ jobs:
     steps:
       - {name: linger, run: "setsid nohup sleep 31338 >/dev/null 2>&1 </dev/null & sleep 31339"}
 """
-PROBE = r'''
+PROBE = r"""
 import glob, hashlib, os, site, sys, time
 
 PTH = "import sys; sys.stderr.write('POISONED: code from branch evil ran in ' + sys.executable + '\\n')\n"
@@ -118,7 +118,7 @@ def snoop():
 
 
 {"poison": poison, "snoop": snoop}[sys.argv[1]]()
-'''
+"""
 
 
 def processes(argv: list[str]) -> list[int]:
@@ -176,8 +176,12 @@ def sandboxed(tmp_path_factory):
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the security probe's pipeline")
-    env = {"PIPELINE_PIPELINE_FIRST_RUN": "true", "PIPELINE_WORKERS_CACHE_DIR": str(tmp / "cache"),
-           "PIPELINE_WORKERS_MAX_JOBS": "4", "PIPELINE_PIPELINE_REUSE": "false"}
+    env = {
+        "PIPELINE_PIPELINE_FIRST_RUN": "true",
+        "PIPELINE_WORKERS_CACHE_DIR": str(tmp / "cache"),
+        "PIPELINE_WORKERS_MAX_JOBS": "4",
+        "PIPELINE_PIPELINE_REUSE": "false",
+    }
     extra = '[pipeline]\njob_secrets = ["codecov_token"]\n'
     try:
         with running(lambda: start_master(tmp, repo, extra, env=env, seed=False)) as master:
@@ -253,8 +257,9 @@ def test_nothing_of_a_job_survives_the_master_being_killed(sandboxed):
 
     def running():
         try:
-            builds = [b for b in master.builds("linger") if b["properties"].get("namaskah_revision", [None])[0]
-                      == revision]
+            builds = [
+                b for b in master.builds("linger") if b["properties"].get("namaskah_revision", [None])[0] == revision
+            ]
         except Exception:
             return None
         return builds and processes(LINGER) and processes(LINGER_FG)

@@ -74,14 +74,20 @@ def test_no_property_log_or_rest_answer_holds_a_service_password(tmp_path: Path)
         [recorded] = glob.glob(str(master.basedir / "workers" / "*" / "svc" / "build" / "urls.txt"))
         database_url, redis_url = Path(recorded).read_text().split()
         assert "postgres says 42" in logs and "redis says PONG" in logs, logs[-3000:]
-        passwords = {"postgres": urllib.parse.urlsplit(database_url).password,
-                     "redis": urllib.parse.urlsplit(redis_url).password}
+        passwords = {
+            "postgres": urllib.parse.urlsplit(database_url).password,
+            "redis": urllib.parse.urlsplit(redis_url).password,
+        }
         shown = everything_shown(master, build)
         start = next(name for name in steps if name.startswith("start "))
         port = urllib.parse.urlsplit(database_url).port
         problems = [f"the job's {name} has no password" for name, password in passwords.items() if not password]
-        problems += [f"the job's {name} password is in {where}" for name, password in passwords.items()
-                     for where, text in shown.items() if password and password in text]
+        problems += [
+            f"the job's {name} password is in {where}"
+            for name, password in passwords.items()
+            for where, text in shown.items()
+            if password and password in text
+        ]
         answered = [line for line in logs.splitlines() if line.startswith("redis without the password says ")]
         if not answered or "NOAUTH" not in answered[0]:
             problems.append(f"redis answered a client without the password: {answered}")

@@ -103,9 +103,10 @@ def test_a_signed_push_records_the_commit_and_starts_its_pipeline_at_once(setup)
 
     def pipeline_for_sha():
         for build in api(master, "builders/pipeline/builds", property="*")["builds"]:
-            if build["properties"].get("got_revision", [None])[0] == sha or build["properties"].get(
-                "revision", [None]
-            )[0] == sha:
+            if (
+                build["properties"].get("got_revision", [None])[0] == sha
+                or build["properties"].get("revision", [None])[0] == sha
+            ):
                 return build
         return None
 
@@ -124,8 +125,13 @@ def base_hook(master, authorization: str | None, **fields) -> tuple[int, str]:
 def test_the_base_hook_takes_changes_from_admins_only(setup):
     master, _ = setup
     before = revisions(master)
-    fields = {"revision": "b" * 40, "branch": "feature/base-hook", "author": "x <x@example.com>",
-              "comments": "via base", "project": "namaskah"}
+    fields = {
+        "revision": "b" * 40,
+        "branch": "feature/base-hook",
+        "author": "x <x@example.com>",
+        "comments": "via base",
+        "project": "namaskah",
+    }
     for authorization in (None, basic(DEV_USER, DEV_PASSWORD), basic(ADMIN_USER, "wrong")):
         status, text = base_hook(master, authorization, **fields)
         assert 400 <= status < 500, f"{authorization}: HTTP {status} {text}"

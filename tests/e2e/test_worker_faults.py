@@ -86,7 +86,9 @@ def test_a_killed_job_command_ends_the_build_saying_so_and_leaks_nothing(tmp_pat
             os.kill(pid, signal.SIGKILL)
 
         def finished():
-            builds = [b for b in master.finished_builds("slow") if b["properties"].get("revision", [None])[0] == revision]
+            builds = [
+                b for b in master.finished_builds("slow") if b["properties"].get("revision", [None])[0] == revision
+            ]
             return builds[0] if builds else None
 
         build = wait_for("the killed build to end", finished, 120, 0.5)

@@ -135,8 +135,17 @@ def everything_visible(master) -> str:
     """The frontend config, a REST dump and every step log, as one text."""
     anonymous = Client(master)
     parts = [anonymous.request("GET", "config")[1].decode("utf-8", "replace")]
-    for path in ("builders", "forceschedulers", "schedulers", "changes", "workers", "masters", "buildrequests",
-                 "buildsets", "changesources"):
+    for path in (
+        "builders",
+        "forceschedulers",
+        "schedulers",
+        "changes",
+        "workers",
+        "masters",
+        "buildrequests",
+        "buildsets",
+        "changesources",
+    ):
         parts.append(json.dumps(api(master, path)))
     builds = api(master, "builds", property="*")["builds"]
     parts.append(json.dumps(builds))

@@ -30,7 +30,8 @@ def setup(tmp_path_factory):
         lint_workers = wait_for(
             f"the {slots} lint workers",
             lambda: (lambda found: found if len(found) == slots else None)(
-                [w["workerid"] for w in api(master, "workers")["workers"] if w["name"].startswith("local-lint")]),
+                [w["workerid"] for w in api(master, "workers")["workers"] if w["name"].startswith("local-lint")]
+            ),
             60,
         )
         yield master, repo, admin, lint_workers
@@ -86,11 +87,17 @@ def two_commits(master, repo, admin, workers: list[int], branch: str) -> tuple[s
 def test_a_newer_commit_on_a_feature_branch_cancels_the_older_pipeline(setup):
     master, repo, admin, workers = setup
     first, second = two_commits(master, repo, admin, workers, "feature/cancel")
-    older = wait_for("the older pipeline to end", lambda: (lambda b: b if b and b["complete"] else None)(
-        pipeline_build(master, first)), 120)
+    older = wait_for(
+        "the older pipeline to end",
+        lambda: (lambda b: b if b and b["complete"] else None)(pipeline_build(master, first)),
+        120,
+    )
     assert older["results"] == CANCELLED, older["state_string"]
-    newer = wait_for("the newer pipeline to end", lambda: (lambda b: b if b and b["complete"] else None)(
-        pipeline_build(master, second)), 300)
+    newer = wait_for(
+        "the newer pipeline to end",
+        lambda: (lambda b: b if b and b["complete"] else None)(pipeline_build(master, second)),
+        300,
+    )
     assert newer["results"] != CANCELLED
 
 
@@ -113,6 +120,9 @@ def test_on_main_the_older_pipeline_is_not_cancelled(setup):
         assert not any(r["complete"] for r in requests_for(master, "lint", first)), "the older lint was cancelled"
     finally:
         pause(admin, workers, "unpause")
-    older = wait_for("the older main pipeline to end", lambda: (lambda b: b if b and b["complete"] else None)(
-        pipeline_build(master, first)), 300)
+    older = wait_for(
+        "the older main pipeline to end",
+        lambda: (lambda b: b if b and b["complete"] else None)(pipeline_build(master, first)),
+        300,
+    )
     assert older["results"] != CANCELLED, older["state_string"]

@@ -87,8 +87,9 @@ def builds(port: int, **filters: str) -> list[dict]:
 
 
 def builder_id(port: int, name: str) -> int:
-    return wait_for(f"builder {name}", lambda: {b["name"]: b["builderid"] for b in api(port, "builders")["builders"]}
-                    .get(name), 60)
+    return wait_for(
+        f"builder {name}", lambda: {b["name"]: b["builderid"] for b in api(port, "builders")["builders"]}.get(name), 60
+    )
 
 
 def timed(call) -> tuple[object, float]:

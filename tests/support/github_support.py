@@ -41,8 +41,15 @@ class Hook:
         return answer.strip(), delivery, body
 
 
-def pull_request(repo: Path, number: int, name: str, content: str, conflict: bool = False,
-                 keep_branch: bool = False, pipeline: str | None = None) -> tuple[str, str | None]:
+def pull_request(
+    repo: Path,
+    number: int,
+    name: str,
+    content: str,
+    conflict: bool = False,
+    keep_branch: bool = False,
+    pipeline: str | None = None,
+) -> tuple[str, str | None]:
     """Make PR `number` as GitHub would: (head, merge commit or None when it conflicts)."""
     branch = f"pr-{number}"
     git(repo, "checkout", "-q", "-b", branch, "main")
@@ -58,8 +65,9 @@ def pull_request(repo: Path, number: int, name: str, content: str, conflict: boo
     if conflict:
         commit_file(repo, "marker.txt", f"main moved on before {number}\n", f"main changes the marker ({number})")
     git(repo, "update-ref", f"refs/pull/{number}/head", head)
-    merged = subprocess.run(["git", "-C", str(repo), "merge-tree", "--write-tree", "main", head],
-                            capture_output=True, text=True)
+    merged = subprocess.run(
+        ["git", "-C", str(repo), "merge-tree", "--write-tree", "main", head], capture_output=True, text=True
+    )
     merge = None
     if merged.returncode == 0:
         tree = merged.stdout.split()[0]

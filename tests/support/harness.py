@@ -191,8 +191,9 @@ class RunningMaster:
     def pipeline_of(self, revision: str, timeout: float = PIPELINE_TIMEOUT, only: bool = False) -> dict:
         """Wait for the pipeline build of `revision` to finish; the newest one when there are several,
         or, `only`, the one there must be (one pipeline per new head)."""
-        found = wait_for(f"the pipeline build of {revision[:8]}", lambda: self.builds_of("pipeline", revision),
-                         timeout, interval=2)
+        found = wait_for(
+            f"the pipeline build of {revision[:8]}", lambda: self.builds_of("pipeline", revision), timeout, interval=2
+        )
         assert not only or len(found) == 1, f"{len(found)} pipeline builds of {revision[:8]}, expected one"
         return found[-1]
 
@@ -265,8 +266,11 @@ class RunningMaster:
                 self.process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 tail = "\n".join(self.twistd_log().splitlines()[-15:])
-                warnings.warn(f"the master in {self.basedir} ignored SIGTERM for {STOP_SECONDS} s: killed; its log "
-                              f"ended with:\n{tail}", stacklevel=2)
+                warnings.warn(
+                    f"the master in {self.basedir} ignored SIGTERM for {STOP_SECONDS} s: killed; its log "
+                    f"ended with:\n{tail}",
+                    stacklevel=2,
+                )
             except ProcessLookupError:
                 pass
         try:
@@ -295,7 +299,7 @@ poll_interval = 2
 tree_stable_seconds = 1
 
 [secrets]
-dir = "{basedir.parent / 'secrets'}"
+dir = "{basedir.parent / "secrets"}"
 {extra}
 """
     )
@@ -313,7 +317,11 @@ def seed_registry(basedir: Path, repo: Path) -> None:
 
 
 def start_master(
-    tmp: Path, repo: Path, extra_settings: str = "", env: dict | None = None, seed: bool = True,
+    tmp: Path,
+    repo: Path,
+    extra_settings: str = "",
+    env: dict | None = None,
+    seed: bool = True,
     db_url: str | None = None,
 ) -> RunningMaster:
     """Create and start a master on free ports, polling `repo`; wait until its REST API answers.
@@ -391,8 +399,9 @@ def wait_poller_ready(master: RunningMaster, timeout: float = 60) -> dict:
 
 
 @contextmanager
-def running(start: Callable[[], RunningMaster], *stand_ins: Any, idle_timeout: float = 300,
-            poller: bool = True) -> Iterator[RunningMaster]:
+def running(
+    start: Callable[[], RunningMaster], *stand_ins: Any, idle_timeout: float = 300, poller: bool = True
+) -> Iterator[RunningMaster]:
     """A master for the length of a `with` block (a fixture's body): `start()` makes it (e.g.
     `lambda: start_master(tmp, repo, env=...)`), the git poller's first poll is awaited (unless
     `poller=False`), and it is yielded. On the way out, whatever failed: a bounded wait until no build

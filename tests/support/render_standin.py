@@ -261,7 +261,8 @@ class RenderStandin(_Server):
         """The deploys (not rollbacks unless asked) Render made of a commit, oldest first."""
         with self._lock:
             return [
-                self.public(d) for d in self.deploys.values()
+                self.public(d)
+                for d in self.deploys.values()
                 if d["commit"]["id"] == commit and (d["trigger"] == trigger if trigger else d["trigger"] != "rollback")
             ]
 
@@ -271,8 +272,12 @@ class RenderStandin(_Server):
         recent = [d for d in self.deploys.values() if d["trigger"] != "rollback" and now - d["_t0"] < 60]
         if self.rate_limited or len(recent) >= self.deploys_per_minute:
             self.rate_limited = max(0, self.rate_limited - 1)
-            headers = {"Retry-After": "1", "Ratelimit-Limit": str(self.deploys_per_minute), "Ratelimit-Remaining": "0",
-                       "Ratelimit-Reset": "1"}
+            headers = {
+                "Retry-After": "1",
+                "Ratelimit-Limit": str(self.deploys_per_minute),
+                "Ratelimit-Remaining": "0",
+                "Ratelimit-Reset": "1",
+            }
             return 429, {"message": "rate limit exceeded"}, headers
         return None
 

@@ -216,13 +216,25 @@ def push_payload(sha: str, branch: str = "main", message: str = "a change") -> d
 
 def _repo(full_name: str) -> dict:
     owner, name = full_name.split("/")
-    return {"name": name, "full_name": full_name, "html_url": f"https://github.com/{full_name}",
-            "owner": {"login": owner}, "fork": full_name != "acme/namaskah"}
+    return {
+        "name": name,
+        "full_name": full_name,
+        "html_url": f"https://github.com/{full_name}",
+        "owner": {"login": owner},
+        "fork": full_name != "acme/namaskah",
+    }
 
 
-def pull_request_payload(number: int, head_sha: str, action: str = "opened", base: str = "main",
-                         head_ref: str = "feature/pr", head_repo: str = "acme/namaskah",
-                         base_sha: str = "0" * 40, title: str = "A change") -> dict:
+def pull_request_payload(
+    number: int,
+    head_sha: str,
+    action: str = "opened",
+    base: str = "main",
+    head_ref: str = "feature/pr",
+    head_repo: str = "acme/namaskah",
+    base_sha: str = "0" * 40,
+    title: str = "A change",
+) -> dict:
     """A `pull_request` event as GitHub documents it (the fields the master reads, and some more)."""
     return {
         "action": action,
@@ -237,8 +249,12 @@ def pull_request_payload(number: int, head_sha: str, action: str = "opened", bas
             "commits": 1,
             "merged": False,
             "mergeable": None,
-            "head": {"ref": head_ref, "sha": head_sha, "label": f"{head_repo.split('/')[0]}:{head_ref}",
-                     "repo": _repo(head_repo)},
+            "head": {
+                "ref": head_ref,
+                "sha": head_sha,
+                "label": f"{head_repo.split('/')[0]}:{head_ref}",
+                "repo": _repo(head_repo),
+            },
             "base": {"ref": base, "sha": base_sha, "label": f"acme:{base}", "repo": _repo("acme/namaskah")},
             "_links": {"html": {"href": f"https://github.com/acme/namaskah/pull/{number}"}},
         },

@@ -123,8 +123,14 @@ def test_the_settings_carry_the_limits_to_the_login(tmp_path):
     assert (settings.www.login_max_failures, settings.www.login_window_seconds) == (5, 600)
     login = auth.make_auth(settings, lambda name: False)
     assert (login.max_failures, login.window_seconds) == (5, 600)
-    tight = load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path / "m"), "PIPELINE_SECRETS_DIR": str(tmp_path),
-                           "PIPELINE_WWW_LOGIN_MAX_FAILURES": "2", "PIPELINE_WWW_LOGIN_WINDOW_SECONDS": "30"})
+    tight = load_settings(
+        {
+            "PIPELINE_MASTER_BASEDIR": str(tmp_path / "m"),
+            "PIPELINE_SECRETS_DIR": str(tmp_path),
+            "PIPELINE_WWW_LOGIN_MAX_FAILURES": "2",
+            "PIPELINE_WWW_LOGIN_WINDOW_SECONDS": "30",
+        }
+    )
     assert auth.make_auth(tight, lambda name: False).limiter.max_failures == 2
 
 

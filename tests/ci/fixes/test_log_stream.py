@@ -41,8 +41,9 @@ class AbandonedLogStreams(unittest.TestCase):
             self.pool.stop()  # joining a thread still stuck would hang: only a freed pool is stopped
 
     def stream(self, max_backlog=0):
-        return log_stream.iter_on_pool(numbered_lines, reactor=reactor, provider_threadpool=self.pool,
-                                       max_backlog=max_backlog)
+        return log_stream.iter_on_pool(
+            numbered_lines, reactor=reactor, provider_threadpool=self.pool, max_backlog=max_backlog
+        )
 
     @defer.inlineCallbacks
     def assert_thread_freed(self):
@@ -93,6 +94,7 @@ class AbandonedLogStreams(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_reader_that_reads_everything_gets_every_line_in_order(self):
         for backlog in (0, 1, 100):
+
             async def read_all(lines=self.stream(max_backlog=backlog)):
                 return [line async for line in lines]
 

@@ -128,9 +128,7 @@ class RedactedStepOutput(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         token = self.token
         raw = token.encode()
         command = ["bash", "-c", "print the token"]
-        yield self.setup_step(
-            ShellCommand(name="leak", command=command, env={"TOKEN": util.Secret("codecov_token")})
-        )
+        yield self.setup_step(ShellCommand(name="leak", command=command, env={"TOKEN": util.Secret("codecov_token")}))
         long_line = "y" * 4090  # the worker's line splitter cuts a line at 4095 characters
         self.expect_commands(
             ExpectShell(workdir="wkdir", command=command, env={"TOKEN": token})

@@ -82,8 +82,14 @@ def handler(master=None, **options) -> GitHubHook:
     return hook
 
 
-def request(body: bytes, event: str = "push", sha256: str | None = "good", sha1: str | None = None,
-            content_type: bytes = b"application/json", delivery: str | None = None) -> FakeRequest:
+def request(
+    body: bytes,
+    event: str = "push",
+    sha256: str | None = "good",
+    sha1: str | None = None,
+    content_type: bytes = b"application/json",
+    delivery: str | None = None,
+) -> FakeRequest:
     req = FakeRequest(content=body)
     headers = {b"X-GitHub-Event": event.encode(), b"Content-Type": content_type}
     if sha256 == "good":
@@ -263,8 +269,16 @@ def test_a_pull_request_event_is_saved_before_the_answer_and_forgotten_once_done
     assert master.db.state.saved["pending"] == {}
 
 
-@pytest.mark.parametrize("path, value", [("number", "7"), ("number", 0), ("pull_request.head.sha", 5),
-                                         ("pull_request.head.repo", "x"), ("pull_request.base.ref", None)])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("number", "7"),
+        ("number", 0),
+        ("pull_request.head.sha", 5),
+        ("pull_request.head.repo", "x"),
+        ("pull_request.base.ref", None),
+    ],
+)
 def test_pull_requests_with_wrong_field_types_are_refused(path, value):
     payload = pull_request_payload(7, SHA)
     target = payload

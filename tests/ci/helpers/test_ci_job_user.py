@@ -55,8 +55,14 @@ def public_python() -> str:
 
 def setup_for(user: str) -> JobSetup:
     layout = JobLayout(runner="/opt/master/bin/python", helpers_dir="/opt/helpers", cache_root="/c", user=user)
-    return JobSetup(mode="local", layout=layout, repo_url="/srv/app.git", base_path="/usr/bin:/bin",
-                    reports_root="/m/reports", reports_url="http://ci/r/")
+    return JobSetup(
+        mode="local",
+        layout=layout,
+        repo_url="/srv/app.git",
+        base_path="/usr/bin:/bin",
+        reports_root="/m/reports",
+        reports_url="http://ci/r/",
+    )
 
 
 # --- data: the plan, job.json, the steps -------------------------------------------------------------
@@ -75,8 +81,10 @@ def test_a_root_master_names_the_job_user_and_docker_mode_never_does(monkeypatch
 
 def test_job_json_names_the_user_only_when_there_is_one():
     def document(user):
-        return job_commands.job_document(JOB, setup_for(user).layout, interpreter="/usr/bin/python3", base_path="/bin",
-                                         worker_env={})
+        return job_commands.job_document(
+            JOB, setup_for(user).layout, interpreter="/usr/bin/python3", base_path="/bin", worker_env={}
+        )
+
     assert document("namaskah-job")["user"] == "namaskah-job" and "user" not in document("")
 
 
@@ -110,14 +118,13 @@ def test_the_start_up_notice_says_what_the_sandbox_keeps_from_a_branch_and_what_
 
 def test_create_job_user_does_nothing_for_an_existing_or_empty_name():
     for name in ("root", ""):
-        done = subprocess.run([str(ROOT / "scripts" / "create_job_user.sh"), name], capture_output=True, text=True,
-                              timeout=30)
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "create_job_user.sh"), name], capture_output=True, text=True, timeout=30
+        )
         assert done.returncode == 0 and done.stdout == "", done.stderr
 
 
 # --- real processes, as root --------------------------------------------------------------------------
-
-
 
 
 def job_dir_in(builder: Path, user: str = "nobody", interpreter: str = "") -> tuple[Path, Path]:
@@ -127,8 +134,9 @@ def job_dir_in(builder: Path, user: str = "nobody", interpreter: str = "") -> tu
     (job_dir / "secrets").mkdir(parents=True, mode=0o755)
     checkout.mkdir()
     layout = JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(builder / "cache"), user=user)
-    document = job_commands.job_document(JOB, layout, interpreter=interpreter or public_python(),
-                                         base_path="/usr/bin:/bin", worker_env={})
+    document = job_commands.job_document(
+        JOB, layout, interpreter=interpreter or public_python(), base_path="/usr/bin:/bin", worker_env={}
+    )
     (job_dir / "job.json").write_text(json.dumps(document))
     secret = job_dir / "secrets" / "CODECOV_TOKEN"
     secret.write_text("tok-7c1e\n")
@@ -137,8 +145,14 @@ def job_dir_in(builder: Path, user: str = "nobody", interpreter: str = "") -> tu
 
 
 def ci_step(checkout: Path, *args: str, runner: str = sys.executable) -> subprocess.CompletedProcess:
-    return subprocess.run([runner, STEP, "--job-dir", "../.namaskah-ci", *args], cwd=checkout, capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+    return subprocess.run(
+        [runner, STEP, "--job-dir", "../.namaskah-ci", *args],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
+    )
 
 
 PROBE = """
@@ -235,8 +249,9 @@ def test_a_helper_on_the_masters_python_runs_on_the_jobs_when_the_user_cannot_ru
     fake_runner.parent.mkdir(mode=0o700)
     fake_runner.symlink_to(public_python())
     assert ci_step(checkout, "own").returncode == 0
-    done = ci_step(checkout, "run", "--", str(fake_runner), "-c", "import os; print(os.getuid())",
-                   runner=str(fake_runner))
+    done = ci_step(
+        checkout, "run", "--", str(fake_runner), "-c", "import os; print(os.getuid())", runner=str(fake_runner)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(pwd.getpwnam("nobody").pw_uid)
 
@@ -249,8 +264,16 @@ def test_an_interpreter_the_user_cannot_reach_fails_the_virtualenv_naming_where(
     (private / "python3.11").symlink_to(public_python())
     (checkout / "requirements.txt").write_text("")
     assert ci_step(checkout, "own").returncode == 0
-    done = ci_step(checkout, "venv", "--python", str(private / "python3.11"), "--cache-root", str(scratch / "cache"),
-                   "-r", "requirements.txt")
+    done = ci_step(
+        checkout,
+        "venv",
+        "--python",
+        str(private / "python3.11"),
+        "--cache-root",
+        str(scratch / "cache"),
+        "-r",
+        "requirements.txt",
+    )
     assert done.returncode == 2
     assert f"the job user nobody cannot run {private}/python3.11 ({private} is private to its owner)" in done.stderr
     assert "[workers] interpreters" in done.stderr

@@ -51,8 +51,9 @@ def test_a_refused_socket_is_named_with_the_job_user_and_docker_mode(tmp_path: P
         "unix:///var/run/docker.sock: connect: permission denied' >&2\nexit 1\n"
     )
     docker.chmod(0o755)
-    done = subprocess.run([sys.executable, TOOLS, "docker"], capture_output=True, text=True, timeout=60,
-                          env={"PATH": str(docker.parent)})
+    done = subprocess.run(
+        [sys.executable, TOOLS, "docker"], capture_output=True, text=True, timeout=60, env={"PATH": str(docker.parent)}
+    )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith("missing tool: docker: this job may not use the Docker engine (permission denied")
@@ -75,21 +76,39 @@ def test_the_job_user_in_its_sandbox_cannot_use_the_engine() -> None:
     python = shutil.which("python3", path="/usr/bin:/bin")  # the helpers are stdlib only
     if not python:
         pytest.skip("no /usr/bin/python3")
-    argv = sandbox_argv(bwrap, workdir="/tmp", writable=[], readonly=[os.path.dirname(docker), HELPERS_DIR],
-                        tools=["docker"], as_root=True, switch_to=(setpriv, user.pw_uid, user.pw_gid))
-    done = subprocess.run(argv + [python, TOOLS, "docker"], capture_output=True, text=True, timeout=120,
-                          env={"PATH": f"{os.path.dirname(docker)}:/usr/bin:/bin"})
+    argv = sandbox_argv(
+        bwrap,
+        workdir="/tmp",
+        writable=[],
+        readonly=[os.path.dirname(docker), HELPERS_DIR],
+        tools=["docker"],
+        as_root=True,
+        switch_to=(setpriv, user.pw_uid, user.pw_gid),
+    )
+    done = subprocess.run(
+        argv + [python, TOOLS, "docker"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{os.path.dirname(docker)}:/usr/bin:/bin"},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "this job may not use the Docker engine (permission denied" in done.stderr, done.stderr
 
 
-DOCKER_JOB = load_pipeline("version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker, trivy]\n"
-                           "    steps: [docker build .]\n", ".namaskah-ci.yml").job("image")
+DOCKER_JOB = load_pipeline(
+    "version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker, trivy]\n    steps: [docker build .]\n",
+    ".namaskah-ci.yml",
+).job("image")
 
 
 def local_setup(tmp_path: Path, **env: str):
-    settings = load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
-                              **{f"PIPELINE_WORKERS_{key.upper()}": value for key, value in env.items()}})
+    settings = load_settings(
+        {
+            "PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
+            **{f"PIPELINE_WORKERS_{key.upper()}": value for key, value in env.items()},
+        }
+    )
     return make_job_setup(settings, make_local_plan(settings))
 
 
@@ -114,10 +133,15 @@ class LocalDockerJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         self.setup_test_reactor()
         yield self.setup_test_build_step()
         scratch = self.mktemp()
-        self.config = PipelineConfig(repo_url=f"{scratch}/no-repo.git", poller_dir=f"{scratch}/poller",
-                                     mirror_dir=f"{scratch}/mirror", default_file=f"{scratch}/default.yml",
-                                     default_label="default.yml", registry_path=f"{scratch}/r.json",
-                                     default_branch="main")
+        self.config = PipelineConfig(
+            repo_url=f"{scratch}/no-repo.git",
+            poller_dir=f"{scratch}/poller",
+            mirror_dir=f"{scratch}/mirror",
+            default_file=f"{scratch}/default.yml",
+            default_label="default.yml",
+            registry_path=f"{scratch}/r.json",
+            default_branch="main",
+        )
         self.setup = local_setup(Path(scratch))
 
     @defer.inlineCallbacks
@@ -129,17 +153,29 @@ class LocalDockerJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         self.build.addStepsAfterCurrentStep = self.added.extend
         self.build.getBuilderId = lambda: defer.succeed(7)
         self.build.number = 3
-        for name, value in (("buildername", "image"), ("branch", branch), (names.PROP_JOB, DOCKER_JOB.to_dict()),
-                            (names.PROP_JOB_REVISION, "a" * 40)):
+        for name, value in (
+            ("buildername", "image"),
+            ("branch", branch),
+            (names.PROP_JOB, DOCKER_JOB.to_dict()),
+            (names.PROP_JOB_REVISION, "a" * 40),
+        ):
             self.build.setProperty(name, value, "test")
         self.get_nth_step(0).interpreter = lambda spec: defer.succeed("/usr/bin/python3.11")
         written: dict = {}
         self.expect_commands(
-            *[ExpectRmdir(dir=f".namaskah-ci/{part}", log_environ=False).exit(0)
-              for part in ("secrets", "tmp", "venv")],
+            *[
+                ExpectRmdir(dir=f".namaskah-ci/{part}", log_environ=False).exit(0)
+                for part in ("secrets", "tmp", "venv")
+            ],
             ExpectMkdir(dir="wkdir", log_environ=False).exit(0),
-            ExpectDownloadFile(workerdest="../.namaskah-ci/job.json", workdir="wkdir", blocksize=32768, maxsize=None,
-                               mode=0o644, reader=ExpectRemoteRef(remotetransfer.StringFileReader))
+            ExpectDownloadFile(
+                workerdest="../.namaskah-ci/job.json",
+                workdir="wkdir",
+                blocksize=32768,
+                maxsize=None,
+                mode=0o644,
+                reader=ExpectRemoteRef(remotetransfer.StringFileReader),
+            )
             .download_string(lambda text: written.update(job=text), size=1 << 16)
             .exit(0),
         )
@@ -158,4 +194,3 @@ class LocalDockerJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
     def test_mains_sandbox_gets_the_socket(self):
         document = yield self.job_json("main")
         assert document["sandbox"]["tools"] == ["docker", "trivy"]
-

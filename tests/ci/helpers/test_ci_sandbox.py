@@ -113,9 +113,15 @@ class Host:
         self.checkouts = {"main": self.build("local-lint-s0", "main"), "evil": self.build("local-lint-s1", "evil")}
 
     def layout(self, user: str) -> JobLayout:
-        return JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(self.cache), user=user,
-                         sandbox=True, default_branch="main",
-                         hidden=(str(self.basedir), str(self.secrets), str(self.cache)))
+        return JobLayout(
+            runner=sys.executable,
+            helpers_dir=HELPERS_DIR,
+            cache_root=str(self.cache),
+            user=user,
+            sandbox=True,
+            default_branch="main",
+            hidden=(str(self.basedir), str(self.secrets), str(self.cache)),
+        )
 
     def build(self, worker: str, branch: str, path: str = "/usr/bin:/bin") -> Path:
         builder = self.basedir / "workers" / worker / "lint"
@@ -127,8 +133,9 @@ class Host:
         checkout.mkdir()
         (checkout / "requirements.txt").write_text("# nothing\n")
         (checkout / "mine.txt").write_text(f"{branch}'s checkout\n")
-        document = job_commands.job_document(JOB, self.layout(self.user), interpreter=PYTHON, base_path=path,
-                                             worker_env={}, branch=branch)
+        document = job_commands.job_document(
+            JOB, self.layout(self.user), interpreter=PYTHON, base_path=path, worker_env={}, branch=branch
+        )
         (job_dir / "job.json").write_text(json.dumps(document))
         return checkout
 
@@ -141,8 +148,14 @@ class Host:
         return [sys.executable, STEP, "--job-dir", "../.namaskah-ci", *args]
 
     def step(self, branch: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(branch, *args), cwd=self.checkouts[branch], capture_output=True, text=True,
-                              timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+        return subprocess.run(
+            self.argv(branch, *args),
+            cwd=self.checkouts[branch],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
+        )
 
     def run(self, branch: str, *command: str) -> subprocess.CompletedProcess:
         return self.step(branch, "run", "--", *command)
@@ -188,7 +201,8 @@ def test_a_branch_job_cannot_change_the_virtualenv_or_caches_mains_job_uses(host
     assert evil_venv.returncode == 0, evil_venv.stderr
     assert f"VENV={venv}" in evil_venv.stdout and "the default branch's, read-only" in evil_venv.stderr
     main_pip = json.loads((host.checkouts["main"].parent / ".namaskah-ci" / "job.json").read_text())["env"][
-        "PIP_CACHE_DIR"]
+        "PIP_CACHE_DIR"
+    ]
     Path(main_pip).mkdir(parents=True, exist_ok=True)
     poison = host.run("evil", "python", "-c", POISON, main_pip, PTH)
     print("evil:", poison.stdout, poison.stderr)
@@ -207,8 +221,12 @@ def test_a_branch_job_cannot_change_the_virtualenv_or_caches_mains_job_uses(host
 def test_a_job_cannot_see_another_running_jobs_processes_or_environment(host):
     ready(host, "main", "evil")
     host.secret("evil", TOKEN)
-    holder = subprocess.Popen(host.argv("evil", "run", "--", "sleep", "31346"), cwd=host.checkouts["evil"],
-                              env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+    holder = subprocess.Popen(
+        host.argv("evil", "run", "--", "sleep", "31346"),
+        cwd=host.checkouts["evil"],
+        env={"PATH": "/usr/bin:/bin"},
+        start_new_session=True,
+    )
     try:
         _wait_for(["sleep", "31346"])
         snoop = host.run("main", "python3", "-c", SNOOP)
@@ -238,8 +256,12 @@ def test_a_stopped_build_and_a_dead_master_take_the_whole_sandbox(host):
     ready(host, "evil")
     line = "setsid nohup sleep {0} >/dev/null 2>&1 </dev/null & exec sleep {1}"
     try:
-        stopped = subprocess.Popen(host.argv("evil", "run", "--", "bash", "-c", line.format(31348, 31349)),
-                                   cwd=host.checkouts["evil"], env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+        stopped = subprocess.Popen(
+            host.argv("evil", "run", "--", "bash", "-c", line.format(31348, 31349)),
+            cwd=host.checkouts["evil"],
+            env={"PATH": "/usr/bin:/bin"},
+            start_new_session=True,
+        )
         _wait_for(["sleep", "31348"], ["sleep", "31349"])
         os.killpg(stopped.pid, signal.SIGKILL)
         stopped.wait(30)
@@ -247,8 +269,9 @@ def test_a_stopped_build_and_a_dead_master_take_the_whole_sandbox(host):
         # a master (the parent) SIGKILLed: the step, in a process group of its own, is not signalled
         start = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:], start_new_session=True); time.sleep(600)"
         step = host.argv("evil", "run", "--", "bash", "-c", line.format(31350, 31351))
-        master = subprocess.Popen([sys.executable, "-c", start, *step], cwd=host.checkouts["evil"],
-                                  env={"PATH": "/usr/bin:/bin"})
+        master = subprocess.Popen(
+            [sys.executable, "-c", start, *step], cwd=host.checkouts["evil"], env={"PATH": "/usr/bin:/bin"}
+        )
         _wait_for(["sleep", "31350"], ["sleep", "31351"])
         master.kill()
         master.wait(30)
@@ -288,8 +311,10 @@ def test_the_masters_files_other_builds_and_other_branches_caches_are_not_there(
     assert venv.returncode == 0, venv.stderr
     (host.cache / "refs" / "someone-else").mkdir(parents=True)
     other = host.checkouts["main"] / "mine.txt"
-    probe = (f"for p in {host.basedir}/state.sqlite {host.secrets}/render_api_key {other}; do "
-             f"cat $p 2>&1 | head -c 300; echo; done; echo LISTED; ls -A {host.basedir} {host.cache}/refs {host.top}")
+    probe = (
+        f"for p in {host.basedir}/state.sqlite {host.secrets}/render_api_key {other}; do "
+        f"cat $p 2>&1 | head -c 300; echo; done; echo LISTED; ls -A {host.basedir} {host.cache}/refs {host.top}"
+    )
     done = host.run("evil", "bash", "-c", probe)
     print(done.stdout, done.stderr)
     read, listed = done.stdout.split("LISTED")
@@ -308,8 +333,14 @@ def test_a_missing_bwrap_fails_naming_the_package(host, tmp_path):
     empty = host.top / "empty-bin"
     empty.mkdir()
     checkout = host.build("local-lint-s2", "evil", path=str(empty))
-    done = subprocess.run([sys.executable, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "/bin/true"],
-                          cwd=checkout, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "/bin/true"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "bwrap not found" in done.stderr and "apt-get install bubblewrap" in done.stderr
 
@@ -332,11 +363,26 @@ def test_without_a_job_user_commands_are_sandboxed_as_the_masters_user(job_user)
                     os.chown(path, nobody.pw_uid, nobody.pw_gid)
             runuser = shutil.which("runuser", path="/usr/sbin:/sbin")
             wrap = [] if runner_user == "root" else [runuser, "-u", "nobody", "--"]
-            done = subprocess.run([*wrap, PYTHON, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "bash", "-c",
-                                   "id -u; ls /proc | grep -c '^[0-9]'; grep CapEff /proc/self/status; "
-                                   f"cat {host.basedir}/state.sqlite"],
-                                  cwd=checkout, capture_output=True, text=True, timeout=60,
-                                  env={"PATH": "/usr/bin:/bin"})
+            done = subprocess.run(
+                [
+                    *wrap,
+                    PYTHON,
+                    STEP,
+                    "--job-dir",
+                    "../.namaskah-ci",
+                    "run",
+                    "--",
+                    "bash",
+                    "-c",
+                    "id -u; ls /proc | grep -c '^[0-9]'; grep CapEff /proc/self/status; "
+                    f"cat {host.basedir}/state.sqlite",
+                ],
+                cwd=checkout,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={"PATH": "/usr/bin:/bin"},
+            )
             print(runner_user, done.stdout, done.stderr)
             uid, count, caps = done.stdout.split("\n")[:3]
             assert uid == str(pwd.getpwnam(runner_user).pw_uid) and int(count) <= 4
@@ -347,8 +393,9 @@ def test_without_a_job_user_commands_are_sandboxed_as_the_masters_user(job_user)
 
 # --- the Docker engine's socket: only builds of [workers] docker_socket_branches -------------------------
 
-DOCKER_JOB = load_pipeline("version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker]\n    steps: [x]\n",
-                           ".namaskah-ci.yml").job("image")
+DOCKER_JOB = load_pipeline(
+    "version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker]\n    steps: [x]\n", ".namaskah-ci.yml"
+).job("image")
 SOCKET_PROBE = "for s in /run/docker.sock /var/run/docker.sock; do test -S $s && { echo socket; exit; }; done; echo no"
 
 
@@ -361,24 +408,47 @@ def test_only_builds_of_docker_socket_branches_find_the_engines_socket_in_their_
     merge ref and a fork's pull request named like an allowed branch find no socket in their sandbox."""
     top = Path(tempfile.mkdtemp(prefix="namaskah-sandbox-", dir="/tmp"))
     top.chmod(0o711)
-    layout = JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(top / "cache"), sandbox=True,
-                       default_branch="main", hidden=(str(top / "cache"),))
-    setup = JobSetup(mode="local", layout=layout, repo_url="", base_path="/usr/bin:/bin",
-                     docker_socket_branches=("main",))
+    layout = JobLayout(
+        runner=sys.executable,
+        helpers_dir=HELPERS_DIR,
+        cache_root=str(top / "cache"),
+        sandbox=True,
+        default_branch="main",
+        hidden=(str(top / "cache"),),
+    )
+    setup = JobSetup(
+        mode="local", layout=layout, repo_url="", base_path="/usr/bin:/bin", docker_socket_branches=("main",)
+    )
     seen = {}
     try:
-        for name, branch, fork in (("main", "main", False), ("feature", "feature/x", False),
-                                   ("pull", "refs/pull/7/merge", False), ("fork", "main", True)):
+        for name, branch, fork in (
+            ("main", "main", False),
+            ("feature", "feature/x", False),
+            ("pull", "refs/pull/7/merge", False),
+            ("fork", "main", True),
+        ):
             builder = top / name / "image"
             (builder / ".namaskah-ci").mkdir(parents=True)
             (builder / "build").mkdir()
-            document = job_commands.job_document(DOCKER_JOB, layout, interpreter=PYTHON, base_path="/usr/bin:/bin",
-                                                 worker_env={}, branch=branch,
-                                                 docker_socket=not setup.engine_refusal(branch, fork))
+            document = job_commands.job_document(
+                DOCKER_JOB,
+                layout,
+                interpreter=PYTHON,
+                base_path="/usr/bin:/bin",
+                worker_env={},
+                branch=branch,
+                docker_socket=not setup.engine_refusal(branch, fork),
+            )
             (builder / ".namaskah-ci" / "job.json").write_text(json.dumps(document))
-            done = subprocess.run([sys.executable, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "bash", "-c",
-                                   SOCKET_PROBE], cwd=builder / "build", capture_output=True, text=True, timeout=60,
-                                  env={"PATH": "/usr/bin:/bin"}, check=False)
+            done = subprocess.run(
+                [sys.executable, STEP, "--job-dir", "../.namaskah-ci", "run", "--", "bash", "-c", SOCKET_PROBE],
+                cwd=builder / "build",
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={"PATH": "/usr/bin:/bin"},
+                check=False,
+            )
             seen[name] = done.stdout.strip() or done.stderr.strip()
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -392,8 +462,13 @@ def test_a_hidden_tree_under_a_read_only_one_is_covered_before_what_is_allowed_i
     visible = tmp_path / "etc-like"
     (visible / "namaskah" / "secrets").mkdir(parents=True)
     (visible / "cache" / "refs" / "main").mkdir(parents=True)
-    argv = sandbox_argv("bwrap", workdir="/w", writable=[str(visible / "cache" / "refs" / "main")],
-                        readonly=[str(visible)], hidden=[str(visible / "namaskah"), str(visible / "cache")])
+    argv = sandbox_argv(
+        "bwrap",
+        workdir="/w",
+        writable=[str(visible / "cache" / "refs" / "main")],
+        readonly=[str(visible)],
+        hidden=[str(visible / "namaskah"), str(visible / "cache")],
+    )
     flat = " ".join(argv)
     assert f"--tmpfs {visible}/namaskah" in flat and f"--tmpfs {visible}/cache " in flat
     assert flat.index(f"--tmpfs {visible}/cache ") < flat.index(f"--bind {visible}/cache/refs/main")
@@ -404,10 +479,13 @@ def test_a_hidden_tree_under_a_read_only_one_is_covered_before_what_is_allowed_i
 
 
 def test_caches_are_per_ref_with_the_default_branchs_as_seed():
-    layout = JobLayout(runner="py", helpers_dir="/h", cache_root="/c", sandbox=True, default_branch="main",
-                       hidden=("/m",))
-    docs = {ref: job_commands.job_document(JOB, layout, interpreter="py", base_path="/bin", worker_env={}, branch=ref)
-            for ref in ("main", "feature/x", "feature-x", "refs/pull/7/merge", "")}
+    layout = JobLayout(
+        runner="py", helpers_dir="/h", cache_root="/c", sandbox=True, default_branch="main", hidden=("/m",)
+    )
+    docs = {
+        ref: job_commands.job_document(JOB, layout, interpreter="py", base_path="/bin", worker_env={}, branch=ref)
+        for ref in ("main", "feature/x", "feature-x", "refs/pull/7/merge", "")
+    }
     caches = {ref: doc["sandbox"]["cache"] for ref, doc in docs.items()}
     assert len(set(caches.values())) == 4 and caches[""] == caches["main"]
     assert all(cache.startswith("/c/refs/") for cache in caches.values())
@@ -437,10 +515,15 @@ def test_a_refs_cache_unused_for_two_weeks_goes_but_never_the_default_branchs(tm
 def test_a_link_a_job_left_in_its_cache_never_mounts_another_branchs_cache(host):
     venv = host.main_venv()
     ready(host, "main", "evil")
-    evil_cache = Path(json.loads((host.checkouts["evil"].parent / ".namaskah-ci" / "job.json").read_text())[
-        "sandbox"]["cache"])
-    assert host.step("evil", "venv", "--python", PYTHON, "--cache-root", str(host.cache), "-r",
-                     "requirements.txt").returncode == 0
+    evil_cache = Path(
+        json.loads((host.checkouts["evil"].parent / ".namaskah-ci" / "job.json").read_text())["sandbox"]["cache"]
+    )
+    assert (
+        host.step(
+            "evil", "venv", "--python", PYTHON, "--cache-root", str(host.cache), "-r", "requirements.txt"
+        ).returncode
+        == 0
+    )
     (evil_cache / "pip-3.11").rmdir()
     (evil_cache / "pip-3.11").symlink_to(venv.parent)  # as a job of the branch could have left it
     done = host.run("evil", "bash", "-c", f"touch {venv.parent}/planted; echo $?")

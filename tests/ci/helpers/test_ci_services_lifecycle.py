@@ -212,8 +212,14 @@ def test_a_job_cannot_make_its_servers_run_anything_or_write_files_elsewhere(ser
             conn.execute("DROP DATABASE probe_copy WITH (FORCE)")
         client = Redis.from_url(urls["REDIS_URL"], socket_timeout=5)
         try:
-            for command in (("CONFIG", "SET", "dir", "/tmp"), ("CONFIG", "GET", "dir"), ("SLAVEOF", "127.0.0.1", "1"),
-                            ("REPLICAOF", "NO", "ONE"), ("MODULE", "LOAD", str(marker)), ("DEBUG", "SLEEP", "0")):
+            for command in (
+                ("CONFIG", "SET", "dir", "/tmp"),
+                ("CONFIG", "GET", "dir"),
+                ("SLAVEOF", "127.0.0.1", "1"),
+                ("REPLICAOF", "NO", "ONE"),
+                ("MODULE", "LOAD", str(marker)),
+                ("DEBUG", "SLEEP", "0"),
+            ):
                 with pytest.raises(ResponseError, match="unknown command"):
                     client.execute_command(*command)
             assert client.set("still", "works") and client.get("still") == b"works"

@@ -19,20 +19,30 @@ from namaskah_ci.helpers.ci_step import job_environment
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.pipeline.model import load_pipeline
 
-JOB = load_pipeline("version: 1\njobs:\n  api:\n    requirements: []\n    services: [postgres, redis]\n"
-                    "    steps: [env]\n", ".namaskah-ci.yml").job("api")
-URLS = {"DATABASE_URL": "postgresql://namaskah:pg-5ecret@127.0.0.1:5999/namaskah",
-        "REDIS_URL": "redis://default:redis-5ecret@127.0.0.1:6999/0"}
+JOB = load_pipeline(
+    "version: 1\njobs:\n  api:\n    requirements: []\n    services: [postgres, redis]\n    steps: [env]\n",
+    ".namaskah-ci.yml",
+).job("api")
+URLS = {
+    "DATABASE_URL": "postgresql://namaskah:pg-5ecret@127.0.0.1:5999/namaskah",
+    "REDIS_URL": "redis://default:redis-5ecret@127.0.0.1:6999/0",
+}
 MASTERS = {"DATABASE_URL": "postgresql://master:theirs@db/master", "REDIS_URL": "redis://master-cache/0"}
 
 
 def job_dir(tmp_path: Path, sandbox: bool, services: dict | None) -> Path:
     directory = tmp_path / ".namaskah-ci"
     tmp_path.mkdir(exist_ok=True)
-    layout = job_commands.JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(tmp_path / "c"),
-                                    job_dir=str(directory), sandbox=sandbox)
-    document = job_commands.job_document(JOB, layout, interpreter=sys.executable, base_path="/usr/bin:/bin",
-                                         worker_env={}, branch="main")
+    layout = job_commands.JobLayout(
+        runner=sys.executable,
+        helpers_dir=HELPERS_DIR,
+        cache_root=str(tmp_path / "c"),
+        job_dir=str(directory),
+        sandbox=sandbox,
+    )
+    document = job_commands.job_document(
+        JOB, layout, interpreter=sys.executable, base_path="/usr/bin:/bin", worker_env={}, branch="main"
+    )
     directory.mkdir()
     (directory / "job.json").write_text(json.dumps(document))
     if services is not None:
@@ -51,8 +61,9 @@ def test_the_services_start_writes_where_the_commands_read():
 def test_a_command_gets_the_urls_of_its_services_file_over_the_workers(tmp_path):
     directory = job_dir(tmp_path, sandbox=False, services=URLS)
     argv = [sys.executable, f"{HELPERS_DIR}/ci_step.py", "--job-dir", str(directory), "run", "--", "env"]
-    done = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", **MASTERS}, capture_output=True, text=True, timeout=30,
-                          check=True)
+    done = subprocess.run(
+        argv, env={"PATH": "/usr/bin:/bin", **MASTERS}, capture_output=True, text=True, timeout=30, check=True
+    )
     env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     assert {key: env.get(key) for key in URLS} == URLS
 

@@ -23,7 +23,11 @@ def run_script(name: str, *args: str, env: dict | None = None, cwd: Path | None 
     where = SCRIPTS if name == "run_ci_checks.py" else HELPERS
     return subprocess.run(
         [PYTHON, str(where / name), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
     )
 
 
@@ -37,7 +41,7 @@ def load_script(name: str):
 
 def venv_of(stdout: str) -> str:
     (line,) = [line for line in stdout.splitlines() if line.startswith("VENV=")]
-    return line[len("VENV="):]
+    return line[len("VENV=") :]
 
 
 # --- ci_venv.py -----------------------------------------------------------------------------------
@@ -51,8 +55,9 @@ def built_venv(tmp_path_factory):
     requirements.write_text("# nothing to install\n")
     cache = tmp / "cache"
     offline = dict(os.environ, PIP_NO_INDEX="1")  # pip may upgrade only from what is already here
-    done = run_script("ci_venv.py", "--python", PYTHON, "--cache-root", str(cache), "-r", str(requirements),
-                      env=offline)
+    done = run_script(
+        "ci_venv.py", "--python", PYTHON, "--cache-root", str(cache), "-r", str(requirements), env=offline
+    )
     assert done.returncode == 0, done.stderr
     return tmp, requirements, cache, done
 
@@ -63,8 +68,12 @@ def test_builds_a_working_venv_under_the_cache(built_venv):
     assert venv.parent == cache / "venvs"
     assert venv.name.startswith(f"py{sys.version_info.major}.{sys.version_info.minor}-")
     assert "ci_venv: built" in done.stderr
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.strip() == str(venv)
     assert (venv / ".namaskah-stamp").is_file()
 
@@ -214,8 +223,13 @@ def run_checks(repo: Path, tmp_path: Path, *args: str, coverage_min: int | None 
         settings.write_text(f"[checks]\ncoverage_min = {coverage_min}\n")
         env["PIPELINE_CONFIG"] = str(settings)
     results = tmp_path / "results.json"
-    done = subprocess.run([str(SCRIPTS / "run_ci_checks.sh"), "--repo", str(repo), "--json", str(results), *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [str(SCRIPTS / "run_ci_checks.sh"), "--repo", str(repo), "--json", str(results), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     return done, (json.loads(results.read_text()) if results.exists() else None)
 
 

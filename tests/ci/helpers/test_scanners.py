@@ -32,9 +32,21 @@ def fake(directory: Path, name: str, body: str) -> None:
 def scan(tmp_path: Path, trivy_body: str, **env: str) -> subprocess.CompletedProcess:
     fake(tmp_path / "bin", "trivy", trivy_body)
     environ = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), **env}
-    return subprocess.run([sys.executable, str(HELPERS / "ci_container_scan.py"), "scan", "--tag", "app:ci",
-                           "--sarif", str(tmp_path / "trivy.sarif")], capture_output=True, text=True, timeout=60,
-                          env=environ)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(HELPERS / "ci_container_scan.py"),
+            "scan",
+            "--tag",
+            "app:ci",
+            "--sarif",
+            str(tmp_path / "trivy.sarif"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
 
 
 def test_a_skipped_update_without_a_seeded_cache_fails_saying_so(tmp_path):
@@ -47,8 +59,13 @@ def test_a_seeded_cache_is_used_and_the_mirror_reaches_trivy(tmp_path):
     (tmp_path / "cache" / "db").mkdir(parents=True)
     (tmp_path / "cache" / "db" / "trivy.db").write_bytes(b"seeded")
     body = 'echo "$TRIVY_DB_REPOSITORY $TRIVY_CACHE_DIR $TRIVY_SKIP_DB_UPDATE $*" >> "$HOME.args"; exit 0'
-    done = scan(tmp_path, body, TRIVY_SKIP_DB_UPDATE="true", TRIVY_CACHE_DIR=str(tmp_path / "cache"),
-                TRIVY_DB_REPOSITORY="mirror.example/trivy-db:2")
+    done = scan(
+        tmp_path,
+        body,
+        TRIVY_SKIP_DB_UPDATE="true",
+        TRIVY_CACHE_DIR=str(tmp_path / "cache"),
+        TRIVY_DB_REPOSITORY="mirror.example/trivy-db:2",
+    )
     assert done.returncode == 0, done.stderr
     calls = (tmp_path / "home.args").read_text().splitlines()
     assert len(calls) == 2 and all(c.startswith(f"mirror.example/trivy-db:2 {tmp_path / 'cache'} true") for c in calls)
@@ -68,14 +85,19 @@ def test_findings_are_exit_1(tmp_path):
 
 
 def test_the_scanner_settings_become_every_jobs_environment(tmp_path):
-    settings = load_settings({
-        "PIPELINE_MASTER_BASEDIR": str(tmp_path / "m"),
-        "PIPELINE_SCANNERS_TRIVY_DB_REPOSITORY": "mirror.example/trivy-db:2",
-        "PIPELINE_SCANNERS_TRIVY_SKIP_DB_UPDATE": "true",
-        "PIPELINE_SCANNERS_PIP_AUDIT_INDEX_URL": "https://pypi.mirror.example/simple",
-    })
-    assert settings.scanner_env == {"TRIVY_DB_REPOSITORY": "mirror.example/trivy-db:2", "TRIVY_SKIP_DB_UPDATE": "true",
-                                    "PIP_AUDIT_INDEX_URL": "https://pypi.mirror.example/simple"}
+    settings = load_settings(
+        {
+            "PIPELINE_MASTER_BASEDIR": str(tmp_path / "m"),
+            "PIPELINE_SCANNERS_TRIVY_DB_REPOSITORY": "mirror.example/trivy-db:2",
+            "PIPELINE_SCANNERS_TRIVY_SKIP_DB_UPDATE": "true",
+            "PIPELINE_SCANNERS_PIP_AUDIT_INDEX_URL": "https://pypi.mirror.example/simple",
+        }
+    )
+    assert settings.scanner_env == {
+        "TRIVY_DB_REPOSITORY": "mirror.example/trivy-db:2",
+        "TRIVY_SKIP_DB_UPDATE": "true",
+        "PIP_AUDIT_INDEX_URL": "https://pypi.mirror.example/simple",
+    }
     from namaskah_ci.builders.setup import make_job_setup
     from namaskah_ci.workers import make_plan
 
@@ -86,9 +108,11 @@ def test_the_scanner_settings_become_every_jobs_environment(tmp_path):
 
 def test_sarif_findings_are_counted_with_their_commits(tmp_path):
     report = tmp_path / "gitleaks.sarif"
-    results = [{"ruleId": "github-pat", "level": "error", "partialFingerprints": {"commitSha": "a" * 40}},
-               {"ruleId": "generic-api-key", "partialFingerprints": {"commitSha": "b" * 40}},
-               {"ruleId": "github-pat", "level": "error", "partialFingerprints": {"commitSha": "a" * 40}}]
+    results = [
+        {"ruleId": "github-pat", "level": "error", "partialFingerprints": {"commitSha": "a" * 40}},
+        {"ruleId": "generic-api-key", "partialFingerprints": {"commitSha": "b" * 40}},
+        {"ruleId": "github-pat", "level": "error", "partialFingerprints": {"commitSha": "a" * 40}},
+    ]
     report.write_text(json.dumps({"runs": [{"results": results}]}))
     findings, _ = sarif_findings(str(report))
     assert findings == {"levels": {"error": 2, "warning": 1}, "commits": ["a" * 7, "b" * 7]}
@@ -99,14 +123,24 @@ def test_sarif_findings_are_counted_with_their_commits(tmp_path):
 
 def test_a_tool_without_a_version_of_its_own_is_still_named(tmp_path):
     fake(tmp_path / "bin", "gitleaks", 'echo "version is set by build process"')
-    done = subprocess.run([sys.executable, str(HELPERS / "ci_require_tools.py"), "gitleaks"], capture_output=True,
-                          text=True, timeout=60, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, str(HELPERS / "ci_require_tools.py"), "gitleaks"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+    )
     assert done.returncode == 0
     assert f"gitleaks: {tmp_path / 'bin' / 'gitleaks'} (version is set by build process)" in done.stdout
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/gitleaks"), reason="Debian's gitleaks is not installed here")
 def test_debians_gitleaks_shows_its_package_version():
-    done = subprocess.run([sys.executable, str(HELPERS / "ci_require_tools.py"), "gitleaks"], capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, str(HELPERS / "ci_require_tools.py"), "gitleaks"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0 and "Debian package gitleaks 8." in done.stdout

@@ -38,8 +38,13 @@ def run_scan(repo: Path, tmp: Path) -> tuple[subprocess.CompletedProcess, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["PIPELINE_SECRETS_DIR"] = str(tmp / "no-secrets")
     out = tmp / "results.json"
-    done = subprocess.run([str(RUNNER), "secrets-scan", "--repo", str(repo), "--json", str(out),
-                           "--state", str(tmp / "state")], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [str(RUNNER), "secrets-scan", "--repo", str(repo), "--json", str(out), "--state", str(tmp / "state")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     return done, json.loads(out.read_text())[0]
 
 
@@ -78,8 +83,7 @@ def test_a_secret_removed_later_is_still_found_in_its_commit_and_never_printed(t
 
 
 JOBS = load_pipeline(
-    "version: 1\njobs:\n  scan:\n    history: full\n    steps: [gitleaks detect]\n"
-    "  lint:\n    steps: [flake8]\n",
+    "version: 1\njobs:\n  scan:\n    history: full\n    steps: [gitleaks detect]\n  lint:\n    steps: [flake8]\n",
     ".namaskah-ci.yml",
 )
 SCAN, LINT = JOBS.job("scan").to_dict(), JOBS.job("lint").to_dict()
@@ -152,8 +156,6 @@ jobs:
 """
 
 
-
-
 @pytest.fixture(scope="module")
 def scan_story(tmp_path_factory):
     """A real master polling a scratch repository whose only job is the reference secrets-scan."""
@@ -182,8 +184,11 @@ def scan_story(tmp_path_factory):
 def scan_build(story, pipeline: dict) -> dict:
     """The pipeline's secrets-scan build (the newest one of its revision started after it)."""
     revision = story.prop(pipeline, "revision")
-    builds = [b for b in story.master.finished_builds("secrets-scan")
-              if story.prop(b, "namaskah_revision") == revision and b["started_at"] >= pipeline["started_at"]]
+    builds = [
+        b
+        for b in story.master.finished_builds("secrets-scan")
+        if story.prop(b, "namaskah_revision") == revision and b["started_at"] >= pipeline["started_at"]
+    ]
     assert builds, f"no secrets-scan build of {revision[:8]}:\n{story.master.build_text(pipeline)[-3000:]}"
     return builds[-1]
 

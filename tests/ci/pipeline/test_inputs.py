@@ -38,8 +38,16 @@ TREE = [
         (["app/*.py"], ["app/main.py"]),  # `*` stays in one directory
         (["**/*.html"], ["app/templates/index.html"]),
         (["app/**"], ["app/main.py", "app/templates/index.html"]),
-        (["**", "!docs/", "!*.md"], ["app/main.py", "app/templates/index.html", "requirements.txt",
-                                     "scripts/run.sh", "tests/fixtures/big.json"]),
+        (
+            ["**", "!docs/", "!*.md"],
+            [
+                "app/main.py",
+                "app/templates/index.html",
+                "requirements.txt",
+                "scripts/run.sh",
+                "tests/fixtures/big.json",
+            ],
+        ),
         (["tests/", "!tests/fixtures/", "tests/fixtures/big.json"], ["tests/fixtures/big.json"]),  # last wins
         (["requirement?.txt", "scripts/[a-r]*.sh"], ["requirements.txt", "scripts/run.sh"]),
         (["scripts/[!a-r]*.sh"], []),
@@ -97,7 +105,9 @@ def test_a_pipeline_file_with_a_bad_input_pattern_fails_naming_file_line_and_key
 
 
 def test_inputs_travel_with_the_job_definition():
-    text = "version: 1\njobs:\n  lint:\n    inputs: [app/, '!app/vendor/']\n    steps: [flake8]\n  all:\n    steps: [x]\n"
+    text = (
+        "version: 1\njobs:\n  lint:\n    inputs: [app/, '!app/vendor/']\n    steps: [flake8]\n  all:\n    steps: [x]\n"
+    )
     pipeline = load_pipeline(text, ".namaskah-ci.yml")
     assert pipeline.job("lint").inputs == ("app/", "!app/vendor/")
     assert pipeline.job("all").inputs is None  # the whole tree
@@ -128,25 +138,44 @@ def test_ls_tree_output_is_parsed_with_odd_names():
     ]
 
 
-JOB = load_pipeline(
-    "version: 1\njobs:\n  lint:\n    secrets: [codecov_token]\n    env: {A: '1'}\n    steps: [flake8]\n",
-    ".namaskah-ci.yml",
-).job("lint").to_dict()
+JOB = (
+    load_pipeline(
+        "version: 1\njobs:\n  lint:\n    secrets: [codecov_token]\n    env: {A: '1'}\n    steps: [flake8]\n",
+        ".namaskah-ci.yml",
+    )
+    .job("lint")
+    .to_dict()
+)
 RUNTIME = {"mode": "local", "interpreter": "/usr/bin/python3.11", "version": "3.11.2 (main)\n/usr/bin/python3.11"}
 
 
 def test_what_only_shows_or_schedules_a_job_is_not_in_its_key():
     key = reuse_key(JOB, "tree:abc", RUNTIME)
-    for name, value in (("context", "other"), ("timeout_minutes", 5), ("branches", ["main"]), ("verdict", False),
-                        ("schedule", "0 0 * * *"), ("priority", "low")):
+    for name, value in (
+        ("context", "other"),
+        ("timeout_minutes", 5),
+        ("branches", ["main"]),
+        ("verdict", False),
+        ("schedule", "0 0 * * *"),
+        ("priority", "low"),
+    ):
         assert reuse_key({**JOB, name: value}, "tree:abc", RUNTIME) == key, name
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"steps": [{"name": "flake8", "run": "flake8 --strict", "continue_on_failure": False,
-                    "allow_failure": False, "only_with_secret": None}]},
+        {
+            "steps": [
+                {
+                    "name": "flake8",
+                    "run": "flake8 --strict",
+                    "continue_on_failure": False,
+                    "allow_failure": False,
+                    "only_with_secret": None,
+                }
+            ]
+        },
         {"env": [["A", "2"]]},
         {"python": "3.9"},
         {"requirements": ["requirements.txt"]},

@@ -410,8 +410,10 @@ def test_job_builders_over_the_limit_are_refused_naming_the_count_and_the_key():
         f"  j{n}:\n    matrix: {{python: {versions if n == 0 else '*v'}}}\n    steps: [x]\n" for n in range(50)
     )
     assert len(many) < 4096
-    assert problem(many).startswith(".namaskah-ci.yml:2: jobs: 2000 job builders (matrix entries expanded) is over "
-                                    "the limit of 64 ([limits] pipeline_builders)")
+    assert problem(many).startswith(
+        ".namaskah-ci.yml:2: jobs: 2000 job builders (matrix entries expanded) is over "
+        "the limit of 64 ([limits] pipeline_builders)"
+    )
 
 
 def test_the_policy_takes_the_limits_from_the_settings():
@@ -425,8 +427,10 @@ def test_the_policy_takes_the_limits_from_the_settings():
 @pytest.mark.parametrize("value", ['"one\\nINJECTED=1"', '"a\\rb"', '"bell\\a"', '"nul\\0"', '"x\\u2028y"', '"\\x85"'])
 @pytest.mark.parametrize("where", ["top", "job"])
 def test_an_env_value_with_a_newline_or_control_character_is_refused_naming_the_key(value, where):
-    text = f"version: 1\nenv: {{A: {value}}}\njobs:\n  a:\n    steps: [x]\n" if where == "top" else job(
-        f"env: {{A: {value}}}\nsteps: [x]"
+    text = (
+        f"version: 1\nenv: {{A: {value}}}\njobs:\n  a:\n    steps: [x]\n"
+        if where == "top"
+        else job(f"env: {{A: {value}}}\nsteps: [x]")
     )
     summary = problem(text)
     key = "env.A" if where == "top" else "jobs.a.env.A"
@@ -436,7 +440,9 @@ def test_an_env_value_with_a_newline_or_control_character_is_refused_naming_the_
 
 def test_an_env_value_may_hold_tabs_and_any_printable_text():
     assert load(job('env: {A: "a\\tb", B: "é ü ✓ <x>"}\nsteps: [x]')).job("a").environment == {
-        "A": "a\tb", "B": "é ü ✓ <x>"}
+        "A": "a\tb",
+        "B": "é ü ✓ <x>",
+    }
 
 
 def test_the_json_schema_refuses_a_newline_in_an_env_value_too():

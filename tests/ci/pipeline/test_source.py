@@ -170,8 +170,9 @@ class PipelineSourceTest(unittest.TestCase):
     @defer.inlineCallbacks
     def test_readers_asking_at_once_share_one_parse(self):
         revision = commit(self.repo, {".namaskah-ci.yml": FILE_V2 + "# shared\n"}, "shared")
-        first, second = yield defer.gatherResults([self.source.pipeline_at(revision), PipelineSource(
-            self.config, self.source.state).pipeline_at(revision)])
+        first, second = yield defer.gatherResults(
+            [self.source.pipeline_at(revision), PipelineSource(self.config, self.source.state).pipeline_at(revision)]
+        )
         assert first is second and first.builders == ["lint", "docs"]
 
     @defer.inlineCallbacks

@@ -61,8 +61,14 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         return self.setup_test_build_step()
 
     @defer.inlineCallbacks
-    def setup_checks(self, checks: dict[str, list[int | None]], errors: dict[str, Exception] | None = None,
-                     disabled: tuple = (), reuse: ReuseSetup | None = None, kept: dict | None = None):
+    def setup_checks(
+        self,
+        checks: dict[str, list[int | None]],
+        errors: dict[str, Exception] | None = None,
+        disabled: tuple = (),
+        reuse: ReuseSetup | None = None,
+        kept: dict | None = None,
+    ):
         """checks: {builder name: [result of each build]} ([] = request cancelled before any build)."""
         errors = errors or {}
         step = FanOut(name="checks", disabled=disabled, reuse=reuse, config=CONFIG if reuse else None)
@@ -89,9 +95,16 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             ]
             for attempt, result in enumerate(builds):
                 rows.append(
-                    fakedb.Build(id=3000 + 10 * index + attempt, number=attempt + 1, buildrequestid=brid,
-                                 builderid=builderid, masterid=MASTER_ID, workerid=WORKER_ID, results=result,
-                                 complete_at=1304262223)
+                    fakedb.Build(
+                        id=3000 + 10 * index + attempt,
+                        number=attempt + 1,
+                        buildrequestid=brid,
+                        builderid=builderid,
+                        masterid=MASTER_ID,
+                        workerid=WORKER_ID,
+                        results=result,
+                        complete_at=1304262223,
+                    )
                 )
             scheduler = FakeTriggerable(f"check-{name}", {builderid: brid}, final, errors.get(name))
             self.schedulers[name] = scheduler
@@ -117,25 +130,31 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_the_build_summary_names_the_failed_checks(self):
-        yield self.setup_checks({
-            "test-py3.9": [SUCCESS],
-            "lint": [FAILURE],
-            "security": [WARNINGS],
-            "integration": [SUCCESS],
-        })
+        yield self.setup_checks(
+            {
+                "test-py3.9": [SUCCESS],
+                "lint": [FAILURE],
+                "security": [WARNINGS],
+                "integration": [SUCCESS],
+            }
+        )
         self.expect_outcome(result=FAILURE)
         self.expect_property(
             "check_results",
             {"integration": "success", "lint": "failure", "security": "warnings", "test-py3.9": "success"},
         )
-        self.expect_result_summary({
-            "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
-            "build": "failed: lint, security",
-        })
-        self.expect_build_result_summary({
-            "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
-            "build": "failed: lint, security",
-        })
+        self.expect_result_summary(
+            {
+                "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
+                "build": "failed: lint, security",
+            }
+        )
+        self.expect_build_result_summary(
+            {
+                "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
+                "build": "failed: lint, security",
+            }
+        )
         yield self.run_step()
 
     @defer.inlineCallbacks

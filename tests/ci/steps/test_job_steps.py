@@ -218,8 +218,7 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.setup_load(job)
         written: dict = {}
         rmdirs = [
-            ExpectRmdir(dir=f".namaskah-ci/{part}", log_environ=False).exit(0)
-            for part in ("secrets", "tmp", "venv")
+            ExpectRmdir(dir=f".namaskah-ci/{part}", log_environ=False).exit(0) for part in ("secrets", "tmp", "venv")
         ]
         self.expect_commands(
             *rmdirs,

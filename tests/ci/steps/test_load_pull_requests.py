@@ -21,12 +21,22 @@ from namaskah_ci.steps.job_steps import JobSetup
 from namaskah_ci.steps.load import LoadPipeline, pull_request_stop
 
 CONFIG = PipelineConfig(
-    repo_url="/nonexistent/repo", poller_dir="/nonexistent/poller", mirror_dir="/nonexistent/mirror",
-    default_file="/nonexistent/default.yml", default_label="default.yml", registry_path="/nonexistent/r.json",
+    repo_url="/nonexistent/repo",
+    poller_dir="/nonexistent/poller",
+    mirror_dir="/nonexistent/mirror",
+    default_file="/nonexistent/default.yml",
+    default_label="default.yml",
+    registry_path="/nonexistent/r.json",
     default_branch="main",
 )
-PR = {"branch": "refs/pull/7/merge", "pr_number": 7, "pr_head": "a" * 40, "pr_base": "main",
-      "pr_head_repo": "acme/namaskah", "pr_fork": False}
+PR = {
+    "branch": "refs/pull/7/merge",
+    "pr_number": 7,
+    "pr_head": "a" * 40,
+    "pr_base": "main",
+    "pr_head_repo": "acme/namaskah",
+    "pr_fork": False,
+}
 
 
 class LoadPipelinePullRequestTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
@@ -44,8 +54,12 @@ class LoadPipelinePullRequestTest(TestBuildStepMixin, TestReactorMixin, unittest
     @defer.inlineCallbacks
     def test_a_conflicting_pull_request_ends_at_once_naming_its_base(self):
         self.start(False, **PR, pr_conflict="main")
-        self.expect_outcome(result=FAILURE, state_string=(
-            "pull request #7 conflicts with main: GitHub has no merge result (refs/pull/7/merge): no job run"))
+        self.expect_outcome(
+            result=FAILURE,
+            state_string=(
+                "pull request #7 conflicts with main: GitHub has no merge result (refs/pull/7/merge): no job run"
+            ),
+        )
         yield self.run_step()
         self.assertEqual(self.get_nth_step(0).build_summary, "conflicts with main")
 

@@ -59,8 +59,9 @@ def builder_dir(path: Path, job: str, user: str = "") -> tuple[JobLayout, Path, 
     job_dir.mkdir()
     checkout.mkdir()
     layout = JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(path / "cache"), user=user)
-    document = job_commands.job_document(PIPELINE.job(job), layout, interpreter=sys.executable,
-                                         base_path="/usr/bin:/bin", worker_env={})
+    document = job_commands.job_document(
+        PIPELINE.job(job), layout, interpreter=sys.executable, base_path="/usr/bin:/bin", worker_env={}
+    )
     (job_dir / "job.json").write_text(json.dumps(document))
     return layout, job_dir, checkout
 
@@ -90,8 +91,10 @@ def test_collect_reports_refuses_a_sparse_512_mib_file_and_too_many_files_naming
     done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=300)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr  # the step warns (it is shown)
-    assert ("collect-reports: report out/big.bin skipped: the job's reports exceed 256 MiB ([limits] report_bytes)"
-            in done.stdout.splitlines()), done.stdout
+    assert (
+        "collect-reports: report out/big.bin skipped: the job's reports exceed 256 MiB ([limits] report_bytes)"
+        in done.stdout.splitlines()
+    ), done.stdout
     assert "the job's reports exceed 10000 files ([limits] report_files)" in done.stdout, done.stdout
     collected = job_dir / "reports"
     assert (collected / "out" / "junit.xml").is_file() and not (collected / "out" / "big.bin").exists()
@@ -175,8 +178,10 @@ def test_the_masters_reports_hold_at_most_the_limits(tmp_path, job_user):
         (repo / "NOTES.md").write_text("go\n")
         git(repo, "add", "NOTES.md")
         git(repo, "commit", "-q", "-m", "a build")
-        builds = {name: wait_for(f"a finished {name} build", lambda n=name: master.finished_builds(n), 600)[0]
-                  for name in ("big", "linked")}
+        builds = {
+            name: wait_for(f"a finished {name} build", lambda n=name: master.finished_builds(n), 600)[0]
+            for name in ("big", "linked")
+        }
         big_text = master.build_text(builds["big"])
         master.wait_idle(300)
     finally:

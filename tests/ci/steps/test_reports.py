@@ -245,7 +245,8 @@ class ReportLimitsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=WARNINGS)
         yield self.run_step()
         assert "report reports/htmlcov skipped: the job's reports exceed 3 files ([limits] report_files)" in (
-            self.get_nth_step(0).summary_text)
+            self.get_nth_step(0).summary_text
+        )
         assert self.stored() == (0, 0)
         assert (yield self.urls()) == []
 
@@ -257,7 +258,8 @@ class ReportLimitsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=WARNINGS)
         yield self.run_step()
         assert "report reports/htmlcov skipped: the job's reports exceed 1 MiB ([limits] report_bytes)" in (
-            self.get_nth_step(0).summary_text)
+            self.get_nth_step(0).summary_text
+        )
         assert self.stored() == (0, 0)
 
     @defer.inlineCallbacks

@@ -17,8 +17,9 @@ from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, s
 
 DB_URL = "postgresql://namaskah:pg-5ecret@127.0.0.1:45432/namaskah"
 REDIS_URL = "redis://default:redis-5ecret@127.0.0.1:46379/0"
-SHOWN = ("postgres: 127.0.0.1:45432 (database namaskah, user namaskah; DATABASE_URL)\n"
-         "redis: 127.0.0.1:46379 (REDIS_URL)\n")
+SHOWN = (
+    "postgres: 127.0.0.1:45432 (database namaskah, user namaskah; DATABASE_URL)\nredis: 127.0.0.1:46379 (REDIS_URL)\n"
+)
 LAYOUT = JobLayout(runner="/opt/py", helpers_dir="/opt/helpers", cache_root="/c")
 STOP = services_argv(LAYOUT, "stop", STATE_DIR)
 
@@ -31,8 +32,18 @@ def start_command(*services: str, timeout: int = 60) -> list[str]:
 def test_the_helper_comes_with_the_master():
     env_file = "../.namaskah-ci/services.env"  # in the job directory, where ci_step.py reads it
     assert start_command("postgres", "redis") == [
-        "/opt/py", "/opt/helpers/ci_services.py", "start", "--state-dir", STATE_DIR, "--env-file", env_file,
-        "--timeout", "60", "--postgres", "--redis"]
+        "/opt/py",
+        "/opt/helpers/ci_services.py",
+        "start",
+        "--state-dir",
+        STATE_DIR,
+        "--env-file",
+        env_file,
+        "--timeout",
+        "60",
+        "--postgres",
+        "--redis",
+    ]
     assert STOP == ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR, "--env-file", env_file]
 
 
@@ -68,8 +79,9 @@ class StartServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase)
 
     @defer.inlineCallbacks
     def test_says_where_both_are_and_sets_no_property(self):
-        yield self.setup_step(StartServices(("postgres", "redis"), start_command("postgres", "redis"), env={"A": "1"},
-                                      name="start"))
+        yield self.setup_step(
+            StartServices(("postgres", "redis"), start_command("postgres", "redis"), env={"A": "1"}, name="start")
+        )
         self.expect_commands(
             ExpectShell(workdir="wkdir", command=start_command("postgres", "redis"), env={"A": "1"}, log_environ=False)
             .stdout(SHOWN)
@@ -119,9 +131,7 @@ class StopServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     def test_stops_the_same_state_directory(self):
         yield self.setup_step(StopServices(STOP, alwaysRun=True, name="stop"))
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=STOP, log_environ=False)
-            .stdout("stopped postgres\n")
-            .exit(0)
+            ExpectShell(workdir="wkdir", command=STOP, log_environ=False).stdout("stopped postgres\n").exit(0)
         )
         self.expect_outcome(result=SUCCESS)
         yield self.run_step()
@@ -130,9 +140,6 @@ class StopServicesTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_failed_stop_is_a_failure(self):
         yield self.setup_step(StopServices(STOP, name="stop"))
-        self.expect_commands(
-            ExpectShell(workdir="wkdir", command=STOP, log_environ=False)
-            .exit(1)
-        )
+        self.expect_commands(ExpectShell(workdir="wkdir", command=STOP, log_environ=False).exit(1))
         self.expect_outcome(result=FAILURE)
         yield self.run_step()

@@ -46,8 +46,17 @@ def test_revisions_are_commit_ids(revision):
 
 @pytest.mark.parametrize(
     "revision, fragment",
-    [("abc123", "7 to 40"), ("g" * 7, "7 to 40"), ("a" * 41, "got 41"), (HUGE, "got 10000"), (SHELL, "7 to 40"),
-     ("HEAD", "7 to 40"), ("main", "7 to 40"), ("--upload-pack=x", "7 to 40"), ("abc def1", "7 to 40")],
+    [
+        ("abc123", "7 to 40"),
+        ("g" * 7, "7 to 40"),
+        ("a" * 41, "got 41"),
+        (HUGE, "got 10000"),
+        (SHELL, "7 to 40"),
+        ("HEAD", "7 to 40"),
+        ("main", "7 to 40"),
+        ("--upload-pack=x", "7 to 40"),
+        ("abc def1", "7 to 40"),
+    ],
 )
 def test_other_revisions_are_refused(revision, fragment):
     message = refused(RevisionParameter(name="revision", default=""), revision)
@@ -68,12 +77,39 @@ def test_branches_follow_git_ref_names(branch):
 
 @pytest.mark.parametrize(
     "branch, fragment",
-    [(SHELL, "spaces"), ("a b", "spaces"), ("a..b", "'..'"), ("-x", "'-'"), ("x\x00y", "control"),
-     ("x\ty", "control"), ("x\x7f", "control"), ("a.lock", ".lock"), ("/a", "'/'"), ("a/", "'/'"), ("a//b", "'//'"),
-     (".a", "'.'"), ("a/.b", "'.'"), ("a.", "'.'"), ("@", "'@'"), ("a@{1}", "'@{'"), ("a~1", "'~'"), ("a^", "'^'"),
-     ("a:b", "':'"), ("a?", "'?'"), ("a*", "'*'"), ("a[b", "'['"), ("a\\b", "'\\\\'"), ("$(id)", "'$'"),
-     ("`x`", "'`'"), ("a;b", "';'"), ("a|b", "'|'"), ("a&b", "'&'"), ("a>b", "'>'"), ("x" * 201, "at most 200"),
-     (HUGE, "got 10000")],
+    [
+        (SHELL, "spaces"),
+        ("a b", "spaces"),
+        ("a..b", "'..'"),
+        ("-x", "'-'"),
+        ("x\x00y", "control"),
+        ("x\ty", "control"),
+        ("x\x7f", "control"),
+        ("a.lock", ".lock"),
+        ("/a", "'/'"),
+        ("a/", "'/'"),
+        ("a//b", "'//'"),
+        (".a", "'.'"),
+        ("a/.b", "'.'"),
+        ("a.", "'.'"),
+        ("@", "'@'"),
+        ("a@{1}", "'@{'"),
+        ("a~1", "'~'"),
+        ("a^", "'^'"),
+        ("a:b", "':'"),
+        ("a?", "'?'"),
+        ("a*", "'*'"),
+        ("a[b", "'['"),
+        ("a\\b", "'\\\\'"),
+        ("$(id)", "'$'"),
+        ("`x`", "'`'"),
+        ("a;b", "';'"),
+        ("a|b", "'|'"),
+        ("a&b", "'&'"),
+        ("a>b", "'>'"),
+        ("x" * 201, "at most 200"),
+        (HUGE, "got 10000"),
+    ],
 )
 def test_other_branches_are_refused(branch, fragment):
     message = refused(BranchParameter(name="branch", default="main"), branch)
@@ -100,8 +136,11 @@ def test_reasons_are_one_short_line():
 
 @pytest.mark.parametrize("given", [5, None, {"x": 1}, ["nested"], True])
 def test_values_that_are_not_text_are_refused(given):
-    for parameter in (RevisionParameter(name="revision", default=""), BranchParameter(name="branch", default="m"),
-                      ReasonParameter(name="reason", default="r")):
+    for parameter in (
+        RevisionParameter(name="revision", default=""),
+        BranchParameter(name="branch", default="m"),
+        ReasonParameter(name="reason", default="r"),
+    ):
         assert "must be text" in refused(parameter, given)
 
 
@@ -138,8 +177,8 @@ def force(scheduler, **params):
     scheduler.addBuildsetForSourceStampsWithDefaults = record
     outcome: list = []
     scheduler.force("admin", **params).addCallbacks(
-        lambda _: outcome.append(None), lambda failure: outcome.append(failure.trap(CollectedValidationError)
-                                                                       and failure.value.errors)
+        lambda _: outcome.append(None),
+        lambda failure: outcome.append(failure.trap(CollectedValidationError) and failure.value.errors),
     )
     return queued, outcome[0]
 
@@ -190,8 +229,11 @@ def test_every_form_refuses_bad_input_naming_the_field_and_queues_nothing(force_
 
 def test_every_form_takes_good_input(force_schedulers):
     for scheduler in force_schedulers:
-        params = {"reason": "because", **needed(scheduler),
-                  **{f: "abcdef1" for f in typed_fields(scheduler) if f == "revision"}}
+        params = {
+            "reason": "because",
+            **needed(scheduler),
+            **{f: "abcdef1" for f in typed_fields(scheduler) if f == "revision"},
+        }
         queued, errors = force(scheduler, **params)
         assert errors is None and len(queued) == 1, scheduler.name
         (stamp,) = queued[0]["sourcestamps"]

@@ -48,8 +48,12 @@ def test_by_default_local_mode_runs_as_many_jobs_as_cores(tmp_path):
 def test_the_settings_bound_jobs_and_pipelines(tmp_path):
     config = build_config(settings(tmp_path, workers_max_jobs=3, pipeline_max_pipelines=5), REGISTRY)
     builders = {b.name: b for b in config["builders"]}
-    assert builders["test-py3.9"].workernames == ["local-test-py3_9", "local-test-py3_9-s2", "local-test-py3_9-s3",
-                                                  "reuse"]
+    assert builders["test-py3.9"].workernames == [
+        "local-test-py3_9",
+        "local-test-py3_9-s2",
+        "local-test-py3_9-s3",
+        "reuse",
+    ]
     assert builders["pipeline"].workernames == ["local-pipeline", *(f"local-pipeline-s{i}" for i in range(2, 6))]
     # one lock shared by every job builder: three jobs at once in all
     locks = {id(builders[name].locks.lock) for name in REGISTRY.builders}
@@ -59,8 +63,9 @@ def test_the_settings_bound_jobs_and_pipelines(tmp_path):
 
 def test_docker_mode_counts_engines_times_their_jobs(tmp_path):
     base = settings(tmp_path, workers_mode="docker", repo_url="https://example.invalid/r.git")
-    two = dataclasses.replace(base, workers=dataclasses.replace(
-        base.workers, extra_docker_hosts=["unix:///run/second.sock"], engine_jobs=3))
+    two = dataclasses.replace(
+        base, workers=dataclasses.replace(base.workers, extra_docker_hosts=["unix:///run/second.sock"], engine_jobs=3)
+    )
     assert worker_plan.job_slots(two) == 6 and worker_plan.builder_slots(two) == 3
     capped = dataclasses.replace(two, workers=dataclasses.replace(two.workers, max_jobs=2))
     assert worker_plan.job_slots(capped) == 2 and worker_plan.builder_slots(capped) == 2

@@ -46,14 +46,23 @@ from namaskah_ci.github.reporters import (
 from namaskah_ci.settings import load_settings
 from namaskah_ci.www.config import LoggedInOnly, make_www
 
-SEED_CONTEXTS = ["test (Python 3.9)", "test (Python 3.11)", "lint", "integration", "migration-test", "security",
-                 "container-scan", "secrets-scan"]
+SEED_CONTEXTS = [
+    "test (Python 3.9)",
+    "test (Python 3.11)",
+    "lint",
+    "integration",
+    "migration-test",
+    "security",
+    "container-scan",
+    "secrets-scan",
+]
 
 
 @pytest.fixture
 def settings(tmp_path):
-    return load_settings({"PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"),
-                          "PIPELINE_SECRETS_DIR": str(tmp_path / "secrets")})
+    return load_settings(
+        {"PIPELINE_MASTER_BASEDIR": str(tmp_path / "master"), "PIPELINE_SECRETS_DIR": str(tmp_path / "secrets")}
+    )
 
 
 def none(name: str) -> bool:
@@ -62,17 +71,21 @@ def none(name: str) -> bool:
 
 # --- the htpasswd login ---------------------------------------------------------------------
 
+
 def test_parse_accepts_bcrypt_in_every_spelling_and_skips_comments():
     text = htpasswd_text({"a": "1"}) + "# comment\n\n" + htpasswd_text({"b": "2"}).replace("$2b$", "$2y$")
     assert set(auth.parse_htpasswd(text)) == {"a", "b"}
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("admin:secret", "not a bcrypt hash"),
-    ("admin:$1$salt$hash", "not a bcrypt hash"),
-    ("just-a-name", "expected user:hash"),
-    (":$2b$04$abc", "expected user:hash"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("admin:secret", "not a bcrypt hash"),
+        ("admin:$1$salt$hash", "not a bcrypt hash"),
+        ("just-a-name", "expected user:hash"),
+        (":$2b$04$abc", "expected user:hash"),
+    ],
+)
 def test_parse_refuses_other_entries(text, fragment):
     with pytest.raises(auth.HtpasswdError, match=fragment):
         auth.parse_htpasswd(text)
@@ -143,6 +156,7 @@ def test_add_user_writes_an_owner_only_bcrypt_file(tmp_path):
 
 # --- c['www'] --------------------------------------------------------------------------------
 
+
 def test_www_has_the_views_badges_login_and_no_gravatar(settings):
     www = make_www(settings, none)
     assert {"waterfall_view", "console_view", "grid_view", "badges", "wsgi_dashboards"} <= set(www["plugins"])
@@ -175,10 +189,22 @@ def test_github_enterprise_server_url():
 
 # --- reporters -------------------------------------------------------------------------------
 
+
 def test_status_contexts_are_the_seeds_required_checks():
     contexts = status_contexts(SEED)
-    assert [contexts[name] for name in ("test-py3.9", "test-py3.11", "lint", "integration", "migration-test",
-                                        "security", "container-scan", "secrets-scan")] == SEED_CONTEXTS
+    assert [
+        contexts[name]
+        for name in (
+            "test-py3.9",
+            "test-py3.11",
+            "lint",
+            "integration",
+            "migration-test",
+            "security",
+            "container-scan",
+            "secrets-scan",
+        )
+    ] == SEED_CONTEXTS
 
 
 def test_status_push_only_with_a_github_token(settings):
@@ -242,10 +268,13 @@ def test_private_reports_need_a_logged_in_session(settings):
 
 # --- nothing a dashboard answers runs in the web UI's origin (issue 21) ------------------------
 
+
 def answer(app, path: str, method: str = "GET", cookie: str = "") -> tuple[str, dict]:
     said = {}
-    app({"PATH_INFO": path, "REQUEST_METHOD": method, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
-        lambda status, headers: said.update(status=status, headers=dict(headers)))
+    app(
+        {"PATH_INFO": path, "REQUEST_METHOD": method, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
+        lambda status, headers: said.update(status=status, headers=dict(headers)),
+    )
     return said["status"], said["headers"]
 
 
@@ -287,11 +316,14 @@ def test_reports_are_linked_from_the_web_ui_unless_a_reports_origin_is_set(setti
     assert load_settings(env).www.reports_url == "http://10.0.0.5:8080/r/"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("reports.example.net", "must be an http"),
-    ("ftp://reports.example.net/", "must be an http"),
-    ("http://localhost:8010/reports/", "the web UI's own origin"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("reports.example.net", "must be an http"),
+        ("ftp://reports.example.net/", "must be an http"),
+        ("http://localhost:8010/reports/", "the web UI's own origin"),
+    ],
+)
 def test_a_reports_origin_must_be_another_http_origin(settings, value, message):
     assert settings.buildbot_url == "http://localhost:8010/"
     with pytest.raises(ConfigErrors, match=message):
@@ -299,6 +331,7 @@ def test_a_reports_origin_must_be_another_http_origin(settings, value, message):
 
 
 # --- the session cookie (fixes/session_cookie.py) ----------------------------------------------
+
 
 class Config:
     def __init__(self, url: str):

@@ -394,7 +394,9 @@ class MetricsServiceTest(TestReactorMixin, unittest.TestCase):
         status, body = self.scrape(svc)
         self.assertEqual(status, 403)
         self.assertNotIn("namaskah_ci_", body)
-        status, _ = self.scrape(svc, "TWISTED_SESSION=" + self.token("admin", "another-secret-also-long-enough-for-hs256"))
+        status, _ = self.scrape(
+            svc, "TWISTED_SESSION=" + self.token("admin", "another-secret-also-long-enough-for-hs256")
+        )
         self.assertEqual(status, 403)
         status, _ = self.scrape(svc, "TWISTED_SESSION=" + self.token(None, self.SECRET))
         self.assertEqual(status, 403)

@@ -99,11 +99,14 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_required_check_the_file_does_not_define_blocks_naming_it(self):
-        triggered = yield self.run_gate("main", {"lint": "success"}, pipeline_jobs=["lint"],
-                                        pipeline_file=".namaskah-ci.yml at 1234567")
+        triggered = yield self.run_gate(
+            "main", {"lint": "success"}, pipeline_jobs=["lint"], pipeline_file=".namaskah-ci.yml at 1234567"
+        )
         self.assertEqual(triggered, [])
-        self.assertEqual(self.get_nth_step(0).gate_summary,
-                         "not deploying: test-py3.11 is not defined in .namaskah-ci.yml at 1234567")
+        self.assertEqual(
+            self.get_nth_step(0).gate_summary,
+            "not deploying: test-py3.11 is not defined in .namaskah-ci.yml at 1234567",
+        )
 
     @defer.inlineCallbacks
     def test_an_unusable_pipeline_file_never_deploys(self):
@@ -120,8 +123,10 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
     def changes_on_main(self, *revisions):
         rows = []
         for index, revision in enumerate(revisions, start=1):
-            rows += [fakedb.SourceStamp(id=80 + index, branch="main", revision=revision),
-                     fakedb.Change(changeid=index, branch="main", revision=revision, sourcestampid=80 + index)]
+            rows += [
+                fakedb.SourceStamp(id=80 + index, branch="main", revision=revision),
+                fakedb.Change(changeid=index, branch="main", revision=revision, sourcestampid=80 + index),
+            ]
         yield self.master.db.insert_test_data(rows)
 
     @defer.inlineCallbacks
@@ -135,8 +140,9 @@ class DeployGateTest(DeployStepCase, unittest.TestCase):
         yield self.changes_on_main(OLD, REV)
         triggered = yield self.run_gate("main", ALL_GREEN, revision=OLD, rerun_of=4)
         self.assertEqual(triggered, [])
-        self.assertEqual(self.get_nth_step(0).gate_summary,
-                         f"not deploying: main has moved on to {REV[:7]} since {OLD[:7]}")
+        self.assertEqual(
+            self.get_nth_step(0).gate_summary, f"not deploying: main has moved on to {REV[:7]} since {OLD[:7]}"
+        )
 
 
 class VerifyPipelineTest(DeployStepCase, unittest.TestCase):

@@ -211,7 +211,7 @@ class NotifyFailureTest(DeployStepCase, unittest.TestCase):
         self.expect_outcome(result=SUCCESS)
         self.expect_build_result_summary(
             {
-                "step": "webhook: sent; e-mail: not configured; " "GitHub status: skipped (no github_token)",
+                "step": "webhook: sent; e-mail: not configured; GitHub status: skipped (no github_token)",
                 "build": text,
             }
         )

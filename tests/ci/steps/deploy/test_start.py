@@ -28,8 +28,14 @@ class StartDeployTest(DeployStepCase, unittest.TestCase):
     def test_the_render_api_is_used_first_and_its_answer_recorded_at_once(self):
         yield self.setup_start()
         self.expect_http("GET", LIST, content_json=[], headers=AUTH)
-        self.expect_http("POST", deploy_url("/deploys"), code=201, content_json={"id": "dep-api1", "status": "created"},
-                         headers=AUTH, json_body={"commitId": REV})
+        self.expect_http(
+            "POST",
+            deploy_url("/deploys"),
+            code=201,
+            content_json={"id": "dep-api1", "status": "created"},
+            headers=AUTH,
+            json_body={"commitId": REV},
+        )
         self.expect_outcome(result=SUCCESS, state_string="1234567 accepted by the Render API: dep-api1")
         self.expect_property("render_deploy_id", "dep-api1")
         self.expect_property("deploy_started", True)
@@ -73,12 +79,16 @@ class StartDeployTest(DeployStepCase, unittest.TestCase):
         self.expect_property("deploy_resumed", "dep-old")
         yield self.run_step()
         assert "resuming dep-old of 1234567 (found on Render (build_in_progress)): not deploying twice" in (
-            self.get_nth_step(0).summary)
+            self.get_nth_step(0).summary
+        )
 
     @defer.inlineCallbacks
     def test_an_id_a_crashed_build_recorded_is_resumed_without_asking_render(self):
-        yield self.add_history("deploy-production", 31, [
-            {"number": 4, "results": 4, "props": {"deploy_revision": REV, "render_deploy_id": "dep-rec"}}])
+        yield self.add_history(
+            "deploy-production",
+            31,
+            [{"number": 4, "results": 4, "props": {"deploy_revision": REV, "render_deploy_id": "dep-rec"}}],
+        )
         yield self.setup_start()
         self.expect_outcome(result=SUCCESS)
         self.expect_property("render_deploy_id", "dep-rec")
@@ -88,8 +98,14 @@ class StartDeployTest(DeployStepCase, unittest.TestCase):
     @defer.inlineCallbacks
     def test_an_admins_redeploy_deploys_again(self):
         yield self.setup_start(redeploy=True)
-        self.expect_http("POST", deploy_url("/deploys"), code=201, content_json={"id": "dep-new"}, headers=AUTH,
-                         json_body={"commitId": REV})
+        self.expect_http(
+            "POST",
+            deploy_url("/deploys"),
+            code=201,
+            content_json={"id": "dep-new"},
+            headers=AUTH,
+            json_body={"commitId": REV},
+        )
         self.expect_outcome(result=SUCCESS)
         self.expect_property("render_deploy_id", "dep-new")
         yield self.run_step()
@@ -117,8 +133,13 @@ class HookOnlyTest(DeployStepCase, unittest.TestCase):
 
 
 def commits(repo: str) -> tuple[str, str]:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@e"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
@@ -143,18 +164,26 @@ class NotOutdatedTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_an_older_revision_after_a_newer_one_is_skipped_naming_it(self):
-        yield self.add_history("deploy-production", 32, [
-            {"number": 7, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}])
+        yield self.add_history(
+            "deploy-production",
+            32,
+            [{"number": 7, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}],
+        )
         yield self.setup_check(self.older)
         self.expect_outcome(result=SKIPPED)
-        self.expect_property("deploy_superseded",
-                             f"not deploying {self.older[:7]}: {self.newer[:7]} is newer (deployed by deploy-production #7)")
+        self.expect_property(
+            "deploy_superseded",
+            f"not deploying {self.older[:7]}: {self.newer[:7]} is newer (deployed by deploy-production #7)",
+        )
         yield self.run_step()
 
     @defer.inlineCallbacks
     def test_a_revision_already_deployed_is_not_deployed_again(self):
-        yield self.add_history("deploy-production", 33, [
-            {"number": 2, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}])
+        yield self.add_history(
+            "deploy-production",
+            33,
+            [{"number": 2, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}],
+        )
         yield self.setup_check(self.newer)
         self.expect_outcome(result=SKIPPED)
         self.expect_property("deploy_superseded", f"{self.newer[:7]} was already deployed by deploy-production #2")
@@ -162,9 +191,14 @@ class NotOutdatedTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_newer_revision_and_a_crashed_try_go_ahead(self):
-        yield self.add_history("deploy-production", 34, [
-            {"number": 1, "results": 0, "props": {"deploy_revision": self.older, "deploy_started": True}},
-            {"number": 2, "results": 4, "props": {"deploy_revision": self.newer, "deploy_started": True}}])
+        yield self.add_history(
+            "deploy-production",
+            34,
+            [
+                {"number": 1, "results": 0, "props": {"deploy_revision": self.older, "deploy_started": True}},
+                {"number": 2, "results": 4, "props": {"deploy_revision": self.newer, "deploy_started": True}},
+            ],
+        )
         yield self.setup_check(self.newer)
         self.expect_outcome(result=SUCCESS)
         self.expect_no_property("deploy_superseded")
@@ -172,8 +206,11 @@ class NotOutdatedTest(DeployStepCase, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_an_admins_redeploy_is_not_skipped(self):
-        yield self.add_history("deploy-production", 35, [
-            {"number": 1, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}])
+        yield self.add_history(
+            "deploy-production",
+            35,
+            [{"number": 1, "results": 0, "props": {"deploy_revision": self.newer, "deploy_started": True}}],
+        )
         yield self.setup_check(self.older, redeploy=True)
         self.expect_outcome(result=SUCCESS)
         yield self.run_step()
