@@ -23,7 +23,7 @@ from namaskah_ci.steps.job_steps import job_steps
 from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.steps.services import StartServices
 from namaskah_ci.workers.docker import config as dc
-from namaskah_ci.workers.docker import latent as dw
+from namaskah_ci.workers.docker.service_worker import ServiceDockerWorker
 
 
 def on_branch(branch: str) -> Properties:
@@ -101,7 +101,7 @@ class ConfigTests(unittest.TestCase):
             # its docker worker, and the master-side one that shows a reused result (no job runs there)
             name, reuse = builders[builder].workernames
             self.assertEqual((name, reuse), (names.docker_worker_name(builder), names.REUSE_WORKER))
-            self.assertIs(type(workers[name]), dw.ServiceDockerWorker, builder)
+            self.assertIs(type(workers[name]), ServiceDockerWorker, builder)
             [load] = builders[builder].factory.steps
             self.assertIs(load.step_class, LoadJob)
         self.assertEqual(set(REGISTRY.builders), {job.builder for job in PIPELINE.jobs})

@@ -1,7 +1,7 @@
 """Docker mode configuration: which image, volumes and services each job builder's worker gets.
 
 `make_docker_workers(settings, builder_names, registry)` gives every job
-builder a latent worker per Docker host (`workers/docker/latent.py`) and the other
+builder a latent worker per Docker host (`workers/docker/service_worker.py`) and the other
 builders (the pipeline, deploys) LocalWorkers. A builder's image (its job's
 Python, or the tools image for jobs with `tools`), volumes, CPU share and
 service containers are rendered per build from the job's definition at the
@@ -40,7 +40,7 @@ from namaskah_ci.secrets import secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers.docker import caches as docker_caches
 from namaskah_ci.workers.docker import services as ds
-from namaskah_ci.workers.docker.latent import ServiceDockerWorker
+from namaskah_ci.workers.docker.service_worker import ServiceDockerWorker
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots
 
 CACHE_MOUNT = docker_caches.CACHE_MOUNT  # the build's cache volume inside every worker container

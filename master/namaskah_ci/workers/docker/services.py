@@ -2,7 +2,7 @@
 
 Everything here talks to a Docker engine through a blocking `docker.APIClient`
 and is meant to run in a thread (`deferToThread`), never in the reactor. The
-worker classes in `workers/docker/latent.py` call these functions around a build:
+worker classes in `workers/docker/latent.py` and `service_worker.py` call these functions around a build:
 
 - `start_services`: create and start one container per service, health-gated
   (Docker healthchecks with `pg_isready` / `redis-cli ping`), bounded by a
@@ -21,8 +21,9 @@ random password the build never sees; the role is made by `psql` run in the
 container once it is ready), and a Redis with a random password (`requirepass`)
 and without CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF. The URLs (passwords
 and all) go only into the build's worker container's environment
-(`workers/docker/latent.py`), never into a build property or a log. Service containers are compatible with the official
-`postgres:15` and `redis:7` images as well as the ones built from `workers/`.
+(`workers/docker/service_worker.py`), never into a build property or a log. Service
+containers are compatible with the official `postgres:15` and `redis:7` images as well as
+the ones built from `workers/`.
 """
 
 from __future__ import annotations

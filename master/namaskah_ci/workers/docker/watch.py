@@ -19,7 +19,7 @@ per-build network nobody tells the master), so it is watched too.
 - `stop_build`: `build.stopBuild(reason, results)` such that the build ends
   with those results, not "cancelled" (see its docstring).
 
-`ServiceDockerWorker` (`workers/docker/latent.py`) starts a watch once its worker
+`ServiceDockerWorker` (`workers/docker/service_worker.py`) starts a watch once its worker
 container runs and stops it before anything is removed. See docs/docker.md.
 """
 
