@@ -94,8 +94,10 @@ class ConfigTests(unittest.TestCase):
         config = build_config(docker_settings(engine_jobs=1), REGISTRY)
         workers = {w.name: w for w in config["workers"]}
         builders = {b.name: b for b in config["builders"]}
-        self.assertEqual(builders["pipeline"].workernames, ["local-pipeline", "local-pipeline-s2",
-                                                            "local-pipeline-s3", "local-pipeline-s4"])
+        self.assertEqual(
+            builders["pipeline"].workernames,
+            ["local-pipeline", "local-pipeline-s2", "local-pipeline-s3", "local-pipeline-s4"],
+        )
         self.assertEqual(type(workers["local-pipeline"]).__name__, "LocalWorker")
         for builder in REGISTRY.builders:
             # its docker worker, and the master-side one that shows a reused result (no job runs there)
@@ -116,18 +118,22 @@ class ConfigTests(unittest.TestCase):
         self.assertFalse(ComparableMixin.isEquivalent(first, dc.make_job_worker(docker_settings(), moved, host)))
 
     def test_extra_docker_hosts_give_each_builder_one_worker_per_host(self):
-        config = build_config(docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"], engine_jobs=1),
-                              REGISTRY)
+        config = build_config(
+            docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"], engine_jobs=1), REGISTRY
+        )
         builders = {b.name: b.workernames for b in config["builders"]}
         self.assertEqual(builders["lint"], ["docker-lint", "docker-lint-h2", names.REUSE_WORKER])
         workers = {w.name: w for w in config["workers"]}
         self.assertEqual(len([w for w in workers if w.startswith("docker-")]), 2 * len(REGISTRY.builders))
         # two jobs at once per engine: each builder has two workers on each
-        config = build_config(docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"], engine_jobs=2),
-                              REGISTRY)
+        config = build_config(
+            docker_settings(extra_docker_hosts=["tcp://worker2.example:2376"], engine_jobs=2), REGISTRY
+        )
         builders = {b.name: b for b in config["builders"]}
-        self.assertEqual(builders["lint"].workernames, ["docker-lint", "docker-lint-h2", "docker-lint-s2",
-                                                        "docker-lint-h2-s2", names.REUSE_WORKER])
+        self.assertEqual(
+            builders["lint"].workernames,
+            ["docker-lint", "docker-lint-h2", "docker-lint-s2", "docker-lint-h2-s2", names.REUSE_WORKER],
+        )
         self.assertEqual(builders["lint"].locks.lock.maxCount, 4)  # engines x engine_jobs
         hosts = {w.name: w._config_kwargs["docker_host"] for w in config["workers"] if w.name.startswith("docker-lint")}
         self.assertEqual(hosts["docker-lint-h2-s2"], "tcp://worker2.example:2376")
