@@ -33,14 +33,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT, ROOT / "master", ROOT / "tests" / "ci"):
+for extra in (ROOT, ROOT / "master", ROOT / "tests" / "support"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from harness import CHECK_BUILDERS, VENV_BIN, RunningMaster, make_service_repo, start_master, wait_for  # noqa: E402
-from www_support import outside_urls_env  # noqa: E402
-
-from bench import stats  # noqa: E402
+from bench import stats  # noqa: E402 (after the sys.path insert)
+from harness import CHECK_BUILDERS, VENV_BIN, RunningMaster, make_service_repo, start_master, wait_for  # noqa: E402 (after the sys.path insert)
+from www_support import outside_urls_env  # noqa: E402 (after the sys.path insert)
 
 TARGET_MS = 300.0
 PAGES = {
@@ -193,14 +192,14 @@ def fill(db_path: Path, pipelines: int, seed: int = 7) -> dict:
 
 
 def restart(master: RunningMaster) -> RunningMaster:
-    log_file = open(master.basedir.parent / "master-stdout.log", "a")
-    process = subprocess.Popen(
-        [str(VENV_BIN / "buildbot"), "start", "--nodaemon", str(master.basedir)],
-        env=master.env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(master.basedir.parent / "master-stdout.log", "a") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [str(VENV_BIN / "buildbot"), "start", "--nodaemon", str(master.basedir)],
+            env=master.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     again = RunningMaster(master.basedir, master.www_port, process, master.env)
     wait_for("the restarted master's REST API", lambda: process.poll() is None and again.api("builders"), 120)
     return again
@@ -297,7 +296,7 @@ def main(argv: list[str]) -> int:
                 "target": TARGET_MS,
                 "value": worst,
                 "met": worst < TARGET_MS,
-            },  # fmt: skip
+            },
         }
         output = args.output or ROOT / "bench" / "results" / f"{document['date']}-dashboard.json"
         output.parent.mkdir(parents=True, exist_ok=True)

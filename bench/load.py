@@ -16,7 +16,7 @@ class RestLoad:
         self.port = port
         self.endpoints = endpoints
         self.latencies: dict[str, list[float]] = {e: [] for e in endpoints}
-        self.errors: dict[str, int] = {e: 0 for e in endpoints}
+        self.errors: dict[str, int] = dict.fromkeys(endpoints, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
@@ -47,7 +47,7 @@ class RestLoad:
                 else:
                     self.errors[endpoint] += 1
 
-    def start(self) -> "RestLoad":
+    def start(self) -> RestLoad:
         self.started = time.time()
         for thread in self._threads:
             thread.start()

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import stats  # noqa: E402
+from bench import stats  # noqa: E402 (after the sys.path insert)
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_CACHE = ROOT / ".state" / "bench-cache"
@@ -54,7 +54,9 @@ def docker_problem() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI"
     try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, timeout=20)
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, timeout=20, check=False
+        )
     except subprocess.TimeoutExpired:
         return "the Docker engine does not answer"
     if info.returncode != 0:
@@ -68,13 +70,16 @@ def docker_problem() -> str | None:
 
 def command_version(*command: str) -> str | None:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else None
 
 
-SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(20_000_000):\n    x += i\nprint(time.perf_counter() - t)\n"
+SPIN = (
+    "import time\nt = time.perf_counter()\nx = 0\n"
+    "for i in range(20_000_000):\n    x += i\nprint(time.perf_counter() - t)\n"
+)
 
 
 def parallel_capacity(processes: int) -> dict:
@@ -243,7 +248,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
             r: dict = {"round": index + 1, "load_average": os.getloadavg()}
             r["pipeline"] = runs.pipeline_run(bm, checks, webhook=True)
             log(
-                f"round {index + 1}: pipeline file {r['pipeline']['pipeline_file_s']}s, pipeline {r['pipeline']['wall']:.1f}s, critical path "
+                f"round {index + 1}: pipeline file {r['pipeline']['pipeline_file_s']}s, "
+                f"pipeline {r['pipeline']['wall']:.1f}s, critical path "
                 f"{r['pipeline']['critical_path']} {r['pipeline']['critical_path_s']:.1f}s, first step "
                 f"{r['pipeline']['first_step']:.2f}s after the webhook"
             )
@@ -315,7 +321,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> Path:
     for target in doc["targets"]:
         state = "n/a" if target["met"] is None else ("met" if target["met"] else "MISSED")
         log(
-            f"  {target['what']}: median {target['median']} (worst {target['worst']}) target {target['target']}: {state}"
+            f"  {target['what']}: median {target['median']} (worst {target['worst']}) "
+            f"target {target['target']}: {state}"
         )
     shutil.rmtree(work, ignore_errors=True)
     return out

@@ -76,7 +76,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
         "other_builds": {
             b["builder"]: {"start": b["start"], "end": b["end"], "results": b["results"]}
             for b in builds.values()
-            if b["builder"] not in checks + ["pipeline"]
+            if b["builder"] not in [*checks, "pipeline"]
         },
     }
     run["first_step"] = run["detection"]["first_step_started"]
@@ -115,7 +115,9 @@ def sequential_run(repo: Path, cache_root: Path, checks: list[str], log_path: Pa
         command = ["nice", "-n", str(niceness), *command]
     started, machine_before = time.monotonic(), machine_cpu_seconds()
     with open(log_path, "w") as log:
-        done = subprocess.run(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=3600)
+        done = subprocess.run(
+            command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False
+        )
     wall = time.monotonic() - started
     machine_cpu = machine_cpu_seconds() - machine_before
     jobs = json.loads(out.read_text()) if out.exists() else []

@@ -9,6 +9,7 @@ with the arrival time on this machine's clock. Pushes are timed on the same cloc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -18,13 +19,14 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT / "master", ROOT / "tests" / "ci"):
+for extra in (ROOT / "master", ROOT / "tests" / "support"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-import www_support  # noqa: E402
-from harness import commit_file, make_service_repo, start_master, wait_for, wait_poller_ready  # noqa: E402
-from www_support import (  # noqa: E402
+import www_support  # noqa: E402 (after the sys.path insert)
+from bench import stats  # noqa: E402 (after the sys.path insert)
+from harness import commit_file, make_service_repo, start_master, wait_for, wait_poller_ready  # noqa: E402 (after the sys.path insert)
+from www_support import (  # noqa: E402 (after the sys.path insert)
     ADMIN_PASSWORD,
     ADMIN_USER,
     WEBHOOK_SECRET,
@@ -37,8 +39,6 @@ from www_support import (  # noqa: E402
     signature_headers,
     write_secrets,
 )
-
-from bench import stats  # noqa: E402
 
 SUBSCRIPTIONS = ("builds/*/*", "steps/*/*", "changes/*/*", "buildsets/*/*")
 BUILD_TIMEOUT = 1800
@@ -86,10 +86,8 @@ class EventRecorder:
 
     def close(self) -> None:
         self._closed = True
-        try:
+        with contextlib.suppress(Exception):
             self._ws.close()
-        except Exception:
-            pass
 
 
 def pipeline_defaults() -> dict:
@@ -252,10 +250,8 @@ class BenchMaster:
         return None
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(AttributeError):
             self.events.close()
-        except AttributeError:
-            pass
         try:
             self.wait_idle(settle=0)
         except AssertionError:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 ELAPSED_RE = re.compile(r"^elapsedTime=([0-9]+(?:\.[0-9]+)?)\s*$", re.MULTILINE)
 

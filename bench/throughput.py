@@ -34,7 +34,7 @@ TARGETS = (
 def throughput_master(work: Path, cache_root: Path, poll_interval: int, tree_stable: int):
     import sys
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from deploy_story import stand_in_secrets, stand_in_settings
     from render_standin import RenderStandin
 

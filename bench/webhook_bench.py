@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT, ROOT / "master", ROOT / "tests", ROOT / "tests" / "ci"):
+for extra in (ROOT, ROOT / "master", ROOT / "tests" / "support"):
     sys.path.insert(0, str(extra))
 
-from bench import stats  # noqa: E402
-from github_standin import GitHubStandin  # noqa: E402
-from github_support import Hook, pull_request  # noqa: E402
-from harness import commit_file, git, start_master, wait_poller_ready  # noqa: E402
-from www_support import (  # noqa: E402
+from bench import stats  # noqa: E402 (after the sys.path insert)
+from github_standin import GitHubStandin  # noqa: E402 (after the sys.path insert)
+from github_support import Hook, pull_request  # noqa: E402 (after the sys.path insert)
+from harness import commit_file, git, start_master, wait_poller_ready  # noqa: E402 (after the sys.path insert)
+from www_support import (  # noqa: E402 (after the sys.path insert)
     WEBHOOK_SECRET,
     default_secrets,
     deliver,

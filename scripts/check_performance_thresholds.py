@@ -16,7 +16,8 @@ import argparse
 import csv
 import os
 import sys
-from typing import List, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 REQUIRED_COLUMNS = ("Name", "Request Count", "Failure Count", "95%")
 
@@ -43,7 +44,7 @@ def stats_path(argument: str) -> str:
     return argument
 
 
-def _number(value: Optional[str], column: str, path: str) -> float:
+def _number(value: str | None, column: str, path: str) -> float:
     try:
         return float(value or "")
     except ValueError:
@@ -74,7 +75,7 @@ def read_stats(path: str) -> Stats:
     return Stats(path, requests, failures, p95)
 
 
-def breaches(stats: Stats, p95_ms: float, max_error_rate: float) -> List[str]:
+def breaches(stats: Stats, p95_ms: float, max_error_rate: float) -> list[str]:
     found = []
     if stats.p95_ms >= p95_ms:
         found.append(f"{stats.source}: p95 response time {stats.p95_ms:.0f} ms is not below {p95_ms:.0f} ms")
@@ -86,13 +87,13 @@ def breaches(stats: Stats, p95_ms: float, max_error_rate: float) -> List[str]:
     return found
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stats", nargs="+", help="Locust *_stats.csv file(s) or --csv prefix(es)")
     parser.add_argument("--p95-ms", type=float, default=500.0, help="p95 must stay below this (default 500)")
     parser.add_argument("--max-error-rate", type=float, default=5.0, help="percent; must stay below (default 5)")
     args = parser.parse_args(argv)
-    failed: List[str] = []
+    failed: list[str] = []
     for argument in args.stats:
         try:
             stats = read_stats(stats_path(argument))

@@ -20,6 +20,7 @@ It runs the jobs as the invoking user (never as a root master's job user).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -31,23 +32,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "master"))
 
-from namaskah_ci.jobs import commands as job_commands  # noqa: E402
-from namaskah_ci.reports import kinds as report_kinds
-from namaskah_ci.helpers import HELPERS_DIR  # noqa: E402
-from namaskah_ci.jobs.hostenv import host_ca_env, resolve_interpreter  # noqa: E402
-from namaskah_ci.pipeline.model import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402
-from namaskah_ci.settings import Settings, SettingsError, load_settings  # noqa: E402
+from namaskah_ci.helpers import HELPERS_DIR  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.jobs import commands as job_commands  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.jobs.hostenv import host_ca_env, resolve_interpreter  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.pipeline.model import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.reports import kinds as report_kinds  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.settings import Settings, SettingsError, load_settings  # noqa: E402 (after the sys.path insert)
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None) -> int:
     print("+", " ".join(command), flush=True)
-    return subprocess.run(command, cwd=cwd, env=env).returncode
+    return subprocess.run(command, cwd=cwd, env=env, check=False).returncode
 
 
 def capture(command: list[str], cwd: Path) -> tuple[int, dict]:
     """Run a helper that prints KEY=VALUE lines; its exit code and those values."""
     print("+", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True, check=False)
     values = {}
     for line in done.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -151,10 +152,8 @@ class LocalRun:
                 run(job_commands.services_argv(layout, "stop", services_dir), self.repo)
             self.collect_reports(job)
             for directory in created:  # innermost first
-                try:
+                with contextlib.suppress(OSError):
                     directory.rmdir()
-                except OSError:
-                    pass
             shutil.rmtree(Path(layout.job_dir) / "secrets", ignore_errors=True)
         return outcome()
 
@@ -186,7 +185,9 @@ class LocalRun:
 
 
 def current_branch(repo: Path) -> str:
-    done = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=repo, capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=repo, capture_output=True, text=True, check=False
+    )
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
