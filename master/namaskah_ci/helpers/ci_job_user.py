@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The job user's side of ci_step.py: switching a job's commands to an unprivileged user, handing it
-the files it must write, and copying its reports out without following a symlink it planted.
+"""The job user's side of ci_step.py: switching a job's commands to an unprivileged user and handing it
+the files it must write, never through a symlink it planted (copying its reports out: ci_reports.py).
 (What the user's commands can see is ci_sandbox.py's: all jobs share this one uid.)
 
 Imported by ci_step.py from its own directory (a root master in local mode runs every job's
@@ -14,9 +14,8 @@ import errno
 import os
 import pwd
 import stat
-from typing import IO, Any, TypedDict
+from typing import Any
 
-REPORTS = "reports"  # DIR/reports: the declared reports as collected for the upload
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FIX = (
@@ -24,16 +23,6 @@ FIX = (
     'and name it in [workers] interpreters, or set [workers] job_user = "" (jobs then run as root without '
     "capabilities: only their sandbox keeps them from the host)"
 )
-
-
-class Budget(TypedDict, total=False):
-    """What a job's reports may still take (`_collect`); None: no limit."""
-
-    bytes: int | None
-    files: int | None
-    bytes_text: str  # the limits as the refusals name them
-    files_text: str
-    exceeded: int  # the files refused so far
 
 
 class Refused(Exception):
@@ -212,114 +201,3 @@ def prepare_user(job_dir: str, user: pwd.struct_passwd, private: bool = False) -
     except OSError:
         pass
     return user_dir(tmp, "home", user)
-
-
-def _collect(top: int, parts: list[str], destination: str, uid: int, budget: Budget | None = None) -> list[str]:
-    """Copy the report `parts` (a path under the checkout's descriptor `top`), never through a symlink.
-    `budget` ({"bytes", "files": what is left, None: no limit; "bytes_text", "files_text"}) is what
-    the job's reports may still take: counted in bytes really read (a sparse or growing file too),
-    each file and directory one file; a file over it is not kept, and "exceeded" counts the refusals."""
-    fd = os.dup(top)
-    try:
-        for part in parts[:-1]:
-            try:
-                child = os.open(part, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                return []  # not written: the upload says so
-            except OSError:
-                return [f"skipped {'/'.join(parts)}: {part} is not a directory (a symlink is never followed)"]
-            os.close(fd)
-            fd = child
-        return _copy_entry(fd, parts[-1], destination, "/".join(parts), uid, budget)
-    finally:
-        os.close(fd)
-
-
-def _count_file(budget: Budget, st: os.stat_result, shown: str) -> list[str]:
-    """One more file or directory against the budget's "files": [] when it fits, else the refusal."""
-    if budget["files"] is None or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        return []
-    if budget["files"] < 1:
-        budget["exceeded"] = budget.get("exceeded", 0) + 1
-        return [f"report {shown} skipped: the job's reports exceed {budget['files_text']} ([limits] report_files)"]
-    budget["files"] -= 1
-    return []
-
-
-def _copy_entry(
-    dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget | None = None
-) -> list[str]:
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return []
-    budget = budget if budget is not None else {"bytes": None, "files": None}
-    refused = _count_file(budget, st, shown)
-    if refused:
-        return refused
-    if stat.S_ISDIR(st.st_mode):
-        return _copy_dir(dir_fd, name, destination, shown, uid, budget)
-    if not stat.S_ISREG(st.st_mode):
-        return [f"skipped {shown}: {'a symlink (never followed)' if stat.S_ISLNK(st.st_mode) else 'not a file'}"]
-    return _copy_file(dir_fd, name, destination, shown, uid, budget)
-
-
-def _copy_file(dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget) -> list[str]:
-    try:
-        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        return [f"skipped {shown}: {exc.strerror}"]
-    left = budget["bytes"]
-    with os.fdopen(fd, "rb") as source:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return [f"skipped {shown}: not a file"]
-        if st.st_nlink > 1 and st.st_uid != uid:
-            return [f"skipped {shown}: a hard link to a file the job does not own"]
-        os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
-        copied = _copy_at_most(source, destination, left)
-    if left is not None and copied > left:
-        os.unlink(destination)
-        budget["exceeded"] = budget.get("exceeded", 0) + 1
-        return [f"report {shown} skipped: the job's reports exceed {budget['bytes_text']} ([limits] report_bytes)"]
-    if left is not None:
-        budget["bytes"] = left - copied
-    return []
-
-
-def _copy_at_most(source: IO[bytes], destination: str, left: int | None) -> int:
-    """Copy `source` into `destination` while it fits in `left` bytes (None: no limit); returns the bytes
-    read, at most one more than `left`."""
-    copied = 0
-    with open(destination, "wb") as copy:
-        while left is None or copied <= left:
-            chunk = source.read(1 << 20 if left is None else min(1 << 20, left - copied + 1))
-            if not chunk:
-                break
-            copied += len(chunk)
-            if left is None or copied <= left:
-                copy.write(chunk)
-    return copied
-
-
-def _copy_dir(
-    dir_fd: int, name: str, destination: str, shown: str, uid: int, budget: Budget | None = None
-) -> list[str]:
-    try:
-        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-    except OSError:
-        return [f"skipped {shown}: not a directory any more"]
-    try:
-        os.makedirs(destination, mode=0o700, exist_ok=True)
-        notes: list[str] = []
-        refused = (budget or {}).get("exceeded", 0)
-        for entry in sorted(os.scandir(fd), key=lambda e: e.name):
-            notes += _copy_entry(
-                fd, entry.name, os.path.join(destination, entry.name), f"{shown}/{entry.name}", uid, budget
-            )
-            if (budget or {}).get("exceeded", 0) > refused:  # over a limit: the rest would be too
-                notes.append(f"report {shown}: the rest of it was not copied")
-                break
-        return notes
-    finally:
-        os.close(fd)

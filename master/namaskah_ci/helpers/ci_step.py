@@ -36,8 +36,8 @@ Python runs with the job's interpreter if the user cannot run the master's.
 `own` gives the checkout and TMPDIR to the user; `collect-reports` copies the
 declared reports into DIR/reports (root's) without ever following a symlink,
 so a report linked to a file the job cannot read is skipped, not published.
-Nothing here follows a symlink the job could have planted (ci_job_user.py has
-that side). A missing user, or an interpreter or checkout the user cannot
+Nothing here follows a symlink the job could have planted (ci_job_user.py and
+ci_reports.py have that side). A missing user, or an interpreter or checkout the user cannot
 reach, fails naming it and the fix. Stdlib only; Python 3.9+.
 """
 
@@ -58,9 +58,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # mypy reads the siblings as modules of the helpers package; a job imports them from here
     import pwd
 
-    from namaskah_ci.helpers import ci_job_user, ci_sandbox, ci_venv
+    from namaskah_ci.helpers import ci_job_user, ci_reports, ci_sandbox, ci_venv
 else:
     import ci_job_user
+    import ci_reports
     import ci_sandbox
     import ci_venv
 
@@ -372,40 +373,6 @@ def own(job_dir: str) -> int:
     return 0
 
 
-def collect_reports(job_dir: str, paths: list[str], max_bytes: int = 0, max_files: int = 0) -> int:
-    """As root, after the job's commands: copy each report (a file or a directory, relative to the
-    checkout) into DIR/reports; symlinks, special files and other users' hard links are skipped, and
-    so is what goes over `max_bytes` (bytes really read) or `max_files` (0: no limit); 1 when a
-    report went over a limit (each named in one line), else 0."""
-    budget: ci_job_user.Budget = {
-        "bytes": max_bytes or None,
-        "files": max_files or None,
-        "bytes_text": f"{max_bytes >> 20} MiB" if max_bytes and not max_bytes % (1 << 20) else f"{max_bytes} bytes",
-        "files_text": f"{max_files} files",
-    }
-    job = read_job(job_dir)
-    try:
-        user = ci_job_user.job_user(job)
-    except ci_job_user.Refused:
-        user = None  # no command ran as it
-    uid = user.pw_uid if user else os.geteuid()
-    target = os.path.join(os.path.abspath(job_dir), ci_job_user.REPORTS)
-    shutil.rmtree(target, ignore_errors=True)
-    os.makedirs(target, mode=0o700)
-    top = os.open(".", ci_job_user.DIR_FLAGS)
-    try:
-        for relative in paths:
-            parts = [part for part in relative.split("/") if part not in ("", ".")]
-            if not parts or ".." in parts or relative.startswith("/"):
-                print(f"collect-reports: {relative}: not a path inside the checkout")
-                continue
-            for note in ci_job_user._collect(top, parts, os.path.join(target, *parts), uid, budget):
-                print(f"collect-reports: {note}")
-    finally:
-        os.close(top)
-    return 1 if budget.get("exceeded") else 0
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-dir", required=True, help="the job's directory written by the master")
@@ -429,7 +396,8 @@ def main(argv: list[str]) -> int:
             return own(args.job_dir)
         if args.action == "collect-reports":
             paths = args.paths[1:] if args.paths[:1] == ["--"] else args.paths
-            return collect_reports(args.job_dir, paths, args.max_bytes, args.max_files)
+            job = read_job(args.job_dir)
+            return ci_reports.collect_reports(job, args.job_dir, paths, args.max_bytes, args.max_files)
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run: no command given")
