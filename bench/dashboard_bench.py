@@ -250,7 +250,7 @@ def measure(port: int, requests: int) -> dict:
 def settings_env() -> dict:
     """Nothing runs on its own: no first-run pipeline, every check disabled, every outside URL closed."""
     env = {"PIPELINE_CHECKS_DISABLED": ",".join(CHECK_BUILDERS), **outside_urls_env()}
-    from namaskah_ci.settings import PipelineSection
+    from namaskah_ci.settings_sections import PipelineSection
 
     if "first_run" in {f.name for f in dataclasses.fields(PipelineSection)}:
         env["PIPELINE_PIPELINE_FIRST_RUN"] = "false"
