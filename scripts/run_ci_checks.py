@@ -158,8 +158,8 @@ class LocalRun:
         return outcome()
 
     def check_reports(self, job: JobSpec, failed: list, warned: list) -> None:
-        minimum = self.settings.checks.coverage_min
         for report in job.reports:
+            minimum, origin = report_kinds.coverage_floor(report.min, self.settings.checks.coverage_min)
             path = self.repo / report.path
             if not path.exists():
                 (failed if report.kind == "coverage" and not failed and minimum else warned).append(
@@ -170,7 +170,7 @@ class LocalRun:
             if text:
                 print(f"  {report.path}: {text}")
             if report.kind == "coverage" and not failed:
-                problem = report_kinds.coverage_verdict(values.get("coverage"), minimum)
+                problem = report_kinds.coverage_verdict(values.get("coverage"), minimum, origin)
                 if problem:
                     failed.append(problem)
 

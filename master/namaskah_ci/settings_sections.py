@@ -72,7 +72,7 @@ class SecretsSection:
 
 @dataclasses.dataclass(frozen=True)
 class ChecksSection:
-    required: list[str]
+    required: list[str]  # []: the verdict jobs of the pipeline file at the revision being deployed
     disabled: list[str]
     coverage_min: int
     report_retention_days: int

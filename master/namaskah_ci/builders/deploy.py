@@ -139,7 +139,7 @@ def make_deploy_factory(settings: Settings, target: DeployTarget) -> BuildFactor
         [
             CheckDeployConfigured(target),
             VerifyPipelinePassed(target, required=list(settings.checks.required), **configured),
-            NotOutdated(target, git_dirs(settings), **configured),
+            NotOutdated(target, git_dirs(settings), **deploying),  # not when the gate ended the build SKIPPED
             StartDeploy(target, **deploying),
             WaitUntilLive(target, haltOnFailure=True, **deploying),
             HealthCheck(target, haltOnFailure=True, **deploying),

@@ -54,6 +54,7 @@ class ReportSpec:
     path: str
     kind: str
     title: str
+    min: int | None = None  # a coverage report's own floor; None: [checks] coverage_min
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +273,7 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
         tools=tuple(job.tools),
         history=job.history,
         reports=tuple(
-            ReportSpec(path=r.path.rstrip("/"), kind=r.kind, title=r.title or f"{r.kind}: {r.path}")
+            ReportSpec(path=r.path.rstrip("/"), kind=r.kind, title=r.title or f"{r.kind}: {r.path}", min=r.min)
             for r in job.reports
         ),
         inputs=tuple(job.inputs) if job.inputs is not None else None,

@@ -130,6 +130,16 @@ class ReportFile(Strict):
     path: RelativePath = Field(description="file or directory, relative to the checkout root")
     kind: Literal["junit", "coverage", "sarif", "html", "json", "csv", "text"]
     title: Annotated[str, StringConstraints(min_length=1, max_length=60)] | None = None
+    min: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        None, description="coverage only: the job fails under this percentage (default: [checks] coverage_min)"
+    )
+
+    @field_validator("min")
+    @classmethod
+    def _coverage_only(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and info.data.get("kind") != "coverage":
+            raise ValueError("only a `kind: coverage` report has a floor")
+        return value
 
 
 class MatrixFile(Strict):

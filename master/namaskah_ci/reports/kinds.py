@@ -107,12 +107,24 @@ def describe(kind: str, path: str) -> tuple[str, dict[str, Any]]:
     return "", {}
 
 
-def coverage_verdict(percent: float | None, minimum: int) -> str:
-    """'' when coverage meets `[checks] coverage_min`, else the reason."""
+MASTER_FLOOR = "[checks] coverage_min"
+REPORT_FLOOR = "the report's min"
+
+
+def coverage_floor(own: int | None, master_default: int) -> tuple[int, str]:
+    """The floor a coverage report is held to and where it came from: its own `min:` in the
+    pipeline file, else the master's `[checks] coverage_min`."""
+    if own is not None:
+        return own, REPORT_FLOOR
+    return master_default, MASTER_FLOOR
+
+
+def coverage_verdict(percent: float | None, minimum: int, origin: str = MASTER_FLOOR) -> str:
+    """'' when coverage meets its floor (`origin` names where the floor came from), else the reason."""
     if minimum <= 0:
         return ""
     if percent is None:
-        return f"no coverage figure to check against [checks] coverage_min ({minimum}%)"
+        return f"no coverage figure to check against {origin} ({minimum}%)"
     if percent < minimum:
-        return f"coverage {percent}% is under [checks] coverage_min ({minimum}%)"
+        return f"coverage {percent}% is under {origin} ({minimum}%)"
     return ""

@@ -236,8 +236,7 @@ class FanOut(_PipelineTrigger):
             summary: dict[str, str] = super().getResultSummary()
             return summary
         text = ", ".join(f"{name}: {result}" for name, result in self.check_results.items())
-        failed = [name for name, result in self.check_results.items() if result != "success"]
-        build = f"failed: {', '.join(failed)}" if failed else "all checks passed"
+        build = checks_headline(self.check_results)
         reused = [name for name in self.check_results if name in self.reused]
         if reused:
             text += f" ({len(reused)} reused)"
@@ -271,6 +270,17 @@ class StartAnalysis(_PipelineTrigger):
 
     def getResultSummary(self) -> dict[str, str]:
         return {"step": self.descriptionDone if isinstance(self.descriptionDone, str) else "analysis"}
+
+
+def checks_headline(check_results: dict[str, str]) -> str:
+    """The pipeline's one line: "failed: a; warnings: b", "all checks passed (warnings: b)" (a job
+    that ended WARNINGS passed with warnings: it is not listed as failed)."""
+    failed = [name for name, result in check_results.items() if result not in ("success", "warnings")]
+    warned = [name for name, result in check_results.items() if result == "warnings"]
+    warnings = f"warnings: {', '.join(warned)}" if warned else ""
+    if failed:
+        return "; ".join(part for part in (f"failed: {', '.join(failed)}", warnings) if part)
+    return f"all checks passed ({warnings})" if warned else "all checks passed"
 
 
 def overall_result(check_results: dict[str, str]) -> int:

@@ -5,8 +5,8 @@ Each report (a file or a directory, relative to the checkout) lands in
 the web UI's "reports" dashboard (`www/config.py`) and removed after the retention
 period (`reports/janitor.py`). The step always runs (a failed test run's JUnit report
 matters most). A `coverage` report sets the build property `coverage`
-(percent) and, when the job's steps passed, fails the job under `[checks]
-coverage_min`, or when it was not written at all. Another declared report
+(percent) and, when the job's steps passed, fails the job under its floor (the
+report's own `min:`, else `[checks] coverage_min`), or when it was not written at all. Another declared report
 that is missing makes the step warn; JUnit and SARIF counts go in the summary.
 A job's reports together take at most `[limits] report_bytes` and
 `report_files` on the master (`report_limits.py`): a report over either is
@@ -64,6 +64,10 @@ class PublishReports(MultipleFileUpload):
         self.max_bytes = max_bytes  # [limits] report_bytes (0: no limit)
         self.max_files = max_files  # [limits] report_files
         self.summary_text = ""
+
+    def floor(self, report: ReportSpec) -> tuple[int, str]:
+        """The coverage floor of `report` and where it came from."""
+        return report_kinds.coverage_floor(report.min, self.coverage_min)
 
     @defer.inlineCallbacks
     def _upload(
@@ -135,7 +139,7 @@ class PublishReports(MultipleFileUpload):
             if refusal:
                 skipped.append(refusal)
                 yield self.stdio_log.addStdout(refusal + "\n")
-                if report.kind == "coverage" and steps_passed and self.coverage_min > 0:
+                if report.kind == "coverage" and steps_passed and self.floor(report)[0] > 0:
                     failures.append(refusal)
                 continue
             if result != SUCCESS:
@@ -155,14 +159,14 @@ class PublishReports(MultipleFileUpload):
                 if value is not None:
                     self.setProperty(key, value, self.name)
             if report.kind == "coverage" and steps_passed:
-                problem = report_kinds.coverage_verdict(values.get(names.PROP_COVERAGE), self.coverage_min)
+                problem = report_kinds.coverage_verdict(values.get(names.PROP_COVERAGE), *self.floor(report))
                 if problem:
                     failures.append(problem)
         if published:
             yield self.addURL("reports", index)
         for report in missing:
             yield self.stdio_log.addStdout(f"{report.path}: not written by the job\n")
-            if report.kind == "coverage" and steps_passed and self.coverage_min > 0:
+            if report.kind == "coverage" and steps_passed and self.floor(report)[0] > 0:
                 failures.append(f"coverage report {report.path} was not written")
         parts = failures + notes + [text for text in skipped if text not in failures]
         if missing:

@@ -146,13 +146,25 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_result_summary(
             {
                 "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
-                "build": "failed: lint, security",
+                "build": "failed: lint; warnings: security",
             }
         )
         self.expect_build_result_summary(
             {
                 "step": "integration: success, lint: failure, security: warnings, test-py3.9: success",
-                "build": "failed: lint, security",
+                "build": "failed: lint; warnings: security",
+            }
+        )
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_a_check_that_ended_warnings_is_a_warning_not_a_failure(self):
+        yield self.setup_checks({"lint": [SUCCESS], "migration-test": [WARNINGS]})
+        self.expect_outcome(result=WARNINGS)
+        self.expect_result_summary(
+            {
+                "step": "lint: success, migration-test: warnings",
+                "build": "all checks passed (warnings: migration-test)",
             }
         )
         yield self.run_step()

@@ -5,6 +5,7 @@ report_bytes` / `report_files` on the master, whatever the worker sends."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -106,6 +107,25 @@ class PublishReportsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         self.expect_commands(*self.file(COVERAGE, COBERTURA.format(rate="0.35")))
         self.expect_outcome(
             result=FAILURE, state_string=("coverage 35.0% is under [checks] coverage_min (40%); coverage 35.0%")
+        )
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_a_reports_own_floor_beats_the_masters_default(self):
+        """`{kind: coverage, min: 15}`: 28 % passes where [checks] coverage_min (40) would fail."""
+        own = dataclasses.replace(COVERAGE, min=15)
+        yield self.setup_publish(own, coverage_min=40)
+        self.expect_commands(*self.file(own, COBERTURA.format(rate="0.2802")))
+        self.expect_outcome(result=SUCCESS, state_string="coverage 28.02%")
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_under_the_reports_own_floor_the_failure_names_it(self):
+        own = dataclasses.replace(COVERAGE, min=15)
+        yield self.setup_publish(own, coverage_min=40)
+        self.expect_commands(*self.file(own, COBERTURA.format(rate="0.12")))
+        self.expect_outcome(
+            result=FAILURE, state_string="coverage 12.0% is under the report's min (15%); coverage 12.0%"
         )
         yield self.run_step()
 

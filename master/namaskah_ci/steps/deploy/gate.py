@@ -1,9 +1,13 @@
 """The deploy gate: nothing reaches an environment unless its pipeline passed every required check.
 
 `DeployGate` runs in the `pipeline` build after the fan-out: on a deploy
-branch, when every check of `[checks] required` ended "success" (a required
-check that did not run is not a success), it triggers the environment's deploy
-builder for this revision; otherwise it ends SKIPPED and says why. A pull
+branch, when every required check ended "success" (a required check that did
+not run is not a success), it triggers the environment's deploy builder for
+this revision (pinned in the deploy build's source stamp); otherwise it ends
+SKIPPED and says why. The required checks are `[checks] required` when the
+operator set it, else the verdict jobs of the pipeline file at the revision
+(matrix entries expanded, `verdict: false` jobs and `[checks] disabled` left
+out), which the step then names. A pull
 request's pipeline never deploys. A re-run of
 failed jobs (triggers/rerun.py) deploys only while its revision is still the newest
 change of the branch.
@@ -11,7 +15,9 @@ change of the branch.
 gate triggered passes; a forced one resolves its revision (default: the newest
 change on the branch) and looks up that revision's newest pipeline build, and
 deploys only if it passed, unless the admin ticked the override, which the
-build then records (property `gate_override`, WARNINGS).
+build then records (property `gate_override`, WARNINGS). A revision whose
+pipeline still runs is not refused: the build ends SKIPPED saying so (that
+pipeline's own gate requests the deploy when it passes).
 """
 
 from __future__ import annotations
@@ -24,19 +30,35 @@ from buildbot.steps.trigger import Trigger
 from twisted.internet import defer
 
 from namaskah_ci import names
-from namaskah_ci.names import PROP_GATE_OVERRIDE, PROP_GATE_PIPELINE, PROP_OVERRIDE_REQUEST, PROP_REVISION
+from namaskah_ci.names import (
+    PROP_GATE_OVERRIDE,
+    PROP_GATE_PIPELINE,
+    PROP_OVERRIDE_REQUEST,
+    PROP_REVISION,
+    PROP_SUPERSEDED,
+)
 from namaskah_ci.steps.deploy.base import DeployStep, DeployTarget
 from namaskah_ci.steps.deploy.history import find_pipeline_build, newest_branch_revision
 from namaskah_ci.steps.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from namaskah_ci.text import short
 
 SUCCESS_NAME = "success"
+FILE_VERDICT = "the pipeline file's verdict jobs"
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     passed: bool
     reason: str
+    required: tuple[str, ...] = ()
+    from_file: bool = False  # the operator set no [checks] required: the file's verdict jobs are required
+
+    def which(self) -> str:
+        """'required (the pipeline file's verdict jobs): a, b' when the file chose them, else ''."""
+        return f"required ({FILE_VERDICT}): {', '.join(self.required)}" if self.from_file else ""
+
+    def with_which(self, text: str) -> str:
+        return f"{text}; {self.which()}" if self.from_file and self.required else text
 
 
 def required_checks_verdict(
@@ -45,7 +67,15 @@ def required_checks_verdict(
     """Did every required check succeed? The reason names each one that did not.
 
     `defined`: the checks the revision's pipeline file defines for the branch; a required check it
-    lacks counts as not passed (a file cannot deploy by dropping a required job)."""
+    lacks counts as not passed (a file cannot deploy by dropping a required job). An empty
+    `required` (the operator set no `[checks] required`) requires exactly `defined`."""
+    if not required:
+        if defined is None:
+            return Verdict(False, f"{FILE_VERDICT} are unknown (no pipeline file was read)", from_file=True)
+        if not defined:
+            return Verdict(False, f"{origin or 'the pipeline file'} has no verdict job on this branch", from_file=True)
+        verdict = required_checks_verdict(check_results, list(defined), defined, origin)
+        return dataclasses.replace(verdict, from_file=True)
     results = check_results or {}
     problems = []
     for name in required:
@@ -57,9 +87,9 @@ def required_checks_verdict(
         elif result != SUCCESS_NAME:
             problems.append(f"{name}: {result}")
     if problems:
-        return Verdict(False, ", ".join(problems))
+        return Verdict(False, ", ".join(problems), tuple(required))
     count = len(required)
-    return Verdict(True, f"all {count} required check{'' if count == 1 else 's'} passed")
+    return Verdict(True, f"all {count} required check{'' if count == 1 else 's'} passed", tuple(required))
 
 
 class DeployGate(Trigger):
@@ -76,6 +106,16 @@ class DeployGate(Trigger):
         self.required = list(required)
         self.chosen: str | None = None
         self.gate_summary = ""
+
+    def prepareSourcestampListForTrigger(self) -> list[dict[str, Any]]:
+        """The deploy build's source stamp names the revision this pipeline pinned (a first run's or a
+        forced pipeline's stamp has none): the deploy build deploys exactly what passed here."""
+        stamps: list[dict[str, Any]] = super().prepareSourcestampListForTrigger()
+        revision = self.getProperty("revision")
+        for stamp in stamps:
+            if revision and not stamp.get("revision"):
+                stamp["revision"] = revision
+        return stamps
 
     def getSchedulersAndProperties(self) -> list[dict[str, Any]]:
         number = self.getProperty("buildnumber")
@@ -110,7 +150,7 @@ class DeployGate(Trigger):
             self.gate_summary = "not deploying: the pipeline file is unusable"
             return SKIPPED
         if not verdict.passed:
-            self.gate_summary = f"not deploying: {verdict.reason}"
+            self.gate_summary = verdict.with_which(f"not deploying: {verdict.reason}")
             return SKIPPED
         if not revision:
             self.gate_summary = "not deploying: this pipeline ran without a pinned revision"
@@ -122,7 +162,7 @@ class DeployGate(Trigger):
                 return SKIPPED
         self.chosen = scheduler
         result: int = yield super().run()
-        self.gate_summary = f"{verdict.reason}: deploy of {short(revision)} requested ({scheduler})"
+        self.gate_summary = verdict.with_which(f"{verdict.reason}: deploy of {short(revision)} requested ({scheduler})")
         return result
 
     def getResultSummary(self) -> dict[str, str]:
@@ -163,10 +203,20 @@ class VerifyPipelinePassed(DeployStep):
         if record is None:
             verdict = Verdict(False, f"no pipeline build of {short(revision)}")
         elif not record.complete:
-            verdict = Verdict(False, f"pipeline #{record.number} of {short(revision)} is still running")
+            # not a failed gate: that pipeline's own gate requests the deploy when it passes
+            waiting = (
+                f"pipeline #{record.number} of {short(revision)} is still running: its gate deploys it if it passes"
+            )
+            yield self.note(waiting)
+            self.setProperty(PROP_REVISION, revision, self.name)
+            self.setProperty(PROP_SUPERSEDED, f"not deployed yet: {waiting}", self.name)
+            self.summary = self.build_summary = f"not deployed yet: {waiting}"
+            return SKIPPED
         else:
             verdict = required_checks_verdict(record.check_results, self.required, record.defined, record.origin)
-            verdict = dataclasses.replace(verdict, reason=f"pipeline #{record.number}: {verdict.reason}")
+            verdict = dataclasses.replace(
+                verdict, reason=verdict.with_which(f"pipeline #{record.number}: {verdict.reason}")
+            )
             revision = record.revision
         yield self.note(verdict.reason)
         self.setProperty(PROP_REVISION, revision, self.name)
