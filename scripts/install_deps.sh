@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 extras() {
     ensure_gitleaks
-    scripts/shared_pythons.sh  # a root master's job user cannot run a pyenv Python under /root
     [ "$(id -u)" != 0 ] || scripts/create_job_user.sh "${NAMASKAH_JOB_USER-namaskah-job}" || true
+    scripts/shared_pythons.sh || true  # after the job user: a root master's job user cannot enter /root
 }
 
 ensure_gitleaks() {

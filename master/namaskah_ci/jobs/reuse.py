@@ -80,8 +80,8 @@ _VERSIONS: dict[tuple[str, int] | None, dict[str, str]] = {}
 
 
 @defer.inlineCallbacks
-def _interpreter_facts(interpreters: dict[str, str], version: str) -> Generator[Any, Any, dict[str, str]]:
-    path: str = yield threads.deferToThread(resolve_interpreter, interpreters, version)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+def _interpreter_facts(interpreters: dict[str, str], version: str, user: str) -> Generator[Any, Any, dict[str, str]]:
+    path: str = yield threads.deferToThread(resolve_interpreter, interpreters, version, user)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     try:
         stamp = (path, os.stat(os.path.realpath(path)).st_mtime_ns) if os.path.isabs(path) else None
     except OSError:
@@ -128,7 +128,7 @@ def runtime_facts(setup: ReuseSetup, job: JobSpec) -> Generator[Any, Any, dict[s
         wanted += [images[service] for service in job.services if service in images]
         facts["images"] = yield threads.deferToThread(_image_ids, setup.docker_host, wanted)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
     else:
-        facts.update((yield _interpreter_facts(dict(setup.interpreters), job.python)))
+        facts.update((yield _interpreter_facts(dict(setup.interpreters), job.python, setup.job_user)))
     return facts
 
 

@@ -32,7 +32,7 @@ from twisted.internet import defer, threads
 from namaskah_ci import helpers, names
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
-from namaskah_ci.jobs.hostenv import resolve_interpreter
+from namaskah_ci.jobs.hostenv import MissingPython, find_interpreter
 from namaskah_ci.jobs.reuse import ReuseStore, in_flight
 from namaskah_ci.jobs.reuse import summary as reuse_summary
 from namaskah_ci.pipeline.model import JobSpec, PipelineError
@@ -275,12 +275,22 @@ class LoadJob(CompositeStepMixin, _Resolving):
             yield self.addURL(f"{record['builder']} #{record['number']}", record["url"])
         return SUCCESS
 
-    def interpreter(self, job: JobSpec) -> defer.Deferred[str]:
+    @defer.inlineCallbacks
+    def interpreter(self, job: JobSpec) -> Generator[Any, Any, str]:
+        """The job's interpreter, one its user can run (a private one copied for it at its first use, in a
+        thread); a version the host lacks ends the step, naming the versions it has."""
         if self.setup.mode == "docker":
-            return defer.succeed("python3")
+            return "python3"
         interpreters = dict(self.setup.interpreters)
-        resolving: defer.Deferred[str] = threads.deferToThread(resolve_interpreter, interpreters, job.python)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
-        return resolving
+        try:
+            path, note = yield threads.deferToThread(find_interpreter, interpreters, job.python, self.setup.job_user)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated
+        except MissingPython as exc:
+            self.summary = self.build_summary = str(exc)
+            yield self.addCompleteLog("interpreter", f"{exc}\n")
+            raise buildstep.BuildStepFailed() from None
+        if note:
+            yield self.addCompleteLog("interpreter", f"{note}\n")
+        return str(path)
 
     def _path(self, *parts: str) -> str:
         path: str = self.build.path_module.join(self.setup.layout.job_dir, *parts)
