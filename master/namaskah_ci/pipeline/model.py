@@ -345,7 +345,12 @@ def _build(
             if policy.known_pythons is not None and python not in policy.known_pythons:
                 where = ("jobs", key, "matrix", "python") if job.matrix else ("jobs", key, "python")
                 known = ", ".join(policy.known_pythons)
-                problems.add(where, f"Python {python} has no worker image on this master ([workers] images: {known})")
+                problems.add(
+                    where,
+                    f"Python {python} has no worker image on this master ([workers] images: {known}): build one "
+                    f'(workers/python/Dockerfile FROM python:{python}-slim, docs/docker.md) and add "{python}" = '
+                    '"<its tag>" to [workers] images',
+                )
                 continue
             made_by[builder] = key
             jobs.append(_resolve_job(key, job, data, python, builder))
