@@ -137,7 +137,7 @@ class LocalRun:
                 if rc:
                     failed.append("services")
                     return outcome()
-                env = {**env, **{k: v for k, v in values.items() if k in job_commands.SERVICE_ENV.values()}}
+                env = {**env, **{k: v for k, v in values.items() if k in job_commands.service_env_names(job)}}
             for step in job.steps:
                 if step.only_with_secret in missing_secrets:
                     print(f"- {step.name}: skipped: no {step.only_with_secret} secret", flush=True)

@@ -200,7 +200,7 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(document["pass"], [])
         self.assertEqual(job_commands.job_document(
             PIPELINE.job("integration"), setup.layout, interpreter="python3", base_path="/bin", worker_env={}
-        )["pass"], ["DATABASE_URL", "REDIS_URL"])  # fmt: skip
+        )["pass"], [*job_commands.SERVICE_ENV["postgres"], *job_commands.SERVICE_ENV["redis"]])  # fmt: skip
 
     def test_settings_reject_an_unknown_network_mode(self):
         from namaskah_ci.settings import SettingsError

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""One build's PostgreSQL 15 and Redis 7 server processes: their binaries found, each started on a free
-loopback port with its own random password, and stopped.
+"""One build's PostgreSQL and Redis server processes (the host's versions; 15 and 7 by default): their
+binaries found by version, each started on a free loopback port with its own password (random unless the
+pipeline file gives one), the variables a job gets for them, and stopped.
 
 ci_services.py (the command a build runs) keeps them in a state directory and says what they guarantee:
 a PostgreSQL role that is no superuser, a Redis that requires its password and has no CONFIG, MODULE,
@@ -11,6 +12,7 @@ ci_services.py from its own directory. Stdlib only; Python 3.9+.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import pwd
@@ -24,7 +26,7 @@ import tempfile
 import time
 from typing import Any
 
-PG_DIRS = ("/usr/lib/postgresql/15/bin",)
+PG_DIRS = ("/usr/lib/postgresql/*/bin",)  # Debian's (globs), after the PATH
 PG_MAJOR, REDIS_MAJOR = 15, 7
 DB_NAME = DB_USER = "namaskah"  # the job's role, owner of its database (not a superuser)
 ADMIN_USER = "postgres"  # the superuser: its password never leaves this process
@@ -32,6 +34,13 @@ REDIS_USER = "default"  # Redis's one user; `requirepass` sets its password
 # Redis commands a job never needs that reach beyond its own data (files, modules, replication)
 REDIS_DISABLED = ("CONFIG", "MODULE", "DEBUG", "SLAVEOF", "REPLICAOF")
 STATE_FILE = "state.json"  # in the state directory: what `stop` needs to find the servers
+# a database or role name, and a given password: nothing SQL, a URL or redis.conf would need quoted
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDENTIFIER_HINT = "lower-case letters, digits and '_', not starting with a digit, at most 63"
+PASSWORD = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+# a password the pipeline file gives reaches ci_services.py in its environment, never as an argument
+PASSWORD_ENV = {"postgres": "CI_SERVICES_POSTGRES_PASSWORD", "redis": "CI_SERVICES_REDIS_PASSWORD"}
+PASSWORD_HINT = "letters, digits and . _ ~ - (no quoting needed in a URL), 1 to 128"
 
 
 class ServiceError(Exception):
@@ -51,28 +60,73 @@ def major_version(binary: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def find_postgres() -> str:
-    """The bin directory of a PostgreSQL 15 server (PATH first, then Debian's location)."""
-    dirs = [os.path.dirname(p) for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p] + list(PG_DIRS)
-    seen: list[str] = []
+def postgres_versions() -> dict[int, str]:
+    """{major version: bin directory} of every PostgreSQL server on this host (PATH first, then Debian's
+    `/usr/lib/postgresql/<N>/bin`); a version found twice keeps its first directory."""
+    dirs = [os.path.dirname(p) for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p]
+    for pattern in PG_DIRS:
+        dirs += sorted(glob.glob(pattern), key=_version_key, reverse=True)
+    found: dict[int, str] = {}
     for bindir in dict.fromkeys(dirs):
         if all(os.access(os.path.join(bindir, n), os.X_OK) for n in ("postgres", "initdb", "pg_ctl", "psql")):
             version = major_version(os.path.join(bindir, "postgres"))
-            if version == PG_MAJOR:
-                return bindir
-            seen.append(f"{bindir} is version {version}")
-    extra = f" ({'; '.join(seen)})" if seen else ""
-    raise ServiceError(f"initdb/pg_ctl/postgres {PG_MAJOR} not found{extra}: apt-get install postgresql-15", 2)
+            if version is not None:
+                found.setdefault(version, bindir)
+    return found
 
 
-def find_redis() -> str:
+def _version_key(path: str) -> int:
+    digits = re.findall(r"/(\d+)/", path)
+    return int(digits[-1]) if digits else 0
+
+
+def available(versions: Any) -> str:
+    return ", ".join(str(v) for v in sorted(versions)) or "none"
+
+
+def find_postgres(version: int = PG_MAJOR) -> str:
+    """The bin directory of a PostgreSQL `version` server; ServiceError (exit code 2) naming the versions
+    this host has when it lacks that one."""
+    found = postgres_versions()
+    if version in found:
+        return found[version]
+    hint = f"available: {available(found)}" if found else f"none: apt-get install postgresql-{version}"
+    raise ServiceError(f"postgres {version}: not on this host ({hint})", 2)
+
+
+def find_redis(version: int = REDIS_MAJOR) -> str:
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
     if binary is None:
-        raise ServiceError("redis-server not found: apt-get install redis-server", 2)
-    version = major_version(binary)
-    if version != REDIS_MAJOR:
-        raise ServiceError(f"{binary} is Redis {version}, need {REDIS_MAJOR}: apt-get install redis-server", 2)
+        raise ServiceError(f"redis {version}: not on this host (no redis-server): apt-get install redis-server", 2)
+    found = major_version(binary)
+    if found != version:
+        raise ServiceError(
+            f"redis {version}: not on this host (available: {found}, {binary}): apt-get install redis-server", 2
+        )
     return binary
+
+
+def service_variables(
+    name: str, host: str, port: int, password: str, user: str = "", database: str = ""
+) -> dict[str, str]:
+    """The variables a job gets for one service, in both modes (`ci_services.py` writes them to
+    services.env; docker mode puts them in the worker container's environment): PostgreSQL's URL,
+    libpq's PG* and the POSTGRES_* many applications read; Redis's URL, host, port and password.
+    Every one is a job-side value, never a build property or a log line (the passwords)."""
+    if name == "redis":
+        # `default:` (Redis's own user) rather than an empty user: redis-cli 7.0's -u sends `AUTH "" PASSWORD`
+        # for `redis://:PASSWORD@` and fails (redis-py and other clients read both forms)
+        url = f"redis://{REDIS_USER}:{password}@{host}:{port}/0"
+        return {"REDIS_URL": url, "REDIS_HOST": host, "REDIS_PORT": str(port), "REDIS_PASSWORD": password}
+    where = {"HOST": host, "PORT": str(port), "USER": user, "PASSWORD": password}
+    return {
+        "DATABASE_URL": f"postgresql://{user}:{password}@{host}:{port}/{database}",
+        **{f"PG{key}": value for key, value in where.items()},
+        "PGDATABASE": database,
+        **{f"POSTGRES_{key}": value for key, value in where.items()},
+        "POSTGRES_SERVER": host,
+        "POSTGRES_DB": database,
+    }
 
 
 def free_port() -> int:
@@ -165,8 +219,18 @@ def server_dir(state_dir: str, name: str, prefix: list[str]) -> str:
 
 
 def start_postgres(
-    state_dir: str, state: dict[str, dict[str, Any]], deadline: float, bindir: str, prefix: list[str]
-) -> str:
+    state_dir: str,
+    state: dict[str, dict[str, Any]],
+    deadline: float,
+    bindir: str,
+    prefix: list[str],
+    *,
+    database: str = DB_NAME,
+    user: str = DB_USER,
+    job_password: str = "",
+) -> dict[str, str]:
+    """Start the server, create `user` (no superuser; `job_password`, else a random one) and `database`
+    (its owner); return the job's variables (`service_variables`)."""
     root = server_dir(state_dir, "pg", prefix)
     data, port, password = os.path.join(root, "data"), free_port(), secrets.token_hex(16)
     sockets = os.path.join(root, "run")
@@ -200,15 +264,19 @@ def start_postgres(
         raise ServiceError(f"postgres did not accept connections on 127.0.0.1:{port} in time")
     psql = [os.path.join(bindir, "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", ADMIN_USER, "-d", "postgres"]
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5")
-    job_password = secrets.token_hex(16)
+    job_password = job_password or secrets.token_hex(16)
     # not a superuser: owner of its database (PG 15: of its public schema too), CREATEDB; PG 13+ lets a
     # database owner create trusted extensions (pgcrypto, citext, hstore, ...)
     sql = (
-        f"CREATE ROLE {DB_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-        f"PASSWORD '{job_password}';\nCREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
+        f"CREATE ROLE {user} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+        f"PASSWORD '{job_password}';\nCREATE DATABASE {database} OWNER {user};\n"
     )
     run([*psql, "-v", "ON_ERROR_STOP=1", "-q", "-f", "-"], 30, env=env, stdin=sql)
-    return f"postgresql://{DB_USER}:{job_password}@127.0.0.1:{port}/{DB_NAME}"
+    return service_variables("postgres", "127.0.0.1", port, job_password, user, database)
+
+
+# every variable of each service, in the order services.env holds them
+VARIABLES = {name: tuple(service_variables(name, "", 0, "")) for name in ("postgres", "redis")}
 
 
 def write_private(path: str, text: str, owner: str = "") -> None:
@@ -223,9 +291,16 @@ def write_private(path: str, text: str, owner: str = "") -> None:
 
 
 def start_redis(
-    state_dir: str, state: dict[str, dict[str, Any]], deadline: float, binary: str, prefix: list[str]
-) -> str:
-    port, password = free_port(), secrets.token_hex(16)
+    state_dir: str,
+    state: dict[str, dict[str, Any]],
+    deadline: float,
+    binary: str,
+    prefix: list[str],
+    *,
+    password: str = "",
+) -> dict[str, str]:
+    """Start the server with `password` (else a random one); return the job's variables."""
+    port, password = free_port(), password or secrets.token_hex(16)
     workdir = server_dir(state_dir, "redis", prefix)
     pidfile = os.path.join(workdir, "redis.pid")
     state["redis"] = {"pidfile": pidfile, "port": port, "root": workdir}
@@ -242,9 +317,7 @@ def start_redis(
     run(prefix + command, deadline - time.monotonic(), cwd=workdir)
     if not wait_for(port, f"AUTH {password}\r\nPING\r\n".encode(), b"+OK", deadline):
         raise ServiceError(f"redis did not answer AUTH and PING on 127.0.0.1:{port} in time")
-    # `default:` (Redis's own user) rather than an empty user: redis-cli 7.0's -u sends `AUTH "" PASSWORD` for
-    # `redis://:PASSWORD@` and fails (redis-py and other clients read both forms)
-    return f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0"
+    return service_variables("redis", "127.0.0.1", port, password)
 
 
 def _alive(pid: int) -> bool:

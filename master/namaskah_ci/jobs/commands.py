@@ -22,10 +22,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from namaskah_ci import names
+from namaskah_ci.helpers.ci_servers import PASSWORD_ENV as SERVICE_PASSWORD_ENV
+from namaskah_ci.helpers.ci_servers import VARIABLES as SERVICE_VARIABLES
 from namaskah_ci.pipeline.model import JobSpec, StepSpec
 
 JOB_DIR = "../.namaskah-ci"  # beside the checkout: the job's environment, secrets, TMPDIR, helpers (docker)
-SERVICE_ENV = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+# every variable a service gives a job: postgres DATABASE_URL, PG*, POSTGRES_*; redis REDIS_URL, _HOST, _PORT,
+# _PASSWORD (helpers/ci_servers.py's `service_variables`, in both modes)
+SERVICE_ENV: dict[str, tuple[str, ...]] = dict(SERVICE_VARIABLES)
 SERVICES_FILE = "services.env"  # in the job dir: local mode's service URLs (ci_services.py writes, ci_step.py reads)
 PRIORITY_NICENESS = {"high": 5, "normal": 10, "low": 19}  # local mode: the master keeps a core
 
@@ -51,7 +55,7 @@ class JobLayout:
 
 
 def service_env_names(job: JobSpec) -> list[str]:
-    return [SERVICE_ENV[service] for service in job.services]
+    return [name for service in job.services for name in SERVICE_ENV[service]]
 
 
 def job_document(
@@ -176,8 +180,20 @@ def services_argv(
     argv = [layout.runner, layout.helper("ci_services.py"), action, "--state-dir", state_dir]
     argv += ["--env-file", f"{layout.job_dir}/{SERVICES_FILE}"]
     if action == "start" and job is not None:
-        argv += ["--timeout", str(timeout), *(f"--{name}" for name in job.services)]
+        argv += ["--timeout", str(timeout)]
+        for name in job.services:
+            service = job.service(name)
+            argv.append(f"--{name}")
+            for key in ("version", "database", "user"):
+                if getattr(service, key):
+                    argv += [f"--{name}-{key}", getattr(service, key)]
     return argv
+
+
+def services_password_env(job: JobSpec) -> dict[str, str]:
+    """The passwords the file gives, for `ci_services.py start`'s environment (never its argv, which the
+    step's log shows)."""
+    return {SERVICE_PASSWORD_ENV[name]: password for name, password in job.service_passwords}
 
 
 def secret_files(job: JobSpec) -> dict[str, str]:

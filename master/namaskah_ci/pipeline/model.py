@@ -58,6 +58,18 @@ class ReportSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceSpec:
+    """A job's service as the file chose it ("": the mode's default). A password the file gives stays
+    out of this (and so out of the build's properties): `JobSpec.service_passwords`."""
+
+    name: str  # postgres | redis
+    version: str = ""
+    database: str = ""
+    user: str = ""
+    password_given: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class JobSpec:
     """One builder's job at one revision, every default resolved."""
 
@@ -79,6 +91,17 @@ class JobSpec:
     verdict: bool = True
     schedule: str | None = None
     priority: str = "normal"
+    service_settings: tuple[ServiceSpec, ...] = ()  # one per entry of `services`
+    # {service: password} the file gives: never in to_dict() (a build property); a job read from its
+    # property lacks them (`passwords_missing`) and the master reads them from the file again
+    service_passwords: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False, repr=False)
+
+    def service(self, name: str) -> ServiceSpec:
+        return next((each for each in self.service_settings if each.name == name), ServiceSpec(name))
+
+    @property
+    def passwords_missing(self) -> bool:
+        return any(each.password_given for each in self.service_settings) and not self.service_passwords
 
     def runs_on(self, branch: str | None) -> bool:
         if self.branches is None or branch is None:
@@ -90,7 +113,9 @@ class JobSpec:
         return dict(self.env)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["service_passwords"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -98,6 +123,8 @@ class JobSpec:
         values["steps"] = tuple(StepSpec(**step) for step in values["steps"])
         values["reports"] = tuple(ReportSpec(**report) for report in values.get("reports", ()))
         values["env"] = tuple((k, v) for k, v in values.get("env", ()))
+        values["service_settings"] = tuple(ServiceSpec(**each) for each in values.get("service_settings", ()))
+        values.pop("service_passwords", None)
         for key in ("requirements", "services", "secrets", "tools"):
             values[key] = tuple(values.get(key, ()))
         for key in ("branches", "inputs"):
@@ -268,7 +295,18 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
         ),
         requirements=tuple(requirements),
         env=tuple(env.items()),
-        services=tuple(job.services),
+        services=tuple(service.name for service in job.services),
+        service_settings=tuple(
+            ServiceSpec(
+                name=s.name,
+                version=s.version or "",
+                database=s.database or "",
+                user=s.user or "",
+                password_given=s.password is not None,
+            )
+            for s in job.services
+        ),
+        service_passwords=tuple((s.name, s.password) for s in job.services if s.password is not None),
         secrets=tuple(job.secrets),
         tools=tuple(job.tools),
         history=job.history,

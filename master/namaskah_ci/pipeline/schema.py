@@ -28,6 +28,12 @@ JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TOOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+# a service's database and user (SQL identifiers needing no quotes) and a given password (nothing a URL,
+# SQL or redis.conf needs quoted); the same as helpers/ci_servers.py checks on the worker
+SERVICE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+SERVICE_PASSWORD_PATTERN = r"^[A-Za-z0-9._~-]{1,128}$"
+SERVICE_VERSION_PATTERN = r"^[0-9]{1,3}$"
+POSTGRES_RESERVED = ("postgres", "template0", "template1")  # the server's own superuser and databases
 # the job's base environment is the master's: a file may not replace it
 RESERVED_ENV = ("PATH", "HOME", "TMPDIR", "VIRTUAL_ENV")
 RESERVED_ENV_PREFIX = "NAMASKAH_CI_"
@@ -64,6 +70,25 @@ def _env_value(value: Any) -> Any:
     return value
 
 
+def _service_version(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f'write the version as a string, e.g. version: "{value}" (YAML reads {value} as a number)')
+    return value
+
+
+def _service_password(value: Any) -> Any:
+    # checked here, whatever its type, so that no message repeats the value
+    if not isinstance(value, str) or not re.match(SERVICE_PASSWORD_PATTERN, value):
+        raise ValueError(f"must be a string of {_PATTERN_HINTS[SERVICE_PASSWORD_PATTERN]} (the value is not shown)")
+    return value
+
+
+def _service_shorthand(value: Any) -> Any:
+    if isinstance(value, str) and value not in SERVICES:
+        raise ValueError(f"unknown service {value!r} (known: {', '.join(SERVICES)})")
+    return {"name": value} if isinstance(value, str) else value
+
+
 def _relative_path(value: Any) -> Any:
     if isinstance(value, str):
         parts = value.split("/")
@@ -95,6 +120,14 @@ SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
 InputPattern = Annotated[str, BeforeValidator(_input_pattern), StringConstraints(min_length=1, max_length=200)]
 Environment = dict[EnvName, EnvValue]
+ServicePassword = Annotated[
+    str,
+    BeforeValidator(
+        _service_password,
+        json_schema_input_type=Annotated[str, StringConstraints(pattern=SERVICE_PASSWORD_PATTERN)],
+    ),
+]
+ServiceVersion = Annotated[str, BeforeValidator(_service_version), StringConstraints(pattern=SERVICE_VERSION_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -124,6 +157,31 @@ class StepFile(Strict):
     only_with_secret: SecretName | None = Field(
         None, description="run only when this secret (listed in the job's secrets) is configured; else skipped"
     )
+
+
+class ServiceFile(Strict):
+    """One service: `postgres` or `redis`, or a mapping choosing its version, database, user and password."""
+
+    name: Literal["postgres", "redis"]
+    version: ServiceVersion | None = Field(None, description='major version, e.g. "16" (default: postgres 15, redis 7)')
+    database: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] | None = Field(
+        None, description="postgres: the job's database (default: namaskah locally, namaskah_ci in docker mode)"
+    )
+    user: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] | None = Field(
+        None, description="postgres: the job's role, owner of the database, no superuser (default: namaskah)"
+    )
+    password: ServicePassword | None = Field(
+        None, description="default: a random one per build; never shown in a property or a log"
+    )
+
+    @field_validator("database", "user")
+    @classmethod
+    def _postgres_only(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("name") == "redis":
+            raise ValueError("only postgres has a database and a user (redis takes name, version, password)")
+        if value in POSTGRES_RESERVED:
+            raise ValueError(f"{value!r} is the server's own; choose another name")
+        return value
 
 
 class ReportFile(Strict):
@@ -166,7 +224,12 @@ class JobFile(Strict):
         None, description="commit-status context; {python} is the job's Python version"
     )
     timeout: Annotated[int, Field(ge=1, le=1440)] = Field(30, description="minutes")
-    services: list[Literal["postgres", "redis"]] = Field(default_factory=list)
+    services: list[
+        Annotated[
+            ServiceFile,
+            BeforeValidator(_service_shorthand, json_schema_input_type=Literal["postgres", "redis"] | ServiceFile),
+        ]
+    ] = Field(default_factory=list, description="postgres, redis, or {name, version, database, user, password}")
     secrets: list[SecretName] = Field(
         default_factory=list, description="exported upper-cased; see [pipeline] job_secrets"
     )
@@ -196,12 +259,18 @@ class JobFile(Strict):
     def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
         return _check_env(env)
 
-    @field_validator("services", "secrets", "tools")
+    @field_validator("secrets", "tools")
     @classmethod
     def _no_repeats(cls, values: list[str]) -> list[str]:
         repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:
             raise ValueError(f"lists {', '.join(repeated)} twice")
+        return values
+
+    @field_validator("services")
+    @classmethod
+    def _one_of_each(cls, values: list[ServiceFile]) -> list[ServiceFile]:
+        cls._no_repeats([service.name for service in values])
         return values
 
     @field_validator("schedule")
@@ -244,8 +313,8 @@ def known_keys(path: Path) -> list[str]:
                 rest.pop(0)  # the job's name
             else:
                 return []
-        elif model is JobFile and isinstance(part, str) and part in ("steps", "reports", "matrix"):
-            model = {"steps": StepFile, "reports": ReportFile, "matrix": MatrixFile}[part]
+        elif model is JobFile and isinstance(part, str) and part in ("steps", "reports", "matrix", "services"):
+            model = {"steps": StepFile, "reports": ReportFile, "matrix": MatrixFile, "services": ServiceFile}[part]
             if rest and isinstance(rest[0], int):
                 rest.pop(0)
         else:
@@ -279,6 +348,9 @@ _PATTERN_HINTS = {
     SECRET_NAME_PATTERN: "a secret name (lower-case letters, digits, '_')",
     TOOL_PATTERN: "a program name",
     r"^[0-9]+\.[0-9]+$": 'a version such as "3.11"',
+    SERVICE_NAME_PATTERN: "lower-case letters, digits and '_', not starting with a digit, at most 63",
+    SERVICE_PASSWORD_PATTERN: "letters, digits and . _ ~ - (1 to 128; nothing a URL needs quoted)",
+    SERVICE_VERSION_PATTERN: 'a major version such as "16"',
 }
 
 

@@ -238,7 +238,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
         stop = job_commands.services_argv(layout, "stop", STATE_DIR)
         result.append(StopServices(stop, name="reap stale services", flunkOnFailure=False, hideStepIf=True))
         start = job_commands.services_argv(layout, "start", STATE_DIR, job)
-        result.append(StartServices(job.services, start, **timing))
+        result.append(StartServices(job.services, start, env=job_commands.services_password_env(job), **timing))
     result += [_job_step(job, setup, step, missing_secrets, timing) for step in job.steps]
     if job.reports:
         where: dict[str, str] = {}

@@ -187,7 +187,9 @@ class LoadJob(CompositeStepMixin, _Resolving):
         given = self.getProperty(names.PROP_JOB)
         revision = self.getProperty(names.PROP_JOB_REVISION)
         if given and revision and given.get("builder") == builder:
-            return JobSpec.from_dict(given), revision, self.getProperty(names.PROP_PIPELINE_FILE) or ""
+            passed = JobSpec.from_dict(given)
+            if not passed.passwords_missing:  # a service password the file gives: read from the file again
+                return passed, revision, self.getProperty(names.PROP_PIPELINE_FILE) or ""
         revision = yield self.pinned_revision(names.PROP_JOB_REVISION, "revision")
         pipeline = yield source_for(self.master, self.config).pipeline_at(revision)
         job = pipeline.job(builder)

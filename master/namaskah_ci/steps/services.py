@@ -1,10 +1,14 @@
 """Per-build PostgreSQL and Redis for local mode, as build steps.
 
 `StartServices` runs the master's `ci_services.py start` (its argv from
-`job_commands.services_argv`), which writes the servers' URLs (DATABASE_URL,
-REDIS_URL, with their passwords) into `<job dir>/services.env` for `ci_step.py`
-to hand to the job's commands, and prints only where they are. So the URLs are
-never a build property, a log line or anything the master holds: every job's
+`job_commands.services_argv`: the services, their versions, database and user),
+which writes the servers' variables (DATABASE_URL, PG*, POSTGRES_*, REDIS_URL,
+REDIS_HOST/PORT/PASSWORD, with their passwords) into `<job dir>/services.env`
+for `ci_step.py` to hand to the job's commands, and prints only where they are.
+A password the pipeline file gives reaches the script in the step's environment
+(`job_commands.services_password_env`; the step never logs it), never in its
+argv. So the passwords are never a build property, a log line or anything the
+master keeps: every job's
 servers listen on 127.0.0.1, and their passwords are what keep another job (a
 branch's, reading the REST API over loopback) out. The step's summary names
 the addresses (`started postgres 127.0.0.1:PORT, redis 127.0.0.1:PORT`).

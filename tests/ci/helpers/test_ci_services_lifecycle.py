@@ -118,7 +118,8 @@ def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, rea
             os.umask(old_umask)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.strip().splitlines()
-        assert [line.split("=", 1)[0] for line in lines] == ["DATABASE_URL", "REDIS_URL"]
+        keys = [line.split("=", 1)[0] for line in lines]
+        assert keys[0] == "DATABASE_URL" and keys[-4:] == ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"]
         assert (state / "services.env").read_text().splitlines() == lines
         assert oct((state / "services.env").stat().st_mode & 0o777) == "0o600"
         urls = dict(line.split("=", 1) for line in lines)
@@ -245,14 +246,15 @@ def test_with_an_env_file_the_passwords_go_only_there_and_redis_refuses_a_client
         assert done.returncode == 0, done.stderr
         assert not env_file.is_symlink() and not (tmp_path / "elsewhere").exists()
         assert oct(env_file.stat().st_mode & 0o777) == "0o600"
-        urls = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-        assert sorted(urls) == ["DATABASE_URL", "REDIS_URL"]
+        written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        urls = {key: written[key] for key in ("DATABASE_URL", "REDIS_URL")}
+        assert written["PGPASSWORD"] == urllib.parse.urlsplit(urls["DATABASE_URL"]).password
         passwords = [urllib.parse.urlsplit(url).password for url in urls.values()]
         assert all(passwords) and not any(password in done.stdout + done.stderr for password in passwords)
         pg, redis = (urllib.parse.urlsplit(urls[key]).port for key in ("DATABASE_URL", "REDIS_URL"))
         assert done.stdout.splitlines() == [
-            f"postgres: 127.0.0.1:{pg} (database namaskah, user namaskah; DATABASE_URL)",
-            f"redis: 127.0.0.1:{redis} (REDIS_URL)",
+            f"postgres: 127.0.0.1:{pg} (version 15, database namaskah, user namaskah; DATABASE_URL, PG*, POSTGRES_*)",
+            f"redis: 127.0.0.1:{redis} (version 7; REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD)",
         ]
         check_servers(state, urls)  # the job's clients connect with them
         stranger = Redis(host="127.0.0.1", port=redis, socket_timeout=5)

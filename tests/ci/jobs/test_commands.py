@@ -81,7 +81,8 @@ def test_the_document_is_the_operators_then_namaskahs_then_the_files(tmp_path):
     )
     assert env["SECRET_KEY"] == "file-value" and env["CI"] == "true" and env["NAMASKAH_CI_BUILDER"] == "api"
     assert env["NAMASKAH_CI_REVISION"] == "abc123" and env["PIP_CACHE_DIR"] == "/cache/pip-3.11"
-    assert document["pass"] == ["DATABASE_URL"] and document["nice"] == job_commands.PRIORITY_NICENESS["high"]
+    assert document["pass"] == list(job_commands.SERVICE_ENV["postgres"])
+    assert document["nice"] == job_commands.PRIORITY_NICENESS["high"]
     assert "codecov-value" not in json.dumps(document)
 
 

@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from namaskah_ci import names
-from namaskah_ci.jobs.commands import JobLayout
+from namaskah_ci.jobs.commands import SERVICE_ENV, JobLayout
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.pipeline.source import PipelineConfig
 from namaskah_ci.steps import job_steps as job_factory
@@ -248,7 +248,8 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_property(names.PROP_STATUS_CONTEXT, "integration")
         yield self.run_step()
         document = json.loads(written["job"])
-        assert document["env"]["NAMASKAH_CI_REVISION"] == "a" * 40 and document["pass"] == ["DATABASE_URL", "REDIS_URL"]
+        assert document["env"]["NAMASKAH_CI_REVISION"] == "a" * 40
+        assert document["pass"] == [*SERVICE_ENV["postgres"], *SERVICE_ENV["redis"]]
         assert document["interpreter"] == "/usr/bin/python3.11" and document["nice"] == 10
         assert written["secret"] == b"tok-3f9a" or written["secret"] == "tok-3f9a"
         assert "tok-3f9a" not in json.dumps(document)

@@ -160,8 +160,12 @@ class _JobValues:
         fork = bool(props.getProperty(names.PROP_PR_FORK))
         return cache_plan(self.settings, self.job(props)["python"], props.getProperty("branch"), fork)
 
-    def services(self, props: Any) -> tuple[str, ...]:
-        return tuple(self.job(props).get("services", ()))
+    def services(self, props: Any) -> tuple[dict[str, Any], ...]:
+        """Each service's settings ({name, version, database, user, password_given}; a name alone
+        without them): the worker reads a password the file gives from the file (service_worker.py)."""
+        job = self.job(props)
+        chosen = {each["name"]: each for each in job.get("service_settings", ())}
+        return tuple(dict(chosen.get(name, {"name": name})) for name in job.get("services", ()))
 
 
 @implementer(IRenderable)

@@ -5,8 +5,9 @@ whose builds get their own PostgreSQL and/or Redis containers.
 (a renderable: the job's `services`), PostgreSQL and/or Redis containers, all
 at once, then the worker container while they get ready (a worker that
 connects first waits for them: no step runs before they accept connections,
-bounded), and hands `DATABASE_URL` / `REDIS_URL` (with their random passwords)
-to the build in the worker container's environment only: never as a build
+bounded), and hands their variables (`DATABASE_URL`, libpq's `PG*`, `POSTGRES_*`,
+`REDIS_URL`/`_HOST`/`_PORT`/`_PASSWORD`, with the passwords; the version, database
+and user the job's file chose) to the build in the worker container's environment only: never as a build
 property or in a log, which any user of the web UI (and any job, over
 loopback) reads, while every build's services listen on the host's 127.0.0.1.
 `stop_instance` removes them whatever ended the build
@@ -31,6 +32,10 @@ from twisted.internet import defer, threads
 from twisted.python import log
 from twisted.python.failure import Failure
 
+from namaskah_ci import names
+from namaskah_ci.per_master import per_master
+from namaskah_ci.pipeline.model import PipelineError
+from namaskah_ci.pipeline.source import SourceError, SourceState
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker import watch as docker_watch
 from namaskah_ci.workers.docker.latent import NamaskahDockerWorker
@@ -100,20 +105,27 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             raise RuntimeError(f"{self.workername}: not configured")
         return self.ports
 
-    def _specs(self, network: str, kinds: tuple[str, ...]) -> tuple[list[ds.ServiceSpec], list[int]]:
+    def _specs(self, network: str, kinds: tuple[Any, ...]) -> tuple[list[ds.ServiceSpec], list[int]]:
+        """`kinds`: service names, or the job's service settings ({name, version, database, user} and the
+        password the file gives, if any)."""
         specs: list[ds.ServiceSpec] = []
         ports: list[int] = []
         per_build = network != "host"
-        for kind in kinds:
+        for each in kinds:
+            chosen = {"name": each} if isinstance(each, str) else dict(each)
+            kind = chosen["name"]
             port = (5432 if kind == "postgres" else 6379) if per_build else self._port_allocator().allocate()
             host = kind if per_build else "127.0.0.1"
             listen = "*" if per_build and kind == "postgres" else ("0.0.0.0" if per_build else "127.0.0.1")
             if not per_build:
                 ports.append(port)
+            image = ds.service_image(self.service_images[kind], chosen.get("version") or "")
+            password = chosen.get("password") or ds.new_password()
             if kind == "postgres":
-                specs.append(ds.postgres_spec(self.service_images["postgres"], host, port, ds.new_password(), listen))
+                names = {key: chosen[key] for key in ("database", "user") if chosen.get(key)}
+                specs.append(ds.postgres_spec(image, host, port, password, listen, **names))
             else:
-                specs.append(ds.redis_spec(self.service_images["redis"], host, port, listen))
+                specs.append(ds.redis_spec(image, host, port, listen, password=password))
         return specs, ports
 
     def _thd_network(self, client_args: dict[str, Any], network: str, labels: dict[str, str]) -> None:
@@ -130,7 +142,13 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         try:
             return ds.start_service(client, spec, labels, network, name)
         except Exception as exc:
-            raise ds.ServiceError(f"{spec.name} ({spec.image}) could not be started: {exc}") from exc
+            configured = self.service_images.get(spec.name, "")
+            chosen = (
+                f" (the version's tag of [workers] images {spec.name!r} = {configured}: build or pull {spec.image})"
+                if configured and spec.image != configured
+                else ""
+            )
+            raise ds.ServiceError(f"{spec.name} ({spec.image}) could not be started{chosen}: {exc}") from exc
         finally:
             client.close()
 
@@ -174,6 +192,29 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         return [(spec, value) for spec, (_, value) in zip(specs, outcomes, strict=True)]
 
     @defer.inlineCallbacks
+    def given_passwords(self, build: Any, kinds: tuple[Any, ...]) -> Generator[Any, Any, tuple[Any, ...]]:
+        """`kinds` with the passwords the job's file gives (`password_given`): never in the build's
+        properties, so read again from the file at the build's revision, through the master's pipeline
+        reader (the one its pipeline builds used: the file is parsed once)."""
+        if not any(isinstance(each, dict) and each.get("password_given") for each in kinds):
+            return kinds
+        revision, builder = build.getProperty(names.PROP_JOB_REVISION), build.getProperty("buildername")
+        readers = list(per_master(self.master, "pipeline_sources", SourceState).sources.values())
+        for reader in readers[:1]:
+            try:
+                pipeline = yield reader.pipeline_at(revision)
+            except (PipelineError, SourceError) as exc:
+                raise ds.ServiceError(f"the services' passwords: {exc}") from exc
+            job = pipeline.job(builder)
+            if job is not None:
+                given = dict(job.service_passwords)
+                return tuple(
+                    {**each, "password": given.get(each["name"], "")} if isinstance(each, dict) else each
+                    for each in kinds
+                )
+        raise ds.ServiceError(f"the password the pipeline file gives {builder}'s services could not be read again")
+
+    @defer.inlineCallbacks
     def start_instance(self, build: Any) -> Generator[Any, Any, Any]:
         """The services' containers first (at once), then the worker container while the services get
         ready: PostgreSQL's start overlaps the worker's; the build starts once both are done."""
@@ -181,12 +222,18 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         self.build_key = f"{self.workername}-{uuid.uuid4().hex[:10]}"
         network = "host" if self.network_mode == "host" else f"namaskah-{self.build_key}"[:60]
         kinds = yield build.render(self.service_kinds)  # the services of the job at this build's revision
+        try:
+            kinds = yield self.given_passwords(build, tuple(kinds))
+        except ds.ServiceError as exc:
+            self.build_key = None
+            raise LatentWorkerCannotSubstantiate(f"{self.workername}: {exc}") from exc
         specs, ports = self._specs(network, tuple(kinds))
         labels = self.container_labels("service")
         client_args = self._client_args()
         try:
             started = yield self._start_services(client_args, specs, network, labels, ports)
-            self.service_env = {spec.env_key: spec.url for spec in specs}  # the container's, never a property
+            # the container's, never a property: DATABASE_URL, PG*, POSTGRES_*, REDIS_* (with the passwords)
+            self.service_env = {key: value for spec in specs for key, value in spec.variables.items()}
             self.build_network = None if network == "host" else network
             ready: defer.Deferred[None] | None = (
                 threads.deferToThread(self._thd_wait_ready, client_args, started)  # type: ignore[no-untyped-call]  # Twisted leaves it unannotated

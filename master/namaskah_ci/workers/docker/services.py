@@ -19,8 +19,11 @@ A job gets what local mode's `ci_services.py` gives it: in PostgreSQL a role
 extensions but is no superuser (the image's superuser, `postgres`, has a
 random password the build never sees; the role is made by `psql` run in the
 container once it is ready), and a Redis with a random password (`requirepass`)
-and without CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF. The URLs (passwords
-and all) go only into the build's worker container's environment
+and without CONFIG, MODULE, DEBUG, SLAVEOF and REPLICAOF. A pipeline file's
+mapping may choose the version (the image's tag: `service_image`), the database,
+the role and the password. The variables (`ci_servers.service_variables`, as in
+local mode: DATABASE_URL, PG*, POSTGRES_*, REDIS_*; passwords and all) go only
+into the build's worker container's environment
 (`workers/docker/service_worker.py`), never into a build property or a log. Service
 containers are compatible with the official `postgres:15` and `redis:7` images as well as
 the ones built from `workers/`.
@@ -36,6 +39,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from namaskah_ci.helpers.ci_servers import service_variables
 
 LABEL_PREFIX = "org.namaskah.ci"
 LABEL_MASTER = f"{LABEL_PREFIX}.master"  # the master's instance name: every container of this master
@@ -71,18 +76,35 @@ class ServiceSpec:
     port: int
     url: str  # what the build gets as DATABASE_URL / REDIS_URL
     env_key: str
+    variables: dict[str, str] = dataclasses.field(default_factory=dict)  # every one the build gets
     tmpfs: dict[str, str] = dataclasses.field(default_factory=dict)
     setup: tuple[tuple[str, ...], ...] = ()  # commands run in the container once it is ready (`set_up`)
     setup_user: str = ""
 
 
-def postgres_spec(image: str, host: str, port: int, password: str, listen: str = "127.0.0.1") -> ServiceSpec:
-    """PostgreSQL 15 on `port`; data on a tmpfs (fast, and nothing to clean up); fsync off. `password` is the
-    job's role's; the superuser's is another, random one."""
-    role = (
-        f"CREATE ROLE {POSTGRES_USER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-        f"PASSWORD '{password}'"
-    )
+def service_image(image: str, version: str) -> str:
+    """`image` (`[workers] images` "postgres" / "redis") with `version` as its tag: `postgres:15` and
+    "16" give `postgres:16`; no version, the image as configured."""
+    if not version:
+        return image
+    repository, _, tag = image.rpartition(":")
+    return f"{repository if repository and '/' not in tag else image}:{version}"
+
+
+def postgres_spec(
+    image: str,
+    host: str,
+    port: int,
+    password: str,
+    listen: str = "127.0.0.1",
+    *,
+    database: str = POSTGRES_DB,
+    user: str = POSTGRES_USER,
+) -> ServiceSpec:
+    """PostgreSQL on `port`; data on a tmpfs (fast, and nothing to clean up); fsync off. `password` is the
+    job's role's (`user`, owner of `database`); the superuser's is another, random one."""
+    variables = service_variables("postgres", host, port, password, user, database)
+    role = f"CREATE ROLE {user} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
     psql = (
         "psql",
         "-v",
@@ -95,11 +117,11 @@ def postgres_spec(image: str, host: str, port: int, password: str, listen: str =
         "-U",
         POSTGRES_ADMIN,
         "-d",
-        POSTGRES_DB,
+        database,
         "-c",
         role,
         "-c",
-        f"ALTER DATABASE {POSTGRES_DB} OWNER TO {POSTGRES_USER}",
+        f"ALTER DATABASE {database} OWNER TO {user}",
     )
     return ServiceSpec(
         name="postgres",
@@ -117,11 +139,12 @@ def postgres_spec(image: str, host: str, port: int, password: str, listen: str =
             "-c",
             "full_page_writes=off",
         ),
-        environment={"POSTGRES_USER": POSTGRES_ADMIN, "POSTGRES_PASSWORD": new_password(), "POSTGRES_DB": POSTGRES_DB},
+        environment={"POSTGRES_USER": POSTGRES_ADMIN, "POSTGRES_PASSWORD": new_password(), "POSTGRES_DB": database},
         health_test=("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_ADMIN),
         port=port,
-        url=f"postgresql://{POSTGRES_USER}:{password}@{host}:{port}/{POSTGRES_DB}",
+        url=variables["DATABASE_URL"],
         env_key="DATABASE_URL",
+        variables=variables,
         tmpfs={"/var/lib/postgresql/data": "rw,mode=0700"},
         setup=(psql,),
         setup_user="postgres",
@@ -129,11 +152,12 @@ def postgres_spec(image: str, host: str, port: int, password: str, listen: str =
 
 
 def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1", *, password: str = "") -> ServiceSpec:
-    """Redis 7 on `port`, no persistence, without the commands of REDIS_DISABLED, and with a password
+    """Redis on `port`, no persistence, without the commands of REDIS_DISABLED, and with a password
     (`password`, else a new one): every build's Redis listens on the host's loopback. redis-cli in the
     container (the healthcheck, `docker exec`) reads it from REDISCLI_AUTH. The URL names Redis's
     `default` user: redis-cli 7.0's -u fails on an empty one."""
     password = password or new_password()
+    variables = service_variables("redis", host, port, password)
     disabled = tuple(part for name in REDIS_DISABLED for part in ("--rename-command", name, ""))
     return ServiceSpec(
         name="redis",
@@ -155,8 +179,9 @@ def redis_spec(image: str, host: str, port: int, listen: str = "127.0.0.1", *, p
         environment={"REDISCLI_AUTH": password},
         health_test=("CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(port), "ping"),
         port=port,
-        url=f"redis://default:{password}@{host}:{port}/0",
+        url=variables["REDIS_URL"],
         env_key="REDIS_URL",
+        variables=variables,
     )
 
 
