@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.python import log
 
+from namaskah_ci import workdirs
 from namaskah_ci.builders.deploy import deploy_builder_names, make_deploy_builders, make_deploy_schedulers
 from namaskah_ci.builders.jobs import builder_names, make_builders
 from namaskah_ci.builders.setup import make_job_setup, make_pipeline_config
@@ -69,6 +70,12 @@ def load_registry(settings: Settings) -> Registry:
 
 
 def build_config(settings: Settings, registry: Registry | None = None) -> dict[str, Any]:
+    # local jobs run under the basedir: never inside a project whose configuration their tools would take
+    problem = workdirs.guard_problem(settings.basedir) if settings.workers.mode == "local" else None
+    if problem and problem.refuse:
+        raise ConfigError(problem.line)
+    if problem:
+        log.msg(f"WARNING: {problem.line}")
     registry = load_registry(settings) if registry is None else registry
     plan = make_plan(settings)
     pipeline_config = make_pipeline_config(settings, plan)

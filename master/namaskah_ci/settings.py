@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from namaskah_ci import names
+from namaskah_ci import names, workdirs
 from namaskah_ci.settings_checks import DEPLOY_PREFIX, SettingsError, check_values, deploy_sections
 from namaskah_ci.settings_sections import (
     DEPLOY_DEFAULTS,
@@ -289,6 +289,8 @@ def load_settings(environ: Mapping[str, str] | None = None, defaults: Path = DEF
         _merge(merged, _read_toml(overlay), str(overlay))
     _merge(merged, _env_overrides(environ, [*SECTIONS, *deploy_sections(merged)]), "environment")
     _validate(merged)
+    if not merged["master"]["basedir"]:  # the default: outside this checkout and any project (workdirs.py)
+        merged["master"]["basedir"] = str(workdirs.default_basedir(ROOT, environ))
     built = {name: SECTIONS[name](**merged[name]) for name in SECTIONS}
     deploy = {name[len(DEPLOY_PREFIX) :]: DeploySection(**merged[name]) for name in deploy_sections(merged)}
     return Settings(deploy=deploy, **built)

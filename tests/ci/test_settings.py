@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from namaskah_ci import settings as settings_mod
+from namaskah_ci import workdirs
 from namaskah_ci.settings import SettingsError, env_name, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +54,10 @@ def test_defaults_load_with_the_documented_values():
         assert (env.wait_seconds, env.health_retries, env.health_interval_seconds) == (60, 5, 10)
         assert env.smoke_paths == ["/health", "/api/v1/health", "/api/diagnostics"]
     # relative paths are taken from the repository root
-    assert s.basedir == ROOT / ".state" / "master"
+    assert s.basedir == workdirs.default_basedir(ROOT, {})  # outside the checkout (tests/ci/test_workdirs.py)
     assert s.secrets_dir == ROOT / ".state" / "secrets"
     assert s.buildbot_url == "http://localhost:8010/"
-    assert s.database_url == f"sqlite:///{ROOT / '.state' / 'master' / 'state.sqlite'}"
+    assert s.database_url == f"sqlite:///{s.basedir / 'state.sqlite'}"
 
 
 def test_the_process_environment_is_not_read_when_environ_is_given(monkeypatch):

@@ -103,10 +103,13 @@ def under(path: str, tree: str) -> bool:
 
 def system_args() -> list[str]:
     args: list[str] = []
+    made: set[str] = set()
     for tree in SYSTEM_TREES:
         if os.path.islink(tree):
             args += ["--symlink", os.readlink(tree), tree]
         elif os.path.isdir(tree):
+            # /var and /var/lib of /var/lib/dpkg 0755: bwrap makes them 0700, closing a basedir under /var/lib
+            args += _parents(tree, [], made)
             args += ["--ro-bind", tree, tree]
     return args
 
