@@ -10,11 +10,17 @@ scratch: never this shell's) and the same settings (`PIPELINE_CONFIG`,
 `PIPELINE_*`: `[checks] coverage_min`, `[pipeline] job_secrets`, `[workers]
 interpreters`, `job_env`, `job_path`, the secrets directory). Default: every
 check of the pipeline on the current branch; name builders (`lint
-test-py3.11`, or `codeql`) to pick. Each job gets a directory under
-`.state/local-checks/jobs/`, its PostgreSQL/Redis when it needs them
-(stopped afterwards whatever happens), and its declared reports moved to
-`.state/local-checks/reports/<builder>/`. Exits non-zero when any job fails.
-It runs the jobs as the invoking user (never as a root master's job user).
+test-py3.11`, or `codeql`) to pick. Nothing is written into the repository:
+each job runs in a checkout of its working tree as it is (`jobs/<builder>/build`:
+a clone sharing the repository's objects on its branch, its tracked files as
+they are now, its untracked ones that git does not ignore) with its directory
+beside it, its PostgreSQL/Redis when it needs them (stopped afterwards whatever
+happens), and its declared reports moved to `reports/<builder>/`, all under
+`--state` (default: `<state root>/local-checks/<repository>-<hash>`, the state
+root as the master's, namaskah_ci/workdirs.py: outside any project, so the
+job's tools find only the repository's own configuration). Exits non-zero when
+any job fails. It runs the jobs as the invoking user (never as a root master's
+job user).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "master"))
 
+from namaskah_ci import workdirs  # noqa: E402 (after the sys.path insert)
 from namaskah_ci.helpers import HELPERS_DIR  # noqa: E402 (after the sys.path insert)
 from namaskah_ci.jobs import commands as job_commands  # noqa: E402 (after the sys.path insert)
 from namaskah_ci.jobs.hostenv import host_ca_env, resolve_interpreter  # noqa: E402 (after the sys.path insert)
@@ -65,8 +72,16 @@ class LocalRun:
         self.cache_root = cache_root or state / "cache"
 
     def layout(self, job: JobSpec) -> job_commands.JobLayout:
-        job_dir = self.state / "jobs" / job.builder
+        job_dir = self.state / "jobs" / job.builder / ".namaskah-ci"  # beside its checkout, as the master's
         return job_commands.JobLayout(sys.executable, HELPERS_DIR, str(self.cache_root), str(job_dir))
+
+    def in_checkout(self, job: JobSpec) -> LocalRun:
+        """This run in a fresh checkout of the repository's working tree, `jobs/<builder>/build` (`checkout_copy`):
+        the job writes nothing into the repository."""
+        build = self.state / "jobs" / job.builder / "build"
+        shutil.rmtree(build.parent, ignore_errors=True)
+        checkout_copy(self.repo, build)
+        return LocalRun(self.settings, build, self.state, self.cache_root)
 
     def prepare(self, job: JobSpec, layout: job_commands.JobLayout, interpreter: str) -> set:
         """The job's directory as the master writes it; the secrets not configured."""
@@ -184,6 +199,44 @@ class LocalRun:
                 shutil.move(str(source), str(target / report.path))
 
 
+def git_out(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=False, timeout=300)
+
+
+def checkout_copy(repo: Path, build: Path) -> None:
+    """The repository's working tree as a job checkout in `build`: a clone of its HEAD sharing its objects
+    (nothing is written into the repository) on its branch, then its tracked files as they are now and its
+    untracked ones that git does not ignore; a directory that is no git repository is copied whole."""
+    listed = git_out(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed.returncode != 0:
+        shutil.copytree(repo, build, symlinks=True)
+        return
+    head = git_out(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}").stdout.decode().strip()
+    branch = current_branch(repo)
+    build.parent.mkdir(parents=True, exist_ok=True)
+    if head:
+        on = ["-B", branch, head] if branch and branch != "HEAD" else ["--detach", head]
+        for cwd, args in (
+            (build.parent, ["clone", "-q", "--shared", "--no-checkout", str(repo), str(build)]),
+            (build, ["checkout", "-q", *on]),
+        ):
+            done = git_out(cwd, *args)
+            if done.returncode:
+                raise SystemExit(f"cannot make a checkout of {repo} in {build}: {done.stderr.decode().strip()}")
+    else:  # no commit yet
+        build.mkdir()
+        git_out(build, "init", "-q", *(["-b", branch] if branch and branch != "HEAD" else []))
+    for name in sorted({os.fsdecode(item) for item in listed.stdout.split(b"\0") if item}):
+        source, target = repo / name, build / name
+        if source.is_symlink() or source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            shutil.copy2(source, target, follow_symlinks=False)
+        elif not source.exists() and (target.is_symlink() or target.is_file()):
+            target.unlink()  # tracked, deleted in the working tree
+
+
 def current_branch(repo: Path) -> str:
     done = subprocess.run(
         ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=repo, capture_output=True, text=True, check=False
@@ -196,7 +249,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("builders", nargs="*", help="jobs to run (default: the pipeline's checks on this branch)")
     parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
     parser.add_argument("--json", help="write per-job results and durations here")
-    parser.add_argument("--state", help="job directories, caches and reports (default: <repo>/.state/local-checks)")
+    parser.add_argument(
+        "--state",
+        help="job checkouts, caches and reports (default: <state root>/local-checks/<repository>-<hash>, outside the "
+        "repository: $XDG_STATE_HOME/namaskah-ci, else /var/lib/namaskah-ci as root, ~/.local/state/namaskah-ci)",
+    )
     parser.add_argument("--cache-root", help="pip caches and virtualenvs (default: <state>/cache)")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
@@ -224,7 +281,10 @@ def main(argv: list[str]) -> int:
         selected = [job for job in pipeline.jobs if job.builder in args.builders]  # in the file's order
     else:
         selected = [job for job in pipeline.verdict_jobs(branch) if job.builder not in settings.checks.disabled]
-    state = Path(args.state).resolve() if args.state else repo / ".state" / "local-checks"
+    state = (
+        Path(args.state).resolve() if args.state else workdirs.state_root() / "local-checks" / workdirs.place_name(repo)
+    )
+    print(f"job checkouts and reports: {state}")
     runner = LocalRun(settings, repo, state, Path(args.cache_root).resolve() if args.cache_root else None)
     if os.geteuid() == 0 and runner.cache_root.is_dir() and runner.cache_root.stat().st_uid != 0:
         # e.g. a root master's cache: its job user (any branch's code) can change these virtualenvs
@@ -233,7 +293,7 @@ def main(argv: list[str]) -> int:
             "virtualenvs run as root here",
             file=sys.stderr,
         )
-    results = [runner.run_job(job) for job in selected]
+    results = [runner.in_checkout(job).run_job(job) for job in selected]
     print("\nsummary:")
     for item in results:
         print(f"  {item['job']:<18} {item['result']:<8} {item['seconds']:7.1f}s {', '.join(item['failed'])}")

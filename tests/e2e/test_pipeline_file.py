@@ -93,6 +93,8 @@ def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):
         str(out),
         "--cache-root",
         str(SHARED_CACHE),
+        "--state",
+        str(tmp / "by-hand-state"),
     ]  # the master's job caches: the same virtualenvs
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     by_hand = {item["job"]: item["result"] for item in json.loads(out.read_text())}
@@ -100,7 +102,7 @@ def test_every_job_runs_the_files_commands_as_they_run_by_hand(first_run):
     for job in ("unit-py3.9", "unit-py3.11"):
         props = results[job]["properties"]
         junit = props["junit"][0]
-        local = ET_counts(clone / ".state/local-checks/reports" / job / "build-reports/unit.xml")
+        local = ET_counts(tmp / "by-hand-state/reports" / job / "build-reports/unit.xml")
         assert junit["tests"] == local["tests"] >= 5 and junit["failures"] == 0
         python = job.split("-py")[1]
         assert props["coverage"][0] > 40 and props["status_context"][0] == f"unit tests (Python {python})"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from namaskah_ci import workdirs
+
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = ROOT / "scripts"
 HELPERS = ROOT / "master" / "namaskah_ci" / "helpers"
@@ -218,6 +220,7 @@ def run_checks(repo: Path, tmp_path: Path, *args: str, coverage_min: int | None 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(extra_env or {})
     env["PIPELINE_SECRETS_DIR"] = str(tmp_path / "no-secrets")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the state root (workdirs.py): never in the repository
     if coverage_min is not None:
         settings = tmp_path / "settings.toml"
         settings.write_text(f"[checks]\ncoverage_min = {coverage_min}\n")
@@ -233,16 +236,29 @@ def run_checks(repo: Path, tmp_path: Path, *args: str, coverage_min: int | None 
     return done, (json.loads(results.read_text()) if results.exists() else None)
 
 
+def untracked_and_ignored(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_the_local_runner_runs_the_files_checks_with_the_settings_coverage_floor(local_repo, tmp_path):
+    (local_repo / ".gitignore").write_text("ignored.txt\n")
+    (local_repo / "ignored.txt").write_text("")
+    before = untracked_and_ignored(local_repo)
     done, results = run_checks(local_repo, tmp_path, coverage_min=30, extra_env={"GITHUB_TOKEN": "ghp_LOCALTOKEN123"})
     assert [r["job"] for r in results] == ["report", "lint"]  # the verdict on this branch; `later` is outside it
     assert {r["job"]: r["result"] for r in results} == {"report": "success", "lint": "failure"}
-    assert results[1]["failed"] == ["first"] and (local_repo / "second-ran").exists()  # continue: true
-    printed = (local_repo / "env.txt").read_text()
+    # each job ran in a checkout of the working tree under the state root, outside the repository (issue 23)
+    state = tmp_path / "state/namaskah-ci/local-checks" / workdirs.place_name(local_repo)
+    assert f"job checkouts and reports: {state}" in done.stdout
+    assert results[1]["failed"] == ["first"] and (state / "jobs/lint/build/second-ran").exists()  # continue: true
+    printed = (state / "jobs/report/build/env.txt").read_text()
     assert "GREETING=hello" in printed and "NAMASKAH_CI_BUILDER=report" in printed
     assert "GITHUB_TOKEN" not in printed and "PIPELINE_CONFIG" not in printed
-    assert (local_repo / ".state/local-checks/reports/report/out/coverage.xml").is_file()
-    assert not (local_repo / "out").exists()  # moved with its report; the directory it made is gone
+    assert (state / "reports/report/out/coverage.xml").is_file()
+    assert not (state / "jobs/report/build/ignored.txt").exists()  # what git ignores is not the checkout's
+    assert untracked_and_ignored(local_repo) == before  # nothing written into the repository
     done, results = run_checks(local_repo, tmp_path, "report", coverage_min=50)
     assert done.returncode == 1 and results[0]["failed"] == ["coverage 35.0% is under [checks] coverage_min (50%)"]
 
