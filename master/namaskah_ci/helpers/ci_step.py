@@ -58,8 +58,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # mypy reads the siblings as modules of the helpers package; a job imports them from here
     import pwd
 
-    from namaskah_ci.helpers import ci_job_user, ci_reports, ci_sandbox, ci_venv
+    from namaskah_ci.helpers import ci_env, ci_job_user, ci_reports, ci_sandbox, ci_venv
 else:
+    import ci_env
     import ci_job_user
     import ci_reports
     import ci_sandbox
@@ -121,16 +122,22 @@ def job_environment(
         "LANG": "C.UTF-8",
         "TMPDIR": os.path.join(job_dir, "tmp"),
     }
-    env.update(job.get("env", {}))
+    given, from_file = job.get("env", {}), job.get("file_env", [])
+    env.update((name, value) for name, value in given.items() if name not in from_file)
     services = read_services(job_dir)
     for name in job.get("pass", []):
         value = services.get(name) or ("" if "sandbox" in job else environ.get(name))  # never the master's
         if value:
             env[name] = value
-    env.update(read_secrets(job_dir))
+    secrets = read_secrets(job_dir)
+    env.update(secrets)
     if venv:
         env["VIRTUAL_ENV"] = venv
     env["NAMASKAH_CI_HELPERS"] = HERE
+    env["NAMASKAH_CI_ENV"] = ci_env.env_file(env["TMPDIR"])
+    # the file's env last, `${NAME}` expanded in order; the services' and secrets' variables keep theirs
+    kept = {*secrets, *(name for name in job.get("pass", []) if name in env)}
+    ci_env.apply(env, ((name, given[name]) for name in from_file if name in given), "env", keep=kept)
     return env
 
 
@@ -162,6 +169,7 @@ def sandbox(
     user: pwd.struct_passwd | None,
     writable: list[str],
     readonly: list[str],
+    workdir: str = "",
 ) -> list[str]:
     """The bwrap command line (up to the command) for this job: the checkout and TMPDIR writable, plus
     `writable`; the system, the interpreter, the base PATH, the helpers and `readonly` read-only. Run
@@ -173,7 +181,7 @@ def sandbox(
     as_root = os.geteuid() == 0
     return ci_sandbox.sandbox_argv(
         ci_sandbox.find_bwrap(base_path),
-        workdir=os.getcwd(),
+        workdir=workdir or os.getcwd(),
         writable=[checkout_root(job_dir), env["TMPDIR"], *writable],
         readonly=shown + readonly,
         hidden=box.get("hide", []),
@@ -195,19 +203,26 @@ def lower_priority(job: dict[str, Any]) -> None:
             os.nice(niceness)
 
 
-def run(job_dir: str, argv: list[str]) -> int:
+def run(job_dir: str, argv: list[str], workdir: str = "", step_env: Sequence[tuple[str, str]] = ()) -> int:
+    """`argv` in the job's environment, then what earlier steps wrote to $NAMASKAH_CI_ENV, then the
+    step's own `env`; in `workdir` (the step's working directory, relative to the checkout root)."""
     job = read_job(job_dir)
     user = ci_job_user.job_user(job)
     env = job_environment(job_dir, job, dict(os.environ), home=job_home(job_dir, job, user))
     os.makedirs(env["TMPDIR"], exist_ok=True)
+    env.update(ci_env.read_env_file(env["NAMASKAH_CI_ENV"], user.pw_uid if user else None))
+    ci_env.apply(env, step_env, "step env")
+    cwd = ci_env.working_directory(checkout_root(job_dir), workdir) if workdir else ""
     lower_priority(job)
     if "sandbox" in job:
-        return run_sandboxed(job_dir, job, env, user, argv)
+        return run_sandboxed(job_dir, job, env, user, argv, cwd)
     if user:
         ci_job_user.drop_to(user)  # the secrets are in `env` already: their files are root's
         if argv[0] == sys.executable and not os.access(argv[0], os.X_OK):
             # a helper, started with the master's Python, which only root can run: use the job's
             argv = [job.get("interpreter") or "python3", *argv[1:]]
+    if cwd:
+        os.chdir(cwd)  # as the job's user
     program = shutil.which(argv[0], path=env["PATH"]) or argv[0]
     try:
         os.execve(program, argv, env)
@@ -220,7 +235,7 @@ def run(job_dir: str, argv: list[str]) -> int:
 
 
 def run_sandboxed(
-    job_dir: str, job: dict[str, Any], env: dict[str, str], user: pwd.struct_passwd | None, argv: list[str]
+    job_dir: str, job: dict[str, Any], env: dict[str, str], user: pwd.struct_passwd | None, argv: list[str], cwd: str
 ) -> int:
     """The command in its sandbox, as the user; its virtualenv read-only, its branch's pip cache writable."""
     if argv[0] == sys.executable:
@@ -234,10 +249,10 @@ def run_sandboxed(
     if venv and not ci_sandbox.inside(venv, *caches):
         print(f"ci_step: {venv} is not a virtualenv of this ref's cache or the default branch's", file=sys.stderr)
         return 2
-    command = sandbox(job_dir, job, env, user, writable, readonly) + argv
-    ci_sandbox.check(command[0])
+    outside, prefix = ci_env.loader_apart(env, sandbox(job_dir, job, env, user, writable, readonly, cwd))
+    ci_sandbox.check(prefix[0])
     ci_sandbox.die_with_parent()  # a master that dies takes this process, and so the sandbox, with it
-    return ci_sandbox.exit_like(subprocess.run(command, env=env, check=False).returncode)
+    return ci_sandbox.exit_like(subprocess.run(prefix + argv, env=outside, check=False).returncode)
 
 
 def version_problem(
@@ -322,7 +337,7 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list[str]) ->
     run_as = ci_job_user.as_user(user)
     if "sandbox" in job:
         helper_python = program  # the master's Python is not in the sandbox
-        prefix = sandbox(job_dir, job, env, user, [cache_root], [seed] if seed else [])
+        env, prefix = ci_env.loader_apart(env, sandbox(job_dir, job, env, user, [cache_root], [seed] if seed else []))
         ci_sandbox.check(prefix[0])
         ci_sandbox.die_with_parent()
         run_as = {}  # bwrap starts as this process's user; the sandbox switches to the job user
@@ -382,6 +397,8 @@ def main(argv: list[str]) -> int:
     v.add_argument("--cache-root", required=True)
     v.add_argument("-r", "--requirement", action="append", default=[])
     r = sub.add_parser("run", help="run a command in the job's environment")
+    r.add_argument("--workdir", default="", help="the step's working directory, relative to the checkout root")
+    r.add_argument("--env", action="append", default=[], help="NAME=VALUE: the step's own env, in order")
     r.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("own", help="as root: give the checkout and TMPDIR to the job user")
     c = sub.add_parser("collect-reports", help="as root: copy the declared reports into DIR/reports")
@@ -401,8 +418,9 @@ def main(argv: list[str]) -> int:
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run: no command given")
-        return run(args.job_dir, command)
-    except (ci_job_user.Refused, ci_sandbox.Unavailable) as exc:
+        step_env = [(name, value) for name, _, value in (pair.partition("=") for pair in args.env)]
+        return run(args.job_dir, command, args.workdir, step_env)
+    except (ci_job_user.Refused, ci_sandbox.Unavailable, ci_env.EnvProblem) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

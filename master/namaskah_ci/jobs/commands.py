@@ -96,6 +96,7 @@ def job_document(
     document: dict[str, Any] = {
         "builder": job.builder,
         "env": env,
+        "file_env": list(job.environment),  # the file's names, in the order ci_step.py expands their ${NAME}
         "pass": service_env_names(job),
         "path": base_path,
         "interpreter": interpreter,
@@ -163,7 +164,12 @@ def collect_reports_argv(layout: JobLayout, job: JobSpec, max_bytes: int = 0, ma
 
 
 def step_argv(layout: JobLayout, step: StepSpec) -> list[str]:
-    return layout.wrap(["bash", "-e", "-o", "pipefail", "-c", step.run])
+    """The step's line through ci_step.py, with its working directory and its own `env` (expanded there)."""
+    argv = layout.wrap(["bash", "-e", "-o", "pipefail", "-c", step.run])
+    options = [f"--workdir={step.working_directory}"] if step.working_directory else []
+    options += [f"--env={name}={value}" for name, value in step.env]
+    at = argv.index("run") + 1
+    return [*argv[:at], *options, *argv[at:]]
 
 
 def fetch_history_argv(repo_url: str) -> list[str]:

@@ -47,6 +47,8 @@ class StepSpec:
     continue_on_failure: bool = False  # later steps still run; the job still fails
     allow_failure: bool = False  # a failure is a warning
     only_with_secret: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # the step's own, in the file's order; ${NAME} expanded by ci_step.py
+    working_directory: str = ""  # relative to the checkout root (the step's, else the job's); "": the root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +93,7 @@ class JobSpec:
     verdict: bool = True
     schedule: str | None = None
     priority: str = "normal"
+    working_directory: str = ""  # the job's default for its steps, relative to the checkout root
     service_settings: tuple[ServiceSpec, ...] = ()  # one per entry of `services`
     # {service: password} the file gives: never in to_dict() (a build property); a job read from its
     # property lacks them (`passwords_missing`) and the master reads them from the file again
@@ -120,7 +123,9 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         values = dict(data)
-        values["steps"] = tuple(StepSpec(**step) for step in values["steps"])
+        values["steps"] = tuple(
+            StepSpec(**{**step, "env": tuple((k, v) for k, v in step.get("env", ()))}) for step in values["steps"]
+        )
         values["reports"] = tuple(ReportSpec(**report) for report in values.get("reports", ()))
         values["env"] = tuple((k, v) for k, v in values.get("env", ()))
         values["service_settings"] = tuple(ServiceSpec(**each) for each in values.get("service_settings", ()))
@@ -275,7 +280,8 @@ def _step_name(run: str) -> str:
 
 def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder: str) -> JobSpec:
     requirements = job.requirements if job.requirements is not None else top.requirements
-    env = {**top.env, **job.env}
+    # in the order ci_step.py expands ${NAME}: the top level's (but those the job sets), then the job's
+    env = {**{k: v for k, v in top.env.items() if k not in job.env}, **job.env}
     priority = job.priority if "priority" in job.model_fields_set or job.verdict else "low"
     return JobSpec(
         builder=builder,
@@ -290,6 +296,10 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
                 continue_on_failure=step.continue_,
                 allow_failure=step.allow_failure,
                 only_with_secret=step.only_with_secret,
+                env=tuple(step.env.items()),
+                working_directory=(job.working_directory or "")
+                if step.working_directory is None
+                else step.working_directory,  # "." (written) is "": the root, over the job's
             )
             for step in job.steps
         ),
@@ -319,6 +329,7 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
         verdict=job.verdict,
         schedule=job.schedule,
         priority=priority,
+        working_directory=job.working_directory or "",
     )
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
+from namaskah_ci.helpers.ci_env import RESERVED, RESERVED_PREFIX, reference_problem
 from namaskah_ci.pipeline.inputs import pattern_problem
 from namaskah_ci.pipeline.loader import Path
 from namaskah_ci.pipeline.schedule import CronError, parse_cron
@@ -35,8 +36,8 @@ SERVICE_PASSWORD_PATTERN = r"^[A-Za-z0-9._~-]{1,128}$"
 SERVICE_VERSION_PATTERN = r"^[0-9]{1,3}$"
 POSTGRES_RESERVED = ("postgres", "template0", "template1")  # the server's own superuser and databases
 # the job's base environment is the master's: a file may not replace it
-RESERVED_ENV = ("PATH", "HOME", "TMPDIR", "VIRTUAL_ENV")
-RESERVED_ENV_PREFIX = "NAMASKAH_CI_"
+RESERVED_ENV = RESERVED  # ci_env.py refuses them in $NAMASKAH_CI_ENV too
+RESERVED_ENV_PREFIX = RESERVED_PREFIX
 # control characters but tab (C0, DEL, C1) and the Unicode line and paragraph separators: a newline
 # in a value would forge lines in the job's `environment` log
 CONTROL_CHARACTERS = "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029"  # a regex class's inside
@@ -67,6 +68,9 @@ def _env_value(value: Any) -> Any:
             f"holds a control character ({control.group()!r}): an environment value is one line "
             "(tabs allowed); write longer text into a file a step reads"
         )
+    problem = reference_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -97,6 +101,17 @@ def _relative_path(value: Any) -> Any:
     return value
 
 
+def _working_directory(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip() or len(value) > 500:
+            raise ValueError("must be a directory of the repository, 1 to 500 characters ('.' is its root)")
+        parts = [part for part in value.split("/") if part not in ("", ".")]
+        if value.startswith("/") or ".." in parts or ENV_VALUE_CONTROL.search(value) or "\\" in value:
+            raise ValueError(f"{value!r} must be a directory of the repository (relative to its root, no '..')")
+        return "/".join(parts)  # "./backend/" is "backend"; "." the root ("")
+    return value
+
+
 def _input_pattern(value: Any) -> Any:
     if isinstance(value, str):
         problem = pattern_problem(value)
@@ -115,6 +130,12 @@ EnvValue = Annotated[
     ),
 ]
 RelativePath = Annotated[str, BeforeValidator(_relative_path)]
+WorkingDirectory = Annotated[
+    str,
+    BeforeValidator(
+        _working_directory, json_schema_input_type=Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    ),
+]
 JobName = Annotated[str, StringConstraints(pattern=JOB_NAME_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
@@ -146,7 +167,7 @@ def _step_shorthand(value: Any) -> Any:
 
 
 class StepFile(Strict):
-    """One step: a shell line run by `bash -e -o pipefail` from the checkout root."""
+    """One step: a shell line run by `bash -e -o pipefail` from the checkout root (or its working directory)."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = Field(
         None, description="shown in the UI (default: the command's first line)"
@@ -157,6 +178,17 @@ class StepFile(Strict):
     only_with_secret: SecretName | None = Field(
         None, description="run only when this secret (listed in the job's secrets) is configured; else skipped"
     )
+    env: Environment = Field(
+        default_factory=dict, description="this step's own variables, over the job's; ${NAME}: a variable set before"
+    )
+    working_directory: WorkingDirectory | None = Field(
+        None, description="where the step runs, relative to the checkout root (default: the job's)"
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
 
 
 class ServiceFile(Strict):
@@ -219,6 +251,11 @@ class JobFile(Strict):
         None, description="installed into the job's cached virtualenv; [] = no virtualenv"
     )
     env: Environment = Field(default_factory=dict, description="merged over the top-level env")
+    working_directory: WorkingDirectory | None = Field(
+        None,
+        description="where its steps run, relative to the checkout root (requirements, inputs and reports "
+        "paths stay relative to the root)",
+    )
     matrix: MatrixFile | None = None
     context: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
         None, description="commit-status context; {python} is the job's Python version"
@@ -237,7 +274,11 @@ class JobFile(Strict):
     history: Literal["revision", "full"] = Field("revision", description="full: every branch and tag fetched too")
     steps: Annotated[
         list[Annotated[StepFile, BeforeValidator(_step_shorthand, json_schema_input_type=str | StepFile)]],
-        Field(min_length=1, description="shell lines, or {name, run, continue, allow_failure, only_with_secret}"),
+        Field(
+            min_length=1,
+            description="shell lines, or {name, run, continue, allow_failure, only_with_secret, env, "
+            "working_directory}",
+        ),
     ]
     reports: list[ReportFile] = Field(default_factory=list)
     inputs: Annotated[list[InputPattern], Field(min_length=1)] | None = Field(

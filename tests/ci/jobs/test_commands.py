@@ -105,6 +105,7 @@ def test_a_command_gets_exactly_the_jobs_environment(tmp_path):
         "SHLVL",
         "_",
         "NAMASKAH_CI_HELPERS",
+        "NAMASKAH_CI_ENV",
         "CODECOV_TOKEN",
         "DATABASE_URL",
         "PIP_INDEX_URL",
