@@ -10,7 +10,8 @@ its first run (the newest revision of main) gives them their builders. The tests
 - a commit that adds a job (with an allowed secret) runs it; a branch without it does not;
 - every kind of bad file (over a limit of `[limits]` too) fails its pipeline at once, in one line, with
   no job and no deploy;
-- the deploy gate blocks on the master's required checks the file does not define.
+- the deploy gate, with no `[checks] required`, requires the file's verdict jobs and names them; the
+  deploy build carries the first run's revision; a report's own coverage floor (`min:`) applies.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import pytest
 from harness import ROOT, SHARED_CACHE, commit_file, git, make_fixture_repo, running, start_master, wait_for
 
+from namaskah_ci.steps.results import FAILURE, SKIPPED, SUCCESS
 from namaskah_ci.text import short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -139,13 +141,45 @@ def test_no_job_sees_the_masters_environment(first_run):
     assert TOKEN not in master.twistd_log()
 
 
-def test_the_gate_blocks_on_required_checks_the_file_does_not_define(first_run):
+def test_the_gate_requires_the_files_verdict_jobs_and_deploys_the_pinned_revision(first_run):
+    """No `[checks] required`: the gate requires the file's verdict jobs and names them (not the seed's
+    eight "not defined"); the deploy build it triggers carries the first run's revision (a first run's
+    stamp has none) and never ends FAILURE for it (here no deploy hook: SKIPPED, not configured)."""
     master, _, _, revision, pipeline = first_run
-    gate = [s for s in master.steps(pipeline) if s["name"] == "deploy gate"][0]
-    assert gate["state_string"].startswith(
-        f"not deploying: test-py3.9 is not defined in .namaskah-ci.yml at {short(revision)}"
-    )
-    assert not master.finished_builds("deploy-production")
+    gate = next(s for s in master.steps(pipeline) if s["name"] == "deploy gate")["state_string"]
+    assert gate.endswith("required (the pipeline file's verdict jobs): " + ", ".join(JOBS)), gate
+    assert gate.startswith(f"all {len(JOBS)} required checks passed: deploy of {short(revision)} requested"), gate
+    (deploy,) = wait_for("the deploy build", lambda: master.finished_builds("deploy-production"), 120)
+    assert deploy["properties"]["revision"][0] == revision
+    assert deploy["results"] == SKIPPED and "not configured" in deploy["state_string"], deploy["state_string"]
+
+
+LOW_FLOOR_JOB = """
+  floor-{name}:
+    requirements: []
+    steps:
+      - name: coverage at 28 %
+        run: |
+          mkdir -p out
+          echo '<coverage line-rate="0.2802" version="7"></coverage>' > out/coverage.xml
+    reports:
+      - {{path: out/coverage.xml, kind: coverage{floor}}}
+"""
+
+
+def test_a_repositorys_own_coverage_floor_beats_the_masters_default(first_run):
+    """`min: 15` on the report: 28 % passes; the same report without it fails under the master's 40."""
+    master, repo, _, _, _ = first_run
+    text = "version: 1\njobs:" + LOW_FLOOR_JOB.format(name="own", floor=", min: 15")
+    text += LOW_FLOOR_JOB.format(name="default", floor="")
+    revision = commit_file(repo, ".namaskah-ci.yml", text, "ci: our own coverage floor", branch="low-floor")
+    git(repo, "checkout", "-q", "main")
+    master.pipeline_of(revision, BUILD_TIMEOUT, only=True)
+    (own,) = wait_for("floor-own", lambda: master.builds_of("floor-own", revision), 120)
+    (default,) = wait_for("floor-default", lambda: master.builds_of("floor-default", revision), 120)
+    assert own["results"] == SUCCESS and own["properties"]["coverage"][0] == 28.02, logs_of(master, own)
+    assert default["results"] == FAILURE
+    assert "coverage 28.02% is under [checks] coverage_min (40%)" in logs_of(master, default)
 
 
 def test_a_commit_that_adds_a_job_runs_it_and_a_branch_without_it_does_not(first_run):

@@ -85,7 +85,7 @@ class FirstRunScheduler(base.ReconfigurableBaseScheduler):
     @defer.inlineCallbacks
     def wait_for_head(self) -> Generator[Any, Any, str | None]:
         """The head of the branch the poller recorded, once it has polled (bounded), or None."""
-        intervals = [getattr(p, "pollInterval", 0) for p in self.pollers() if isinstance(p, GitPoller)]
+        intervals = [getattr(p, "pollInterval", 0) or 0 for p in self.pollers() if isinstance(p, GitPoller)]
         budget = max(MIN_WAIT_SECONDS, WAIT_POLLS * max(intervals or [0]))
         reactor = self.master.reactor
         deadline = reactor.seconds() + budget
