@@ -42,7 +42,7 @@ SPLIT_BY_PARAM = {"tests/e2e/test_reliability.py": "crash_story"}  # two masters
 def group_of(item: pytest.Item) -> str:
     module = item.path.relative_to(ROOT).as_posix()
     for shared in SHARED_GROUPS:
-        if any(module == path or path.endswith("/") and module.startswith(path) for path in shared):
+        if any(module == path or (path.endswith("/") and module.startswith(path)) for path in shared):
             return shared[0]
     callspec = getattr(item, "callspec", None)
     if module in SPLIT_BY_PARAM and callspec and SPLIT_BY_PARAM[module] in callspec.params:

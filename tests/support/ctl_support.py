@@ -12,11 +12,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from harness import ROOT, free_port, git, wait_for
 
 CTL = str(ROOT / "scripts" / "master_ctl.sh")
+T = TypeVar("T")
 
 
 def ctl(action: str, tmp: Path, config: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -25,7 +28,7 @@ def ctl(action: str, tmp: Path, config: Path | None = None, timeout: float = 240
     env.update(PY=sys.executable, MASTER_POINTER=str(tmp / "master.pointer"))
     if config:
         env["PIPELINE_CONFIG"] = str(config)
-    return subprocess.run([CTL, action], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([CTL, action], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def scratch_repo(path: Path, pipeline: str) -> Path:
@@ -60,8 +63,8 @@ def master_pid(basedir: Path) -> int | None:
         return None
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
+def alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie (None, a master that wrote no pid: nothing is)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -92,7 +95,7 @@ def builder_id(port: int, name: str) -> int:
     )
 
 
-def timed(call) -> tuple[object, float]:
+def timed(call: Callable[[], T]) -> tuple[T, float]:
     start = time.monotonic()
     result = call()
     return result, time.monotonic() - start

@@ -10,12 +10,14 @@ secret value reached a log, the summary or a property.
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 from buildbot.test import fakedb
 from buildbot.test.fake import httpclientservice as fakehttp
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from namaskah_ci.steps.deploy.base import DeployTarget
 
@@ -42,7 +44,7 @@ SECRET_VALUES = ("HOOKSECRET", "RBSECRET", "APIKEYSECRET", "SECRETSVC", "WEBHOOK
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
 
 
-class _Anything:
+class _Anything:  # noqa: PLW1641 (unhashable, as a class with __eq__ alone is: equal to everything)
     """Equal to everything: an HTTP expectation that does not check a field."""
 
     def __eq__(self, other):
@@ -59,24 +61,24 @@ ANY = _Anything()
 
 
 def make_target(**overrides) -> DeployTarget:
-    values = dict(
-        environment="production",
-        branch="main",
-        url=SITE,
-        deploy_hook_secret="render_deploy_hook",
-        rollback_hook_secret="render_rollback_hook",
-        service_id_secret="render_service_id",
-        api_url=API,
-        wait_seconds=60,
-        health_retries=5,
-        health_interval_seconds=10,
-        smoke_paths=("/health", "/api/v1/health", "/api/diagnostics"),
-        live_timeout_seconds=900,
-        poll_interval_seconds=5,
-        request_timeout_seconds=30,
-        deploy_builder="deploy-production",
-        rollback_builder="rollback-production",
-    )
+    values: dict[str, Any] = {
+        "environment": "production",
+        "branch": "main",
+        "url": SITE,
+        "deploy_hook_secret": "render_deploy_hook",
+        "rollback_hook_secret": "render_rollback_hook",
+        "service_id_secret": "render_service_id",
+        "api_url": API,
+        "wait_seconds": 60,
+        "health_retries": 5,
+        "health_interval_seconds": 10,
+        "smoke_paths": ("/health", "/api/v1/health", "/api/diagnostics"),
+        "live_timeout_seconds": 900,
+        "poll_interval_seconds": 5,
+        "request_timeout_seconds": 30,
+        "deploy_builder": "deploy-production",
+        "rollback_builder": "rollback-production",
+    }
     values.update(overrides)
     return DeployTarget(**values)
 
@@ -85,24 +87,28 @@ def deploy_url(path: str) -> str:
     return f"{API}/services/{SERVICE_ID}{path}"
 
 
-class DeployStepCase(TestBuildStepMixin, TestReactorMixin):
-    """Mix into `twisted.trial.unittest.TestCase`; `secrets` may be overridden per class."""
+class DeployStepCase(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+    """The base of a deploy step's test case; `secrets` may be overridden per class."""
 
-    secrets = SECRETS
+    secrets: ClassVar[dict[str, str]] = SECRETS
 
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         self.setup_test_reactor()
         yield self.setup_test_build_step(want_db=True, want_data=True, with_secrets=dict(self.secrets))
         self.http = yield fakehttp.HTTPClientService.getService(self.master, self, "")
         self.http.quiet = True
         # the steps turn any request error into a logged failure: keep the fake's mismatches loud
-        self.http_mismatches = []
+        self.http_mismatches: list[str] = []
         expecting = self.http._do_request
+
+        def mismatched(failure):
+            self.http_mismatches.append(failure.getErrorMessage())
+            return failure
 
         def checked(session, method, ep, **kwargs):
             d = expecting(session, method, ep, **kwargs)
-            d.addErrback(lambda f: self.http_mismatches.append(f.getErrorMessage()) or f)
+            d.addErrback(mismatched)
             return d
 
         self.http._do_request = checked

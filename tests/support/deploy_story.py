@@ -37,11 +37,16 @@ def make_repo(path):
 class Story:
     """What the tests share: the master, the repository, the stand-ins and the revisions so far."""
 
-    def __init__(self, master: RunningMaster, repo: Path, render: RenderStandin):
-        self.master, self.repo, self.render = master, repo, render
+    def __init__(self, master: RunningMaster, repo: Path, render: RenderStandin | None):
+        self.master, self.repo, self._render = master, repo, render
         self.revisions: dict[str, str] = {}
         self.admin = Client(master, ADMIN_USER, ADMIN_PASSWORD)
         self.ids = builder_ids(master)
+
+    @property
+    def render(self) -> RenderStandin:
+        assert self._render is not None, "this story has no Render stand-in"
+        return self._render
 
     def commit(self, name: str, relative: str, content: str, branch: str = "main") -> str:
         self.revisions[name] = commit_file(self.repo, relative, content, f"{name}: {relative}", branch=branch)

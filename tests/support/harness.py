@@ -25,9 +25,10 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from namaskah_ci.pipeline.model import load_pipeline, load_pipeline_file
 
@@ -81,7 +82,7 @@ def free_port() -> int:
     PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
     for _ in range(500):
         port = random.randrange(*PORT_RANGE)
-        lock = open(PORT_LOCKS / str(port), "a")
+        lock = open(PORT_LOCKS / str(port), "a")  # noqa: SIM115 (held open in _held_ports: the flock is the claim)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with socket.socket() as sock:
@@ -157,14 +158,29 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
 
 
 class RunningMaster:
-    """A master subprocess; `api()` reads its REST API."""
+    """A master subprocess; `api()` reads its REST API. `ready(master)`: what launch() waits for (by
+    default, anonymous REST reads list the builders)."""
 
-    def __init__(self, basedir: Path, www_port: int, process: subprocess.Popen, env: dict):
+    process: subprocess.Popen  # given, or started by launch()
+
+    def __init__(
+        self,
+        basedir: Path,
+        www_port: int,
+        process: subprocess.Popen | None,
+        env: dict,
+        ready: Callable[[RunningMaster], object] | None = None,
+    ):
         self.basedir = basedir
         self.www_port = www_port
-        self.process = process
+        if process is not None:
+            self.process = process
         self.env = env
         self.url = f"http://127.0.0.1:{www_port}/"
+        self.ready = ready or RunningMaster.lists_builders
+
+    def lists_builders(self) -> object:
+        return self.api("builders")
 
     def api(self, path: str, **params: Any) -> dict:
         query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -230,16 +246,17 @@ class RunningMaster:
 
     def launch(self, timeout: float = 90) -> None:
         """`buildbot start --nodaemon` in the basedir (again, after a kill); wait until REST answers."""
-        log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [str(VENV_BIN / "buildbot"), "start", "--nodaemon", str(self.basedir)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        assert self.log_path is not None, "launch() appends the master's output to log_path: set it first"
+        with open(self.log_path, "a") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "buildbot"), "start", "--nodaemon", str(self.basedir)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            wait_for("the master's REST API", lambda: self.process.poll() is None and self.api("builders"), timeout)
+            wait_for("the master's REST API", lambda: self.process.poll() is None and self.ready(self), timeout)
         except AssertionError:
             self.stop()
             raise AssertionError(f"master did not start:\n{self.twistd_log()[-3000:]}") from None
@@ -247,10 +264,8 @@ class RunningMaster:
     def kill(self) -> None:
         """SIGKILL the master and everything it started in its process group (a crash of the machine's
         master: local workers' commands die with it; servers they daemonised may survive)."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
     def twistd_log(self) -> str:
@@ -273,10 +288,8 @@ class RunningMaster:
                 )
             except ProcessLookupError:
                 pass
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.process.wait(timeout=10)
 
 
@@ -323,12 +336,13 @@ def start_master(
     env: dict | None = None,
     seed: bool = True,
     db_url: str | None = None,
+    ready: Callable[[RunningMaster], object] | None = None,
 ) -> RunningMaster:
     """Create and start a master on free ports, polling `repo`; wait until its REST API answers.
 
     `seed`: the master knows the repository's job builders from the start (`seed_registry`); without
     it, they appear when its first pipeline runs. `db_url`: the master's database (default SQLite in
-    its basedir), e.g. a PostgreSQL started by the test."""
+    its basedir), e.g. a PostgreSQL started by the test. `ready`: see RunningMaster."""
     basedir = tmp / "master"
     www_port = free_port()
     settings = write_settings(tmp / "pipeline-test.toml", basedir, repo, www_port, extra_settings)
@@ -359,7 +373,7 @@ def start_master(
     )
     if seed:
         seed_registry(basedir, repo)
-    master = RunningMaster(basedir, www_port, None, run_env)
+    master = RunningMaster(basedir, www_port, None, run_env, ready)
     master.db_url = db
     master.log_path = tmp / "master-stdout.log"
     master.launch()

@@ -32,6 +32,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,7 +40,7 @@ FAILED = ("build_failed", "update_failed", "canceled", "pre_deploy_failed")
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Server:
@@ -87,6 +88,10 @@ class _Server:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple:
+        """(code, payload) or (code, payload, extra headers): the answer to one request."""
+        raise NotImplementedError
 
     def answered(self) -> None:
         """Called once an answer has been written (Render: the on_deploy callbacks run then)."""
@@ -145,7 +150,7 @@ class RenderStandin(_Server):
         self.deploy_codes: list[int] = []
         self.rate_limited = 0
         self.deploys_per_minute = 10
-        self.on_deploy = None
+        self.on_deploy: Callable[[dict], object] | None = None
         self._announced: list[dict] = []
         # records
         self.deploys: dict[str, dict] = {}
@@ -221,7 +226,7 @@ class RenderStandin(_Server):
                             other["status"] = "deactivated"
                     self._set(deploy, "live")
                     self.service.commit = deploy["commit"]["id"]
-            in_progress = sum(1 for d in self.deploys.values() if d["status"] not in FAILED + ("live", "deactivated"))
+            in_progress = sum(1 for d in self.deploys.values() if d["status"] not in (*FAILED, "live", "deactivated"))
             self.max_in_progress = max(self.max_in_progress, in_progress)
 
     def _set(self, deploy, status):
@@ -354,7 +359,7 @@ class RenderStandin(_Server):
                 deploy = self.deploys.get(rest.split("/")[2])
                 if deploy is None:
                     return 404, {"message": "deploy not found"}
-                if deploy["status"] not in FAILED + ("live", "deactivated"):
+                if deploy["status"] not in (*FAILED, "live", "deactivated"):
                     self._set(deploy, "canceled")
                 return 200, self.public(deploy)
             if method == "POST" and rest == "/deploys":
@@ -370,7 +375,8 @@ class RenderStandin(_Server):
                 self._announce(deploy)
                 return 201, self.public(deploy)
             if method == "POST" and rest == "/rollback":
-                target = self.deploys.get((json.loads(body or b"{}") or {}).get("deployId"))
+                deploy_id = (json.loads(body or b"{}") or {}).get("deployId")
+                target = self.deploys.get(deploy_id) if isinstance(deploy_id, str) else None
                 if target is None or target["status"] not in ("live", "deactivated"):
                     return 404, {"message": "no such successful deploy"}
                 deploy = self._new_deploy(target["commit"]["id"], "rollback")

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from render_standin import RenderStandin
 
 REV = "1234567890abcdef1234567890abcdef12345678"

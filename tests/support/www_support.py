@@ -11,11 +11,12 @@ import hmac
 import http.client
 import json
 import secrets as pysecrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import bcrypt
-import harness
+
 from harness import CHECK_BUILDERS, RunningMaster, free_port, start_master
 
 # fresh per test run, so a leak check can search for them
@@ -61,7 +62,12 @@ def outside_urls_env() -> dict[str, str]:
 
 
 def start_www_master(
-    tmp: Path, repo: Path, secrets: dict[str, str], env: dict[str, str] | None = None, db_url: str | None = None
+    tmp: Path,
+    repo: Path,
+    secrets: dict[str, str],
+    env: dict[str, str] | None = None,
+    db_url: str | None = None,
+    ready: Callable[[RunningMaster], object] | None = None,
 ) -> RunningMaster:
     """A master with `secrets` in its secret directory, admins = [admin], only `lint` in the pipeline."""
     write_secrets(tmp / "secrets", secrets)
@@ -71,22 +77,17 @@ def start_www_master(
         **outside_urls_env(),
         **(env or {}),
     }
-    return start_master(tmp, repo, env=run_env, db_url=db_url)
+    return start_master(tmp, repo, env=run_env, db_url=db_url, ready=ready)
 
 
 def start_private_master(tmp: Path, repo: Path, secrets: dict[str, str]) -> RunningMaster:
     """A master with `[www] public_view = false`: anonymous REST reads get 403, so "ready" means
     "the web server answers" rather than "the builders are listed"."""
 
-    def answering(master: RunningMaster, path: str, **params: Any) -> bool:
+    def answering(master: RunningMaster) -> bool:
         return Client(master).request("GET", "config")[0] == 200
 
-    original = harness.RunningMaster.api
-    harness.RunningMaster.api = answering
-    try:
-        return start_www_master(tmp, repo, secrets, env={"PIPELINE_WWW_PUBLIC_VIEW": "false"})
-    finally:
-        harness.RunningMaster.api = original
+    return start_www_master(tmp, repo, secrets, env={"PIPELINE_WWW_PUBLIC_VIEW": "false"}, ready=answering)
 
 
 def default_secrets() -> dict[str, str]:

@@ -1,0 +1,19 @@
+"""A pipeline's job and a registry's builder by name, for tests that know it is there: `Pipeline.job` and
+`Registry.entry` answer None for an unknown name, these fail the test naming it."""
+
+from __future__ import annotations
+
+from namaskah_ci.pipeline.model import JobSpec, Pipeline
+from namaskah_ci.pipeline.registry import BuilderEntry, Registry
+
+
+def job_of(pipeline: Pipeline, builder: str) -> JobSpec:
+    job = pipeline.job(builder)
+    assert job is not None, f"no job {builder!r} in the pipeline (it has {pipeline.builders})"
+    return job
+
+
+def entry_of(registry: Registry, builder: str) -> BuilderEntry:
+    entry = registry.entry(builder)
+    assert entry is not None, f"no builder {builder!r} in the registry (it has {registry.builders})"
+    return entry
