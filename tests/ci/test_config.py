@@ -116,7 +116,7 @@ def test_a_registry_past_the_limit_is_bounded_when_the_master_starts_not_at_a_re
     settings = load_settings({**env, "PIPELINE_LIMITS_REGISTERED_BUILDERS": str(len(scheduled) + 3)})
     newest = [entry.builder for entry in sorted(grown.entries, key=lambda e: e.last_used) if not entry.schedule]
     kept = {*scheduled, *newest[-3:]}
-    assert 0 < len(scheduled) and len(kept) < len(grown.entries)
+    assert len(scheduled) > 0 and len(kept) < len(grown.entries)
     assert set(load_registry(settings).builders) == kept
     assert set(read_registry(path).builders) == kept  # written back: a later reconfiguration agrees
     write_registry(path, grown)  # over the limit again, as a pipeline keeping running builders leaves it
@@ -255,7 +255,7 @@ def test_a_fresh_config_on_every_call(env):
     assert first is not second
     for key in ("builders", "schedulers", "workers", "change_source", "services", "www"):
         assert first[key] is not second[key], key
-    for a, b in zip(first["builders"], second["builders"]):
+    for a, b in zip(first["builders"], second["builders"], strict=True):
         assert a is not b and a.factory is not b.factory and a.factory.steps is not b.factory.steps
     first["builders"].clear()
     first["schedulers"].pop()

@@ -6,9 +6,11 @@ refused without checking the password, a success clearing only its own pair, bou
 from __future__ import annotations
 
 import base64
+from typing import cast
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IAddress
 from twisted.python import log
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -144,7 +146,7 @@ class Request(DummyRequest):
         super().__init__([])
         if authorization is not None:
             self.requestHeaders.setRawHeaders(b"authorization", [authorization])
-        self.client = IPv4Address("TCP", host, 40000)
+        self.client = cast(IAddress, IPv4Address("TCP", host, 40000))  # it provides IAddress (zope, unseen by mypy)
 
     def setResponseCode(self, code, message=None):
         super().setResponseCode(code, message)

@@ -106,7 +106,7 @@ def test_the_gate_is_fresh_per_call(config):
 class FakeRequest:
     def __init__(self, brid, minute):
         self.id = brid
-        self.submittedAt = datetime.datetime(2026, 1, 1, 12, minute, tzinfo=datetime.timezone.utc)
+        self.submittedAt = datetime.datetime(2026, 1, 1, 12, minute, tzinfo=datetime.UTC)
 
 
 def test_the_newest_queued_request_goes_first_and_none_is_cancelled():

@@ -32,7 +32,7 @@ EVIL = '<script>alert("x")</script>'
 
 
 def stamp(value):
-    return None if value is None else datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    return None if value is None else datetime.datetime.fromtimestamp(value, datetime.UTC)
 
 
 class FakeData:
@@ -149,7 +149,8 @@ def test_rows_cells_failing_steps_gate_and_deploy():
     assert newest.cells["test"].state == "exception" and newest.cells["test"].failing_step == "mypy"
     assert newest.cells["integration"].state == "cancelled" and newest.cells["integration"].build is None
     assert newest.gate == "not deploying: lint: failure" and newest.deploys == ()
-    assert oldest.cells["test"].build.duration() == 90.0 and oldest.cells["lint"].failing_step is None
+    tested = oldest.cells["test"].build
+    assert tested is not None and tested.duration() == 90.0 and oldest.cells["lint"].failing_step is None
     (cell,) = oldest.deploys
     assert (cell.environment, cell.deploy_id, cell.build.result_name) == ("production", "dep-abc", "success")
     assert [(c.builder, c.kind, c.required) for c in page.columns] == [

@@ -28,7 +28,7 @@ class Response:
         environ = {"PATH_INFO": path_info(path), "REQUEST_METHOD": "GET", "QUERY_STRING": query, **headers}
         self.body = b"".join(app(environ, self.start_response))
 
-    def start_response(self, status, headers):
+    def start_response(self, status, headers, exc_info=None):
         self.status = status
         self.headers = dict(headers)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import cast
 
 from twisted.internet import defer, reactor, threads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
 
@@ -26,13 +28,20 @@ def numbered_lines():
         yield f"{number}\n"
 
 
+class DaemonThread(threading.Thread):
+    """The pool's threads: a test failing on a stuck producer must not keep pytest from exiting."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
 class AbandonedLogStreams(unittest.TestCase):
     timeout = 60
 
     def setUp(self):
         self.pool = ThreadPool(1, 1, "test-DBLogCompression")
-        # daemon threads: a test failing on a stuck producer must not keep pytest from exiting
-        self.pool.threadFactory = lambda **kwargs: threading.Thread(daemon=True, **kwargs)
+        self.pool.threadFactory = DaemonThread
         self.pool.start()
         self.freed = False
 
@@ -47,8 +56,8 @@ class AbandonedLogStreams(unittest.TestCase):
 
     @defer.inlineCallbacks
     def assert_thread_freed(self):
-        free = threads.deferToThreadPool(reactor, self.pool, lambda: "free")
-        free.addTimeout(FREE_WITHIN, reactor)
+        free = threads.deferToThreadPool(cast(IReactorFromThreads, reactor), self.pool, lambda: "free")
+        free.addTimeout(FREE_WITHIN, cast(IReactorTime, reactor))  # the global reactor provides both
         self.assertEqual((yield free), "free")
         self.freed = True
 
@@ -93,12 +102,12 @@ class AbandonedLogStreams(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_reader_that_reads_everything_gets_every_line_in_order(self):
+        async def read_all(lines):
+            return [line async for line in lines]
+
         for backlog in (0, 1, 100):
-
-            async def read_all(lines=self.stream(max_backlog=backlog)):
-                return [line async for line in lines]
-
-            self.assertEqual((yield defer.Deferred.fromCoroutine(read_all())), list(numbered_lines()))
+            everything = yield defer.Deferred.fromCoroutine(read_all(self.stream(max_backlog=backlog)))
+            self.assertEqual(everything, list(numbered_lines()))
         yield self.assert_thread_freed()
 
 

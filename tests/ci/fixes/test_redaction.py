@@ -100,7 +100,7 @@ def test_hex_url_and_wrapped_forms_are_redacted_and_short_secrets_keep_their_enc
     assert cleaned.count("<codecov_token>") == 6, cleaned
     short = Properties()
     short.useSecret("ab12", "pin")
-    assert short.cleanupTextFromSecrets("ab12 " + "ab12".encode().hex()) == "<pin> " + "ab12".encode().hex()
+    assert short.cleanupTextFromSecrets("ab12 " + b"ab12".hex()) == "<pin> " + b"ab12".hex()
 
 
 def test_a_stream_holds_what_may_still_be_a_secret_and_releases_it_at_the_end():

@@ -9,21 +9,23 @@ import copy
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from buildbot.changes.gitpoller import GitPoller
 from buildbot.test.fake.web import FakeRequest
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from www_support import pull_request_payload, push_payload
 
 from namaskah_ci.fixes.change_hook_answer import ANSWER_ATTRIBUTE
-from namaskah_ci.github.payloads import PullRequest, validate_push, verify_signature
-from namaskah_ci.github.pull_requests import merge_ref_waits
-from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook, PayloadError
+from namaskah_ci.github import deliveries
+from namaskah_ci.github.payloads import PayloadError, PullRequest, validate_push, verify_signature
+from namaskah_ci.github.pull_requests import PullRequests, merge_ref_waits
+from namaskah_ci.github.webhook import AdminBaseHookHandler, GitHubHook
 from namaskah_ci.settings import load_settings
 from namaskah_ci.triggers.changes import skips_ci
 from namaskah_ci.www.config import make_change_hook_dialects
+from www_support import pull_request_payload, push_payload
 
 SECRET = "test-webhook-secret"
 SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
@@ -61,7 +63,9 @@ class FakeMaster:
         self.db.state = FakeState()
 
 
-class FakePullRequests:
+class FakePullRequests(PullRequests):
+    """record() and cancel(), all the hook calls, without a master or a repository."""
+
     def __init__(self):
         self.recorded: list = []
         self.cancelled: list = []
@@ -190,7 +194,7 @@ def test_a_redelivery_is_recognised_by_its_delivery_id_even_after_a_restart():
     assert "polling now" in answer(handler(restarted), body, delivery="d-2")
     with pytest.raises(PayloadError):  # a refused delivery is not remembered: it may come again
         answer(handler(restarted), json.dumps(broken("ref", 5)).encode(), delivery="d-3")
-    assert "d-3" not in restarted._namaskah_deliveries.ids
+    assert "d-3" not in deliveries.for_master(restarted).ids
 
 
 def test_a_delivery_is_answered_when_reading_the_delivery_ids_fails_at_once():
@@ -327,11 +331,11 @@ def test_garbage_bodies_are_refused_even_when_signed(body, message):
 
 def broken(path: str, value):
     payload = push_payload(SHA)
-    target = payload
+    target: Any = payload
     *parents, last = path.split(".")
-    for key in parents:
-        target = target[int(key)] if isinstance(target, list) else target[key]
-    key = int(last) if isinstance(target, list) else last
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    key: int | str = int(last) if isinstance(target, list) else last
     if value is KeyError:
         del target[key]
     else:

@@ -28,6 +28,7 @@ from namaskah_ci.steps.job import PinnedGit
 from namaskah_ci.steps.job_steps import JobSetup, job_steps
 from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.workers import local
+from pipeline_support import job_of
 
 ROOT = Path(__file__).resolve().parents[3]
 STEP = str(Path(HELPERS_DIR) / "ci_step.py")
@@ -40,7 +41,7 @@ jobs:
     steps: [pytest]
     reports: [{path: out/junit.xml, kind: junit}]
 """
-JOB = load_pipeline(FILE, ".namaskah-ci.yml").job("unit")
+JOB = job_of(load_pipeline(FILE, ".namaskah-ci.yml"), "unit")
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root (the tests run as a user)")
 
 
@@ -70,12 +71,12 @@ def setup_for(user: str) -> JobSetup:
 
 def test_a_root_master_names_the_job_user_and_docker_mode_never_does(monkeypatch):
     settings = load_settings({})
-    monkeypatch.setattr(local.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert workers.make_plan(settings).job_user == "namaskah-job"
     assert workers.make_plan(load_settings({"PIPELINE_WORKERS_JOB_USER": ""})).job_user == ""
     docker = load_settings({"PIPELINE_WORKERS_MODE": "docker", "PIPELINE_REPO_URL": "https://example.invalid/a.git"})
     assert workers.make_plan(docker).job_user == ""
-    monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert workers.make_plan(settings).job_user == ""
 
 
@@ -96,7 +97,7 @@ def test_a_job_user_gets_a_root_only_clone_its_own_checkout_and_reports_collecte
     assert names.index("job user") < names.index("virtualenv (Python 3.11)")
     assert names.index("pytest") < names.index("collect reports") < names.index("publish reports")
     (git,) = [s for s in steps if isinstance(s, PinnedGit)]
-    assert git.method == "copy" and [s for s in plain if isinstance(s, PinnedGit)][0].method == "fresh"
+    assert git.method == "copy" and next(s for s in plain if isinstance(s, PinnedGit)).method == "fresh"
     by_name = {s.name: s for s in steps}
     assert by_name["job user"].command[-3:] == ["--job-dir", "../.namaskah-ci", "own"]
     assert by_name["job user"].haltOnFailure and by_name["collect reports"].alwaysRun
@@ -119,7 +120,11 @@ def test_the_start_up_notice_says_what_the_sandbox_keeps_from_a_branch_and_what_
 def test_create_job_user_does_nothing_for_an_existing_or_empty_name():
     for name in ("root", ""):
         done = subprocess.run(
-            [str(ROOT / "scripts" / "create_job_user.sh"), name], capture_output=True, text=True, timeout=30
+            [str(ROOT / "scripts" / "create_job_user.sh"), name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert done.returncode == 0 and done.stdout == "", done.stderr
 
@@ -152,6 +157,7 @@ def ci_step(checkout: Path, *args: str, runner: str = sys.executable) -> subproc
         text=True,
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
+        check=False,
     )
 
 
@@ -244,7 +250,7 @@ def test_a_missing_job_user_fails_naming_it_and_the_fix(scratch):
 @as_root
 def test_a_helper_on_the_masters_python_runs_on_the_jobs_when_the_user_cannot_run_the_masters(scratch):
     """The master's Python may live where only root goes (e.g. pyenv under /root)."""
-    job_dir, checkout = job_dir_in(scratch / "b")
+    _job_dir, checkout = job_dir_in(scratch / "b")
     fake_runner = scratch / "private" / "python"  # a Python only root can reach, as the master's may be
     fake_runner.parent.mkdir(mode=0o700)
     fake_runner.symlink_to(public_python())

@@ -10,6 +10,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "master" / "namaskah_ci" / "helpe
 
 def load():
     spec = importlib.util.spec_from_file_location("ci_pip_audit", SCRIPT)
+    assert spec is not None and spec.loader is not None, SCRIPT
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

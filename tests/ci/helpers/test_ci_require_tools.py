@@ -17,7 +17,9 @@ import pwd
 import shutil
 import subprocess
 import sys
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from buildbot.process import remotetransfer
@@ -38,6 +40,7 @@ from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.job_steps import RequiredTools, job_steps
 from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.workers.local import make_local_plan
+from pipeline_support import job_of
 
 TOOLS = str(Path(HELPERS_DIR) / "ci_require_tools.py")
 USER = "namaskah-job"
@@ -52,7 +55,12 @@ def test_a_refused_socket_is_named_with_the_job_user_and_docker_mode(tmp_path: P
     )
     docker.chmod(0o755)
     done = subprocess.run(
-        [sys.executable, TOOLS, "docker"], capture_output=True, text=True, timeout=60, env={"PATH": str(docker.parent)}
+        [sys.executable, TOOLS, "docker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(docker.parent)},
+        check=False,
     )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
@@ -86,20 +94,24 @@ def test_the_job_user_in_its_sandbox_cannot_use_the_engine() -> None:
         switch_to=(setpriv, user.pw_uid, user.pw_gid),
     )
     done = subprocess.run(
-        argv + [python, TOOLS, "docker"],
+        [*argv, python, TOOLS, "docker"],
         capture_output=True,
         text=True,
         timeout=120,
         env={"PATH": f"{os.path.dirname(docker)}:/usr/bin:/bin"},
+        check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "this job may not use the Docker engine (permission denied" in done.stderr, done.stderr
 
 
-DOCKER_JOB = load_pipeline(
-    "version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker, trivy]\n    steps: [docker build .]\n",
-    ".namaskah-ci.yml",
-).job("image")
+DOCKER_JOB = job_of(
+    load_pipeline(
+        "version: 1\njobs:\n  image:\n    requirements: []\n    tools: [docker, trivy]\n    steps: [docker build .]\n",
+        ".namaskah-ci.yml",
+    ),
+    "image",
+)
 
 
 def local_setup(tmp_path: Path, **env: str):
@@ -129,7 +141,7 @@ class LocalDockerJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
     `required tools` step refuses before anything runs; main's gets both."""
 
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         self.setup_test_reactor()
         yield self.setup_test_build_step()
         scratch = self.mktemp()
@@ -145,7 +157,7 @@ class LocalDockerJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase
         self.setup = local_setup(Path(scratch))
 
     @defer.inlineCallbacks
-    def job_json(self, branch: str) -> dict:
+    def job_json(self, branch: str) -> Generator[Any, Any, dict]:
         """The job.json LoadJob writes for a build of `branch`; the steps it adds go to self.added."""
         self.added: list = []
         step = LoadJob(self.config, self.setup, name="job")  # the fake data API takes identifiers only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import List
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -29,10 +30,12 @@ class ServiceControl:
 
     @staticmethod
     def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     @classmethod
-    def start(cls, state_dir: Path, flags: List[str]) -> dict:
+    def start(cls, state_dir: Path, flags: list[str]) -> dict:
         done = cls.run("start", "--state-dir", str(state_dir), "--timeout", "60", *flags)
         assert done.returncode == 0, done.stderr
         return {k: v for k, _, v in (line.partition("=") for line in done.stdout.splitlines()) if k.isupper()}
@@ -53,7 +56,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def processes_mentioning(text: str) -> List[int]:
+def processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -97,7 +100,7 @@ def check_servers(state: Path, urls: dict) -> None:
     assert sockets == "" or sockets.startswith(str(pg_root))
     assert user is not None and user[0] == "namaskah"
     client = Redis.from_url(urls["REDIS_URL"], socket_timeout=5)
-    info = client.info()
+    info = cast("dict[str, Any]", client.info())  # redis-py's one type for sync and async answers: Awaitable | Any
     assert info["redis_version"].startswith("7.")
     assert info["aof_enabled"] == 0
     client.close()
@@ -149,7 +152,7 @@ def test_start_and_stop_leave_nothing_behind(services_ctl, tmp_path_factory, rea
     assert wait_until(lambda: not port_open(pg_port) and not port_open(redis_port))
     assert wait_until(lambda: not processes_mentioning(str(pg_root)))
     for pid in (pg_pid, redis_pid):
-        assert wait_until(lambda: gone(pid))
+        assert wait_until(functools.partial(gone, pid))
 
     again = services_ctl.run("stop", "--state-dir", str(state), timeout=30)
     assert again.returncode == 0
@@ -249,7 +252,7 @@ def test_with_an_env_file_the_passwords_go_only_there_and_redis_refuses_a_client
         written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
         urls = {key: written[key] for key in ("DATABASE_URL", "REDIS_URL")}
         assert written["PGPASSWORD"] == urllib.parse.urlsplit(urls["DATABASE_URL"]).password
-        passwords = [urllib.parse.urlsplit(url).password for url in urls.values()]
+        passwords = [urllib.parse.urlsplit(url).password or "" for url in urls.values()]
         assert all(passwords) and not any(password in done.stdout + done.stderr for password in passwords)
         pg, redis = (urllib.parse.urlsplit(urls[key]).port for key in ("DATABASE_URL", "REDIS_URL"))
         assert done.stdout.splitlines() == [
@@ -257,6 +260,7 @@ def test_with_an_env_file_the_passwords_go_only_there_and_redis_refuses_a_client
             f"redis: 127.0.0.1:{redis} (version 7; REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD)",
         ]
         check_servers(state, urls)  # the job's clients connect with them
+        assert redis is not None
         stranger = Redis(host="127.0.0.1", port=redis, socket_timeout=5)
         try:
             with pytest.raises(AuthenticationError, match="Authentication required"):  # NOAUTH

@@ -18,11 +18,15 @@ from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_step import job_environment
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.pipeline.model import load_pipeline
+from pipeline_support import job_of
 
-JOB = load_pipeline(
-    "version: 1\njobs:\n  api:\n    requirements: []\n    services: [postgres, redis]\n    steps: [env]\n",
-    ".namaskah-ci.yml",
-).job("api")
+JOB = job_of(
+    load_pipeline(
+        "version: 1\njobs:\n  api:\n    requirements: []\n    services: [postgres, redis]\n    steps: [env]\n",
+        ".namaskah-ci.yml",
+    ),
+    "api",
+)
 URLS = {
     "DATABASE_URL": "postgresql://namaskah:pg-5ecret@127.0.0.1:5999/namaskah",
     "REDIS_URL": "redis://default:redis-5ecret@127.0.0.1:6999/0",

@@ -30,12 +30,14 @@ def run_script(name: str, *args: str, env: dict | None = None, cwd: Path | None 
         timeout=timeout,
         env=env,
         cwd=cwd,
+        check=False,
     )
 
 
 def load_script(name: str):
     where = SCRIPTS if name == "run_ci_checks.py" else HELPERS
     spec = importlib.util.spec_from_file_location(f"script_{name.replace('.', '_')}", where / name)
+    assert spec is not None and spec.loader is not None, where / name
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -65,7 +67,7 @@ def built_venv(tmp_path_factory):
 
 
 def test_builds_a_working_venv_under_the_cache(built_venv):
-    tmp, _, cache, done = built_venv
+    _tmp, _, cache, done = built_venv
     venv = Path(venv_of(done.stdout))
     assert venv.parent == cache / "venvs"
     assert venv.name.startswith(f"py{sys.version_info.major}.{sys.version_info.minor}-")
@@ -75,13 +77,14 @@ def test_builds_a_working_venv_under_the_cache(built_venv):
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert probe.stdout.strip() == str(venv)
     assert (venv / ".namaskah-stamp").is_file()
 
 
 def test_a_second_call_reuses_the_venv(built_venv):
-    tmp, requirements, cache, first = built_venv
+    _tmp, requirements, cache, first = built_venv
     again = run_script("ci_venv.py", "--python", PYTHON, "--cache-root", str(cache), "-r", str(requirements))
     assert again.returncode == 0, again.stderr
     assert venv_of(again.stdout) == venv_of(first.stdout)
@@ -90,7 +93,7 @@ def test_a_second_call_reuses_the_venv(built_venv):
 
 def test_a_venv_without_its_stamp_is_not_reused(built_venv, monkeypatch):
     """A crash half-way leaves no stamp: the next call must rebuild (here: calls `build`, faked)."""
-    tmp, requirements, cache, first = built_venv
+    _tmp, requirements, cache, first = built_venv
     ci_venv = load_script("ci_venv.py")
     stamp = Path(venv_of(first.stdout)) / ci_venv.STAMP
     saved = stamp.read_text()
@@ -113,7 +116,12 @@ def test_a_venv_without_its_stamp_is_not_reused(built_venv, monkeypatch):
 def test_changing_a_requirements_file_gives_a_new_venv_path(tmp_path, monkeypatch, capsys):
     ci_venv = load_script("ci_venv.py")
     built = []
-    monkeypatch.setattr(ci_venv, "build", lambda python, venv, reqs, stamp: built.append(venv) or 0)
+
+    def build(python, venv, reqs, stamp):
+        built.append(venv)
+        return 0
+
+    monkeypatch.setattr(ci_venv, "build", build)
     main_req = tmp_path / "requirements-dev.txt"
     base = tmp_path / "requirements.txt"
     base.write_text("flask==3.0.0\n")
@@ -232,6 +240,7 @@ def run_checks(repo: Path, tmp_path: Path, *args: str, coverage_min: int | None 
         text=True,
         timeout=300,
         env=env,
+        check=False,
     )
     return done, (json.loads(results.read_text()) if results.exists() else None)
 

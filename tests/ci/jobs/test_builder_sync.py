@@ -4,8 +4,10 @@ the registry is written, the master reconfigured once, and the pipeline waits (b
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial import unittest
 
 from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
@@ -35,7 +37,7 @@ class FakeMaster:
                     self.botmaster.builders[name] = object()
                     self.scheduler_manager.namedServices[f"check-{name}"] = object()
 
-        return task.deferLater(reactor, 0.2, apply)
+        return task.deferLater(cast(IReactorTime, reactor), 0.2, apply)  # the global reactor provides it
 
 
 class EnsureBuildersTest(unittest.TestCase):

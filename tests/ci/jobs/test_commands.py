@@ -17,6 +17,7 @@ import pytest
 from namaskah_ci.helpers import HELPERS_DIR, scripts
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.pipeline.model import load_pipeline
+from pipeline_support import job_of
 
 STEP = Path(HELPERS_DIR) / "ci_step.py"
 FILE = """
@@ -39,7 +40,7 @@ MASTER_ENV = {
 
 
 def job():
-    return load_pipeline(FILE, ".namaskah-ci.yml").job("api")
+    return job_of(load_pipeline(FILE, ".namaskah-ci.yml"), "api")
 
 
 def layout(job_dir: Path) -> job_commands.JobLayout:
@@ -112,7 +113,7 @@ def test_a_command_gets_exactly_the_jobs_environment(tmp_path):
         "APP_ENV",
         "PORT",
         "SECRET_KEY",
-    } | {k for k in json.loads((job_dir / "job.json").read_text())["env"]}
+    } | set(json.loads((job_dir / "job.json").read_text())["env"])
     assert set(env) <= expected, set(env) - expected
     for name in ("GITHUB_TOKEN", "PYTHONPATH", "PIPELINE_CONFIG", "REDIS_URL"):
         assert name not in env
@@ -134,17 +135,21 @@ def test_a_recorded_virtualenv_comes_first_on_the_path(tmp_path):
 def test_a_missing_program_is_one_line(tmp_path):
     job_dir = tmp_path / "job"
     write_job_dir(job_dir)
-    done = subprocess.run(layout(job_dir).wrap(["no-such-program-here"]), capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        layout(job_dir).wrap(["no-such-program-here"]), capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 127 and "cannot run 'no-such-program-here'" in done.stderr
 
 
 def test_step_lines_run_in_bash_with_errexit_and_pipefail(tmp_path):
     job_dir = tmp_path / "job"
     write_job_dir(job_dir)
-    spec = load_pipeline("version: 1\njobs:\n  a:\n    steps: ['false | true; echo after']\n", "f").job("a")
+    spec = job_of(load_pipeline("version: 1\njobs:\n  a:\n    steps: ['false | true; echo after']\n", "f"), "a")
     argv = job_commands.step_argv(layout(job_dir), spec.steps[0])
     assert argv[-6:-1] == ["bash", "-e", "-o", "pipefail", "-c"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"]})
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"]}, check=False
+    )
     assert done.returncode == 1 and "after" not in done.stdout
 
 
@@ -152,15 +157,15 @@ def test_the_helpers_run_on_python_3_9():
     """Docker images of Python 3.9 run the helpers with their python3."""
     python39 = [
         p
-        for p in ("/usr/bin/python3.9", *sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9")))
-        if Path(p).exists()
+        for p in (Path("/usr/bin/python3.9"), *sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9")))
+        if p.exists()
     ]
     if not python39:
         pytest.skip("no Python 3.9 on this machine")
     for script in scripts():
         path = str(Path(HELPERS_DIR) / script)
         check = f"compile(open({path!r}).read(), {path!r}, 'exec')"
-        done = subprocess.run([str(python39[0]), "-c", check], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([str(python39[0]), "-c", check], capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, (script, done.stderr)
 
 
@@ -171,6 +176,8 @@ def test_a_virtualenv_of_another_python_than_the_jobs_is_refused(tmp_path):
     fake.write_text("#!/bin/sh\necho 3.9\n")
     fake.chmod(0o755)
     argv = job_commands.venv_argv(layout(job_dir), job(), str(fake))
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]}, check=False
+    )
     assert done.returncode == 2
     assert f"{fake} is Python 3.9, but the job asks for Python 3.11" in done.stderr

@@ -14,7 +14,7 @@ class Wfb:
     def __init__(self, worker, busy=False):
         self.worker, self.busy = worker, busy
 
-    def isBusy(self):  # noqa: N802 (Buildbot's name)
+    def isBusy(self):
         return self.busy
 
 

@@ -18,15 +18,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import ROOT, commit_file, git
-from jobs_support import job_python
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from harness import ROOT, commit_file, git
+from jobs_support import job_python
 from namaskah_ci.jobs.reuse import HistoryError, history_facts
 from namaskah_ci.pipeline.inputs import key_document, reuse_key
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.text import short
+from pipeline_support import job_of
 
 needs_gitleaks = pytest.mark.skipif(
     shutil.which("gitleaks") is None, reason="gitleaks is not installed (make test installs it)"
@@ -44,6 +45,7 @@ def run_scan(repo: Path, tmp: Path) -> tuple[subprocess.CompletedProcess, dict]:
         text=True,
         timeout=300,
         env=env,
+        check=False,
     )
     return done, json.loads(out.read_text())[0]
 
@@ -86,7 +88,7 @@ JOBS = load_pipeline(
     "version: 1\njobs:\n  scan:\n    history: full\n    steps: [gitleaks detect]\n  lint:\n    steps: [flake8]\n",
     ".namaskah-ci.yml",
 )
-SCAN, LINT = JOBS.job("scan").to_dict(), JOBS.job("lint").to_dict()
+SCAN, LINT = job_of(JOBS, "scan").to_dict(), job_of(JOBS, "lint").to_dict()
 RUNTIME = {"mode": "local", "interpreter": "/usr/bin/python3.11"}
 
 

@@ -16,6 +16,7 @@ from namaskah_ci.pipeline.inputs import (
     reuse_key,
 )
 from namaskah_ci.pipeline.model import PipelineError, load_pipeline
+from pipeline_support import job_of
 
 TREE = [
     ("100644", "blob", "a" * 40, "app/main.py"),
@@ -109,11 +110,11 @@ def test_inputs_travel_with_the_job_definition():
         "version: 1\njobs:\n  lint:\n    inputs: [app/, '!app/vendor/']\n    steps: [flake8]\n  all:\n    steps: [x]\n"
     )
     pipeline = load_pipeline(text, ".namaskah-ci.yml")
-    assert pipeline.job("lint").inputs == ("app/", "!app/vendor/")
-    assert pipeline.job("all").inputs is None  # the whole tree
+    assert job_of(pipeline, "lint").inputs == ("app/", "!app/vendor/")
+    assert job_of(pipeline, "all").inputs is None  # the whole tree
     from namaskah_ci.pipeline.model import JobSpec
 
-    assert JobSpec.from_dict(pipeline.job("lint").to_dict()) == pipeline.job("lint")
+    assert JobSpec.from_dict(job_of(pipeline, "lint").to_dict()) == job_of(pipeline, "lint")
 
 
 def test_the_digest_follows_content_mode_and_path_of_the_taken_files_only():
@@ -138,14 +139,13 @@ def test_ls_tree_output_is_parsed_with_odd_names():
     ]
 
 
-JOB = (
+JOB = job_of(
     load_pipeline(
         "version: 1\njobs:\n  lint:\n    secrets: [codecov_token]\n    env: {A: '1'}\n    steps: [flake8]\n",
         ".namaskah-ci.yml",
-    )
-    .job("lint")
-    .to_dict()
-)
+    ),
+    "lint",
+).to_dict()
 RUNTIME = {"mode": "local", "interpreter": "/usr/bin/python3.11", "version": "3.11.2 (main)\n/usr/bin/python3.11"}
 
 

@@ -24,6 +24,7 @@ from namaskah_ci.pipeline.registry import Registry, RegistryError, read_registry
 from namaskah_ci.pipeline.schedule import CronError, parse_cron
 from namaskah_ci.pipeline.source import PipelineConfig, PipelineSource, SourceError, describe
 from namaskah_ci.text import short
+from pipeline_support import entry_of, job_of
 
 FILE_V1 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n"
 FILE_V2 = "version: 1\njobs:\n  lint:\n    steps: [flake8]\n  docs:\n    steps: [sphinx-build docs out]\n"
@@ -103,7 +104,7 @@ class PipelineSourceTest(unittest.TestCase):
         yield self.source.pipeline_at(self.second)
         newer = commit(self.repo, {".namaskah-ci.yml": FILE_V1.replace("flake8", "ruff check")}, "ruff")
         pipeline = yield self.source.pipeline_at(newer)
-        assert pipeline.job("lint").steps[0].run == "ruff check"
+        assert job_of(pipeline, "lint").steps[0].run == "ruff check"
 
     @defer.inlineCallbacks
     def test_a_branch_resolves_to_its_newest_revision(self):
@@ -202,16 +203,16 @@ V2 = load_pipeline(FILE_V2.replace("docs:\n", "docs:\n    schedule: '0 3 * * 1'\
 
 def test_new_builders_are_added_and_kept():
     registry = Registry().merge(V2, default_branch=False)
-    assert registry.builders == ["docs", "lint"] and registry.entry("docs").schedule is None
+    assert registry.builders == ["docs", "lint"] and entry_of(registry, "docs").schedule is None
     assert registry.merge(V1, default_branch=False) == registry  # a file without docs keeps its builder
 
 
 def test_schedules_come_from_the_default_branch_only():
     on_main = Registry().merge(V2, default_branch=True)
-    assert on_main.entry("docs").schedule == "0 3 * * 1"
-    assert on_main.merge(V2, default_branch=False).entry("docs").schedule == "0 3 * * 1"
+    assert entry_of(on_main, "docs").schedule == "0 3 * * 1"
+    assert entry_of(on_main.merge(V2, default_branch=False), "docs").schedule == "0 3 * * 1"
     dropped = on_main.merge(V1, default_branch=True)
-    assert dropped.builders == ["docs", "lint"] and dropped.entry("docs").schedule is None
+    assert dropped.builders == ["docs", "lint"] and entry_of(dropped, "docs").schedule is None
 
 
 def test_the_registry_survives_a_round_trip_and_refuses_garbage(tmp_path):

@@ -94,4 +94,5 @@ class ReportsJanitorServiceTest(TestReactorMixin, unittest.TestCase):
             self.assertFalse(newer_old.exists())
         finally:
             yield janitor.stopService()
+        assert janitor._loop is not None
         self.assertFalse(janitor._loop.running)

@@ -28,12 +28,12 @@ WORKER_ID = 13
 class FakeTriggerable:
     """Answers at once: (buildset id, {builderid: brid}) and (result, brids)."""
 
-    def __init__(self, name: str, brids: dict[int, int], result: int = SUCCESS, error: Exception | None = None):
+    def __init__(self, name: str, brids: dict[int, int], result: int | None = SUCCESS, error: Exception | None = None):
         self.name = name
         self.brids = brids
         self.result = result
         self.error = error
-        self.triggered_with = None
+        self.triggered_with: tuple | None = None  # (waited_for, sourcestamps, parent_buildid)
 
     def trigger(self, waited_for, sourcestamps=None, set_props=None, parent_buildid=None, parent_relationship=None):
         self.triggered_with = (waited_for, sourcestamps, parent_buildid)
@@ -120,6 +120,7 @@ class FanOutTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_result_summary({"step": "lint: success, test-py3.11: success", "build": "all checks passed"})
         yield self.run_step()
         for name, scheduler in self.schedulers.items():
+            assert scheduler.triggered_with is not None, f"{name} was not triggered"
             waited_for, _, parent = scheduler.triggered_with
             self.assertTrue(waited_for)
             self.assertEqual(parent, self.build.buildid)

@@ -34,6 +34,7 @@ from namaskah_ci.steps.job_steps import JobSetup, job_steps, remaining_time
 from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.steps.services import StartServices, StopServices
+from pipeline_support import job_of
 
 LAYOUT = JobLayout(runner="/opt/master/bin/python", helpers_dir="/opt/helpers", cache_root="/var/cache/ci")
 LOCAL = JobSetup(
@@ -82,7 +83,7 @@ def kinds(steps) -> list[str]:
 
 
 def test_a_local_job_with_services_and_reports():
-    steps = job_steps(PIPELINE.job("integration"), LOCAL, "/usr/bin/python3.11")
+    steps = job_steps(job_of(PIPELINE, "integration"), LOCAL, "/usr/bin/python3.11")
     assert kinds(steps) == [
         "PinnedGit:git",
         "JobStep:report directories",
@@ -135,13 +136,13 @@ def test_a_local_job_with_services_and_reports():
 
 
 def test_a_step_whose_secret_is_missing_is_skipped_saying_so():
-    steps = job_steps(PIPELINE.job("integration"), LOCAL, "python3.11", missing_secrets={"codecov_token"})
+    steps = job_steps(job_of(PIPELINE, "integration"), LOCAL, "python3.11", missing_secrets={"codecov_token"})
     (upload,) = [step for step in steps if step.name == "upload"]
     assert upload.doStepIf is False and upload.getResultSummary() == {"step": "skipped: no codecov_token secret"}
 
 
 def test_a_docker_job_with_tools_and_full_history():
-    steps = job_steps(PIPELINE.job("scan"), DOCKER, "python3")
+    steps = job_steps(job_of(PIPELINE, "scan"), DOCKER, "python3")
     assert kinds(steps) == [
         "PinnedGit:git",
         "JobStep:fetch history",
@@ -158,15 +159,15 @@ def test_a_docker_job_with_tools_and_full_history():
         "+refs/heads/*:refs/remotes/origin/*",
     ]
     assert steps[2].command[-3:] == ["python3", "../.namaskah-ci/helpers/ci_require_tools.py", "gitleaks"]
-    services = job_steps(PIPELINE.job("integration"), DOCKER, "python3")
+    services = job_steps(job_of(PIPELINE, "integration"), DOCKER, "python3")
     assert not [s for s in services if isinstance(s, (StartServices, StopServices))]
     assert all(not s.env for s in services if isinstance(s, JobStep))
 
 
 def test_the_operators_environment_and_the_docker_extras():
-    scan = PIPELINE.job("scan")
+    scan = job_of(PIPELINE, "scan")
     assert DOCKER.env_for(scan) == {}
-    docker_job = load_pipeline("version: 1\njobs:\n  c:\n    tools: [docker]\n    steps: [x]\n", "f").job("c")
+    docker_job = job_of(load_pipeline("version: 1\njobs:\n  c:\n    tools: [docker]\n    steps: [x]\n", "f"), "c")
     assert DOCKER.env_for(docker_job) == {"APP_BASE_IMAGE": "base:bookworm", "PIP_CERT_FILE": "/etc/ca.crt"}
 
 
@@ -180,7 +181,7 @@ def test_remaining_time_is_what_is_left_of_the_deadline(monkeypatch, left, expec
 
 class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         scratch = self.mktemp()
         self.CONFIG = PipelineConfig(
             repo_url=f"{scratch}/no-repo.git",
@@ -214,7 +215,7 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_the_definition_from_the_trigger_writes_the_job_dir_and_adds_the_steps(self):
-        job = PIPELINE.job("integration")
+        job = job_of(PIPELINE, "integration")
         self.setup_load(job)
         written: dict = {}
         rmdirs = [
@@ -259,7 +260,7 @@ class LoadJobTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_definition_for_another_builder_is_not_used(self):
-        self.setup_load(PIPELINE.job("scan"))
+        self.setup_load(job_of(PIPELINE, "scan"))
         self.build.setProperty("buildername", "integration", "test")
         self.expect_outcome(result=FAILURE)
         yield self.run_step()

@@ -41,7 +41,7 @@ PR = {
 
 class LoadPipelinePullRequestTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         self.setup_test_reactor()
         yield self.setup_test_build_step()
 

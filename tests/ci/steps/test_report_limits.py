@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from namaskah_ci.jobs.commands import JobLayout
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.job_steps import JobSetup, job_steps
+from pipeline_support import job_of
 
 LIMITS = load_settings({}).limits  # the shipped defaults: 256 MiB, 10000 files
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the job user needs a master running as root")
@@ -60,7 +62,7 @@ def builder_dir(path: Path, job: str, user: str = "") -> tuple[JobLayout, Path, 
     checkout.mkdir()
     layout = JobLayout(runner=sys.executable, helpers_dir=HELPERS_DIR, cache_root=str(path / "cache"), user=user)
     document = job_commands.job_document(
-        PIPELINE.job(job), layout, interpreter=sys.executable, base_path="/usr/bin:/bin", worker_env={}
+        job_of(PIPELINE, job), layout, interpreter=sys.executable, base_path="/usr/bin:/bin", worker_env={}
     )
     (job_dir / "job.json").write_text(json.dumps(document))
     return layout, job_dir, checkout
@@ -86,9 +88,9 @@ def test_collect_reports_refuses_a_sparse_512_mib_file_and_too_many_files_naming
         handle.truncate(512 << 20)  # sparse: no block on disk, 512 MiB to read
     for index in range(MANY):
         (out / "many" / f"f{index}.html").write_bytes(b"x")
-    argv = job_commands.collect_reports_argv(layout, PIPELINE.job("big"), LIMITS.report_bytes, LIMITS.report_files)
+    argv = job_commands.collect_reports_argv(layout, job_of(PIPELINE, "big"), LIMITS.report_bytes, LIMITS.report_files)
     started = time.monotonic()
-    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=300, check=False)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr  # the step warns (it is shown)
     assert (
@@ -108,8 +110,8 @@ def test_collect_reports_keeps_what_fits_exactly(scratch):
     (checkout / "out").mkdir()
     (checkout / "out" / "junit.xml").write_bytes(b"j" * 100)
     (checkout / "out" / "big.bin").write_bytes(b"b" * 28)
-    argv = job_commands.collect_reports_argv(layout, PIPELINE.job("big"), 128, 3)
-    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=60)
+    argv = job_commands.collect_reports_argv(layout, job_of(PIPELINE, "big"), 128, 3)
+    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout == "", done.stdout
     assert (job_dir / "reports" / "out" / "big.bin").read_bytes() == b"b" * 28
 
@@ -121,13 +123,15 @@ def test_report_directories_through_a_committed_symlink_make_nothing_as_root(scr
     outside.mkdir(mode=0o755)
     (checkout / "reports").symlink_to(outside)
     setup = JobSetup(mode="local", layout=layout, repo_url="/srv/app.git", base_path="/usr/bin:/bin")
-    steps = job_steps(PIPELINE.job("linked"), setup, sys.executable)
+    steps = job_steps(job_of(PIPELINE, "linked"), setup, sys.executable)
     names = [step.name for step in steps]
     assert names.index("job user") < names.index("report directories")
     own = next(step for step in steps if step.name == "job user")
-    assert subprocess.run(own.command, cwd=checkout, capture_output=True, timeout=60).returncode == 0
+    assert subprocess.run(own.command, cwd=checkout, capture_output=True, timeout=60, check=False).returncode == 0
     [mkdirs] = [step for step in steps if step.name == "report directories"]
-    done = subprocess.run(mkdirs.command, cwd=checkout, capture_output=True, text=True, timeout=60)  # as root
+    done = subprocess.run(
+        mkdirs.command, cwd=checkout, capture_output=True, text=True, timeout=60, check=False
+    )  # as root
     assert not (outside / "x").exists(), f"{outside / 'x'} made by root through reports -> {outside}"
     assert done.returncode != 0 and "Permission denied" in done.stderr, done.stderr
 
@@ -179,7 +183,7 @@ def test_the_masters_reports_hold_at_most_the_limits(tmp_path, job_user):
         git(repo, "add", "NOTES.md")
         git(repo, "commit", "-q", "-m", "a build")
         builds = {
-            name: wait_for(f"a finished {name} build", lambda n=name: master.finished_builds(n), 600)[0]
+            name: wait_for(f"a finished {name} build", functools.partial(master.finished_builds, name), 600)[0]
             for name in ("big", "linked")
         }
         big_text = master.build_text(builds["big"])

@@ -222,7 +222,7 @@ class ReportLimitsTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     def stored(self) -> tuple[int, int]:
         size = entries = 0
-        for directory, dirs, files in os.walk(self.root):
+        for directory, _dirs, files in os.walk(self.root):
             entries += len(files)
             size += sum(os.path.getsize(os.path.join(directory, name)) for name in files)
         return size, entries

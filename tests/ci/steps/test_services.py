@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from namaskah_ci.jobs.commands import JobLayout, services_argv
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.steps.services import STATE_DIR, StartServices, StopServices, service_addresses
+from pipeline_support import job_of
 
 DB_URL = "postgresql://namaskah:pg-5ecret@127.0.0.1:45432/namaskah"
 REDIS_URL = "redis://default:redis-5ecret@127.0.0.1:46379/0"
@@ -26,7 +27,7 @@ STOP = services_argv(LAYOUT, "stop", STATE_DIR)
 
 def start_command(*services: str, timeout: int = 60) -> list[str]:
     text = f"version: 1\njobs:\n  j:\n    services: [{', '.join(services)}]\n    steps: [x]\n"
-    return services_argv(LAYOUT, "start", STATE_DIR, load_pipeline(text, "f").job("j"), timeout=timeout)
+    return services_argv(LAYOUT, "start", STATE_DIR, job_of(load_pipeline(text, "f"), "j"), timeout=timeout)
 
 
 def test_the_helper_comes_with_the_master():
@@ -44,7 +45,7 @@ def test_the_helper_comes_with_the_master():
         "--postgres",
         "--redis",
     ]
-    assert STOP == ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR, "--env-file", env_file]
+    assert ["/opt/py", "/opt/helpers/ci_services.py", "stop", "--state-dir", STATE_DIR, "--env-file", env_file] == STOP
 
 
 class ServiceAddressesTest(unittest.TestCase):

@@ -5,6 +5,8 @@ nothing. Also the REST overrides' pure parts (fixes/rest_errors.py): numeric ids
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from buildbot.schedulers.forcesched import CollectedValidationError, ForceScheduler, IntParameter, ValidationError
 from twisted.internet import defer
@@ -192,7 +194,7 @@ def typed_fields(scheduler) -> set[str]:
     fields = {"reason", *needed(scheduler)}
     for codebase in scheduler.forcedProperties:
         for field in getattr(codebase, "fields", []):
-            if field.name in ("branch", "revision") and not type(field).__name__ == "FixedParameter":
+            if field.name in ("branch", "revision") and type(field).__name__ != "FixedParameter":
                 fields.add(field.name)
     return fields
 
@@ -247,7 +249,8 @@ def test_numeric_ids_fit_the_database():
     assert rest_errors.db_integer("42") == 42 and rest_errors.db_integer("-1") == -1
     assert rest_errors.db_integer(str(2**63 - 1)) == 2**63 - 1
     assert rest_errors.db_integer(7) == 7, "the master's own data calls pass ints"
-    for bad in (str(2**63), "9" * 30, "1_000", " 7", "+7", "٣", "", "x", 2**64, True, 1.5, None):
+    wrong: tuple[Any, ...] = (str(2**63), "9" * 30, "1_000", " 7", "+7", "٣", "", "x", 2**64, True, 1.5, None)
+    for bad in wrong:  # wrong types too: refused at run time
         with pytest.raises(ValueError):
             rest_errors.db_integer(bad)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any, cast
 
 import pytest
 from buildbot.process.properties import Properties
@@ -13,7 +14,8 @@ from namaskah_ci.builders.jobs import JOB_SLOTS_LOCK, JobLocks
 from namaskah_ci.config import build_config
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.pipeline.registry import Registry
-from namaskah_ci.settings import SettingsError, load_settings
+from namaskah_ci.settings import load_settings
+from namaskah_ci.settings_checks import SettingsError
 from namaskah_ci.workers import plan as worker_plan
 
 FILE = """
@@ -83,7 +85,7 @@ def test_a_reused_build_takes_no_slot():
     locks = JobLocks(2)
     plain = Properties()
     reused = Properties(**{names.PROP_REUSED: {"builder": "lint", "number": 3}})
-    (access,) = locks.getRenderingFor(plain).result
+    (access,) = cast("list[Any]", locks.getRenderingFor(plain).result)  # fired: defer.succeed
     assert access.lockid is locks.lock and access.mode == "counting"
     assert locks.getRenderingFor(reused).result == []
     assert JobLocks(2) == JobLocks(2) and JobLocks(2) != JobLocks(3)  # a reconfig keeps an unchanged lock

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from typing import Any
 
 import bcrypt
 import jwt
@@ -18,7 +19,7 @@ from buildbot.www.oauth2 import GitHubAuth
 from buildbot.www.service import BuildbotSite
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
@@ -28,14 +29,6 @@ from namaskah_ci.builders.setup import make_job_setup
 from namaskah_ci.dashboard.app import DashboardApp
 from namaskah_ci.dashboard.headers import CSP
 from namaskah_ci.fixes import session_cookie
-from namaskah_ci.pipeline.model import load_pipeline_file
-from namaskah_ci.pipeline.registry import Registry
-from namaskah_ci.settings import ROOT as REPO_ROOT
-from namaskah_ci.workers import make_plan
-
-SEED = Registry().merge(load_pipeline_file(str(REPO_ROOT / ".namaskah-ci.yml")), default_branch=True)
-from www_support import htpasswd_text
-
 from namaskah_ci.github.reporters import (
     CANCELLER_NAME,
     CommitStatusPush,
@@ -43,9 +36,15 @@ from namaskah_ci.github.reporters import (
     make_reporters,
     status_contexts,
 )
+from namaskah_ci.pipeline.model import load_pipeline_file
+from namaskah_ci.pipeline.registry import Registry
+from namaskah_ci.settings import ROOT as REPO_ROOT
 from namaskah_ci.settings import load_settings
+from namaskah_ci.workers import make_plan
 from namaskah_ci.www.config import LoggedInOnly, make_www
+from www_support import htpasswd_text
 
+SEED = Registry().merge(load_pipeline_file(str(REPO_ROOT / ".namaskah-ci.yml")), default_branch=True)
 SEED_CONTEXTS = [
     "test (Python 3.9)",
     "test (Python 3.11)",
@@ -128,7 +127,7 @@ def login(values, user, password):
 
 def test_checker_reads_the_secret_at_each_login(monkeypatch):
     # bcrypt runs in a thread in the master; run it inline here
-    monkeypatch.setattr(auth.threads, "deferToThread", lambda f, *a: defer.succeed(f(*a)))
+    monkeypatch.setattr(threads, "deferToThread", lambda f, *a: defer.succeed(f(*a)))
     values = {"admin_htpasswd": htpasswd_text({"admin": "pw"})}
     assert login(values, "admin", "pw").result == b"admin"
     failure = login(values, "admin", "nope")
@@ -253,7 +252,7 @@ def test_private_reports_need_a_logged_in_session(settings):
     app.buildbot_api = Api()
     calls = []
 
-    def start(status, headers):
+    def start(status, headers, exc_info=None):
         calls.append(status)
 
     token = jwt.encode({"user_info": {"username": "dev"}}, Site.session_secret, algorithm="HS256")
@@ -270,7 +269,7 @@ def test_private_reports_need_a_logged_in_session(settings):
 
 
 def answer(app, path: str, method: str = "GET", cookie: str = "") -> tuple[str, dict]:
-    said = {}
+    said: dict[str, Any] = {}
     app(
         {"PATH_INFO": path, "REQUEST_METHOD": method, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
         lambda status, headers: said.update(status=status, headers=dict(headers)),
@@ -366,7 +365,7 @@ def test_session_cookies_are_httponly_and_samesite_lax():
         assert cookie.startswith("TWISTED_SESSION=") and "; HttpOnly" in cookie and "; SameSite=lax" in cookie
         assert "; Secure" not in cookie and "; Path=/" in cookie
     assert other == "other=1; Path=/"  # other cookies as they were
-    assert getattr(BuildbotSite.requestFactory, "_namaskah_session_cookie")
+    assert BuildbotSite.requestFactory._namaskah_session_cookie
 
 
 def test_the_session_cookie_is_secure_behind_an_https_url():

@@ -20,7 +20,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from namaskah_ci.www.metrics import MAX_BRANCHES, RESOURCE_NAME, BuilderInfo, BuildMetrics, MetricsService
 
-T0 = datetime.datetime(2026, 1, 31, 12, 0, 0, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 1, 31, 12, 0, 0, tzinfo=datetime.UTC)
 PIPELINE = BuilderInfo("pipeline")
 TEST = BuilderInfo("test-py3.11", ("check",))
 DEPLOY = BuilderInfo("deploy-staging", ("deploy", "staging"))
@@ -213,7 +213,7 @@ class MetricsServiceTest(TestReactorMixin, unittest.TestCase):
     SECRET = "session-secret-of-at-least-32-bytes-for-hs256"
 
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         self.setup_test_reactor()
         self.master = yield fakemaster.make_master(self, wantData=True)
         self.root = Resource()
@@ -361,7 +361,7 @@ class MetricsServiceTest(TestReactorMixin, unittest.TestCase):
         class Www:  # like WWWService before its first reconfig: no root until setupSite
             site = None
 
-            def setupSite(self, new_config):  # noqa: N802 (Buildbot's name)
+            def setupSite(self, new_config):
                 self.root = root
                 return "set up"
 
@@ -377,7 +377,7 @@ class MetricsServiceTest(TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_service_stopped_before_the_site_is_set_up_leaves_no_wrapper(self):
         class Www:
-            def setupSite(self, new_config):  # noqa: N802
+            def setupSite(self, new_config):
                 self.root = Resource()
 
         www = self.master.www = Www()
@@ -405,6 +405,6 @@ class MetricsServiceTest(TestReactorMixin, unittest.TestCase):
         self.assertIn("namaskah_ci_builds_running", body)
 
     def token(self, username: str | None, secret: str) -> str:
-        exp = calendar.timegm((datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).timetuple())
-        user_info = {"username": username} if username else {"anonymous": True}
+        exp = calendar.timegm((datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).timetuple())
+        user_info: dict[str, object] = {"username": username} if username else {"anonymous": True}
         return jwt.encode({"user_info": user_info, "exp": exp}, secret, algorithm="HS256")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.trigger import Trigger
 from buildbot.test import fakedb
-from deploy_steps import OLD, REV, DeployStepCase, make_target
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from deploy_steps import OLD, REV, DeployStepCase, make_target
 from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed, required_checks_verdict
 
 REQUIRED = ["lint", "test-py3.11"]

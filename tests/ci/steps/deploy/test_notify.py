@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from email import message_from_bytes
+from typing import Any, ClassVar, cast
 
 from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, SUCCESS
-from deploy_steps import ANY, GITHUB_TOKEN, OLD, REV, SECRETS, WEBHOOK, DeployStepCase, make_target
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial import unittest
 
+from deploy_steps import ANY, GITHUB_TOKEN, OLD, REV, SECRETS, WEBHOOK, DeployStepCase, make_target
 from namaskah_ci.steps.deploy.notify import Notify, github_slug, outcome_text
 
 
@@ -93,7 +95,7 @@ class NotifyTest(DeployStepCase, unittest.TestCase):
             github_api_url="https://gh.example/api",
             **kwargs,
         )
-        self.sent = []
+        self.sent: list[tuple] = []
 
         def mailer(reactor, host, port, sender, recipients, message):
             self.sent.append((host, port, sender, recipients, message_from_bytes(message)))
@@ -145,7 +147,7 @@ class NotifyTest(DeployStepCase, unittest.TestCase):
         step = self.get_nth_step(0)
         self.assertEqual(step.summary, "webhook: sent; e-mail: sent to 1; GitHub status: set")
         self.assertEqual(step.getResultSummary()["build"], payload["summary"])
-        host, port, sender, recipients, mail = self.sent[0]
+        host, port, _sender, recipients, mail = self.sent[0]
         self.assertEqual((host, port, recipients), ("mail.example", 2525, ["ops@example.com"]))
         self.assertIn("production deploy success", mail["Subject"])
         self.assertIn("deploy_id: dep-1", mail.get_payload())
@@ -169,7 +171,7 @@ class NotifyTest(DeployStepCase, unittest.TestCase):
 
 
 class NotifyFailureTest(DeployStepCase, unittest.TestCase):
-    secrets = {"notify_webhook_url": WEBHOOK}
+    secrets: ClassVar[dict[str, str]] = {"notify_webhook_url": WEBHOOK}
 
     @defer.inlineCallbacks
     def test_failure_payload_names_the_rollback(self):
@@ -219,7 +221,7 @@ class NotifyFailureTest(DeployStepCase, unittest.TestCase):
 
 
 class NotifyUnconfiguredTest(DeployStepCase, unittest.TestCase):
-    secrets = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
+    secrets: ClassVar[dict[str, str]] = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
 
     @defer.inlineCallbacks
     def test_skips_each_channel_saying_why(self):
@@ -242,13 +244,15 @@ class SmtpSink:
         import threading
 
         sink = self
-        self.messages = []
+        self.messages: list[dict[str, Any]] = []
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                say = lambda line: self.wfile.write(line.encode() + b"\r\n")  # noqa: E731
+                def say(line):
+                    self.wfile.write(line.encode() + b"\r\n")
+
                 say("220 sink ready")
-                envelope = {"to": [], "data": b""}
+                envelope: dict[str, Any] = {"to": [], "data": b""}
                 while True:
                     line = self.rfile.readline()
                     if not line:
@@ -310,7 +314,7 @@ class SendMailTest(unittest.TestCase):
             ["ops@example.com"],
             b"Subject: deployed\r\n\r\ndeployed 1234567\r\n",
         )
-        yield deferLater(reactor, 1.0, lambda: None)  # the client closes its connection after QUIT
+        yield deferLater(cast(IReactorTime, reactor), 1.0, lambda: None)  # the client closes its connection after QUIT
         (message,) = self.sink.messages
         self.assertEqual(message["to"], ["<ops@example.com>"])
         self.assertIn(b"deployed 1234567", message["data"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from buildbot.process.results import CANCELLED, FAILURE, SKIPPED, SUCCESS
-from deploy_steps import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from deploy_steps import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 from namaskah_ci.steps.deploy.base import describe_http_error, with_ref
 from namaskah_ci.steps.deploy.render import CheckDeployConfigured, WaitUntilLive, classify, deploy_from
 from namaskah_ci.text import same_revision
@@ -36,8 +38,10 @@ class HelpersTest(unittest.TestCase):
         self.assertEqual(classify("deactivated"), "unexpected")
 
     def test_deploy_from_both_shapes(self):
-        self.assertEqual(deploy_from({"deploy": {"id": "dep-1"}})["id"], "dep-1")
-        self.assertEqual(deploy_from({"id": "dep-2", "status": "live"})["id"], "dep-2")
+        wrapped, bare = deploy_from({"deploy": {"id": "dep-1"}}), deploy_from({"id": "dep-2", "status": "live"})
+        assert wrapped is not None and bare is not None
+        self.assertEqual(wrapped["id"], "dep-1")
+        self.assertEqual(bare["id"], "dep-2")
         self.assertIsNone(deploy_from({"deploy": {}}))
         self.assertIsNone(deploy_from("garbage"))
 
@@ -65,7 +69,7 @@ class CheckConfiguredTest(DeployStepCase, unittest.TestCase):
 
 
 class NotConfiguredTest(DeployStepCase, unittest.TestCase):
-    secrets = {"render_api_key": "rnd_APIKEYSECRET"}
+    secrets: ClassVar[dict[str, str]] = {"render_api_key": "rnd_APIKEYSECRET"}
 
     @defer.inlineCallbacks
     def test_missing_hook_skips_and_says_why(self):
@@ -188,7 +192,7 @@ class WaitUntilLiveTest(DeployStepCase, unittest.TestCase):
 
 
 class WaitWithoutApiTest(DeployStepCase, unittest.TestCase):
-    secrets = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
+    secrets: ClassVar[dict[str, str]] = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
 
     @defer.inlineCallbacks
     def test_waits_the_fixed_time(self):

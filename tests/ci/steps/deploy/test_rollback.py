@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import types
+from typing import ClassVar
 
 from buildbot.process.results import CANCELLED, FAILURE, SUCCESS, WARNINGS
+from twisted.internet import defer
+from twisted.trial import unittest
+
 from deploy_steps import (
     AUTH,
     HOOK,
@@ -16,9 +20,6 @@ from deploy_steps import (
     deploy_url,
     make_target,
 )
-from twisted.internet import defer
-from twisted.trial import unittest
-
 from namaskah_ci.steps.deploy.history import good_deploys, previous_good
 from namaskah_ci.steps.deploy.rollback import ChooseRollbackTarget, RollBack, rollback_needed
 
@@ -80,7 +81,9 @@ class HistoryTest(HistoryCase, unittest.TestCase):
                 ("deploy-production #1", OLD, "dep-old"),
             ],
         )
-        self.assertEqual(previous_good(records).revision, MID)
+        found = previous_good(records)
+        assert found is not None
+        self.assertEqual(found.revision, MID)
 
     @defer.inlineCallbacks
     def test_unknown_builders_have_no_history(self):
@@ -163,7 +166,7 @@ class AutoRollbackTest(HistoryCase, unittest.TestCase):
 
 
 class HookOnlyRollbackTest(HistoryCase, unittest.TestCase):
-    secrets = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
+    secrets: ClassVar[dict[str, str]] = {"render_deploy_hook": SECRETS["render_deploy_hook"]}
 
     @defer.inlineCallbacks
     def test_deploy_hook_with_the_last_good_ref(self):
@@ -177,7 +180,7 @@ class HookOnlyRollbackTest(HistoryCase, unittest.TestCase):
 
 
 class NoWayTest(HistoryCase, unittest.TestCase):
-    secrets = {"notify_webhook_url": SECRETS["notify_webhook_url"]}
+    secrets: ClassVar[dict[str, str]] = {"notify_webhook_url": SECRETS["notify_webhook_url"]}
 
     @defer.inlineCallbacks
     def test_says_nothing_is_configured(self):

@@ -5,14 +5,15 @@ already started instead of deploying twice, and never deploying an older revisio
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+from typing import ClassVar
 
 from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
-from deploy_steps import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from namaskah_ci.steps.deploy import render
+from deploy_steps import AUTH, HOOK, REV, SECRETS, DeployStepCase, deploy_url, make_target
 from namaskah_ci.steps.deploy.start import NotOutdated, StartDeploy
 
 HOOK_REF = f"{HOOK}&ref={REV}"
@@ -21,7 +22,7 @@ LIST = deploy_url("/deploys?limit=20")
 
 class StartDeployTest(DeployStepCase, unittest.TestCase):
     def setup_start(self, **props):
-        self.patch(render.random, "uniform", lambda low, high: high)  # no jitter in the expected waits
+        self.patch(random, "uniform", lambda low, high: high)  # no jitter in the expected waits
         return self.setup_with(StartDeploy(make_target(), name="start"), deploy_revision=REV, **props)
 
     @defer.inlineCallbacks
@@ -112,7 +113,9 @@ class StartDeployTest(DeployStepCase, unittest.TestCase):
 
 
 class HookOnlyTest(DeployStepCase, unittest.TestCase):
-    secrets = {k: v for k, v in SECRETS.items() if k not in ("render_api_key", "render_service_id")}
+    secrets: ClassVar[dict[str, str]] = {
+        k: v for k, v in SECRETS.items() if k not in ("render_api_key", "render_service_id")
+    }
 
     @defer.inlineCallbacks
     def test_without_an_api_key_the_hook_gets_the_revision(self):

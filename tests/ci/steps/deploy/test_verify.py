@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from buildbot.process.results import FAILURE, SUCCESS
-from deploy_steps import REV, SITE, DeployStepCase, make_target
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from deploy_steps import REV, SITE, DeployStepCase, make_target
 from namaskah_ci.steps.deploy.verify import HealthCheck, SmokeTests
 
 
