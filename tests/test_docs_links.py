@@ -8,6 +8,7 @@ Makefile has both, and it stays a page a newcomer reads in five minutes.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -29,7 +30,7 @@ def heading_ids(text: str) -> set[str]:
     tokens = PARSER.parse(text)
     ids: set[str] = set()
     seen: dict[str, int] = {}
-    for opening, inline in zip(tokens, tokens[1:]):
+    for opening, inline in itertools.pairwise(tokens):
         if opening.type != "heading_open":
             continue
         words = "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,7 +27,7 @@ def playwright():
 def chromium(playwright, tmp_path):
     """`chromium(**options)`: a Chromium context in a fresh profile (Playwright's context options),
     closed after the test."""
-    contexts = []
+    contexts: list[BrowserContext] = []
 
     def open_context(**options):
         profile = tmp_path / f"profile-{len(contexts)}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from deploy_story import stand_in_secrets, stand_in_settings
 from harness import ROOT, commit_file, make_service_repo, running, wait_for
 from render_standin import RenderStandin
@@ -40,6 +41,14 @@ def prop(build: dict, name: str):
 
 
 class Story:
+    """The master, the stand-in and what the fixture built: a green revision (deployed) and a red one."""
+
+    good: str
+    good_pipeline: dict
+    deploy: dict
+    bad: str
+    bad_pipeline: dict
+
     def __init__(self, master, render):
         self.master, self.render = master, render
         self.ids = builder_ids(master)

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
+
 from harness import free_port, make_service_repo
 from www_support import (
     ADMIN_PASSWORD,

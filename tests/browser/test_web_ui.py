@@ -13,6 +13,8 @@ to a host other than the master's is aborted and reported. Screenshots go to
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import BrowserContext
+
 from harness import ROOT, commit_file, make_service_repo, wait_for, wait_poller_ready
 from www_support import ADMIN_PASSWORD, ADMIN_USER, api, builder_ids, default_secrets, start_www_master
 
@@ -55,7 +57,8 @@ def master(tmp_path_factory):
 @pytest.fixture
 def browser(playwright, master, tmp_path):
     """A fresh Chromium profile; `browser(credentials=...)` opens a context, closed after the test."""
-    contexts, outside = [], []
+    contexts: list[BrowserContext] = []
+    outside: list[str] = []
 
     def open_context(credentials: tuple[str, str] | None = None):
         profile = tmp_path / f"profile-{len(contexts)}"

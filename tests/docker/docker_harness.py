@@ -29,7 +29,7 @@ NEVER_READY_IMAGE = "namaskah-ci-test/postgres-never-ready:1"
 
 
 def docker(*args: str, timeout: float = 60, check: bool = True) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -39,7 +39,11 @@ def engine_problem() -> str | None:
     """Why no engine can be used here, or None when one answers."""
     try:
         done = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
     except FileNotFoundError:
         return "the docker CLI is not installed (apt-get install docker.io)"
@@ -61,7 +65,10 @@ def require_engine_and_images(extra: tuple[str, ...] = ()) -> None:
 
 
 def image_exists(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=30).returncode == 0
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=30, check=False).returncode
+        == 0
+    )
 
 
 def new_instance() -> str:
@@ -138,6 +145,10 @@ def existing_volumes(names) -> set[str]:
 
 def container_exists(container_id: str) -> bool:
     return bool(docker("ps", "-aq", "--filter", f"id={container_id}", timeout=30))
+
+
+def container_gone(container_id: str) -> bool:
+    return not container_exists(container_id)
 
 
 def run_fake_leftover(name: str, instance: str, incarnation: str) -> str:

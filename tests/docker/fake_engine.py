@@ -184,7 +184,7 @@ class FakeDockerModule:
     def __init__(self):
         self.engine = FakeEngine()
 
-    def APIClient(self, base_url=None, **kwargs):  # noqa: N802 (docker's name)
+    def APIClient(self, base_url=None, **kwargs):
         self.engine.base_url = base_url
         self.engine.client_args = kwargs
         return self.engine

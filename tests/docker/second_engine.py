@@ -3,6 +3,7 @@ root, exec root and pidfile, started like the first (no bridge, no iptables: hos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,11 +29,14 @@ class SecondEngine:
 
     def answers(self) -> bool:
         done = subprocess.run(
-            ["docker", "-H", self.host, "info", "--format", "{{.ServerVersion}}"], capture_output=True, timeout=20
+            ["docker", "-H", self.host, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=20,
+            check=False,
         )
         return done.returncode == 0
 
-    def start(self, timeout: float = 60) -> "SecondEngine":
+    def start(self, timeout: float = 60) -> SecondEngine:
         if self.answers():
             return self
         self.data_root.mkdir(parents=True, exist_ok=True)
@@ -71,15 +75,21 @@ class SecondEngine:
         """Copy an image of the first engine into this one (no registry here)."""
         if (
             subprocess.run(
-                ["docker", "-H", self.host, "image", "inspect", image], capture_output=True, timeout=30
+                ["docker", "-H", self.host, "image", "inspect", image], capture_output=True, timeout=30, check=False
             ).returncode
             == 0
         ):
             return
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         loaded = subprocess.run(
-            ["docker", "-H", self.host, "load", "-q"], stdin=save.stdout, capture_output=True, text=True, timeout=300
+            ["docker", "-H", self.host, "load", "-q"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
+        assert save.stdout is not None  # a pipe
         save.stdout.close()
         if save.wait(timeout=300) != 0 or loaded.returncode != 0:
             raise AssertionError(f"could not copy {image} to the second engine: {loaded.stderr.strip()}")
@@ -93,10 +103,8 @@ class SecondEngine:
     def stop(self, timeout: float = 60) -> None:
         pid = self.pid()
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (self.answers() or (pid and _alive(pid))):
             time.sleep(0.5)

@@ -26,11 +26,12 @@ from pathlib import Path
 import pytest
 from buildbot.process.properties import Properties
 from twisted.internet import defer
-from unit_support import REGISTRY, WorkerTestBase, build_with, docker_settings
 
 from namaskah_ci.workers.docker import caches as docker_caches
 from namaskah_ci.workers.docker import config as dc
 from namaskah_ci.workers.docker import services as ds
+from pipeline_support import entry_of
+from unit_support import REGISTRY, WorkerTestBase, build_with, docker_settings
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # what Docker accepts
 
@@ -48,7 +49,7 @@ def build_props(branch: str | None, fork: bool = False) -> Properties:
 
 
 def test_each_ref_gets_its_own_volume_seeded_from_the_default_branchs():
-    values = dc._JobValues(docker_settings(), REGISTRY.entry("lint"))
+    values = dc._JobValues(docker_settings(), entry_of(REGISTRY, "lint"))
     main = values.cache(build_props("main"))
     assert main == docker_caches.CachePlan("namaskah-ci-cache-py3.11", ref="main")
     assert values.cache(build_props("refs/heads/main")) == main
@@ -66,7 +67,7 @@ def test_each_ref_gets_its_own_volume_seeded_from_the_default_branchs():
 
 
 def test_no_branch_build_mounts_the_default_branchs_volume_and_no_job_has_raw_sockets():
-    values = dc._JobValues(docker_settings(), REGISTRY.entry("container-scan"))
+    values = dc._JobValues(docker_settings(), entry_of(REGISTRY, "container-scan"))
     for ref in ("develop", "feature/x", "refs/pull/9/merge"):
         mounts = values.volumes(build_props(ref))
         assert not [m for m in mounts if m.startswith("namaskah-ci-cache-py3.11:")], (ref, mounts)
@@ -78,7 +79,7 @@ def test_no_branch_build_mounts_the_default_branchs_volume_and_no_job_has_raw_so
 
 class BranchVolumeTests(WorkerTestBase):
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         yield super().setUp()
         directory = self.mktemp()
         os.makedirs(directory)
@@ -169,11 +170,12 @@ def test_a_branch_jobs_pth_in_its_cache_never_runs_in_the_default_branchs_next_j
     import dataclasses
 
     import docker as docker_py
+
     from docker_harness import docker, require_engine_and_images
 
     require_engine_and_images()
     # a Python of this test only: its volumes are never the real caches
-    entry = dataclasses.replace(REGISTRY.entry("lint"), python=f"3.11-t{uuid.uuid4().hex[:8]}")
+    entry = dataclasses.replace(entry_of(REGISTRY, "lint"), python=f"3.11-t{uuid.uuid4().hex[:8]}")
     values = dc._JobValues(docker_settings(), entry)
     client = docker_py.APIClient(base_url="unix:///var/run/docker.sock", version="auto")
     labels = {ds.LABEL_MASTER: f"test-{uuid.uuid4().hex[:8]}", ds.LABEL_ROLE: "cache-seed"}

@@ -18,6 +18,7 @@ import time
 import urllib.request
 
 import pytest
+
 from docker_harness import docker, engine_problem, image_exists, labelled_containers, new_instance
 from harness import ROOT, free_port, git, seed_registry, wait_for
 
@@ -25,7 +26,10 @@ MASTER_IMAGE = "namaskah-ci/master:latest"
 
 
 def compose_command() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -47,6 +51,7 @@ def test_compose_file_validates(tmp_path):
         text=True,
         env=env,
         timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     rendered = done.stdout
@@ -69,6 +74,7 @@ def test_compose_file_validates(tmp_path):
         text=True,
         env=env,
         timeout=60,
+        check=False,
     )
     assert missing.returncode != 0 and "NAMASKAH_REPO_URL" in missing.stderr + missing.stdout
 
@@ -82,7 +88,11 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
     if not image_exists("namaskah-ci/base:bookworm"):
         pytest.fail("image missing: namaskah-ci/base:bookworm: build it with `make images`")
     build = subprocess.run(
-        [str(ROOT / "workers" / "build_images.sh"), "--with-master"], capture_output=True, text=True, timeout=1100
+        [str(ROOT / "workers" / "build_images.sh"), "--with-master"],
+        capture_output=True,
+        text=True,
+        timeout=1100,
+        check=False,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     repo = tmp_path / "repo"
@@ -141,9 +151,11 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
 
         try:
             found = wait_for("the containerised master's REST API", builders, 180, interval=2)
-        except AssertionError:
+        except AssertionError as timed_out:
             log = state / "master" / "twistd.log"
-            raise AssertionError(log.read_text(errors="replace")[-4000:] if log.exists() else "no twistd.log")
+            raise AssertionError(
+                log.read_text(errors="replace")[-4000:] if log.exists() else "no twistd.log"
+            ) from timed_out
         names = {b["name"] for b in found}
         assert {"pipeline", "test-py3.9", "integration", "container-scan"} <= names
         expected = {"local-pipeline", "docker-test-py3_9", "docker-integration", "docker-container-scan"}
@@ -155,7 +167,7 @@ def test_master_image_runs_upgrade_master_and_serves_docker_mode_builders(tmp_pa
 
         wait_for("the docker-mode workers", workers, 60, interval=1)
         assert (state / "master" / "buildbot.tac").exists()
-        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60, check=False)
         assert "upgrade complete" in logs.stdout + logs.stderr, logs.stdout[-2000:] + logs.stderr[-2000:]
     finally:
         docker("rm", "-f", name, check=False)

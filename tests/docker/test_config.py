@@ -12,7 +12,6 @@ import dataclasses
 from buildbot.process.properties import Properties
 from buildbot.util import ComparableMixin
 from twisted.trial import unittest
-from unit_support import PIPELINE, REGISTRY, docker_settings
 
 from namaskah_ci import names
 from namaskah_ci.builders.setup import make_job_setup, make_policy
@@ -24,6 +23,8 @@ from namaskah_ci.steps.load import LoadJob
 from namaskah_ci.steps.services import StartServices
 from namaskah_ci.workers.docker import config as dc
 from namaskah_ci.workers.docker.service_worker import ServiceDockerWorker
+from pipeline_support import entry_of, job_of
+from unit_support import PIPELINE, REGISTRY, docker_settings
 
 
 def on_branch(branch: str) -> Properties:
@@ -39,7 +40,7 @@ class ContainerChoiceTests(unittest.TestCase):
         settings = docker_settings(images={**docker_settings().workers.images, "test-py3.9": "mirror/py39:1"})
 
         def image(builder):
-            entry = REGISTRY.entry(builder)
+            entry = entry_of(REGISTRY, builder)
             return dc.image_for(settings, entry.builder, entry.job, entry.python, entry.tools)
 
         self.assertEqual(image("test-py3.9"), "mirror/py39:1")  # a builder name
@@ -60,7 +61,7 @@ class ContainerChoiceTests(unittest.TestCase):
     def test_cpu_shares_follow_the_jobs_priority(self):
         settings = docker_settings()
         shares = {
-            builder: dc._JobValues(settings, REGISTRY.entry(builder)).hostconfig(Properties())["cpu_shares"]
+            builder: dc._JobValues(settings, entry_of(REGISTRY, builder)).hostconfig(Properties())["cpu_shares"]
             for builder in REGISTRY.builders
         }
         self.assertEqual(shares["lint"], shares["integration"])  # priority: high
@@ -72,12 +73,12 @@ class ContainerChoiceTests(unittest.TestCase):
     def test_a_local_repository_is_mounted_read_only(self):
         settings = docker_settings()
         settings = dataclasses.replace(settings, repo=dataclasses.replace(settings.repo, url="/srv/repo"))
-        volumes = dc._JobValues(settings, REGISTRY.entry("lint")).volumes(on_branch("main"))
+        volumes = dc._JobValues(settings, entry_of(REGISTRY, "lint")).volumes(on_branch("main"))
         self.assertEqual(volumes, ["namaskah-ci-cache-py3.11:/cache", "/srv/repo:/srv/repo:ro"])
 
     def test_a_forks_pull_request_gets_its_own_cache_and_never_the_docker_socket(self):
         settings = docker_settings()
-        values = dc._JobValues(settings, REGISTRY.entry("container-scan"))
+        values = dc._JobValues(settings, entry_of(REGISTRY, "container-scan"))
         trusted = values.volumes(on_branch("main"))
         self.assertIn("namaskah-ci-cache-py3.11:/cache", trusted)
         self.assertIn(f"{dc.DOCKER_SOCKET}:{dc.DOCKER_SOCKET}", trusted)
@@ -111,10 +112,10 @@ class ConfigTests(unittest.TestCase):
     def test_an_unchanged_configuration_gives_equivalent_workers(self):
         """A reconfiguration (each new job brings one) leaves unchanged workers alone, even mid-build."""
         host = docker_settings().workers.docker_host
-        first = dc.make_job_worker(docker_settings(), REGISTRY.entry("integration"), host)
-        again = dc.make_job_worker(docker_settings(), REGISTRY.entry("integration"), host)
+        first = dc.make_job_worker(docker_settings(), entry_of(REGISTRY, "integration"), host)
+        again = dc.make_job_worker(docker_settings(), entry_of(REGISTRY, "integration"), host)
         self.assertTrue(ComparableMixin.isEquivalent(first, again))
-        moved = dataclasses.replace(REGISTRY.entry("integration"), python="3.9")
+        moved = dataclasses.replace(entry_of(REGISTRY, "integration"), python="3.9")
         self.assertFalse(ComparableMixin.isEquivalent(first, dc.make_job_worker(docker_settings(), moved, host)))
 
     def test_extra_docker_hosts_give_each_builder_one_worker_per_host(self):
@@ -160,7 +161,7 @@ class ConfigTests(unittest.TestCase):
         settings = docker_settings(app_base_image="namaskah-ci/base:bookworm")
         setup = make_job_setup(settings, dc.make_docker_plan(settings))
         self.assertTrue(setup.transfer_helpers)
-        steps = job_steps(PIPELINE.job("integration"), setup, "python3")
+        steps = job_steps(job_of(PIPELINE, "integration"), setup, "python3")
         self.assertFalse(any(isinstance(step, StartServices) for step in steps))
         self.assertNotIn("stop services", [step.name for step in steps])
         [venv] = [s for s in steps if s.name.startswith("virtualenv")]
@@ -175,7 +176,7 @@ class ConfigTests(unittest.TestCase):
             ["python3", "../.namaskah-ci/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "run", "--"],
         )
         self.assertEqual(tests.env, {})  # the services' URLs come from the worker container
-        scan = job_steps(PIPELINE.job("container-scan"), setup, "python3")
+        scan = job_steps(job_of(PIPELINE, "container-scan"), setup, "python3")
         [tools] = [s for s in scan if s.name == "required tools"]
         self.assertEqual(
             tools.command[-4:], ["python3", "../.namaskah-ci/helpers/ci_require_tools.py", "docker", "trivy"]
@@ -186,7 +187,7 @@ class ConfigTests(unittest.TestCase):
             app_base_image="namaskah-ci/base:bookworm", job_env={"PIP_INDEX_URL": "http://m/simple"}
         )
         setup = make_job_setup(settings, dc.make_docker_plan(settings))
-        job = PIPELINE.job("container-scan")
+        job = job_of(PIPELINE, "container-scan")
         document = job_commands.job_document(
             job, setup.layout, interpreter="python3", base_path=setup.base_path, worker_env=setup.env_for(job)
         )
@@ -199,11 +200,11 @@ class ConfigTests(unittest.TestCase):
         self.assertNotIn("PIPELINE_WORKERS_MODE", env)  # nothing of the master's environment
         self.assertEqual(document["pass"], [])
         self.assertEqual(job_commands.job_document(
-            PIPELINE.job("integration"), setup.layout, interpreter="python3", base_path="/bin", worker_env={}
+            job_of(PIPELINE, "integration"), setup.layout, interpreter="python3", base_path="/bin", worker_env={}
         )["pass"], [*job_commands.SERVICE_ENV["postgres"], *job_commands.SERVICE_ENV["redis"]])  # fmt: skip
 
     def test_settings_reject_an_unknown_network_mode(self):
-        from namaskah_ci.settings import SettingsError
+        from namaskah_ci.settings_checks import SettingsError
 
         with self.assertRaises(SettingsError) as caught:
             load_settings({"PIPELINE_WORKERS_NETWORK_MODE": "bridge"})

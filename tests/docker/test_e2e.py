@@ -16,6 +16,7 @@ Commits go to a feature branch, so no deploy is ever triggered.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from docker_harness import (
     build_never_ready_image,
+    container_gone,
     docker,
     docker_env,
     labelled_containers,
@@ -285,7 +288,7 @@ def test_killing_the_worker_container_mid_build_ends_the_build_and_cleans_up(doc
     build_key_containers = [line for line in containers if line.split()[0] != worker_id]
     for line in build_key_containers:
         cid = line.split()[0]
-        wait_for(f"container {cid} removed", lambda: not docker("ps", "-a", "-q", "--filter", f"id={cid}"), 60)
+        wait_for(f"container {cid} removed", functools.partial(container_gone, cid), 60)
 
 
 def test_container_scan_builds_the_application_image_through_the_engine(tmp_path):

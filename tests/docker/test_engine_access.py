@@ -15,7 +15,6 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.internet import defer
 from twisted.trial import unittest
-from unit_support import REGISTRY, docker_settings
 
 from namaskah_ci import names
 from namaskah_ci.builders.setup import make_job_setup
@@ -24,9 +23,11 @@ from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.steps.job_steps import RequiredTools, job_steps
 from namaskah_ci.workers.docker import config as dc
 from namaskah_ci.workers.plan import WorkerPlan
+from pipeline_support import entry_of, job_of
+from unit_support import REGISTRY, docker_settings
 
 SOCKET = f"{dc.DOCKER_SOCKET}:{dc.DOCKER_SOCKET}"
-DOCKER_JOB = load_pipeline("version: 1\njobs:\n  c:\n    tools: [docker, trivy]\n    steps: [x]\n", "f").job("c")
+DOCKER_JOB = job_of(load_pipeline("version: 1\njobs:\n  c:\n    tools: [docker, trivy]\n    steps: [x]\n", "f"), "c")
 
 
 def build_of(branch: str | None, fork: bool = False) -> Properties:
@@ -38,7 +39,7 @@ def build_of(branch: str | None, fork: bool = False) -> Properties:
 
 
 def socket_mounted(settings, branch: str | None, fork: bool = False) -> bool:
-    return SOCKET in dc._JobValues(settings, REGISTRY.entry("container-scan")).volumes(build_of(branch, fork))
+    return SOCKET in dc._JobValues(settings, entry_of(REGISTRY, "container-scan")).volumes(build_of(branch, fork))
 
 
 def test_by_default_the_deploy_branches_and_the_default_branch_get_the_socket():
@@ -48,8 +49,8 @@ def test_by_default_the_deploy_branches_and_the_default_branch_get_the_socket():
     assert engine_access.allowed_branches(settings) == ("main", "develop")
     for branch in ("main", "refs/heads/main", "develop"):
         assert socket_mounted(settings, branch), branch
-    for branch in ("feature/x", "refs/pull/7/merge", "mainx", "", None):
-        assert not socket_mounted(settings, branch), branch
+    for other in ("feature/x", "refs/pull/7/merge", "mainx", "", None):
+        assert not socket_mounted(settings, other), other
     assert not socket_mounted(settings, "main", fork=True)
 
 
@@ -144,7 +145,7 @@ def test_a_container_planned_for_another_branch_cannot_reach_the_engine():
         client.images.get(image)
     except docker.errors.ImageNotFound:
         pytest.skip(f"{image} is missing: make images")
-    values = dc._JobValues(docker_settings(), REGISTRY.entry("container-scan"))
+    values = dc._JobValues(docker_settings(), entry_of(REGISTRY, "container-scan"))
     seen = {}
     for branch in ("main", "feature/x"):
         binds = [volume for volume in values.volumes(build_of(branch)) if volume.startswith("/")]

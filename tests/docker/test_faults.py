@@ -22,16 +22,19 @@ Docker engine answers (scripts/start_docker.sh starts one).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+
 from docker_harness import (
     anonymous_volumes,
     build_containers,
     container_exists,
+    container_gone,
     docker,
     docker_env,
     existing_volumes,
@@ -42,7 +45,7 @@ from docker_harness import (
     require_engine_and_images,
     run_fake_leftover,
 )
-from harness import ROOT, commit_file, git, start_master, wait_for, wait_poller_ready
+from harness import ROOT, RunningMaster, commit_file, git, start_master, wait_for, wait_poller_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.reliability, pytest.mark.timeout(900)]
 
@@ -84,13 +87,17 @@ class FaultMaster:
         self.repo, self.release = fault_repo(tmp_path / "repo")
         self.master_tmp = tmp_path / "master-tmp"  # the master's TMPDIR
         self.master_tmp.mkdir()
-        self.master = None
+        self.master: RunningMaster | None = None
 
     def start(self):
         # one worker per builder (engine_jobs = 1): the one whose containers the tests kill
         env = {**docker_env(self.instance, engine_jobs="1"), "TMPDIR": str(self.master_tmp)}
-        self.master = start_master(self.tmp_path, self.repo, env=env)
-        wait_poller_ready(self.master)
+        self.master = master = start_master(self.tmp_path, self.repo, env=env)
+        wait_poller_ready(master)
+        return master
+
+    def started(self) -> RunningMaster:
+        assert self.master is not None, "start() the master first"
         return self.master
 
     def snapshot(self) -> dict:
@@ -101,9 +108,10 @@ class FaultMaster:
         commit_file(self.repo, "NOTES.md", f"{time.time()}\n", "docs: a note", branch=BRANCH)
 
         def waiting():
-            for build in self.master.builds("svc"):
+            master = self.started()
+            for build in master.builds("svc"):
                 if not build["complete"] and any(
-                    s["name"] == "wait" and s["started_at"] and not s["complete"] for s in self.master.steps(build)
+                    s["name"] == "wait" and s["started_at"] and not s["complete"] for s in master.steps(build)
                 ):
                     return build
             return None
@@ -112,13 +120,13 @@ class FaultMaster:
 
     def wait_ended(self, build: dict, timeout: float = 120) -> dict:
         def ended():
-            [found] = self.master.api(f"builds/{build['buildid']}")["builds"]
+            [found] = self.started().api(f"builds/{build['buildid']}")["builds"]
             return found if found["complete"] else None
 
         return wait_for(f"build {build['buildid']} to end", ended, timeout, interval=0.25)
 
     def idle(self, timeout: float = 300) -> None:
-        self.master.wait_idle(timeout, 2)
+        self.started().wait_idle(timeout, 2)
 
 
 @pytest.fixture
@@ -154,7 +162,7 @@ def record(name: str, data: dict) -> None:
 
 def assert_nothing_leaked(fm: FaultMaster, before: dict, containers: dict, anonymous: set[str]) -> None:
     for cid in containers.values():
-        wait_for(f"container {cid[:12]} removed", lambda: not container_exists(cid), 60)
+        wait_for(f"container {cid[:12]} removed", functools.partial(container_gone, cid), 60)
     fm.idle()
     wait_for("the instance's containers removed", lambda: not labelled_containers(fm.instance), 60)
     assert fm.snapshot() == before
@@ -193,7 +201,7 @@ def test_a_killed_worker_container_ends_the_build_within_the_bound_and_takes_its
     summary = ended["state_string"]
     # the services go as soon as the build has ended, before its retry starts
     for role in ("postgres", "redis"):
-        wait_for(f"the killed build's {role} removed", lambda: not container_exists(containers[role]), 30, 0.5)
+        wait_for(f"the killed build's {role} removed", functools.partial(container_gone, containers[role]), 30, 0.5)
     removed_after = time.monotonic() - killed_mono
     faults.release.touch()  # the retry (RETRY: the request runs again) needs not wait
     record(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from docker_harness import docker, require_engine_and_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]

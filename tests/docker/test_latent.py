@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from typing import Any
 from unittest import mock
 
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY
 from buildbot.worker import docker as buildbot_docker
-from twisted.internet import defer
-from unit_support import REGISTRY, FakeBuild, WorkerTestBase, build_with, docker_settings, job_property
+from twisted.internet import defer, threads
 
 from namaskah_ci.workers.docker import config as dc
-from namaskah_ci.workers.docker import latent as dw
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker import watch as docker_watch
+from pipeline_support import entry_of
+from unit_support import REGISTRY, FakeBuild, WorkerTestBase, build_with, docker_settings, job_property
 
 
 class ServiceWorkerTests(WorkerTestBase):
@@ -107,13 +108,13 @@ class ServiceWorkerTests(WorkerTestBase):
     @defer.inlineCallbacks
     def test_the_worker_container_starts_while_the_services_get_ready(self):
         worker = yield self.make_worker("integration")
-        pending = defer.Deferred()
-        real = dw.threads.deferToThread
+        pending: defer.Deferred[Any] = defer.Deferred()
+        real = threads.deferToThread
 
         def to_thread(function, *args, **kwargs):  # the readiness wait stays pending until told
             return pending if function == worker._thd_wait_ready else real(function, *args, **kwargs)
 
-        with mock.patch.object(dw.threads, "deferToThread", side_effect=to_thread):
+        with mock.patch.object(threads, "deferToThread", side_effect=to_thread):
             starting = worker.start_instance(build_with())
             roles = sorted(c["Labels"][ds.LABEL_ROLE] for c in self.engine.running())
             self.assertEqual(roles, ["postgres", "redis", "worker"])  # the worker did not wait for them
@@ -128,7 +129,8 @@ class ServiceWorkerTests(WorkerTestBase):
     @defer.inlineCallbacks
     def test_a_worker_that_connects_before_its_services_are_ready_waits_for_them(self):
         worker = yield self.make_worker("integration")
-        worker.services_ready = ready = defer.Deferred()
+        ready: defer.Deferred[bool] = defer.Deferred()
+        worker.services_ready = ready
         with mock.patch.object(
             buildbot_docker.DockerLatentWorker, "attached", side_effect=lambda conn: defer.succeed("attached")
         ) as attached:
@@ -138,7 +140,8 @@ class ServiceWorkerTests(WorkerTestBase):
             ready.callback(True)
             self.assertEqual((yield connecting), "attached")
             attached.assert_called_once_with("conn")
-        worker.services_ready = failed = defer.Deferred()  # readiness failed: the start says why
+        failed: defer.Deferred[bool] = defer.Deferred()  # readiness failed: the start says why
+        worker.services_ready = failed
         with (
             mock.patch.object(
                 buildbot_docker.DockerLatentWorker, "attached", side_effect=lambda conn: defer.succeed("attached")
@@ -169,7 +172,7 @@ class ServiceWorkerTests(WorkerTestBase):
         build = build_with()
         yield worker.start_instance(build)
         settings = docker_settings(instance_name="unit-master", service_ready_timeout=30)  # a changed config
-        sibling = dc.make_job_worker(settings, REGISTRY.entry("integration"), settings.workers.docker_host)
+        sibling = dc.make_job_worker(settings, entry_of(REGISTRY, "integration"), settings.workers.docker_host)
         yield worker.reconfigServiceWithSibling(sibling)
         self.assertEqual(worker.ready_timeout, 30)
         self.assertEqual(worker.service_env["DATABASE_URL"], self.worker_env()["DATABASE_URL"])
@@ -315,7 +318,7 @@ class ExtraHostTests(WorkerTestBase):
     @defer.inlineCallbacks
     def test_an_extra_host_gets_random_ports_from_the_range(self):
         settings = docker_settings(instance_name="unit-master", extra_docker_hosts=["unix:///run/build2.sock"])
-        entry = REGISTRY.entry("integration")
+        entry = entry_of(REGISTRY, "integration")
         first = dc.make_job_worker(settings, entry, settings.workers.docker_host, 0)
         extra = dc.make_job_worker(settings, entry, "unix:///run/build2.sock", 1)
         for worker in (first, extra):
@@ -323,6 +326,7 @@ class ExtraHostTests(WorkerTestBase):
         yield self.master.startService()
         self.addCleanup(self.master.stopService)
         self.assertEqual(extra.name, "docker-integration-h2")
+        assert first.ports is not None and extra.ports is not None
         self.assertTrue(first.ports.local)
         self.assertFalse(extra.ports.local)
         port = extra.ports.allocate()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from docker_harness import MASTER_LABEL, docker, docker_env, new_instance, remove_labelled, require_engine_and_images
 from harness import commit_file, git, running, start_master, wait_for
 from second_engine import SecondEngine
@@ -100,7 +101,7 @@ def worker_name(master, build: dict) -> str:
 
 def test_jobs_spread_across_both_engines(engines):
     master, second, instance, repo = engines
-    seen = {"first": set(), "second": set()}
+    seen: dict[str, set[str]] = {"first": set(), "second": set()}
 
     def watch():
         seen["first"] |= worker_containers(docker, instance)

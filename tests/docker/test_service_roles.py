@@ -10,10 +10,10 @@ import time
 import docker
 import psycopg
 import pytest
-from docker_harness import require_engine_and_images
 from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
+from docker_harness import require_engine_and_images
 from namaskah_ci.workers.docker import services as ds
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]

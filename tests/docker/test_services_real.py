@@ -9,8 +9,8 @@ import time
 
 import docker
 import pytest
-from docker_harness import build_never_ready_image, require_engine_and_images
 
+from docker_harness import build_never_ready_image, require_engine_and_images
 from namaskah_ci.workers.docker import services as ds
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -53,7 +53,7 @@ def test_postgres_and_redis_get_ready_answer_and_go(client):
     ready_after = time.monotonic() - started
     assert sorted(containers.values()) == ["postgres", "redis"]
     assert accepts(pg_port) and accepts(redis_port)
-    pg_id = [cid for cid, name in containers.items() if name == "postgres"][0]
+    pg_id = next(cid for cid, name in containers.items() if name == "postgres")
     # the database and the user exist, and the password is required over TCP
     query = api.exec_create(
         pg_id,
@@ -64,7 +64,7 @@ def test_postgres_and_redis_get_ready_answer_and_go(client):
     wrong = specs[0].url.replace(password, "wrong")
     denied = api.exec_create(pg_id, ["psql", wrong, "-tAc", "select 1"])
     assert "password authentication failed" in api.exec_start(denied).decode()
-    redis_id = [cid for cid, name in containers.items() if name == "redis"][0]
+    redis_id = next(cid for cid, name in containers.items() if name == "redis")
     info = api.exec_start(api.exec_create(redis_id, ["redis-cli", "-p", str(redis_port), "info", "server"])).decode()
     assert "redis_version:7." in info
     ds.remove_build_resources(api, list(containers), "host")

@@ -11,10 +11,10 @@ from buildbot.process.properties import Properties
 from buildbot.test.fake import fakemaster
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.worker import docker as buildbot_docker
-from fake_engine import FakeDockerModule
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from fake_engine import FakeDockerModule
 from namaskah_ci import names
 from namaskah_ci.pipeline.model import load_pipeline, load_pipeline_file
 from namaskah_ci.pipeline.registry import Registry
@@ -22,6 +22,7 @@ from namaskah_ci.settings import load_settings
 from namaskah_ci.workers.docker import config as dc
 from namaskah_ci.workers.docker import latent as dw
 from namaskah_ci.workers.docker import services as ds
+from pipeline_support import entry_of, job_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = load_pipeline_file(str(ROOT / ".namaskah-ci.yml"))
@@ -47,7 +48,7 @@ def docker_settings(**workers):
 
 def job_property(builder: str, text: str = OTHER_REVISION) -> dict:
     """A `namaskah_job` property as the fan-out sets it: the job of another revision's file."""
-    return load_pipeline(text, ".namaskah-ci.yml").job(builder).to_dict()
+    return job_of(load_pipeline(text, ".namaskah-ci.yml"), builder).to_dict()
 
 
 class FakeBuild(Properties):
@@ -59,10 +60,10 @@ class FakeBuild(Properties):
         self.stops: list[tuple[str, int]] = []
         self.steps_done: list[int] = []
 
-    def stopBuild(self, reason, results):  # noqa: N802 (Buildbot's name)
+    def stopBuild(self, reason, results):
         self.stops.append((reason, results))
 
-    def stepDone(self, results, step):  # noqa: N802
+    def stepDone(self, results, step):
         self.steps_done.append(results)
 
 
@@ -77,7 +78,7 @@ def build_with(job: dict | None = None, branch: str = "main") -> FakeBuild:
 
 class WorkerTestBase(TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]  # trial waits for the Deferred a setUp returns
         self.setup_test_reactor()
         self.docker = FakeDockerModule()
         self.engine = self.docker.engine
@@ -88,7 +89,7 @@ class WorkerTestBase(TestReactorMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def make_worker(self, builder: str, **settings_overrides):
         settings = docker_settings(instance_name="unit-master", **settings_overrides)
-        worker = dc.make_job_worker(settings, REGISTRY.entry(builder), settings.workers.docker_host)
+        worker = dc.make_job_worker(settings, entry_of(REGISTRY, builder), settings.workers.docker_host)
         worker.setServiceParent(self.master)
         yield self.master.startService()
         self.addCleanup(self.master.stopService)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from harness import make_service_repo, wait_for
 from www_support import (
     ADMIN_PASSWORD,

@@ -9,14 +9,18 @@ window passes). After each, the master still answers.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+
 from harness import CHECK_BUILDERS, commit_file, make_service_repo, wait_for, wait_poller_ready
+from namaskah_ci.text import short
 from www_support import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -34,8 +38,6 @@ from www_support import (
     signature_headers,
     start_www_master,
 )
-
-from namaskah_ci.text import short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -76,7 +78,7 @@ def setup(tmp_path_factory):
         master.stop()
 
 
-def counts(master) -> tuple[int, int, int]:
+def counts(master) -> tuple[int, ...]:
     return tuple(len(api(master, kind)[kind]) for kind in ("buildsets", "buildrequests", "changes"))
 
 
@@ -127,7 +129,7 @@ def test_unknown_revisions_and_branches_fail_the_first_step_saying_why(setup):
         return builds[0] if builds and builds[0]["complete"] else None
 
     for brid, expected in started:
-        build = wait_for(f"the build of request {brid}", lambda: finished(brid), 120, interval=0.5)
+        build = wait_for(f"the build of request {brid}", functools.partial(finished, brid), 120, interval=0.5)
         step = first_step(master, build)
         assert build["results"] == FAILURE and step["results"] == FAILURE, (build, step)
         assert expected in step["state_string"], step["state_string"]
@@ -168,7 +170,7 @@ def test_rest_calls_with_unknown_ids_answer_4xx(setup):
 
     lint = builder_ids(master)["lint"]
     pipeline = builder_ids(master)["pipeline"]
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any], int]] = [
         ("builds/999999", "stop", {}, 404),
         ("builds/999999", "rebuild", {}, 404),
         (f"builds/{BIG}", "stop", {}, 404),

@@ -21,6 +21,7 @@ import time
 import urllib.request
 
 import pytest
+
 from harness import commit_file, git, running, start_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -72,7 +73,7 @@ class RestProbe:
             self.times.append(time.monotonic() - start)
             self.done.wait(0.1)
 
-    def __enter__(self) -> "RestProbe":
+    def __enter__(self) -> RestProbe:
         self.thread.start()
         return self
 

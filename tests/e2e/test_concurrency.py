@@ -11,6 +11,7 @@ push to a branch that does not deploy cancels the older pipeline and its jobs.
 from __future__ import annotations
 
 import pytest
+
 from harness import git, running, start_master, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -19,12 +19,17 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from deploy_story import BOOTSTRAP, BUILD_TIMEOUT, Story, make_repo, stand_in_secrets, stand_in_settings
 from harness import running, wait_for
 from render_standin import RenderStandin
 from www_support import ADMIN_PASSWORD, force, start_www_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+class DeployStory(Story):
+    secret_values: list[str]  # what no log, summary or property may show
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def story(tmp_path_factory):
     render = RenderStandin(build_seconds=1.0, update_seconds=0.5).start()
     secrets = stand_in_secrets(render)
     with running(lambda: start_www_master(tmp, repo, secrets, env=stand_in_settings(render)), render) as master:
-        the_story = Story(master, repo, render)
+        the_story = DeployStory(master, repo, render)
         the_story.secret_values = [v.strip() for k, v in secrets.items() if k != "admin_htpasswd"]
         the_story.secret_values += [ADMIN_PASSWORD, render.hook_key, render.rollback_key, render.service_id]
         yield the_story
@@ -141,8 +146,8 @@ def test_deploys_requested_together_run_one_after_another(story):
         assert skipped["results"] == 3, skipped["state_string"]  # SKIPPED, saying why
         assert f"{fixed[:7]} was already deployed by deploy-production #{a['number']}" in skipped["state_string"]
     assert story.prop(c, "deploy_revision") == fixed  # empty revision: the newest on main
-    start = [s for s in story.master.steps(a) if s["name"] == "start deploy"][0]
-    (details,) = [log for log in story.master.api(f"steps/{start['stepid']}/logs")["logs"]]
+    start = next(s for s in story.master.steps(a) if s["name"] == "start deploy")
+    (details,) = story.master.api(f"steps/{start['stepid']}/logs")["logs"]
     assert "try 1/6: Render API answered HTTP 503" in story.master.log_text(details["logid"])
     assert len(story.render.deploys_of(fixed)) == 2  # the pipeline's and the admin's redeploy, no more
     assert story.render.max_in_progress == 1

@@ -12,6 +12,7 @@ work (a file at the top of the checkout, `git log`, a virtualenv in main's cache
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import stat
 import subprocess
 
 import pytest
+
 from harness import ROOT, git, running, start_master, step_logs, wait_for
 from jobs_support import JOB_USER as USER
 
@@ -84,7 +86,9 @@ def isolated(tmp_path_factory):
         revision = git(repo, "rev-parse", "HEAD")
         builds = {}
         for builder in ("probe", "venv"):
-            builds[builder] = wait_for(f"the {builder} build", lambda b=builder: finished(master, b, revision), 600, 3)
+            builds[builder] = wait_for(
+                f"the {builder} build", functools.partial(finished, master, builder, revision), 600, 3
+            )
         yield master, tmp, builds
 
 
@@ -98,7 +102,7 @@ def finished(master, builder: str, revision: str):
 
 
 def test_the_jobs_commands_run_as_the_job_user_and_cannot_read_the_masters_files(isolated):
-    master, tmp, builds = isolated
+    master, _tmp, builds = isolated
     probe = step_logs(master, builds["probe"])
     job_user = pwd.getpwnam(USER)
     (line,) = [line for line in probe["who"][1].splitlines() if line.startswith("uid=")]
@@ -139,7 +143,10 @@ def test_a_report_symlinked_to_a_secret_is_skipped_and_the_secret_is_nowhere(iso
 def test_the_master_closed_its_files_to_the_job_user_and_said_so(isolated):
     master, tmp, _ = isolated
     basedir = tmp / "master"
-    mode = lambda path: stat.S_IMODE(os.stat(path).st_mode)  # noqa: E731
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
     assert mode(basedir) == 0o711 and mode(basedir / "workers") == 0o711
     assert mode(basedir / "state.sqlite") == 0o600 and mode(basedir / "twistd.log") == 0o600
     assert mode(tmp / "secrets") == 0o700

@@ -20,6 +20,7 @@ import socket
 import urllib.request
 
 import pytest
+
 from ctl_support import alive, api, builder_id, builds, ctl, kill_master, master_pid, scratch_repo, timed, write_config
 from harness import wait_for
 

@@ -14,6 +14,7 @@ whose thread pool never joins did) gets SIGKILL with its whole process group aft
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ import subprocess
 import time
 
 import pytest
+
 from ctl_support import alive, api, builder_id, builds, ctl, kill_master, master_pid, scratch_repo, timed, write_config
 from harness import free_port, wait_for
 
@@ -145,8 +147,6 @@ def test_down_kills_the_process_group_of_a_master_that_ignores_sigterm(tmp_path)
         wait_for("the stand-in's child to die with its group", lambda: not alive(child), 10, 0.1)
         assert not (basedir / "twistd.pid").exists()
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(stubborn.pid, signal.SIGKILL)  # the stand-in and its child, if `down` failed
-        except ProcessLookupError:
-            pass
         stubborn.wait(timeout=10)

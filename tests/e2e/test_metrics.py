@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from buildbot.process.results import Results
+
 from harness import RunningMaster, commit_file, free_port, make_service_repo, running, start_master, wait_for
 from www_support import (
     ADMIN_PASSWORD,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, running, start_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -70,7 +71,7 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     summary = pipeline["state_string"]
     expected = 0 if runnable_here() == set(CHECKS) else 2
     assert pipeline["results"] == expected, summary
-    fanout = [s for s in master.steps(pipeline) if s["name"] == "checks"][0]
+    fanout = next(s for s in master.steps(pipeline) if s["name"] == "checks")
     for check in CHECKS:
         assert check in fanout["state_string"], fanout["state_string"]
     # reports are uploaded and served
@@ -78,7 +79,7 @@ def test_commit_on_main_fans_out_to_every_check(pipeline_master):
     urls = [u for s in master.steps(test_build) for u in s["urls"]]
     names = {u["name"] for u in urls}
     assert {"reports", "coverage XML", "coverage HTML", "JUnit XML"} <= names, names
-    coverage_url = [u["url"] for u in urls if u["name"] == "coverage XML"][0]
+    coverage_url = next(u["url"] for u in urls if u["name"] == "coverage XML")
     relative = coverage_url.split("/plugins/", 1)[1]
     import urllib.request
 

@@ -25,8 +25,10 @@ import os
 import secrets as pysecrets
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+
 from deploy_story import Story, stand_in_secrets, stand_in_settings
 from github_standin import GitHubStandin
 from github_support import Hook, pull_request
@@ -80,6 +82,16 @@ jobs:
 """
 
 
+class PullRequestStory(Story):
+    """The deploy story, plus GitHub's stand-in and a webhook sender."""
+
+    github: GitHubStandin
+    hook: Hook
+    tmp: Path
+    pipeline: str
+    secret_values: list[str]
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     subprocess.run([str(ROOT / "scripts" / "create_job_user.sh"), "namaskah-job"], check=True, timeout=60)
@@ -110,7 +122,7 @@ def story(tmp_path_factory):
         "PIPELINE_GITHUB_MERGE_REF_WAIT_SECONDS": "2",
     }
     with running(lambda: start_master(tmp, repo, env=env, seed=False), render, github) as master:
-        story = Story(master, repo, render)
+        story = PullRequestStory(master, repo, render)
         story.github, story.hook, story.tmp, story.pipeline = github, Hook(master), tmp, pipeline
         story.secret_values = [value for value in secrets.values() if len(value) >= 8]
         yield story
@@ -227,6 +239,7 @@ def test_a_branch_created_at_an_existing_commit_builds_its_head_once(story):
 def test_a_pull_request_builds_its_merge_result_posts_statuses_to_its_head_and_never_deploys(story):
     deploys = len(story.deploys())
     head, merge = pull_request(story.repo, 1, "feature.txt", "feature\n")
+    assert merge is not None  # no conflict: GitHub has a merge commit
     started = time.monotonic()
     answer, _, _ = story.hook.send("pull_request", pull_request_payload(1, head, action="opened", base_sha="1" * 40))
     assert answer.startswith(f"pull request #1 opened at {head[:7]} into main: fetching its merge result now")
@@ -264,6 +277,7 @@ def job_runs(story: Story, builder: str, revisions: set[str]) -> list[dict]:
 
 def test_the_same_tree_as_a_branch_push_and_a_pull_request_runs_its_jobs_once(story):
     head, merge = pull_request(story.repo, 2, "same.txt", "same tree\n", keep_branch=True)
+    assert merge is not None  # no conflict: GitHub has a merge commit
     assert git(story.repo, "rev-parse", f"{head}^{{tree}}") == git(story.repo, "rev-parse", f"{merge}^{{tree}}")
     story.hook.send("push", push_payload(head, branch="pr-2"))
     story.hook.send("pull_request", pull_request_payload(2, head, action="opened", head_ref="pr-2"))
@@ -318,6 +332,7 @@ def test_a_newer_synchronize_cancels_the_older_pipeline_and_closing_cancels_the_
 def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(story):
     deploys = len(story.deploys())
     head, merge = pull_request(story.repo, 5, "fork.txt", "from a fork\n")
+    assert merge is not None  # no conflict: GitHub has a merge commit
     answer, _, _ = story.hook.send(
         "pull_request", pull_request_payload(5, head, action="opened", head_repo="mallory/namaskah")
     )
@@ -361,7 +376,7 @@ def test_a_forks_pull_request_waits_for_approval_then_runs_without_any_secret(st
 def test_a_pull_request_answered_just_before_a_crash_is_recorded_after_the_restart(story):
     head, merge = pull_request(story.repo, 6, "crash.txt", "x\n", conflict=True)  # no merge ref: a 2 s wait
     assert merge is None
-    answer, delivery, body = story.hook.send("pull_request", pull_request_payload(6, head, action="opened"))
+    _answer, delivery, body = story.hook.send("pull_request", pull_request_payload(6, head, action="opened"))
     story.master.kill()  # answered, still waiting for GitHub's merge ref
     story.master.launch()
     pipeline = wait_pipeline(story, pr_number=6)

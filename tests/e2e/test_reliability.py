@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from deploy_story import Story, make_repo, stand_in_secrets, stand_in_settings
 from harness import ROOT, wait_for, wait_poller_ready
 from render_standin import RenderStandin
@@ -50,9 +51,14 @@ def start_postgres(state: Path) -> str:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
-    return [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("DATABASE_URL=")][0]
+    return next(line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("DATABASE_URL="))
+
+
+class CrashStory(Story):
+    database: str  # "sqlite" or "postgresql"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -67,7 +73,7 @@ def crash_story(request, tmp_path_factory):
     master = start_www_master(tmp, repo, stand_in_secrets(render), env=settings, db_url=db_url)
     try:
         wait_poller_ready(master)
-        story = Story(master, repo, render)
+        story = CrashStory(master, repo, render)
         story.database = request.param
         yield story
     finally:
@@ -81,6 +87,7 @@ def crash_story(request, tmp_path_factory):
                     [sys.executable, str(HELPERS / "ci_services.py"), "stop", "--state-dir", str(tmp / "db")],
                     capture_output=True,
                     timeout=120,
+                    check=False,
                 )
 
 
@@ -255,7 +262,12 @@ def test_killed_during_an_automatic_rollback(crash_story):
     story = crash_story
     good = story.render.service.commit
     rolling = threading.Event()
-    story.render.on_deploy = lambda deploy: deploy["trigger"] == "rollback" and rolling.set()
+
+    def on_deploy(deploy):
+        if deploy["trigger"] == "rollback":
+            rolling.set()
+
+    story.render.on_deploy = on_deploy
     rev = story.commit("rollback", "app/notes.md", "unhealthy: rolled back, killed meanwhile\n")
     story.render.service.unhealthy_revisions.add(rev)
     try:

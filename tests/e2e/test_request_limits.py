@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ctl_support import scratch_repo
 from harness import start_master
 

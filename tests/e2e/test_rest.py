@@ -7,6 +7,7 @@ import threading
 import urllib.request
 
 import pytest
+
 from harness import make_service_repo, start_master
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

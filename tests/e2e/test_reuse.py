@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from deploy_story import Story, stand_in_secrets, stand_in_settings
 from harness import ROOT, commit_file, git, running, start_master, wait_for, wait_poller_ready
 from jobs_support import job_python
@@ -79,6 +80,11 @@ def other_interpreter(tmp: Path) -> Path:
     return target / "bin" / "python3"
 
 
+class ReuseStory(Story):
+    python_link: Path  # the jobs' Python 3.11, by a path of this test's own
+    tmp: Path
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reuse")
@@ -99,7 +105,7 @@ def story(tmp_path_factory):
         "PIPELINE_WORKERS_JOB_PATH": f"{MARKERS}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
     with running(lambda: start_master(tmp, repo, env=env, seed=False), render) as master:
-        story = Story(master, repo, render)
+        story = ReuseStory(master, repo, render)
         story.python_link, story.tmp = python_link, tmp
         yield story
 

@@ -15,6 +15,7 @@ repository whose pipeline replays the security probe of issue 21:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets as pysecrets
@@ -23,6 +24,7 @@ import subprocess
 import time
 
 import pytest
+
 from harness import ROOT, commit_file, git, running, start_master, step_logs, wait_for
 from jobs_support import JOB_USER as USER
 
@@ -141,10 +143,8 @@ def kill_leftovers() -> list[int]:
     """The probe processes still alive (this test started them), killed by their ids."""
     left = [pid for argv in (DAEMON, LINGER, LINGER_FG) for pid in processes(argv)]
     for pid in left:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return left
 
 

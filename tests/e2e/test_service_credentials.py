@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from harness import commit_file, git, running, start_master, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -67,7 +68,7 @@ def test_no_property_log_or_rest_answer_holds_a_service_password(tmp_path: Path)
     commit_file(repo, "README", "services\n", "initial")
     with running(lambda: start_master(tmp_path, repo, seed=False)) as master:
         revision = commit_file(repo, ".namaskah-ci.yml", PIPELINE, "ci: a job with services")
-        build = wait_for("the svc build", lambda: (master.builds_of("svc", revision) or [None])[0], 420, 2)
+        build = wait_for("the svc build", lambda: next(iter(master.builds_of("svc", revision)), None), 420, 2)
         steps = {step["name"]: step for step in master.steps(build)}
         logs = master.build_text(build)
         assert build["results"] == 0, logs[-3000:]

@@ -12,6 +12,7 @@ import time
 import urllib.parse
 
 import pytest
+
 from harness import commit_file, make_service_repo, wait_for, wait_poller_ready
 from www_support import (
     ADMIN_PASSWORD,

@@ -16,8 +16,10 @@ import json
 import secrets as pysecrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
+
 from harness import free_port, git, make_service_repo, wait_for
 from www_support import (
     ADMIN_PASSWORD,
@@ -55,9 +57,9 @@ def file_secrets(stand_in: str) -> dict[str, str]:
 
 
 class GitHubStandIn(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []  # every request's, across the handler's instances
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body or b"{}")})
         answer = b'{"state": "ok"}'

@@ -10,6 +10,7 @@ import os
 import time
 
 import pytest
+
 from harness import commit_file, git, make_service_repo, wait_for, wait_poller_ready
 from www_support import ADMIN_PASSWORD, ADMIN_USER, Client, api, builder_ids, default_secrets, start_www_master
 
