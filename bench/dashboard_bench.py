@@ -136,7 +136,7 @@ def fill(db_path: Path, pipelines: int, seed: int = 7) -> dict:
             failing = rng.randrange(4, len(JOB_STEPS)) if failed else None
             steps = [(s, 2 if i == failing else (0 if failing is None or i < failing else None), s)
                      for i, s in enumerate(JOB_STEPS)]  # fmt: skip
-            props = {"status_context": name, "namaskah_revision": revision}
+            props: dict[str, object] = {"status_context": name, "namaskah_revision": revision}
             if name.startswith("test-py") and not failed:
                 props["coverage"] = round(rng.uniform(72, 90), 2)
             children.append((name, t0 + 3, t0 + 3 + duration, 2 if failed else 0, props, steps))
@@ -147,7 +147,7 @@ def fill(db_path: Path, pipelines: int, seed: int = 7) -> dict:
             if passed
             else "not deploying: " + ", ".join(f"{n}: {r}" for n, r in results.items() if r != "success")
         )
-        props = {
+        props = {  # the pipeline build's
             "revision": revision,
             "branch": branch,
             "check_results": results,

@@ -23,7 +23,8 @@ class RestLoad:
             threading.Thread(target=self._client, args=(index,), name=f"rest-{index}", daemon=True)
             for index in range(clients)
         ]
-        self.started = self.stopped = None
+        self.started: float | None = None
+        self.stopped: float | None = None
 
     def _client(self, index: int) -> None:
         turn = index  # clients start on different endpoints, so both are always in flight
@@ -58,3 +59,9 @@ class RestLoad:
         for thread in self._threads:
             thread.join(timeout=90)
         self.stopped = time.time()
+
+    @property
+    def seconds(self) -> float:
+        """How long the load ran."""
+        assert self.started is not None and self.stopped is not None, "start() and stop() the load first"
+        return self.stopped - self.started

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bench import stats
 from bench.load import RestLoad
-from bench.session import ROOT, BenchMaster, machine_cpu_seconds, wait_for
+from bench.session import ROOT, BenchMaster, machine_cpu_seconds
+from harness import wait_for  # tests/support: on sys.path once bench.session is imported
 
 
 def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients: int = 0) -> dict:
@@ -83,7 +84,7 @@ def pipeline_run(bm: BenchMaster, checks: list[str], webhook: bool, rest_clients
     if load is not None:
         run["rest"] = {
             "clients": rest_clients,
-            "seconds": round(load.stopped - load.started, 2),
+            "seconds": round(load.seconds, 2),
             "errors": load.errors,
             "endpoints": stats.rest_stats(load.latencies),
         }

@@ -106,9 +106,9 @@ def build_timeline(events: list[tuple[float, str, dict]], builders: dict[int, st
                 step["results"] = message.get("results")
                 step["name"] = message.get("name", step["name"])
     for step in sorted(steps.values(), key=lambda s: (s["buildid"], s["number"] if s["number"] is not None else 0)):
-        build = builds.get(step["buildid"])
-        if build is not None:
-            build["steps"].append({k: v for k, v in step.items() if k != "buildid"})
+        owner = builds.get(step["buildid"])
+        if owner is not None:
+            owner["steps"].append({k: v for k, v in step.items() if k != "buildid"})
     return builds
 
 
@@ -189,10 +189,11 @@ def rest_stats(latencies: dict[str, list[float]]) -> dict[str, dict]:
     out = {}
     for endpoint, values in latencies.items():
         ms = [v * 1000.0 for v in values]
+        p50, p95 = percentile(ms, 50), percentile(ms, 95)  # None when there is none
         out[endpoint] = {
             "requests": len(ms),
-            "p50_ms": None if not ms else round(percentile(ms, 50), 2),
-            "p95_ms": None if not ms else round(percentile(ms, 95), 2),
+            "p50_ms": None if p50 is None else round(p50, 2),
+            "p95_ms": None if p95 is None else round(p95, 2),
             "max_ms": None if not ms else round(max(ms), 2),
         }
     return out

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from bench import stats
-from bench.session import BUILD_TIMEOUT, ROOT, BenchMaster, api, machine_cpu_seconds, wait_for
+from bench.session import BUILD_TIMEOUT, ROOT, BenchMaster, machine_cpu_seconds
+from harness import wait_for  # tests/support: on sys.path once bench.session is imported
+from www_support import api
 
 UNREACHABLE = ("security", "container-scan")
 TARGETS = (
