@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TZ := UTC
 export PYTHONPATH := $(CURDIR)/master
 
-.PHONY: up down restart status test test-fast venv deps images
+.PHONY: up down restart status test test-fast lint venv deps images
 
 $(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,3 +50,12 @@ test: venv
 # The fast tier: no real master, no browser, no Docker.
 test-fast: venv
 	$(PY) -m pytest $(XDIST) -m "not e2e and not docker and not browser"
+
+# Lint, format, import layers and types of the CI package, its tests, benchmarks and scripts (what
+# tests/test_code_quality.py checks in the fast tier). mypy: pyproject.toml, not the reference service's mypy.ini.
+lint: venv
+	$(VENV)/bin/ruff check master tests bench scripts
+	$(VENV)/bin/ruff format --check master tests bench scripts
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy --config-file pyproject.toml master/namaskah_ci
+	$(VENV)/bin/mypy --config-file pyproject.toml tests bench scripts
