@@ -27,12 +27,19 @@ from buildbot.steps.shell import ShellCommand
 from twisted.internet import defer
 
 STATE_DIR = "../services"  # beside the checkout, in the builder directory
+PROBLEM = "ci_services: "  # ci_services.py's messages (stderr); its failure is the last one
 ADDRESS = re.compile(r"^(postgres|redis): (\S+)")  # ci_services.py start --env-file: where each server is
 
 
 def service_addresses(stdout: str) -> list[str]:
     """`postgres 127.0.0.1:PORT`, ... from the script's output (which holds no password)."""
     return [" ".join(found.groups()) for found in map(ADDRESS.match, stdout.splitlines()) if found]
+
+
+def service_problem(stderr: str) -> str:
+    """The script's last `ci_services: ...` line (its one-line reason), without the prefix."""
+    lines = [line[len(PROBLEM) :] for line in stderr.splitlines() if line.startswith(PROBLEM)]
+    return lines[-1][:300] if lines else ""
 
 
 class StartServices(buildstep.ShellMixin, buildstep.BuildStep):
@@ -46,18 +53,23 @@ class StartServices(buildstep.ShellMixin, buildstep.BuildStep):
         super().__init__(**kwargs)
         self.services_started = services
         self.addresses: list[str] = []
+        self.problem = ""  # the script's one line when it fails, e.g. "postgres 16: not on this host (...)"
 
     @defer.inlineCallbacks
     def run(self) -> Generator[Any, Any, int]:
-        cmd = yield self.makeRemoteShellCommand(collectStdout=True)
+        cmd = yield self.makeRemoteShellCommand(collectStdout=True, collectStderr=True)
         yield self.runCommand(cmd)
         self.addresses = service_addresses(cmd.stdout)
         results: int = cmd.results()
+        if results != buildstep.SUCCESS:
+            self.problem = service_problem(cmd.stderr)
         return results
 
     def getResultSummary(self) -> dict[str, str]:
         if self.results == buildstep.SUCCESS:
             return {"step": f"started {', '.join(self.addresses or self.services_started)}"}
+        if self.problem:
+            return {"step": self.problem, "build": self.problem}
         summary: dict[str, str] = super().getResultSummary()
         return summary
 
