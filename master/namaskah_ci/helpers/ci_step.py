@@ -133,6 +133,7 @@ def job_environment(
     env.update(secrets)
     if venv:
         env["VIRTUAL_ENV"] = venv
+        env.update(ci_venv.step_env(job, venv))  # `uv run` / `poetry run` use it (an `install:`)
     env["NAMASKAH_CI_HELPERS"] = HERE
     env["NAMASKAH_CI_ENV"] = ci_env.env_file(env["TMPDIR"])
     # the file's env last, `${NAME}` expanded in order; the services' and secrets' variables keep theirs
@@ -349,6 +350,9 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list[str]) ->
     command += ["--seed", seed] if seed else []
     for path in requirements:
         command += ["-r", path]
+    if "install" in job:  # in the job's working directory (relative to the checkout root)
+        project = os.path.join(checkout_root(job_dir), job.get("working_directory") or "")
+        command += ["--install", json.dumps(job["install"]), "--project-dir", project]
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False, **run_as)
     sys.stdout.write(done.stdout)
     found = [line[len("VENV=") :].strip() for line in done.stdout.splitlines() if line.startswith("VENV=")]

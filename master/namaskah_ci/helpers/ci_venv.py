@@ -15,6 +15,11 @@ over. pip downloads go to PIP_CACHE_DIR.
     → VENV=SEED/venvs/py3.9-<hash> when CACHE has no such venv and SEED (read-only: the default
       branch's cache, which a local job of another branch sees as a seed) has it, built and usable
 
+    ci_venv.py --python python3.11 --cache-root CACHE --install '{"tool": "uv"}' --project-dir DIR
+    → the job's `install:` (uv, poetry, pip specs: ci_install.py) run in DIR, the venv keyed by the
+      files it reads (uv.lock + pyproject.toml, ...), the interpreter and DIR; run again over a
+      venv of CACHE (not a seed's) each build, so the editable project is this checkout's
+
 Stdlib only; Python 3.9+.
 """
 
@@ -28,6 +33,13 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if TYPE_CHECKING:  # mypy reads the siblings as modules of the helpers package; a job imports them from here
+    from namaskah_ci.helpers import ci_install
+else:
+    import ci_install
 
 STAMP = ".namaskah-stamp"
 REF_CACHE_DAYS = 14  # local mode: a ref's cache unused this long goes (prune_refs)
@@ -146,12 +158,43 @@ def build(python: str, venv: str, requirements: list[str], stamp: str) -> int:
     return 0
 
 
+def step_env(job: dict[str, Any], venv: str) -> dict[str, str]:
+    """The variables a job's commands get with its venv (ci_step.py): see ci_install.step_env."""
+    return ci_install.step_env(job, venv)
+
+
+def install_venv(
+    python: str, venv: str, install: dict[str, Any], project: str, cache_root: str, stamp: str, tool: str
+) -> int:
+    """Build the venv of an `install:` (ci_install.py) from scratch; the stamp is written last."""
+    started = time.monotonic()
+    shutil.rmtree(venv, ignore_errors=True)
+    if install["tool"] != "uv":  # uv makes its own, with the interpreter it is given
+        subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+    if install["tool"] == "pip":
+        pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"]
+        if subprocess.run(pip, stdout=sys.stderr, check=False).returncode:
+            print("ci_venv: could not upgrade pip; using the bundled one", file=sys.stderr)
+    env = ci_install.base_env(install, venv, cache_root)
+    rc = ci_install.run_all(install, ci_install.commands(install, tool, python, venv, project), env, project)
+    if rc:
+        return rc
+    if tool:
+        ci_install.link_tool(tool, venv)
+    with open(os.path.join(venv, STAMP), "w", encoding="utf-8") as handle:
+        handle.write(stamp + "\n")
+    print(f"ci_venv: built {venv} with {python} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, help="interpreter to create the venv with")
     parser.add_argument("--cache-root", required=True, help="directory holding the shared venvs")
     parser.add_argument("-r", "--requirement", action="append", default=[], help="requirements file (repeatable)")
     parser.add_argument("--seed", default="", help="a read-only cache whose venv is used when CACHE has none")
+    parser.add_argument("--install", default="", help="the job's install: as JSON (ci_install.py)")
+    parser.add_argument("--project-dir", default=".", help="where the install runs (the job's working directory)")
     args = parser.parse_args(argv)
 
     python = shutil.which(args.python) or (args.python if os.path.isfile(args.python) else None)
@@ -167,24 +210,51 @@ def main(argv: list[str]) -> int:
         print(f"ci_venv: requirements file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     version = python_version(python)
-    stamp = fingerprint(version, requirement_files(args.requirement))
-    short = ".".join(version.split()[0].split(".")[:2])
-    venvs = os.path.join(os.path.abspath(args.cache_root), "venvs")
-    os.makedirs(venvs, exist_ok=True)
-    name = f"py{short}-{stamp[:16]}"
-    venv = os.path.join(venvs, name)
-    seeded = os.path.join(os.path.abspath(args.seed), "venvs", name) if args.seed else ""
-    with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another builder may be building the same venv
-        if complete(venv, stamp):
-            print(f"ci_venv: reusing {venv}", file=sys.stderr)
-        elif seeded and complete(seeded, stamp):
-            print(f"ci_venv: reusing {seeded} (the default branch's, read-only)", file=sys.stderr)
-            venv = seeded
+    install: dict[str, Any] = {}
+    project = os.path.abspath(args.project_dir)
+    try:
+        if args.install:
+            install = ci_install.parse(args.install)
+            if not os.path.isdir(project):
+                raise ci_install.Problem(f"ci_venv: install: the project directory {project} does not exist")
+            files = ci_install.files(install, project)
+            # the project is installed editable from here: its venv is this directory's
+            stamp = fingerprint(version + ci_install.describe(install) + project, files)
         else:
-            rc = build(python, venv, args.requirement, stamp)
-            if rc:
-                return rc
+            stamp = fingerprint(version, requirement_files(args.requirement))
+        short = ".".join(version.split()[0].split(".")[:2])
+        venvs = os.path.join(os.path.abspath(args.cache_root), "venvs")
+        os.makedirs(venvs, exist_ok=True)
+        name = f"py{short}-{stamp[:16]}"
+        venv = os.path.join(venvs, name)
+        seeded = os.path.join(os.path.abspath(args.seed), "venvs", name) if args.seed else ""
+        tool = ""
+        if install.get("tool") in ci_install.TOOLS:
+            tool = ci_install.tool(install["tool"], python, version, args.cache_root, args.seed)
+        with open(venv + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another builder may be building the same venv
+            if complete(venv, stamp):
+                print(f"ci_venv: reusing {venv}", file=sys.stderr)
+                if install:  # the project itself again, from this checkout
+                    env = ci_install.base_env(install, venv, args.cache_root)
+                    again = ci_install.refresh_commands(install, tool, python, venv, project)
+                    rc = ci_install.run_all(install, again, env, project)
+                    if rc:
+                        return rc
+            elif seeded and complete(seeded, stamp):
+                print(f"ci_venv: reusing {seeded} (the default branch's, read-only)", file=sys.stderr)
+                venv = seeded
+            elif install:
+                rc = install_venv(python, venv, install, project, args.cache_root, stamp, tool)
+                if rc:
+                    return rc
+            else:
+                rc = build(python, venv, args.requirement, stamp)
+                if rc:
+                    return rc
+    except ci_install.Problem as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     print(f"VENV={venv}")
     return 0
 

@@ -101,6 +101,9 @@ def job_document(
         "path": base_path,
         "interpreter": interpreter,
     }
+    if job.install is not None:  # made by ci_step.py's venv step (ci_install.py) in the job's working directory
+        document["install"] = job.install.to_job()
+        document["working_directory"] = getattr(job, "working_directory", "")
     if nice:
         document["nice"] = PRIORITY_NICENESS[job.priority]
     if layout.user:

@@ -10,7 +10,10 @@ SHA-256 over:
   secrets; not what only shows or schedules it (context, timeout, branches,
   verdict, schedule, priority);
 - the content of its inputs at the revision: the tree's id when the job has no
-  `inputs:`, else every matching file's path, mode and blob id;
+  `inputs:`, else every matching file's path, mode and blob id, the files its
+  environment is made from always among them (`key_patterns`: its requirement
+  files; its `install:`'s uv.lock / poetry.lock and pyproject.toml, or its local
+  pip specs' pyproject.toml, setup.py, setup.cfg, in its working directory);
 - for a `history: full` job, its history as well: the revision (whose id fixes
   every commit it reaches) and every branch and tag the job fetches
   (`jobs/reuse.py` `history_facts`), so a new commit, even one that leaves the
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections.abc import Iterable
 from typing import Any
 
@@ -259,6 +263,34 @@ def inputs_digest(entries: Iterable[tuple[str, str, str, str]], patterns: Iterab
             digest.update(f"{mode} {object_id} {path}\0".encode("utf-8", "surrogateescape"))
             taken += 1
     return f"files:{digest.hexdigest()}", taken
+
+
+# the files an `install:` reads (helpers/ci_install.py keys the venv by the same), per tool
+ENVIRONMENT_FILES = {
+    "uv": ("uv.lock", "pyproject.toml"),
+    "poetry": ("poetry.lock", "pyproject.toml"),
+    "pip": ("pyproject.toml", "setup.py", "setup.cfg"),
+}
+
+
+def key_patterns(job: dict[str, Any]) -> list[str] | None:
+    """The patterns of a job's inputs (a `JobSpec.to_dict()`) as its key reads them: its `inputs:` and,
+    after them (so no `!pattern` takes them back), the files its environment is made from, anchored;
+    None (the whole tree) without `inputs:`."""
+    patterns = job.get("inputs")
+    if patterns is None:
+        return None
+    files = list(job.get("requirements") or ())
+    install = job.get("install") or {}
+    if install.get("tool") in ENVIRONMENT_FILES:
+        base = job.get("working_directory") or ""
+        directories = [base]
+        if install["tool"] == "pip":
+            local = [spec.split("[", 1)[0] for spec in install.get("specs", ()) if spec.startswith(".")]
+            directories = [posixpath.normpath(posixpath.join(base, spec)) for spec in local]
+        files += [posixpath.join(where, name) for where in directories for name in ENVIRONMENT_FILES[install["tool"]]]
+    extra = ["/" + posixpath.normpath(path) for path in files]
+    return [*patterns, *(pattern for pattern in extra if pattern_problem(pattern) is None)]
 
 
 def key_document(job: dict[str, Any], inputs: str, runtime: dict[str, Any], history: str = "") -> dict[str, Any]:

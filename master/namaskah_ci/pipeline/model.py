@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails
 
 from namaskah_ci import names
 from namaskah_ci.pipeline.loader import DEFAULT_DEPTH, DEFAULT_NODES, Deadline, Limits, Lines, Path, YamlProblem, parse
-from namaskah_ci.pipeline.schema import JobFile, PipelineFile, known_keys, pattern_hint, version_problem
+from namaskah_ci.pipeline.schema import InstallFile, JobFile, PipelineFile, known_keys, pattern_hint, version_problem
 
 if TYPE_CHECKING:
     from namaskah_ci.settings import Settings
@@ -57,6 +57,32 @@ class ReportSpec:
     kind: str
     title: str
     min: int | None = None  # a coverage report's own floor; None: [checks] coverage_min
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallSpec:
+    """`install:`: how the job's environment is made (helpers/ci_install.py), in its working directory."""
+
+    tool: str  # uv | poetry | pip
+    groups: tuple[str, ...] = ()  # uv: --group; poetry: --with
+    extras: tuple[str, ...] = ()
+    all_extras: bool = False  # uv
+    specs: tuple[str, ...] = ()  # pip: requirements or paths ("." and "./x" installed editable)
+
+    def to_job(self) -> dict[str, Any]:
+        """As job.json's `install` (ci_step.py passes it to ci_venv.py)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
+
+    @classmethod
+    def from_file(cls, install: InstallFile | None) -> InstallSpec | None:
+        if install is None:
+            return None
+        if install.uv is not None:
+            uv = install.uv
+            return cls("uv", groups=tuple(uv.groups), extras=tuple(uv.extras), all_extras=uv.all_extras)
+        if install.poetry is not None:
+            return cls("poetry", groups=tuple(install.poetry.with_), extras=tuple(install.poetry.extras))
+        return cls("pip", specs=tuple(install.pip or ()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +119,7 @@ class JobSpec:
     verdict: bool = True
     schedule: str | None = None
     priority: str = "normal"
+    install: InstallSpec | None = None  # instead of `requirements` (then empty)
     working_directory: str = ""  # the job's default for its steps, relative to the checkout root
     service_settings: tuple[ServiceSpec, ...] = ()  # one per entry of `services`
     # {service: password} the file gives: never in to_dict() (a build property); a job read from its
@@ -130,6 +157,10 @@ class JobSpec:
         values["env"] = tuple((k, v) for k, v in values.get("env", ()))
         values["service_settings"] = tuple(ServiceSpec(**each) for each in values.get("service_settings", ()))
         values.pop("service_passwords", None)
+        if values.get("install") is not None:
+            install = dict(values["install"])
+            install.update({key: tuple(install.get(key, ())) for key in ("groups", "extras", "specs")})
+            values["install"] = InstallSpec(**install)
         for key in ("requirements", "services", "secrets", "tools"):
             values[key] = tuple(values.get(key, ()))
         for key in ("branches", "inputs"):
@@ -279,7 +310,10 @@ def _step_name(run: str) -> str:
 
 
 def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder: str) -> JobSpec:
-    requirements = job.requirements if job.requirements is not None else top.requirements
+    # the job's requirements or install, else the top level's: one of the two, never both
+    own = job.requirements is not None or job.install is not None
+    requirements = (job.requirements or []) if own else top.requirements
+    install = InstallSpec.from_file(job.install if own else top.install)
     # in the order ci_step.py expands ${NAME}: the top level's (but those the job sets), then the job's
     env = {**{k: v for k, v in top.env.items() if k not in job.env}, **job.env}
     priority = job.priority if "priority" in job.model_fields_set or job.verdict else "low"
@@ -329,6 +363,7 @@ def _resolve_job(key: str, job: JobFile, top: PipelineFile, python: str, builder
         verdict=job.verdict,
         schedule=job.schedule,
         priority=priority,
+        install=install,
         working_directory=job.working_directory or "",
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from namaskah_ci.helpers.ci_env import RESERVED, RESERVED_PREFIX, reference_problem
 from namaskah_ci.pipeline.inputs import pattern_problem
@@ -29,6 +29,7 @@ JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TOOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$"  # a dependency group or extra
 # a service's database and user (SQL identifiers needing no quotes) and a given password (nothing a URL,
 # SQL or redis.conf needs quoted); the same as helpers/ci_servers.py checks on the worker
 SERVICE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -141,6 +142,7 @@ SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
 InputPattern = Annotated[str, BeforeValidator(_input_pattern), StringConstraints(min_length=1, max_length=200)]
 Environment = dict[EnvName, EnvValue]
+GroupName = Annotated[str, StringConstraints(pattern=PACKAGE_NAME_PATTERN)]
 ServicePassword = Annotated[
     str,
     BeforeValidator(
@@ -216,6 +218,60 @@ class ServiceFile(Strict):
         return value
 
 
+def _pip_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.startswith("-"):
+            raise ValueError(f"{value!r}: a requirement or a path, not a pip option (files: requirements)")
+        if value.startswith(".") and ".." in value.split("[", 1)[0].split("/"):
+            raise ValueError(f"{value!r} must be a path inside the repository (no '..')")
+        if ENV_VALUE_CONTROL.search(value) or not value.strip():
+            raise ValueError(f"{value!r} is not a pip requirement")
+    return value
+
+
+PipSpec = Annotated[str, BeforeValidator(_pip_spec), StringConstraints(min_length=1, max_length=200)]
+
+
+class UvInstall(Strict):
+    """`uv sync --frozen` from the project's uv.lock."""
+
+    groups: list[GroupName] = Field(default_factory=list, description="dependency groups (--group) beside dev")
+    extras: list[GroupName] = Field(default_factory=list, description="optional dependencies (--extra)")
+    all_extras: bool = Field(False, description="every extra (--all-extras)")
+
+
+class PoetryInstall(Strict):
+    """`poetry install --sync` (`poetry sync`) from the project's poetry.lock."""
+
+    with_: list[GroupName] = Field(default_factory=list, alias="with", description="optional groups (--with)")
+    extras: list[GroupName] = Field(default_factory=list, description="extras (--extras)")
+
+
+class InstallFile(Strict):
+    """How the job's environment is made, in its working directory; exactly one of the keys."""
+
+    uv: UvInstall | None = None
+    poetry: PoetryInstall | None = None
+    pip: Annotated[list[PipSpec], Field(min_length=1)] | None = Field(
+        None, description='pip specs; a path starting with "." is installed editable: [".[test]"]'
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> InstallFile:
+        given = [name for name in ("uv", "poetry", "pip") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of uv, poetry, pip" + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+def _exclusive_install(model: Any) -> Any:
+    if model.install is not None and model.requirements is not None and "requirements" in model.model_fields_set:
+        raise ValueError("requirements and install both given: use one of them")
+    return model
+
+
 class ReportFile(Strict):
     path: RelativePath = Field(description="file or directory, relative to the checkout root")
     kind: Literal["junit", "coverage", "sarif", "html", "json", "csv", "text"]
@@ -249,6 +305,9 @@ class JobFile(Strict):
     python: PythonVersion | None = Field(None, description="interpreter version (default: the top-level one)")
     requirements: list[RelativePath] | None = Field(
         None, description="installed into the job's cached virtualenv; [] = no virtualenv"
+    )
+    install: InstallFile | None = Field(
+        None, description="how the environment is made instead of requirements: {uv: {}}, {poetry: {}}, {pip: [...]}"
     )
     env: Environment = Field(default_factory=dict, description="merged over the top-level env")
     working_directory: WorkingDirectory | None = Field(
@@ -300,6 +359,10 @@ class JobFile(Strict):
     def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
         return _check_env(env)
 
+    @model_validator(mode="after")
+    def _one_environment(self) -> JobFile:
+        return _exclusive_install(self)  # type: ignore[no-any-return]
+
     @field_validator("secrets", "tools")
     @classmethod
     def _no_repeats(cls, values: list[str]) -> list[str]:
@@ -333,6 +396,7 @@ class PipelineFile(Strict):
     requirements: list[RelativePath] = Field(
         default_factory=list, description="default requirement files of every job ([] = no virtualenv)"
     )
+    install: InstallFile | None = Field(None, description="default install of every job (instead of requirements)")
     env: Environment = Field(default_factory=dict, description="non-secret environment of every job")
     jobs: Annotated[dict[JobName, JobFile], Field(min_length=1)]
 
@@ -340,6 +404,10 @@ class PipelineFile(Strict):
     @classmethod
     def _reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
         return _check_env(env)
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> PipelineFile:
+        return _exclusive_install(self)  # type: ignore[no-any-return]
 
 
 def known_keys(path: Path) -> list[str]:
@@ -358,6 +426,10 @@ def known_keys(path: Path) -> list[str]:
             model = {"steps": StepFile, "reports": ReportFile, "matrix": MatrixFile, "services": ServiceFile}[part]
             if rest and isinstance(rest[0], int):
                 rest.pop(0)
+        elif model in (PipelineFile, JobFile) and part == "install":
+            model = InstallFile
+        elif model is InstallFile and isinstance(part, str) and part in ("uv", "poetry"):
+            model = {"uv": UvInstall, "poetry": PoetryInstall}[part]
         else:
             return []
     return [field.alias or name for name, field in model.model_fields.items()]
@@ -388,6 +460,7 @@ _PATTERN_HINTS = {
     ENV_NAME_PATTERN: "an environment variable name (letters, digits, '_')",
     SECRET_NAME_PATTERN: "a secret name (lower-case letters, digits, '_')",
     TOOL_PATTERN: "a program name",
+    PACKAGE_NAME_PATTERN: "a group or extra name (letters, digits, '.', '_', '-')",
     r"^[0-9]+\.[0-9]+$": 'a version such as "3.11"',
     SERVICE_NAME_PATTERN: "lower-case letters, digits and '_', not starting with a digit, at most 63",
     SERVICE_PASSWORD_PATTERN: "letters, digits and . _ ~ - (1 to 128; nothing a URL needs quoted)",

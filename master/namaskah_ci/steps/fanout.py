@@ -24,7 +24,7 @@ from twisted.python import log
 from namaskah_ci import names
 from namaskah_ci.jobs.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
 from namaskah_ci.jobs.reuse import summary as reuse_summary
-from namaskah_ci.pipeline.inputs import reuse_key
+from namaskah_ci.pipeline.inputs import key_patterns, reuse_key
 from namaskah_ci.pipeline.model import JobSpec, Pipeline
 from namaskah_ci.pipeline.source import PipelineConfig, source_for
 from namaskah_ci.steps.results import CANCELLED, SUCCESS, Results, worst_status
@@ -89,7 +89,7 @@ class _PipelineTrigger(Trigger):
                 if isinstance(history, Exception):
                     raise history
                 facts = history
-            inputs = yield source_for(self.master, config).inputs_digest(revision, job.inputs)
+            inputs = yield source_for(self.master, config).inputs_digest(revision, key_patterns(job.to_dict()))
             runtime = yield runtime_facts(setup, job)
             key = reuse_key(job.to_dict(), inputs, runtime, facts)
             record = yield store.lookup(key)

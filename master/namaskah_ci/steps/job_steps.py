@@ -222,7 +222,7 @@ def job_steps(job: JobSpec, setup: JobSetup, interpreter: str, missing_secrets: 
             result.append(RequiredTools(docker_branches=setup.docker_socket_branches, **check))
         else:
             result.append(JobStep(**check))
-    if job.requirements:
+    if job.requirements or job.install:
         result.append(
             JobStep(
                 name=f"virtualenv (Python {job.python})",
