@@ -44,7 +44,8 @@ from namaskah_ci.jobs import commands as job_commands  # noqa: E402 (after the s
 from namaskah_ci.jobs.hostenv import host_ca_env, resolve_interpreter  # noqa: E402 (after the sys.path insert)
 from namaskah_ci.pipeline.model import FILE_NAME, JobSpec, PipelineError, PipelinePolicy, load_pipeline_file  # noqa: E402 (after the sys.path insert)
 from namaskah_ci.reports import kinds as report_kinds  # noqa: E402 (after the sys.path insert)
-from namaskah_ci.settings import Settings, SettingsError, load_settings  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.settings import Settings, load_settings  # noqa: E402 (after the sys.path insert)
+from namaskah_ci.settings_checks import SettingsError  # noqa: E402 (after the sys.path insert)
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None) -> int:
