@@ -350,8 +350,10 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list[str]) ->
     command += ["--seed", seed] if seed else []
     for path in requirements:
         command += ["-r", path]
-    if "install" in job:  # in the job's working directory (relative to the checkout root)
-        project = os.path.join(checkout_root(job_dir), job.get("working_directory") or "")
+    if "install" in job:  # in the job's working directory (relative to the checkout root), checked as a step's
+        relative = job.get("working_directory") or ""
+        root = checkout_root(job_dir)
+        project = ci_env.working_directory(root, relative) if relative else root
         command += ["--install", json.dumps(job["install"]), "--project-dir", project]
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False, **run_as)
     sys.stdout.write(done.stdout)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from namaskah_ci.helpers import ci_install
 from namaskah_ci.jobs.hostenv import host_ca_env
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,11 +92,6 @@ def test_uv_sync_frozen_builds_a_venv_whose_tests_pass_from_the_checkout(work, u
 @DOWNLOADS
 def test_uv_run_uses_the_read_only_venv_and_never_syncs(work, uv_venv):
     venv, _ = uv_venv
-    sys.path.insert(0, str(HELPERS))
-    try:
-        import ci_install
-    finally:
-        sys.path.pop(0)
     step = ci_install.step_env({"install": UV}, venv)
     modes = {}
     for path in [Path(venv), *Path(venv).rglob("*")]:

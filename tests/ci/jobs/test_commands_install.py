@@ -115,3 +115,24 @@ def test_docker_mode_runs_the_same_install_from_the_helpers_copied_into_the_buil
     )
     assert document["install"]["tool"] == "uv" and document["working_directory"] == ""
     assert "sandbox" not in document
+
+
+def test_the_jobs_working_directory_is_where_the_install_runs(tmp_path):
+    """job.json names it; ci_step.py's venv step runs the install there, a missing one fails naming it."""
+    pipeline = load_pipeline(
+        "version: 1\njobs:\n  api: {working_directory: backend, install: {uv: {}}, steps: [pytest]}\n", "f.yml"
+    )
+    spec = job_of(pipeline, "api")
+    checkout = tmp_path / "build"
+    checkout.mkdir()
+    job_dir = tmp_path / ".namaskah-ci"
+    job_dir.mkdir()
+    document = job_commands.job_document(
+        spec, layout(job_dir), interpreter=sys.executable, base_path="/usr/bin:/bin", worker_env={}
+    )
+    assert document["working_directory"] == "backend"
+    (job_dir / "job.json").write_text(json.dumps(document))
+    argv = job_commands.venv_argv(layout(job_dir), spec, sys.executable)
+    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "working_directory backend/: no such directory in the checkout" in done.stderr

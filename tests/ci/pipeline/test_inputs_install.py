@@ -32,14 +32,20 @@ TREE = [
 ]
 
 
+def patterns(job: dict) -> list[str]:
+    found = key_patterns(job)
+    assert found is not None
+    return found
+
+
 def job(builder: str) -> dict:
     return job_of(load_pipeline(FILE, ".namaskah-ci.yml"), builder).to_dict()
 
 
 def test_the_environments_files_are_inputs_after_the_jobs_own_patterns():
-    assert key_patterns(job("uv")) == ["app/", "!uv.lock", "/uv.lock", "/pyproject.toml"]
-    assert key_patterns(job("poetry"))[1:] == ["/poetry.lock", "/pyproject.toml"]
-    assert key_patterns(job("pip"))[1:] == [
+    assert patterns(job("uv")) == ["app/", "!uv.lock", "/uv.lock", "/pyproject.toml"]
+    assert patterns(job("poetry"))[1:] == ["/poetry.lock", "/pyproject.toml"]
+    assert patterns(job("pip"))[1:] == [
         "/libs/pyproject.toml",
         "/libs/setup.py",
         "/libs/setup.cfg",
@@ -47,17 +53,17 @@ def test_the_environments_files_are_inputs_after_the_jobs_own_patterns():
         "/libs/extra/setup.py",
         "/libs/extra/setup.cfg",
     ]
-    assert key_patterns(job("requirements")) == ["app/", "/requirements/test.txt"]
+    assert patterns(job("requirements")) == ["app/", "/requirements/test.txt"]
     assert key_patterns(job("whole-tree")) is None  # the whole tree holds them already
 
 
 def test_a_changed_lock_file_changes_the_key_a_changed_readme_does_not():
-    patterns = key_patterns(job("uv"))
-    before = inputs_digest(TREE, patterns)
+    taken = patterns(job("uv"))
+    before = inputs_digest(TREE, taken)
     locked = [entry if entry[3] != "uv.lock" else (*entry[:2], "e" * 40, entry[3]) for entry in TREE]
     readme = [entry if entry[3] != "README.md" else (*entry[:2], "f" * 40, entry[3]) for entry in TREE]
-    assert inputs_digest(locked, patterns) != before
-    assert inputs_digest(readme, patterns) == before
+    assert inputs_digest(locked, taken) != before
+    assert inputs_digest(readme, taken) == before
     assert before[1] == 3
 
 
@@ -67,3 +73,23 @@ def test_the_install_spec_is_in_the_key():
     grouped.update(builder=uv["builder"], job=uv["job"], context=uv["context"], inputs=uv["inputs"])
     assert {k: v for k, v in grouped.items() if k != "install"} == {k: v for k, v in uv.items() if k != "install"}
     assert reuse_key(uv, "files:x", runtime) != reuse_key(grouped, "files:x", runtime)
+
+
+def test_the_files_are_those_of_the_jobs_working_directory():
+    text = """
+version: 1
+jobs:
+  api: {working_directory: backend, install: {uv: {}}, inputs: ["backend/app/"], steps: [x]}
+  lib: {working_directory: libs, install: {pip: [".[test]"]}, inputs: ["libs/"], steps: [x]}
+"""
+    pipeline = load_pipeline(text, ".namaskah-ci.yml")
+    assert patterns(job_of(pipeline, "api").to_dict()) == [
+        "backend/app/",
+        "/backend/uv.lock",
+        "/backend/pyproject.toml",
+    ]
+    assert patterns(job_of(pipeline, "lib").to_dict())[1:] == [
+        "/libs/pyproject.toml",
+        "/libs/setup.py",
+        "/libs/setup.cfg",
+    ]
