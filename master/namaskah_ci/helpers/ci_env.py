@@ -83,12 +83,21 @@ def expand(value: str, scope: Mapping[str, str], where: str) -> str:
     return TOKEN.sub(replace, value)
 
 
-def apply(env: dict[str, str], pairs: Iterable[tuple[str, str]], what: str, keep: Iterable[str] = ()) -> None:
+def apply(
+    env: dict[str, str], pairs: Iterable[tuple[str, str]], what: str, keep: Iterable[str] = (), strict: bool = True
+) -> None:
     """Set each (name, value) of `pairs` in order into `env`, its `${NAME}` expanded over what `env` holds
-    then; names in `keep` keep the value `env` has (the services' and the secrets' over the file's)."""
+    then; names in `keep` keep the value `env` has (the services' and the secrets' over the file's). Not
+    `strict` (Namaskah CI's own commands, e.g. the virtualenv's, before the services started): a variable
+    using a name not defined yet is left out instead of failing the command."""
     kept = set(keep)
     for name, value in pairs:
-        expanded = expand(value, env, f"{what} {name}")
+        try:
+            expanded = expand(value, env, f"{what} {name}")
+        except EnvProblem:
+            if strict:
+                raise
+            continue
         if name not in kept:
             env[name] = expanded
 

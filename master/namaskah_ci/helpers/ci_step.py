@@ -109,9 +109,15 @@ def interpreter_dir(job: dict[str, Any], base_path: str) -> str:
 
 
 def job_environment(
-    job_dir: str, job: dict[str, Any], environ: Mapping[str, str], with_venv: bool = True, home: str = ""
+    job_dir: str,
+    job: dict[str, Any],
+    environ: Mapping[str, str],
+    with_venv: bool = True,
+    home: str = "",
+    strict: bool = False,
 ) -> dict[str, str]:
-    """The environment a job's command starts with (see the module docstring); `home`: the job user's."""
+    """The environment a job's command starts with (see the module docstring); `home`: the job user's;
+    `strict`: a step of the file, whose every `${NAME}` must be defined (ci_env.apply)."""
     job_dir = os.path.abspath(job_dir)
     base_path = job.get("path", os.defpath)
     venv = recorded_venv(job_dir) if with_venv else ""
@@ -138,7 +144,7 @@ def job_environment(
     env["NAMASKAH_CI_ENV"] = ci_env.env_file(env["TMPDIR"])
     # the file's env last, `${NAME}` expanded in order; the services' and secrets' variables keep theirs
     kept = {*secrets, *(name for name in job.get("pass", []) if name in env)}
-    ci_env.apply(env, ((name, given[name]) for name in from_file if name in given), "env", keep=kept)
+    ci_env.apply(env, ((name, given[name]) for name in from_file if name in given), "env", kept, strict)
     return env
 
 
@@ -204,12 +210,15 @@ def lower_priority(job: dict[str, Any]) -> None:
             os.nice(niceness)
 
 
-def run(job_dir: str, argv: list[str], workdir: str = "", step_env: Sequence[tuple[str, str]] = ()) -> int:
+def run(
+    job_dir: str, argv: list[str], workdir: str = "", step_env: Sequence[tuple[str, str]] = (), step: bool = False
+) -> int:
     """`argv` in the job's environment, then what earlier steps wrote to $NAMASKAH_CI_ENV, then the
-    step's own `env`; in `workdir` (the step's working directory, relative to the checkout root)."""
+    step's own `env`; in `workdir` (the step's working directory, relative to the checkout root). `step`:
+    one of the file's steps (a `${NAME}` not defined fails it; Namaskah CI's commands leave the variable out)."""
     job = read_job(job_dir)
     user = ci_job_user.job_user(job)
-    env = job_environment(job_dir, job, dict(os.environ), home=job_home(job_dir, job, user))
+    env = job_environment(job_dir, job, dict(os.environ), home=job_home(job_dir, job, user), strict=step)
     os.makedirs(env["TMPDIR"], exist_ok=True)
     env.update(ci_env.read_env_file(env["NAMASKAH_CI_ENV"], user.pw_uid if user else None))
     ci_env.apply(env, step_env, "step env")
@@ -405,6 +414,7 @@ def main(argv: list[str]) -> int:
     r = sub.add_parser("run", help="run a command in the job's environment")
     r.add_argument("--workdir", default="", help="the step's working directory, relative to the checkout root")
     r.add_argument("--env", action="append", default=[], help="NAME=VALUE: the step's own env, in order")
+    r.add_argument("--step", action="store_true", help="a step of the pipeline file: every ${NAME} must be defined")
     r.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("own", help="as root: give the checkout and TMPDIR to the job user")
     c = sub.add_parser("collect-reports", help="as root: copy the declared reports into DIR/reports")
@@ -425,7 +435,7 @@ def main(argv: list[str]) -> int:
         if not command:
             parser.error("run: no command given")
         step_env = [(name, value) for name, _, value in (pair.partition("=") for pair in args.env)]
-        return run(args.job_dir, command, args.workdir, step_env)
+        return run(args.job_dir, command, args.workdir, step_env, args.step)
     except (ci_job_user.Refused, ci_sandbox.Unavailable, ci_env.EnvProblem) as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -169,7 +169,7 @@ def collect_reports_argv(layout: JobLayout, job: JobSpec, max_bytes: int = 0, ma
 def step_argv(layout: JobLayout, step: StepSpec) -> list[str]:
     """The step's line through ci_step.py, with its working directory and its own `env` (expanded there)."""
     argv = layout.wrap(["bash", "-e", "-o", "pipefail", "-c", step.run])
-    options = [f"--workdir={step.working_directory}"] if step.working_directory else []
+    options = ["--step", *([f"--workdir={step.working_directory}"] if step.working_directory else [])]
     options += [f"--env={name}={value}" for name, value in step.env]
     at = argv.index("run") + 1
     return [*argv[:at], *options, *argv[at:]]

@@ -126,6 +126,18 @@ def test_a_reference_to_a_name_not_defined_before_fails_the_step_naming_it(tmp_p
     )
 
 
+def test_namaskahs_own_commands_before_the_services_leave_such_a_variable_out(tmp_path):
+    """The virtualenv, required tools and report directories run before the services start: a file
+    variable using the services' is left out of their environment, never a failure; the steps get it."""
+    build = Build(tmp_path, the_job())
+    (build.job_dir / job_commands.SERVICES_FILE).unlink()  # not started yet
+    done = build.argv(build.layout.wrap(["env"]))
+    assert done.returncode == 0, done.stderr
+    env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert "DB" not in env and "APP_DB" not in env and env["APP_HOST"] == "api"
+    assert build.step(0).returncode == 2  # a step of the file: defined, or it fails naming it
+
+
 def test_a_missing_working_directory_or_one_leading_out_of_the_checkout_fails_naming_it(tmp_path):
     build = Build(tmp_path, the_job())
     shutil.rmtree(build.checkout / "backend")

@@ -60,13 +60,14 @@ def test_a_step_carries_its_directory_and_env_to_ci_step_and_job_json_the_files_
     layout = job_commands.JobLayout(runner="py", helpers_dir="/h", cache_root="/c")
     argv = job_commands.step_argv(layout, job.steps[1])
     at = argv.index("run")
-    assert argv[at + 1 : at + 5] == [
+    assert argv[at + 1 : at + 6] == [
+        "--step",
         "--workdir=backend/db",
         "--env=APP_DATABASE_URL=postgresql+asyncpg://${PGUSER}:${PGPASSWORD}@${PGHOST}/x",
         "--env=RAW=$${X} $Y",
         "--",
     ]
-    assert job_commands.step_argv(layout, job.steps[2])[at + 1] == "--"  # the root: no option
+    assert job_commands.step_argv(layout, job.steps[2])[at + 1 : at + 3] == ["--step", "--"]  # the root
     document = job_commands.job_document(
         job, layout, interpreter="python3", base_path="/usr/bin", worker_env={"B": "operator's"}
     )

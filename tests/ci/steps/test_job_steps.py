@@ -117,15 +117,16 @@ def test_a_local_job_with_services_and_reports():
         "requirements/test.txt",
     ]
     unit = by_name["unit"]
-    assert unit.command[:6] == [
+    assert unit.command[:7] == [
         "/opt/master/bin/python",
         "/opt/helpers/ci_step.py",
         "--job-dir",
         "../.namaskah-ci",
         "run",
+        "--step",  # a step of the file: its ${NAME} must be defined (Namaskah CI's commands leave them out)
         "--",
     ]
-    assert unit.command[6:] == ["bash", "-e", "-o", "pipefail", "-c", "pytest tests/unit --junitxml=out/junit.xml"]
+    assert unit.command[7:] == ["bash", "-e", "-o", "pipefail", "-c", "pytest tests/unit --junitxml=out/junit.xml"]
     assert not unit.env and unit.logEnviron is False  # the service URLs: ci_step.py reads them on the worker
     assert unit.haltOnFailure and unit.maxTime is remaining_time
     assert by_name["lint"].haltOnFailure is False and by_name["lint"].flunkOnFailure is True
