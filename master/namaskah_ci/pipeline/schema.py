@@ -260,9 +260,7 @@ class InstallFile(Strict):
     def _one(self) -> InstallFile:
         given = [name for name in ("uv", "poetry", "pip") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(
-                "give exactly one of uv, poetry, pip" + (f" (got {', '.join(given)})" if given else "")
-            )
+            raise ValueError("give exactly one of uv, poetry, pip" + (f" (got {', '.join(given)})" if given else ""))
         return self
 
 
