@@ -180,7 +180,9 @@ def shape_rows(
 
 
 def shape_columns(rows: Sequence[PipelineRow], builders: dict[int, Builder], required: Sequence[str]) -> list[Column]:
-    """The union of the rows' jobs: in the newest pipeline's order, then jobs only older ones ran."""
+    """The union of the rows' jobs: in the newest pipeline's order, then jobs only older ones ran. Marked
+    required: `[checks] required`, or when it is empty (the default) every job of the verdict, as the
+    deploy gate then requires the pipeline file's verdict jobs (steps/deploy/gate.py)."""
     tags = {b.name: b.tags for b in builders.values()}
     order: list[str] = []
     for row in rows:
@@ -189,7 +191,8 @@ def shape_columns(rows: Sequence[PipelineRow], builders: dict[int, Builder], req
                 order.append(name)
     checks = [n for n in order if ANALYSIS_TAG not in tags.get(n, ())]
     analysis = [n for n in order if ANALYSIS_TAG in tags.get(n, ())]
-    return [Column(n, "check", n in required) for n in checks] + [Column(n, "analysis", False) for n in analysis]
+    gated = set(required) if required else set(checks)
+    return [Column(n, "check", n in gated) for n in checks] + [Column(n, "analysis", False) for n in analysis]
 
 
 def load_pipeline_page(

@@ -156,6 +156,9 @@ def test_rows_cells_failing_steps_gate_and_deploy():
     assert [(c.builder, c.kind, c.required) for c in page.columns] == [
         ("lint", "check", True), ("test", "check", False), ("integration", "check", False)
     ]  # fmt: skip
+    # no [checks] required (the default): the gate requires the file's verdict jobs, every check column
+    default = load_pipeline_page(data)
+    assert [(c.builder, c.required) for c in default.columns] == [("lint", True), ("test", True), ("integration", True)]
 
 
 def test_first_failing_step_is_the_first_failure_then_the_first_exception():
