@@ -172,8 +172,8 @@ class ConfigTests(unittest.TestCase):
         )  # fmt: skip
         [tests] = [s for s in steps if s.name == "integration tests"]
         self.assertEqual(
-            tests.command[:6],
-            ["python3", "../.namaskah-ci/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "run", "--"],
+            tests.command[:7],
+            ["python3", "../.namaskah-ci/helpers/ci_step.py", "--job-dir", "../.namaskah-ci", "run", "--step", "--"],
         )
         self.assertEqual(tests.env, {})  # the services' URLs come from the worker container
         scan = job_steps(job_of(PIPELINE, "container-scan"), setup, "python3")

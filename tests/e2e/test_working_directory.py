@@ -5,9 +5,9 @@ One master (as root, jobs as `[workers] job_user`, each command in its sandbox) 
 `backend/` with no `cd` (`working_directory: backend`), a job `env` made of the file's, Namaskah CI's
 and the redis service's variables with `${NAME}` (its virtualenv step runs before the service starts), a
 step passing `APP_VERSION` to the next through `$NAMASKAH_CI_ENV`, a step `env` using it, a report path
-relative to the repository's root. The tests check that the job's results match the same tests run by hand here in the fixture's
-`backend/` (and through the local runner), and that a working directory the repository lacks fails
-its step in one line naming it.
+relative to the repository's root. The tests check that the job's results match the same tests run by
+hand here in the fixture's `backend/` (and through the local runner), and that a working directory the
+repository lacks fails its step in one line naming it.
 """
 
 from __future__ import annotations
