@@ -53,10 +53,12 @@ def run(command: list[str], cwd: Path, env: dict | None = None) -> int:
     return subprocess.run(command, cwd=cwd, env=env, check=False).returncode
 
 
-def capture(command: list[str], cwd: Path) -> tuple[int, dict]:
-    """Run a helper that prints KEY=VALUE lines; its exit code and those values."""
+def capture(command: list[str], cwd: Path, env: dict | None = None) -> tuple[int, dict]:
+    """Run a helper that prints KEY=VALUE lines (`env`: its environment's additions); its exit code and
+    those values."""
     print("+", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True, check=False)
+    run_env = {**os.environ, **env} if env else None
+    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True, check=False, env=run_env)
     values = {}
     for line in done.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -149,7 +151,8 @@ class LocalRun:
             env = dict(os.environ)
             if job.services:
                 run(job_commands.services_argv(layout, "stop", services_dir), self.repo)
-                rc, values = capture(job_commands.services_argv(layout, "start", services_dir, job), self.repo)
+                start = job_commands.services_argv(layout, "start", services_dir, job)
+                rc, values = capture(start, self.repo, job_commands.services_password_env(job))  # the file's passwords
                 if rc:
                     failed.append("services")
                     return outcome()

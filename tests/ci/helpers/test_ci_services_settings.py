@@ -3,6 +3,7 @@ password chosen, every variable applications read (libpq's PG*, POSTGRES_*, REDI
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,44 @@ def test_a_name_or_password_that_would_need_quoting_is_refused_before_anything_s
     assert password.returncode == 2 and quoted not in password.stderr
     assert password.stderr.startswith("ci_services: $CI_SERVICES_REDIS_PASSWORD (redis's password): letters")
     assert not (tmp_path / "s").exists()
+
+
+RUNNER_FILE = """
+version: 1
+jobs:
+  db:
+    requirements: []
+    services:
+      - {name: postgres, database: local_db, user: local_user, password: local-given}
+    steps:
+      - name: check
+        run: |
+          test "$PGPASSWORD" = local-given
+          test "$POSTGRES_PASSWORD" = local-given
+          test "$(psql -tAc 'select current_user || current_database()')" = local_userlocal_db
+"""
+
+
+def test_the_local_runner_gives_a_job_the_files_database_user_and_password(tmp_path: Path) -> None:
+    """scripts/run_ci_checks.sh, the same commands on a developer's machine: the password the file gives
+    reaches ci_services.py (in its environment, never its argv, which the runner prints)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".namaskah-ci.yml").write_text(RUNNER_FILE)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(PIPELINE_SECRETS_DIR=str(tmp_path / "no-secrets"), XDG_STATE_HOME=str(tmp_path / "state"))
+    results = tmp_path / "results.json"
+    runner = SCRIPT.parents[3] / "scripts" / "run_ci_checks.sh"
+    done = subprocess.run(
+        [str(runner), "--repo", str(repo), "--json", str(results), "--state", str(tmp_path / "checks")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert [(r["job"], r["result"]) for r in json.loads(results.read_text())] == [("db", "success")]
+    (start,) = [line for line in done.stdout.splitlines() if "ci_services.py start" in line]
+    assert "--postgres-database local_db --postgres-user local_user" in start and "local-given" not in start
