@@ -6,7 +6,10 @@ from (or into) a build property."""
 from __future__ import annotations
 
 import json
+import time
 
+import docker
+import pytest
 from buildbot.interfaces import LatentWorkerCannotSubstantiate
 from twisted.internet import defer
 
@@ -108,3 +111,31 @@ def test_the_image_of_a_version() -> None:
     assert ds.service_image("registry:5000/postgres", "16") == "registry:5000/postgres:16"
     assert ds.service_image("redis", "7") == "redis:7"
     assert ds.service_image("namaskah-ci/redis:7", "") == "namaskah-ci/redis:7"
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+def test_a_chosen_database_role_and_password_on_the_real_image() -> None:
+    """The official-compatible image makes the file's database (POSTGRES_DB) and the role owns it: the
+    variables the worker container gets reach it, as `psql` with PG* only."""
+    from docker_harness import require_engine_and_images
+
+    require_engine_and_images()
+    api = docker.APIClient(version="auto", timeout=60)
+    instance = f"test-service-settings-{time.time_ns()}"
+    port = ds.PortAllocator(local=True).allocate()
+    spec = ds.postgres_spec("namaskah-ci/postgres:15", "127.0.0.1", port, "real-given", database="app_test", user="app")
+    labels = ds.labels_for(instance, "incarnation-1", "build-1", "service", "docker-test")
+    try:
+        containers = ds.start_services(api, [spec], labels, "host", instance, timeout=60)
+        (container,) = containers
+        env = [f"{key}={spec.variables[key]}" for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")]
+        asked = "select current_user || ' ' || current_database() || ' ' || pg_get_userbyid(datdba) || ' ' || "
+        asked += "(select rolsuper::text from pg_roles where rolname = current_user) from pg_database "
+        asked += "where datname = current_database()"
+        query = api.exec_create(container, ["psql", "-tAc", asked], environment=env)
+        assert api.exec_start(query).decode().strip() == "app app_test app false"
+    finally:
+        for leftover in api.containers(all=True, filters={"label": f"{ds.LABEL_MASTER}={instance}"}):
+            api.remove_container(leftover["Id"], force=True, v=True)
+        api.close()
