@@ -21,6 +21,7 @@ from buildbot.worker import docker as buildbot_docker
 from twisted.internet import defer, threads
 
 from namaskah_ci.workers.docker import config as dc
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker import watch as docker_watch
 from pipeline_support import entry_of
@@ -88,7 +89,7 @@ class ServiceWorkerTests(WorkerTestBase):
             sql,
         )
         self.assertIn("ALTER DATABASE namaskah_ci OWNER TO namaskah", sql)
-        for command in ds.REDIS_DISABLED:  # nothing that writes a file or loads code outside its data
+        for command in service_specs.REDIS_DISABLED:  # nothing that writes a file or loads code outside its data
             self.assertIn(
                 ["--rename-command", command, ""], [redis["command"][i : i + 3] for i in range(len(redis["command"]))]
             )

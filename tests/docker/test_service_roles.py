@@ -14,6 +14,7 @@ from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from docker_harness import require_engine_and_images
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -25,8 +26,10 @@ def test_the_jobs_role_is_no_superuser_and_redis_writes_no_file_elsewhere():
     instance = f"test-roles-{time.time_ns()}"
     ports = ds.PortAllocator(local=True)
     specs = [
-        ds.postgres_spec("namaskah-ci/postgres:15", "127.0.0.1", ports.allocate(), ds.new_password()),
-        ds.redis_spec("namaskah-ci/redis:7", "127.0.0.1", ports.allocate()),
+        service_specs.postgres_spec(
+            "namaskah-ci/postgres:15", "127.0.0.1", ports.allocate(), service_specs.new_password()
+        ),
+        service_specs.redis_spec("namaskah-ci/redis:7", "127.0.0.1", ports.allocate()),
     ]
     labels = ds.labels_for(instance, "incarnation-1", "build-1", "service", "docker-test")
     containers = ds.start_services(api, specs, labels, "host", instance, timeout=90)

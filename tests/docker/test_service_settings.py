@@ -17,6 +17,7 @@ from namaskah_ci import names
 from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.pipeline.source import PipelineConfig, PipelineSource, SourceState
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 from unit_support import WorkerTestBase, build_with, job_property
 
@@ -106,11 +107,11 @@ class ServiceSettingsTests(WorkerTestBase):
 
 
 def test_the_image_of_a_version() -> None:
-    assert ds.service_image("postgres:15", "16") == "postgres:16"
-    assert ds.service_image("registry:5000/team/postgres:15", "16") == "registry:5000/team/postgres:16"
-    assert ds.service_image("registry:5000/postgres", "16") == "registry:5000/postgres:16"
-    assert ds.service_image("redis", "7") == "redis:7"
-    assert ds.service_image("namaskah-ci/redis:7", "") == "namaskah-ci/redis:7"
+    assert service_specs.service_image("postgres:15", "16") == "postgres:16"
+    assert service_specs.service_image("registry:5000/team/postgres:15", "16") == "registry:5000/team/postgres:16"
+    assert service_specs.service_image("registry:5000/postgres", "16") == "registry:5000/postgres:16"
+    assert service_specs.service_image("redis", "7") == "redis:7"
+    assert service_specs.service_image("namaskah-ci/redis:7", "") == "namaskah-ci/redis:7"
 
 
 @pytest.mark.docker
@@ -124,7 +125,9 @@ def test_a_chosen_database_role_and_password_on_the_real_image() -> None:
     api = docker.APIClient(version="auto", timeout=60)
     instance = f"test-service-settings-{time.time_ns()}"
     port = ds.PortAllocator(local=True).allocate()
-    spec = ds.postgres_spec("namaskah-ci/postgres:15", "127.0.0.1", port, "real-given", database="app_test", user="app")
+    spec = service_specs.postgres_spec(
+        "namaskah-ci/postgres:15", "127.0.0.1", port, "real-given", database="app_test", user="app"
+    )
     labels = ds.labels_for(instance, "incarnation-1", "build-1", "service", "docker-test")
     try:
         containers = ds.start_services(api, [spec], labels, "host", instance, timeout=60)

@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from docker_harness import build_never_ready_image, require_engine_and_images
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -43,10 +44,10 @@ def test_postgres_and_redis_get_ready_answer_and_go(client):
     api, instance = client
     ports = ds.PortAllocator(local=True)
     pg_port, redis_port = ports.allocate(), ports.allocate()
-    password = ds.new_password()
+    password = service_specs.new_password()
     specs = [
-        ds.postgres_spec("namaskah-ci/postgres:15", "127.0.0.1", pg_port, password),
-        ds.redis_spec("namaskah-ci/redis:7", "127.0.0.1", redis_port),
+        service_specs.postgres_spec("namaskah-ci/postgres:15", "127.0.0.1", pg_port, password),
+        service_specs.redis_spec("namaskah-ci/redis:7", "127.0.0.1", redis_port),
     ]
     started = time.monotonic()
     containers = ds.start_services(api, specs, labels(instance), "host", f"{instance}", timeout=60)
@@ -77,9 +78,9 @@ def test_a_service_that_never_listens_times_out_and_is_removed(client):
     api, instance = client
     image = build_never_ready_image()
     port = ds.PortAllocator(local=True).allocate()
-    spec = ds.postgres_spec(image, "127.0.0.1", port, ds.new_password())
+    spec = service_specs.postgres_spec(image, "127.0.0.1", port, service_specs.new_password())
     started = time.monotonic()
-    with pytest.raises(ds.ServiceError) as caught:
+    with pytest.raises(service_specs.ServiceError) as caught:
         ds.start_services(api, [spec], labels(instance), "host", instance, timeout=4)
     assert time.monotonic() - started < 4 + 15
     message = str(caught.value)
@@ -91,10 +92,10 @@ def test_a_service_that_never_listens_times_out_and_is_removed(client):
 def test_leftovers_of_another_incarnation_are_reaped(client):
     api, instance = client
     port = ds.PortAllocator(local=True).allocate()
-    spec = ds.redis_spec("namaskah-ci/redis:7", "127.0.0.1", port)
+    spec = service_specs.redis_spec("namaskah-ci/redis:7", "127.0.0.1", port)
     ds.start_services(api, [spec], labels(instance), "host", f"{instance}-old", timeout=60)
     current = ds.labels_for(instance, "incarnation-2", "build-2", "service", "docker-test")
-    spec2 = ds.redis_spec("namaskah-ci/redis:7", "127.0.0.1", ds.PortAllocator(local=True).allocate())
+    spec2 = service_specs.redis_spec("namaskah-ci/redis:7", "127.0.0.1", ds.PortAllocator(local=True).allocate())
     ds.start_services(api, [spec2], current, "host", f"{instance}-new", timeout=60)
     reaped = ds.reap_leftovers(api, instance, "incarnation-2")
     assert reaped == [f"{instance}-old-redis"]

@@ -39,6 +39,7 @@ from namaskah_ci.pipeline.registry import BuilderEntry, Registry
 from namaskah_ci.secrets import secret_available, worker_password
 from namaskah_ci.settings import Settings
 from namaskah_ci.workers.docker import caches as docker_caches
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker.service_worker import ServiceDockerWorker
 from namaskah_ci.workers.plan import WorkerPlan, builder_slots
@@ -211,7 +212,7 @@ def make_job_worker(
         cache_volume=JobValue(values, "cache"),
         cache_record=str(settings.basedir / docker_caches.RECORD_FILE),
         service_kinds=JobValue(values, "services"),
-        service_images={kind: images[kind] for kind in ds.SERVICE_NAMES},
+        service_images={kind: images[kind] for kind in service_specs.SERVICE_NAMES},
         network_mode=settings.workers.network_mode,
         ready_timeout=settings.workers.service_ready_timeout,
         local_ports=host_index == 0 and ds.is_local_engine(host),

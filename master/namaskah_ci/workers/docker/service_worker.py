@@ -36,6 +36,7 @@ from namaskah_ci import names
 from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.model import PipelineError
 from namaskah_ci.pipeline.source import SourceError, SourceState
+from namaskah_ci.workers.docker import service_specs
 from namaskah_ci.workers.docker import services as ds
 from namaskah_ci.workers.docker import watch as docker_watch
 from namaskah_ci.workers.docker.latent import NamaskahDockerWorker
@@ -105,10 +106,10 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             raise RuntimeError(f"{self.workername}: not configured")
         return self.ports
 
-    def _specs(self, network: str, kinds: tuple[Any, ...]) -> tuple[list[ds.ServiceSpec], list[int]]:
+    def _specs(self, network: str, kinds: tuple[Any, ...]) -> tuple[list[service_specs.ServiceSpec], list[int]]:
         """`kinds`: service names, or the job's service settings ({name, version, database, user} and the
         password the file gives, if any)."""
-        specs: list[ds.ServiceSpec] = []
+        specs: list[service_specs.ServiceSpec] = []
         ports: list[int] = []
         per_build = network != "host"
         for each in kinds:
@@ -119,13 +120,13 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             listen = "*" if per_build and kind == "postgres" else ("0.0.0.0" if per_build else "127.0.0.1")
             if not per_build:
                 ports.append(port)
-            image = ds.service_image(self.service_images[kind], chosen.get("version") or "")
-            password = chosen.get("password") or ds.new_password()
+            image = service_specs.service_image(self.service_images[kind], chosen.get("version") or "")
+            password = chosen.get("password") or service_specs.new_password()
             if kind == "postgres":
                 names = {key: chosen[key] for key in ("database", "user") if chosen.get(key)}
-                specs.append(ds.postgres_spec(image, host, port, password, listen, **names))
+                specs.append(service_specs.postgres_spec(image, host, port, password, listen, **names))
             else:
-                specs.append(ds.redis_spec(image, host, port, listen, password=password))
+                specs.append(service_specs.redis_spec(image, host, port, listen, password=password))
         return specs, ports
 
     def _thd_network(self, client_args: dict[str, Any], network: str, labels: dict[str, str]) -> None:
@@ -136,7 +137,12 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             client.close()
 
     def _thd_start_one(
-        self, client_args: dict[str, Any], spec: ds.ServiceSpec, labels: dict[str, str], network: str, name: str
+        self,
+        client_args: dict[str, Any],
+        spec: service_specs.ServiceSpec,
+        labels: dict[str, str],
+        network: str,
+        name: str,
     ) -> str:
         client = self.raw_client(client_args)
         try:
@@ -148,11 +154,13 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 if configured and spec.image != configured
                 else ""
             )
-            raise ds.ServiceError(f"{spec.name} ({spec.image}) could not be started{chosen}: {exc}") from exc
+            raise service_specs.ServiceError(f"{spec.name} ({spec.image}) could not be started{chosen}: {exc}") from exc
         finally:
             client.close()
 
-    def _thd_wait_ready(self, client_args: dict[str, Any], started: list[tuple[ds.ServiceSpec, str]]) -> None:
+    def _thd_wait_ready(
+        self, client_args: dict[str, Any], started: list[tuple[service_specs.ServiceSpec, str]]
+    ) -> None:
         client = self.raw_client(client_args)
         try:
             ds.wait_ready(client, started, self.ready_timeout)
@@ -164,11 +172,11 @@ class ServiceDockerWorker(NamaskahDockerWorker):
     def _start_services(
         self,
         client_args: dict[str, Any],
-        specs: list[ds.ServiceSpec],
+        specs: list[service_specs.ServiceSpec],
         network: str,
         labels: dict[str, str],
         ports: list[int],
-    ) -> Generator[Any, Any, list[tuple[ds.ServiceSpec, str]]]:
+    ) -> Generator[Any, Any, list[tuple[service_specs.ServiceSpec, str]]]:
         """Create and start every service container at once (each in its own thread); recorded in
         `service_state` as they come, so that any failure removes what was started."""
         containers: list[str] = []
@@ -204,7 +212,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
             try:
                 pipeline = yield reader.pipeline_at(revision)
             except (PipelineError, SourceError) as exc:
-                raise ds.ServiceError(f"the services' passwords: {exc}") from exc
+                raise service_specs.ServiceError(f"the services' passwords: {exc}") from exc
             job = pipeline.job(builder)
             if job is not None:
                 given = dict(job.service_passwords)
@@ -212,7 +220,9 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                     {**each, "password": given.get(each["name"], "")} if isinstance(each, dict) else each
                     for each in kinds
                 )
-        raise ds.ServiceError(f"the password the pipeline file gives {builder}'s services could not be read again")
+        raise service_specs.ServiceError(
+            f"the password the pipeline file gives {builder}'s services could not be read again"
+        )
 
     @defer.inlineCallbacks
     def start_instance(self, build: Any) -> Generator[Any, Any, Any]:
@@ -224,7 +234,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
         kinds = yield build.render(self.service_kinds)  # the services of the job at this build's revision
         try:
             kinds = yield self.given_passwords(build, tuple(kinds))
-        except ds.ServiceError as exc:
+        except service_specs.ServiceError as exc:
             self.build_key = None
             raise LatentWorkerCannotSubstantiate(f"{self.workername}: {exc}") from exc
         specs, ports = self._specs(network, tuple(kinds))
@@ -262,7 +272,7 @@ class ServiceDockerWorker(NamaskahDockerWorker):
                 if outcomes[0][0]:  # the worker container started: it goes too
                     yield NamaskahDockerWorker.stop_instance(self, fast=True)
                 failed[-1].raiseException()  # a service that never got ready is the one to name
-        except ds.ServiceError as exc:
+        except service_specs.ServiceError as exc:
             self.services_ready = None
             yield self.remove_services()
             self.build_key = None
