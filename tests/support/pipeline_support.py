@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from namaskah_ci.pipeline.model import JobSpec, Pipeline
 from namaskah_ci.pipeline.registry import BuilderEntry, Registry
+from namaskah_ci.pipeline.specs import JobSpec, Pipeline
 
 
 def job_of(pipeline: Pipeline, builder: str) -> JobSpec:

@@ -28,8 +28,8 @@ from twisted.python import log
 
 from namaskah_ci import names
 from namaskah_ci.per_master import per_master
-from namaskah_ci.pipeline.model import Pipeline
 from namaskah_ci.pipeline.registry import read_registry, write_registry
+from namaskah_ci.pipeline.specs import Pipeline
 
 RECONFIG_TIMEOUT = 120.0
 

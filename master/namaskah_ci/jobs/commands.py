@@ -24,7 +24,7 @@ from typing import Any
 from namaskah_ci import names
 from namaskah_ci.helpers.ci_servers import PASSWORD_ENV as SERVICE_PASSWORD_ENV
 from namaskah_ci.helpers.ci_servers import VARIABLES as SERVICE_VARIABLES
-from namaskah_ci.pipeline.model import JobSpec, StepSpec
+from namaskah_ci.pipeline.specs import JobSpec, StepSpec
 
 JOB_DIR = "../.namaskah-ci"  # beside the checkout: the job's environment, secrets, TMPDIR, helpers (docker)
 # every variable a service gives a job: postgres DATABASE_URL, PG*, POSTGRES_*; redis REDIS_URL, _HOST, _PORT,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from namaskah_ci.pipeline.schema import SERVICES
+from namaskah_ci.pipeline.fields import SERVICES
 
 VERSION_KEY = re.compile(r"^[0-9]+\.[0-9]+$")  # an image key that is a Python version
 ROLE_KEYS = ("tools", *SERVICES)  # image keys that are never a builder's or job's own image

@@ -44,7 +44,7 @@ from namaskah_ci import helpers, names
 from namaskah_ci.jobs.hostenv import resolve_interpreter
 from namaskah_ci.jobs.images import image_from
 from namaskah_ci.per_master import per_master
-from namaskah_ci.pipeline.model import JobSpec
+from namaskah_ci.pipeline.specs import JobSpec
 from namaskah_ci.text import short
 
 STATE_OBJECT = ("namaskah-ci-reuse", "JobReuse")

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-from namaskah_ci.pipeline.model import JobSpec, Pipeline
+from namaskah_ci.pipeline.specs import JobSpec, Pipeline
 
 FILE_NAME = "pipeline-builders.json"
 FORMAT = 1

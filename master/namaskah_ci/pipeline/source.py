@@ -37,7 +37,8 @@ from twisted.python.failure import Failure
 
 from namaskah_ci.per_master import per_master
 from namaskah_ci.pipeline.inputs import WHOLE_TREE, inputs_digest, parse_ls_tree
-from namaskah_ci.pipeline.model import FILE_NAME, Pipeline, PipelineError, PipelinePolicy, load_pipeline
+from namaskah_ci.pipeline.model import FILE_NAME, PipelineError, PipelinePolicy, load_pipeline
+from namaskah_ci.pipeline.specs import Pipeline
 from namaskah_ci.text import short
 
 CACHE_SIZE = 128

@@ -25,8 +25,8 @@ from namaskah_ci import names
 from namaskah_ci.jobs.reuse import ReuseSetup, ReuseStore, history_facts, runtime_facts
 from namaskah_ci.jobs.reuse import summary as reuse_summary
 from namaskah_ci.pipeline.inputs import key_patterns, reuse_key
-from namaskah_ci.pipeline.model import JobSpec, Pipeline
 from namaskah_ci.pipeline.source import PipelineConfig, source_for
+from namaskah_ci.pipeline.specs import JobSpec, Pipeline
 from namaskah_ci.steps.results import CANCELLED, SUCCESS, Results, worst_status
 
 PLACEHOLDER = "(the pipeline file's jobs)"  # Trigger wants a name at config time; run() never uses it

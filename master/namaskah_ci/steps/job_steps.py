@@ -40,7 +40,7 @@ from namaskah_ci import names
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.jobs import engine_access
 from namaskah_ci.jobs.commands import JobLayout
-from namaskah_ci.pipeline.model import JobSpec, StepSpec
+from namaskah_ci.pipeline.specs import JobSpec, StepSpec
 from namaskah_ci.steps.job import CleanupJob, JobStep, PinnedGit
 from namaskah_ci.steps.reports import PublishReports
 from namaskah_ci.steps.results import FAILURE, SUCCESS

@@ -35,8 +35,9 @@ from namaskah_ci.jobs.builder_sync import BuilderSyncError, ensure_builders
 from namaskah_ci.jobs.hostenv import MissingPython, find_interpreter
 from namaskah_ci.jobs.reuse import ReuseStore, in_flight
 from namaskah_ci.jobs.reuse import summary as reuse_summary
-from namaskah_ci.pipeline.model import JobSpec, PipelineError
+from namaskah_ci.pipeline.model import PipelineError
 from namaskah_ci.pipeline.source import PipelineConfig, SourceError, describe, source_for
+from namaskah_ci.pipeline.specs import JobSpec
 from namaskah_ci.steps.job import job_path
 from namaskah_ci.steps.job_steps import JobSetup, deadline_after, job_steps
 from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS

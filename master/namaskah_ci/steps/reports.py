@@ -25,7 +25,7 @@ from buildbot.steps.transfer import MultipleFileUpload, makeStatusRemoteCommand
 from twisted.internet import defer, threads
 
 from namaskah_ci import names
-from namaskah_ci.pipeline.model import ReportSpec
+from namaskah_ci.pipeline.specs import ReportSpec
 from namaskah_ci.reports import kinds as report_kinds
 from namaskah_ci.steps.report_limits import LimitedDirectoryWriter, LimitedFileWriter, ReportBudget
 from namaskah_ci.steps.results import FAILURE, SUCCESS, WARNINGS

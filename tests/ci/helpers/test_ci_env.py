@@ -21,7 +21,8 @@ import pytest
 from namaskah_ci.helpers import HELPERS_DIR
 from namaskah_ci.helpers.ci_env import EnvProblem, read_env_file
 from namaskah_ci.jobs import commands as job_commands
-from namaskah_ci.pipeline.model import JobSpec, load_pipeline
+from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.pipeline.specs import JobSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 USER = "namaskah-job"

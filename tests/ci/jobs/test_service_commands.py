@@ -8,7 +8,8 @@ import json
 
 from namaskah_ci.jobs import commands as job_commands
 from namaskah_ci.jobs.commands import JobLayout
-from namaskah_ci.pipeline.model import JobSpec, load_pipeline
+from namaskah_ci.pipeline.model import load_pipeline
+from namaskah_ci.pipeline.specs import JobSpec
 from namaskah_ci.steps.job_steps import JobSetup, job_steps
 from namaskah_ci.steps.services import StartServices
 

@@ -112,7 +112,7 @@ def test_inputs_travel_with_the_job_definition():
     pipeline = load_pipeline(text, ".namaskah-ci.yml")
     assert job_of(pipeline, "lint").inputs == ("app/", "!app/vendor/")
     assert job_of(pipeline, "all").inputs is None  # the whole tree
-    from namaskah_ci.pipeline.model import JobSpec
+    from namaskah_ci.pipeline.specs import JobSpec
 
     assert JobSpec.from_dict(job_of(pipeline, "lint").to_dict()) == job_of(pipeline, "lint")
 

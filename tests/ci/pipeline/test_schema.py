@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from namaskah_ci.pipeline.model import JobSpec, PipelineError, PipelinePolicy, load_pipeline, load_pipeline_file
+from namaskah_ci.pipeline.model import PipelineError, PipelinePolicy, load_pipeline, load_pipeline_file
 from namaskah_ci.pipeline.schema import schema_document
+from namaskah_ci.pipeline.specs import JobSpec
 from pipeline_support import job_of
 
 ROOT = Path(__file__).resolve().parents[3]

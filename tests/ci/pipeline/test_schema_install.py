@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from namaskah_ci.pipeline.model import InstallSpec, JobSpec, PipelineError, load_pipeline
+from namaskah_ci.pipeline.model import PipelineError, load_pipeline
 from namaskah_ci.pipeline.schema import schema_document
+from namaskah_ci.pipeline.specs import InstallSpec, JobSpec
 
 
 def job_of(pipeline, builder: str):

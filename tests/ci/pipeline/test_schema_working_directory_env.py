@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from namaskah_ci.jobs import commands as job_commands
-from namaskah_ci.pipeline.model import JobSpec, PipelineError, load_pipeline
+from namaskah_ci.pipeline.model import PipelineError, load_pipeline
+from namaskah_ci.pipeline.specs import JobSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "master" / "namaskah-ci.schema.json"

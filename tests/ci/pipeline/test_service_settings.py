@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from namaskah_ci.pipeline.model import JobSpec, PipelineError, ServiceSpec, load_pipeline
+from namaskah_ci.pipeline.model import PipelineError, load_pipeline
+from namaskah_ci.pipeline.specs import JobSpec, ServiceSpec
 
 
 def job_with(services: str) -> JobSpec:

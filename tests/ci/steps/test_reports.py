@@ -20,7 +20,7 @@ from buildbot.test.steps import ExpectRemoteRef, ExpectStat, ExpectUploadDirecto
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from namaskah_ci.pipeline.model import ReportSpec
+from namaskah_ci.pipeline.specs import ReportSpec
 from namaskah_ci.steps.reports import PublishReports, reports_url
 
 BASE = reports_url("http://ci.example/")
