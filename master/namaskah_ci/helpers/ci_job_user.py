@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The job user's side of ci_step.py: switching a job's commands to an unprivileged user and handing it
-the files it must write, never through a symlink it planted (copying its reports out: ci_reports.py).
+the files it must write (`own`: the checkout and TMPDIR; `share_cache`: the caches the virtualenv step
+writes), never through a symlink it planted (copying its reports out: ci_reports.py).
 (What the user's commands can see is ci_sandbox.py's: all jobs share this one uid.)
 
 Imported by ci_step.py from its own directory (a root master in local mode runs every job's
@@ -201,3 +202,44 @@ def prepare_user(job_dir: str, user: pwd.struct_passwd, private: bool = False) -
     except OSError:
         pass
     return user_dir(tmp, "home", user)
+
+
+def share_cache(cache_root: str, pip_cache: str, user: pwd.struct_passwd) -> None:
+    """As root: the shared venvs and this Python's pip cache are the job user's (venvs someone else
+    built, e.g. a local run as root, included); each venv or cache entry already the user's is not
+    descended."""
+    venvs = os.path.join(cache_root, "venvs")
+    for path in (cache_root, venvs) + ((pip_cache,) if pip_cache else ()):
+        os.makedirs(path, exist_ok=True)
+    chown_tree(cache_root, user, prune_from=0)
+    chown_tree(venvs, user, prune_from=1)
+    if pip_cache:
+        chown_tree(pip_cache, user, prune_from=1)
+
+
+def own(job: dict[str, Any], job_dir: str) -> int:
+    """As root, after the checkout (and before any command of the job): hand it and TMPDIR to the user."""
+    user = job_user(job)
+    if user is None:
+        print("ci_step: no job user: the job's commands run as the worker's user")
+        return 0
+    builder_dir = os.path.dirname(os.path.abspath(job_dir))
+    for path in (builder_dir, os.path.abspath(job_dir)):  # root's: the user may enter, not list or write
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o711)
+    home = prepare_user(job_dir, user, private="sandbox" in job)
+    changed, left = chown_tree(".", user)
+    for opened in open_way(os.getcwd(), user):
+        print(f"ci_step: {opened} made enterable by other users (o+x, not listable) to reach the checkout")
+    print(f"ci_step: the job's commands run as {user.pw_name} (uid {user.pw_uid}, gid {user.pw_gid}), HOME={home}")
+    print(f"ci_step: the checkout and TMPDIR are {user.pw_name}'s ({changed} entries handed over)")
+    if "sandbox" in job:
+        print(
+            "ci_step: each command runs in a bubblewrap sandbox: its own processes only, this build's HOME "
+            "and /tmp, its branch's caches, the virtualenv read-only, nothing of the master's files"
+        )
+    if left:
+        print(f"ci_step: {left} file(s) with several hard links kept their owner")
+    interpreter = job.get("interpreter", "")
+    if os.path.isabs(interpreter) and not runnable_by(user, interpreter):
+        print(cannot_run(user, interpreter).replace("ci_step: ", "ci_step: warning: ", 1))
+    return 0

@@ -48,7 +48,6 @@ import contextlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -292,19 +291,6 @@ def version_problem(
     return ""
 
 
-def share_cache(cache_root: str, pip_cache: str, user: pwd.struct_passwd) -> None:
-    """As root: the shared venvs and this Python's pip cache are the job user's (venvs someone else
-    built, e.g. a local run as root, included); each venv or cache entry already the user's is not
-    descended."""
-    venvs = os.path.join(cache_root, "venvs")
-    for path in (cache_root, venvs) + ((pip_cache,) if pip_cache else ()):
-        os.makedirs(path, exist_ok=True)
-    ci_job_user.chown_tree(cache_root, user, prune_from=0)
-    ci_job_user.chown_tree(venvs, user, prune_from=1)
-    if pip_cache:
-        ci_job_user.chown_tree(pip_cache, user, prune_from=1)
-
-
 def venv_caches(
     job: dict[str, Any], env: dict[str, str], user: pwd.struct_passwd | None, cache_root: str
 ) -> tuple[str, str]:
@@ -317,7 +303,7 @@ def venv_caches(
         cache_root, seed = box.get("cache") or cache_root, box.get("seed", "")
         ci_venv.ref_dir(cache_root)
     if user:
-        share_cache(os.path.abspath(cache_root), env.get("PIP_CACHE_DIR", ""), user)
+        ci_job_user.share_cache(os.path.abspath(cache_root), env.get("PIP_CACHE_DIR", ""), user)
         ci_job_user.open_way(os.path.abspath(cache_root), user)
     elif box is not None:
         for path in filter(None, (os.path.join(cache_root, "venvs"), env.get("PIP_CACHE_DIR", ""))):
@@ -374,35 +360,6 @@ def venv(job_dir: str, python: str, cache_root: str, requirements: list[str]) ->
     return 0
 
 
-def own(job_dir: str) -> int:
-    """As root, after the checkout (and before any command of the job): hand it and TMPDIR to the user."""
-    job = read_job(job_dir)
-    user = ci_job_user.job_user(job)
-    if user is None:
-        print("ci_step: no job user: the job's commands run as the worker's user")
-        return 0
-    builder_dir = os.path.dirname(os.path.abspath(job_dir))
-    for path in (builder_dir, os.path.abspath(job_dir)):  # root's: the user may enter, not list or write
-        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o711)
-    home = ci_job_user.prepare_user(job_dir, user, private="sandbox" in job)
-    changed, left = ci_job_user.chown_tree(".", user)
-    for opened in ci_job_user.open_way(os.getcwd(), user):
-        print(f"ci_step: {opened} made enterable by other users (o+x, not listable) to reach the checkout")
-    print(f"ci_step: the job's commands run as {user.pw_name} (uid {user.pw_uid}, gid {user.pw_gid}), HOME={home}")
-    print(f"ci_step: the checkout and TMPDIR are {user.pw_name}'s ({changed} entries handed over)")
-    if "sandbox" in job:
-        print(
-            "ci_step: each command runs in a bubblewrap sandbox: its own processes only, this build's HOME "
-            "and /tmp, its branch's caches, the virtualenv read-only, nothing of the master's files"
-        )
-    if left:
-        print(f"ci_step: {left} file(s) with several hard links kept their owner")
-    interpreter = job.get("interpreter", "")
-    if os.path.isabs(interpreter) and not ci_job_user.runnable_by(user, interpreter):
-        print(ci_job_user.cannot_run(user, interpreter).replace("ci_step: ", "ci_step: warning: ", 1))
-    return 0
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-dir", required=True, help="the job's directory written by the master")
@@ -426,7 +383,7 @@ def main(argv: list[str]) -> int:
         if args.action == "venv":
             return venv(args.job_dir, args.python, args.cache_root, args.requirement)
         if args.action == "own":
-            return own(args.job_dir)
+            return ci_job_user.own(read_job(args.job_dir), args.job_dir)
         if args.action == "collect-reports":
             paths = args.paths[1:] if args.paths[:1] == ["--"] else args.paths
             job = read_job(args.job_dir)
