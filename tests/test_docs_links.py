@@ -109,3 +109,17 @@ def test_the_readme_starts_with_make_up_and_make_test():
 def test_the_readme_is_read_in_five_minutes():
     lines = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert lines < README_MAX_LINES, f"README.md has {lines} lines: move reference text into docs/"
+
+
+def test_every_pipeline_file_example_of_the_readme_loads():
+    """The README's `.namaskah-ci.yml` examples are files the master accepts (a key renamed or removed in
+    the schema fails here, not in a reader's first pipeline)."""
+    from namaskah_ci.pipeline.model import load_pipeline
+
+    tokens = MarkdownIt().parse((ROOT / "README.md").read_text(encoding="utf-8"))
+    fences = [t for t in tokens if t.type == "fence" and t.info.strip() == "yaml"]
+    examples = [t.content for t in fences if "version: 1" in t.content]
+    assert examples, "the README shows no pipeline file"
+    for number, text in enumerate(examples, 1):
+        pipeline = load_pipeline(text, f"README.md example {number}")
+        assert pipeline.jobs
