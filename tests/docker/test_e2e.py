@@ -9,6 +9,8 @@
 - Killing a worker container mid-build ends that build within 15 s (RETRY,
   the reason in its summary), and its service containers are removed
   (more faults, and the leak counts: test_docker_faults.py).
+- Issue 23's combined fixture (install_projects' uv `backend/` reading
+  POSTGRES_*) passes in its Python 3.11 container as by hand.
 
 They skip only when no Docker engine answers (scripts/start_docker.sh starts one).
 Commits go to a feature branch, so no deploy is ever triggered.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -38,7 +41,18 @@ from docker_harness import (
     remove_labelled,
     require_engine_and_images,
 )
-from harness import CHECK_BUILDERS, ROOT, commit_file, git, make_service_repo, start_master, wait_for, wait_poller_ready
+from harness import (
+    CHECK_BUILDERS,
+    ROOT,
+    commit_file,
+    git,
+    make_fixture_repo,
+    make_service_repo,
+    running,
+    start_master,
+    wait_for,
+    wait_poller_ready,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -313,3 +327,30 @@ def test_container_scan_builds_the_application_image_through_the_engine(tmp_path
         docker("image", "inspect", tag)  # fails the test when the image was not built
     finally:
         docker("rmi", "-f", tag, check=False)
+
+
+def test_a_uv_backend_reading_postgres_variables_passes_in_its_container(tmp_path):
+    """Issue 23's combined fixture in docker mode: `tests/fixtures/install_projects`' `uv-tests` job (its
+    `backend/` with uv.lock and no pytest configuration, `install: {uv: {}}` on Python 3.11, the app
+    reading POSTGRES_* of its PostgreSQL container, a coverage report with its own min) passes, with the
+    counts tests/e2e/test_install.py gets by hand (4 tests, none failing; `-k read`: 1 of them)."""
+    require_engine_and_images()
+    instance = new_instance()
+    repo = make_fixture_repo(tmp_path / "repo", "install_projects")
+    pipeline = (repo / ".namaskah-ci.yml").read_text()
+    (repo / ".namaskah-ci.yml").write_text(pipeline.split("  poetry-tests:")[0])  # the uv job alone
+    git(repo, "commit", "-q", "-am", "the uv job alone")
+    try:
+        with running(lambda: start_master(tmp_path, repo, env=docker_env(instance)), idle_timeout=600) as master:
+            revision = commit_file(repo, "README", "uv in docker\n", "a push", branch=BRANCH)
+            master.pipeline_of(revision, 1800)
+            [build] = wait_for("the uv-tests build", lambda: master.builds_of("uv-tests", revision), 60)
+            text = build_text(master, build)
+    finally:
+        leftovers = labelled_containers(instance)
+        remove_labelled(instance)
+    assert build["results"] == SUCCESS, text[-5000:]
+    assert re.search(r"^4 passed in ", text, re.M), text[-5000:]  # the JUnit step's pytest
+    assert re.search(r"^1 passed, 3 deselected in ", text, re.M), text[-5000:]  # `uv run pytest -k read`
+    assert "uv sync --frozen" in text and float(build["properties"]["coverage"][0]) >= 15, text[-5000:]
+    assert not leftovers, f"containers left behind: {leftovers}"
