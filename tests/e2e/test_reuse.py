@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,14 +84,19 @@ def other_interpreter(tmp: Path) -> Path:
 
 class ReuseStory(Story):
     python_link: Path  # the jobs' Python 3.11, by a path of this test's own
-    tmp: Path
+    tmp: Path  # where the test's interpreters live (every user may enter it)
 
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reuse")
-    python_link = tmp / "py" / "python3.11"
-    python_link.parent.mkdir()
+    # the jobs' interpreters where the job user can always reach them: not under pytest's basetemp, whose
+    # /tmp/pytest-of-root another xdist worker closes again (0700) whenever it starts: the master's lookup
+    # then found the link unusable for the job user and keyed that pipeline on the fallback interpreter
+    pythons = Path(tempfile.mkdtemp(prefix="namaskah-reuse-pythons-", dir="/tmp"))
+    pythons.chmod(0o755)
+    python_link = pythons / "py" / "python3.11"
+    python_link.parent.mkdir(mode=0o755)
     python_link.symlink_to(job_python())
     render = RenderStandin(build_seconds=0.5, update_seconds=0.2).start()
     write_secrets(tmp / "secrets", stand_in_secrets(render))
@@ -104,10 +111,13 @@ def story(tmp_path_factory):
         # the rerun test's marker directory: on the jobs' base PATH, which their sandbox shows read-only
         "PIPELINE_WORKERS_JOB_PATH": f"{MARKERS}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
-    with running(lambda: start_master(tmp, repo, env=env, seed=False), render) as master:
-        story = ReuseStory(master, repo, render)
-        story.python_link, story.tmp = python_link, tmp
-        yield story
+    try:
+        with running(lambda: start_master(tmp, repo, env=env, seed=False), render) as master:
+            story = ReuseStory(master, repo, render)
+            story.python_link, story.tmp = python_link, pythons
+            yield story
+    finally:
+        shutil.rmtree(pythons, ignore_errors=True)
 
 
 def job_builds(story: Story, pipeline: dict) -> dict[str, dict]:
