@@ -25,18 +25,9 @@ from namaskah_ci.settings import ROOT, load_settings
 from namaskah_ci.steps.deploy.gate import DeployGate
 from namaskah_ci.steps.fanout import FanOut, StartAnalysis
 from namaskah_ci.steps.load import LoadJob, LoadPipeline
+from pipeline_support import SEED_CHECKS
 
-CHECKS = [
-    "test-py3.9",
-    "test-py3.11",
-    "lint",
-    "integration",
-    "migration-test",
-    "security",
-    "container-scan",
-    "secrets-scan",
-]
-PRESENT = ["pipeline", *CHECKS, "codeql", "performance"]
+PRESENT = ["pipeline", *SEED_CHECKS, "codeql", "performance"]
 DESIGN_BUILDERS = {*PRESENT, "deploy-production", "deploy-staging", "rollback-production", "rollback-staging"}
 # the builders a master has once the reference service's pipeline ran on main
 SEED_REGISTRY = Registry().merge(load_pipeline_file(str(ROOT / ".namaskah-ci.yml")), default_branch=True)
@@ -146,7 +137,7 @@ def test_every_builder_has_a_worker_that_exists(default_config):
 
 def test_each_job_has_a_triggerable_and_a_force_scheduler(default_config):
     schedulers = default_config["schedulers"]
-    for check in [*CHECKS, "codeql", "performance"]:
+    for check in [*SEED_CHECKS, "codeql", "performance"]:
         triggerables = [s for s in schedulers if isinstance(s, Triggerable) and check in s.builderNames]
         forces = [s for s in schedulers if isinstance(s, ForceScheduler) and check in s.builderNames]
         assert [t.name for t in triggerables] == [f"check-{check}"] and triggerables[0].builderNames == [check]
@@ -184,7 +175,7 @@ def test_the_pipeline_reads_its_file_fans_out_starts_analysis_then_gates(default
 
 def test_every_job_builder_shares_one_factory_that_loads_the_job(default_config):
     builders = by_name(default_config["builders"])
-    factories = {id(builders[name].factory) for name in [*CHECKS, "codeql"]}
+    factories = {id(builders[name].factory) for name in [*SEED_CHECKS, "codeql"]}
     assert len(factories) == 1
     (load,) = steps_of(builders["lint"])
     assert isinstance(load, LoadJob) and load.setup.mode == "local" and load.setup.coverage_min == 40
@@ -217,7 +208,7 @@ def test_schedules_come_from_the_registry_on_the_default_branch(env):
 
 def test_job_builders_never_collapse_requests(default_config):
     builders = by_name(default_config["builders"])
-    for name in [*CHECKS, "codeql"]:
+    for name in [*SEED_CHECKS, "codeql"]:
         assert builders[name].collapseRequests is False, name
     assert builders["codeql"].tags == ["analysis"] and builders["lint"].tags == ["check"]
 

@@ -16,22 +16,12 @@ import pytest
 from namaskah_ci.pipeline.model import PipelineError, PipelinePolicy, load_pipeline, load_pipeline_file
 from namaskah_ci.pipeline.schema import schema_document
 from namaskah_ci.pipeline.specs import JobSpec
-from pipeline_support import job_of
+from pipeline_support import SEED_CHECKS, job_of
 
 ROOT = Path(__file__).resolve().parents[3]
 REPO_FILE = ROOT / ".namaskah-ci.yml"
 DEFAULT_FILE = ROOT / "master" / "default-pipeline.yml"
 SCHEMA_FILE = ROOT / "master" / "namaskah-ci.schema.json"
-SEED_CHECKS = [
-    "test-py3.9",
-    "test-py3.11",
-    "lint",
-    "integration",
-    "migration-test",
-    "security",
-    "container-scan",
-    "secrets-scan",
-]
 
 
 def load(text: str, **policy):

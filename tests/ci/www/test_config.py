@@ -42,6 +42,7 @@ from namaskah_ci.settings import ROOT as REPO_ROOT
 from namaskah_ci.settings import load_settings
 from namaskah_ci.workers import make_plan
 from namaskah_ci.www.config import LoggedInOnly, make_www
+from pipeline_support import SEED_CHECKS
 from www_support import htpasswd_text
 
 SEED = Registry().merge(load_pipeline_file(str(REPO_ROOT / ".namaskah-ci.yml")), default_branch=True)
@@ -191,19 +192,7 @@ def test_github_enterprise_server_url():
 
 def test_status_contexts_are_the_seeds_required_checks():
     contexts = status_contexts(SEED)
-    assert [
-        contexts[name]
-        for name in (
-            "test-py3.9",
-            "test-py3.11",
-            "lint",
-            "integration",
-            "migration-test",
-            "security",
-            "container-scan",
-            "secrets-scan",
-        )
-    ] == SEED_CONTEXTS
+    assert [contexts[name] for name in SEED_CHECKS] == SEED_CONTEXTS
 
 
 def test_status_push_only_with_a_github_token(settings):

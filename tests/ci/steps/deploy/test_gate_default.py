@@ -17,18 +17,9 @@ from deploy_steps import REV, DeployStepCase, make_target
 from namaskah_ci.pipeline.model import load_pipeline
 from namaskah_ci.settings import load_settings
 from namaskah_ci.steps.deploy.gate import DeployGate, VerifyPipelinePassed, required_checks_verdict
+from pipeline_support import SEED_CHECKS
 
 ROOT = Path(__file__).resolve().parents[4]
-SEED_CHECKS = [
-    "test-py3.9",
-    "test-py3.11",
-    "lint",
-    "integration",
-    "migration-test",
-    "security",
-    "container-scan",
-    "secrets-scan",
-]
 BRANCHES = {"main": "deploy-production-after-pipeline"}
 FILE = """
 version: 1
