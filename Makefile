@@ -38,7 +38,7 @@ images:
 	@workers/build_images.sh
 
 # Tests run on TEST_WORKERS pytest-xdist workers, each module's tests on one worker, the longest
-# modules first (tests/conftest.py; docs/development.md, "Test time", says why 4 on 2 cores).
+# modules first (tests/conftest.py; docs/development.md, "Tests", says why 4 on 2 cores).
 TEST_WORKERS ?= 4
 XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
